@@ -1,0 +1,238 @@
+// Package engine compiles policy bundles into an immutable, indexed form and
+// decides requests against it with the combining algorithm of DESIGN.md
+// section 2: deny wins, layers are guardrails, errors fail closed. It also
+// explains decisions and runs a bundle's own tests. It knows nothing of the
+// store, the server or Raft: stored entities arrive through EntityLookup.
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/policy"
+)
+
+// Options tune compilation.
+type Options struct {
+	// Version stamps every decision made with the compiled bundle.
+	Version uint64
+	// MaxCost bounds each condition's statically estimated cost;
+	// zero means DefaultMaxCost.
+	MaxCost uint64
+}
+
+// Bundle is a compiled policy bundle. It is immutable and safe for
+// concurrent use; swapping bundles is the caller's atomic pointer store.
+type Bundle struct {
+	version uint64
+	layers  []string
+	index   index
+	src     *policy.Bundle
+	rules   int
+	conds   int
+}
+
+// rule is a compiled rule with its reason prebuilt, so that a decision only
+// copies it.
+type rule struct {
+	reason      api.Reason
+	cond        *condition // nil: always holds
+	obligations *api.Obligations
+	layer       int
+	patterns    []string
+	effect      api.Effect
+	policyName  string
+}
+
+func (r *rule) id() string { return r.policyName + "/" + r.reason.Rule }
+
+// Compile type-checks, bounds and indexes every rule of src. All problems
+// are returned together as a sorted policy.ErrorList; on error there is no
+// bundle.
+func Compile(src *policy.Bundle, opts Options) (*Bundle, error) {
+	if opts.MaxCost == 0 {
+		opts.MaxCost = DefaultMaxCost
+	}
+	env, err := newEnv()
+	if err != nil {
+		return nil, fmt.Errorf("engine: build CEL environment: %w", err)
+	}
+	b := &Bundle{version: opts.Version, layers: slices.Clone(src.Layers), src: src}
+	layerIdx := make(map[string]int, len(src.Layers))
+	for i, l := range src.Layers {
+		layerIdx[l] = i
+	}
+	var errs policy.ErrorList
+	conds := map[string]*condition{}
+	var rules []*rule
+	for _, p := range src.Policies {
+		li, ok := layerIdx[p.Layer]
+		if !ok {
+			errs.Add(p.Pos, "policy %q has unknown layer %q", p.Name, p.Layer)
+			continue
+		}
+		for _, r := range p.Rules {
+			cr := &rule{
+				reason: api.Reason{
+					Policy: p.Name, Rule: r.Name, Layer: p.Layer,
+					Effect: r.Effect, Message: r.Message,
+				},
+				obligations: r.Obligations,
+				layer:       li,
+				patterns:    r.Actions,
+				effect:      r.Effect,
+				policyName:  p.Name,
+			}
+			if r.When != "" && r.When != "true" {
+				c, seen := conds[r.When]
+				if !seen {
+					var msgs []string
+					c, msgs = compileCondition(env, r.When, opts.MaxCost)
+					for _, m := range msgs {
+						errs.Add(r.WhenPos, "policy %q rule %q: %s", p.Name, r.Name, m)
+					}
+					conds[r.When] = c
+				}
+				if c == nil {
+					continue
+				}
+				cr.cond = c
+			}
+			rules = append(rules, cr)
+		}
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	b.rules = len(rules)
+	b.conds = len(conds)
+	b.index = buildIndex(rules, len(src.Layers))
+	return b, nil
+}
+
+// Version is the bundle version stamped on decisions.
+func (b *Bundle) Version() uint64 { return b.version }
+
+// Layers returns the layer order, highest precedence first.
+func (b *Bundle) Layers() []string { return slices.Clone(b.layers) }
+
+// Source is the parsed bundle this was compiled from.
+func (b *Bundle) Source() *policy.Bundle { return b.src }
+
+// Stats describes the size of a compiled bundle.
+type Stats struct {
+	Policies, Rules, Conditions, IndexedActions, IndexedGlobs int
+}
+
+// Stats reports the size of the bundle and its index.
+func (b *Bundle) Stats() Stats {
+	return Stats{
+		Policies:       len(b.src.Policies),
+		Rules:          b.rules,
+		Conditions:     b.conds,
+		IndexedActions: len(b.index.exact),
+		IndexedGlobs:   len(b.index.globs),
+	}
+}
+
+// index maps an action name to the rules that can match it, grouped by
+// layer in precedence order and by effect, so a decision touches nothing else.
+type index struct {
+	exact map[string]*ruleSet
+	// globs maps a namespace prefix with its trailing dot ("data.") to the
+	// rules of every glob that covers it, including "*".
+	globs map[string]*ruleSet
+	star  *ruleSet
+}
+
+// ruleSet is every rule that matches one action (or one glob prefix).
+type ruleSet struct {
+	layers []layerRules
+}
+
+type layerRules struct {
+	layer    int
+	deny     []*rule
+	approval []*rule
+	allow    []*rule
+}
+
+func buildIndex(rules []*rule, nlayers int) index {
+	exactNames := map[string]bool{}
+	globPrefixes := map[string]bool{}
+	for _, r := range rules {
+		for _, p := range r.patterns {
+			switch {
+			case p == "*":
+			case strings.HasSuffix(p, ".*"):
+				globPrefixes[strings.TrimSuffix(p, "*")] = true
+			default:
+				exactNames[p] = true
+			}
+		}
+	}
+	ix := index{exact: map[string]*ruleSet{}, globs: map[string]*ruleSet{}}
+	ix.star = collect(rules, nlayers, func(p string) bool { return p == "*" })
+	for prefix := range globPrefixes {
+		// Everything under prefix is matched by "*" and by every glob whose
+		// prefix is a prefix of this one.
+		ix.globs[prefix] = collect(rules, nlayers, func(p string) bool {
+			return p == "*" || strings.HasSuffix(p, ".*") && strings.HasPrefix(prefix, strings.TrimSuffix(p, "*"))
+		})
+	}
+	for name := range exactNames {
+		ix.exact[name] = collect(rules, nlayers, func(p string) bool { return policy.MatchPattern(p, name) })
+	}
+	return ix
+}
+
+// collect builds the rule set of the rules with a pattern that match says
+// yes to, in layer order and, within a layer, in bundle order.
+func collect(rules []*rule, nlayers int, match func(string) bool) *ruleSet {
+	byLayer := make([]layerRules, nlayers)
+	any := false
+	for _, r := range rules {
+		if !slices.ContainsFunc(r.patterns, match) {
+			continue
+		}
+		any = true
+		lr := &byLayer[r.layer]
+		switch r.effect {
+		case api.Deny:
+			lr.deny = append(lr.deny, r)
+		case api.RequireApproval:
+			lr.approval = append(lr.approval, r)
+		default:
+			lr.allow = append(lr.allow, r)
+		}
+	}
+	rs := &ruleSet{}
+	if !any {
+		return rs
+	}
+	for i, lr := range byLayer {
+		if len(lr.deny)+len(lr.approval)+len(lr.allow) > 0 {
+			lr.layer = i
+			rs.layers = append(rs.layers, lr)
+		}
+	}
+	return rs
+}
+
+// lookup returns the rules that can match action name. It allocates nothing.
+func (ix *index) lookup(name string) *ruleSet {
+	if rs, ok := ix.exact[name]; ok {
+		return rs
+	}
+	// The longest covering glob prefix holds the rules of all shorter ones.
+	for i := len(name) - 2; i > 0; i-- {
+		if name[i] == '.' {
+			if rs, ok := ix.globs[name[:i+1]]; ok {
+				return rs
+			}
+		}
+	}
+	return ix.star
+}
