@@ -1,0 +1,298 @@
+// Package client is the public Go SDK of the AI-BOS Kernel: a remote client
+// for the kernel's HTTP API over one or more node URLs. Reads and decisions
+// go to a healthy node; writes may go to any node (followers forward them to
+// the leader) and are retried while the cluster has no leader.
+package client
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aibos/kernel/api"
+)
+
+// Error is an error answer of the API.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Details []string
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code)
+	if len(e.Details) > 0 {
+		s += ":\n  " + strings.Join(e.Details, "\n  ")
+	}
+	return s
+}
+
+// Code of an answer that says the write was certainly not applied because
+// no leader was reachable; such writes are retried.
+const codeNoLeader = "no_leader"
+
+// Options tune a Client.
+type Options struct {
+	// HTTPClient is used for every call; nil means a client with a 30 s
+	// timeout.
+	HTTPClient *http.Client
+	// RetryFor bounds how long a call keeps retrying while nodes are
+	// unreachable or there is no leader. Zero means 5 s; negative disables
+	// retries.
+	RetryFor time.Duration
+}
+
+// Client calls a kernel cluster. It is safe for concurrent use.
+type Client struct {
+	urls     []string
+	http     *http.Client
+	retryFor time.Duration
+	next     atomic.Uint32
+}
+
+// New returns a client for the nodes at urls ("http://127.0.0.1:8181").
+func New(urls []string, opts Options) (*Client, error) {
+	if len(urls) == 0 {
+		return nil, errors.New("client: give at least one node URL")
+	}
+	clean := make([]string, len(urls))
+	for i, u := range urls {
+		if !strings.Contains(u, "://") {
+			u = "http://" + u
+		}
+		if _, err := url.Parse(u); err != nil {
+			return nil, fmt.Errorf("client: node URL %q: %w", u, err)
+		}
+		clean[i] = strings.TrimRight(u, "/")
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if opts.RetryFor == 0 {
+		opts.RetryFor = 5 * time.Second
+	}
+	return &Client{urls: clean, http: opts.HTTPClient, retryFor: opts.RetryFor}, nil
+}
+
+// Check asks for one decision.
+func (c *Client) Check(ctx context.Context, req api.CheckRequest) (api.Decision, error) {
+	var d api.Decision
+	err := c.doJSON(ctx, http.MethodPost, "/v1/check", req, &d)
+	return d, err
+}
+
+// CheckBatch asks for several decisions; the results are in request order.
+func (c *Client) CheckBatch(ctx context.Context, reqs []api.CheckRequest) ([]api.Decision, error) {
+	var resp api.BatchCheckResponse
+	err := c.doJSON(ctx, http.MethodPost, "/v1/check/batch", api.BatchCheckRequest{Checks: reqs}, &resp)
+	return resp.Results, err
+}
+
+// PublishOptions describe a publish.
+type PublishOptions struct {
+	Message string
+	Author  string
+	// DryRun validates and tests the bundle without publishing it.
+	DryRun bool
+}
+
+// Publish publishes a bundle's files as a new version. One file is sent as
+// it is; several are sent as a tar archive.
+func (c *Client) Publish(ctx context.Context, files []api.File, o PublishOptions) (api.PublishResponse, error) {
+	var body []byte
+	ctype := "application/yaml"
+	q := url.Values{}
+	switch len(files) {
+	case 0:
+		return api.PublishResponse{}, errors.New("client: no bundle files to publish")
+	case 1:
+		body = files[0].Data
+		q.Set("name", files[0].Name)
+	default:
+		var err error
+		if body, err = tarFiles(files); err != nil {
+			return api.PublishResponse{}, err
+		}
+		ctype = "application/x-tar"
+	}
+	if o.Message != "" {
+		q.Set("message", o.Message)
+	}
+	if o.Author != "" {
+		q.Set("author", o.Author)
+	}
+	if o.DryRun {
+		q.Set("dry_run", "true")
+	}
+	var resp api.PublishResponse
+	err := c.do(ctx, http.MethodPut, "/v1/policies?"+q.Encode(), ctype, body, &resp)
+	return resp, err
+}
+
+func tarFiles(files []api.File) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: f.Name, Mode: 0o644, Size: int64(len(f.Data)), Typeflag: tar.TypeReg}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.Data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Versions lists the published versions, oldest first.
+func (c *Client) Versions(ctx context.Context) ([]api.VersionInfo, error) {
+	var resp struct {
+		Versions []api.VersionInfo `json:"versions"`
+	}
+	err := c.doJSON(ctx, http.MethodGet, "/v1/policies/versions", nil, &resp)
+	return resp.Versions, err
+}
+
+// Version returns one version with its files.
+func (c *Client) Version(ctx context.Context, v uint64) (api.BundleVersion, error) {
+	var bv api.BundleVersion
+	err := c.doJSON(ctx, http.MethodGet, "/v1/policies/versions/"+strconv.FormatUint(v, 10), nil, &bv)
+	return bv, err
+}
+
+// Current returns the current version with its files.
+func (c *Client) Current(ctx context.Context) (api.BundleVersion, error) {
+	var bv api.BundleVersion
+	err := c.doJSON(ctx, http.MethodGet, "/v1/policies", nil, &bv)
+	return bv, err
+}
+
+// Rollback publishes the content of version to as a new version.
+func (c *Client) Rollback(ctx context.Context, to uint64, message string) (api.PublishResponse, error) {
+	var resp api.PublishResponse
+	err := c.doJSON(ctx, http.MethodPost, "/v1/policies/rollback", api.RollbackRequest{To: to, Message: message}, &resp)
+	return resp, err
+}
+
+// PutEntities upserts entities at once and returns the committing revision.
+func (c *Client) PutEntities(ctx context.Context, ents []api.Entity) (uint64, error) {
+	var resp api.WriteResponse
+	err := c.doJSON(ctx, http.MethodPut, "/v1/entities", api.EntitiesRequest{Entities: ents}, &resp)
+	return resp.Revision, err
+}
+
+// Entity reads one entity; minRevision > 0 asks for read-your-writes.
+func (c *Client) Entity(ctx context.Context, typ, id string, minRevision uint64) (api.Entity, error) {
+	var e api.Entity
+	p := "/v1/entities/" + url.PathEscape(typ) + "/" + url.PathEscape(id)
+	if minRevision > 0 {
+		p += "?min_revision=" + strconv.FormatUint(minRevision, 10)
+	}
+	err := c.doJSON(ctx, http.MethodGet, p, nil, &e)
+	return e, err
+}
+
+// DeleteEntity deletes one entity and returns the committing revision.
+func (c *Client) DeleteEntity(ctx context.Context, typ, id string) (uint64, error) {
+	var resp api.WriteResponse
+	err := c.doJSON(ctx, http.MethodDelete, "/v1/entities/"+url.PathEscape(typ)+"/"+url.PathEscape(id), nil, &resp)
+	return resp.Revision, err
+}
+
+// Cluster returns the cluster as the answering node sees it.
+func (c *Client) Cluster(ctx context.Context) (api.Cluster, error) {
+	var cl api.Cluster
+	err := c.doJSON(ctx, http.MethodGet, "/v1/cluster", nil, &cl)
+	return cl, err
+}
+
+func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	return c.do(ctx, method, path, "application/json", body, out)
+}
+
+// do sends a request to a node, moving to the next node when one cannot be
+// reached and retrying while there is no leader, for up to RetryFor.
+func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte, out any) error {
+	deadline := time.Now().Add(c.retryFor)
+	backoff := 20 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		i := int(c.next.Load()) % len(c.urls)
+		err := c.once(ctx, c.urls[i]+path, method, ctype, body, out)
+		if err == nil {
+			return nil
+		}
+		var apiErr *Error
+		retryable := !errors.As(err, &apiErr) || apiErr.Code == codeNoLeader
+		if !errors.As(err, &apiErr) {
+			c.next.CompareAndSwap(uint32(i), uint32(i+1))
+		}
+		if !retryable || c.retryFor < 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		if apiErr != nil || attempt >= len(c.urls)-1 {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 250*time.Millisecond)
+		}
+	}
+}
+
+func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var eb api.ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
+			return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Details: eb.Error.Details}
+		}
+		return &Error{Status: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode), Message: strings.TrimSpace(string(data))}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("client: decode answer of %s: %w", u, err)
+	}
+	return nil
+}
