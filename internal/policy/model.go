@@ -65,6 +65,13 @@ type TestCase struct {
 	// ExpectRules, when set, lists "policy/rule" names that must be exactly
 	// the determining rules of the decision.
 	ExpectRules []string
+	// ExpectObligations, when set, must equal the decision's merged
+	// obligations (redactions and approvers compared as sets; no
+	// obligations equal the empty set).
+	ExpectObligations *api.Obligations
+	// ExpectErrors, when set, lists one substring for each error the
+	// decision must report, in order; an empty list expects no errors.
+	ExpectErrors []string
 	// Now fixes the time of the decision; zero means the run's time.
 	Now time.Time
 	Pos Pos

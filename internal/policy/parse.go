@@ -26,6 +26,19 @@ const (
 // finds, each with its position, as a sorted ErrorList; on any error it
 // returns no bundle, so nothing is ever half-loaded.
 func Parse(files []api.File) (*Bundle, error) {
+	b, err := ParsePartial(files)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// ParsePartial parses like Parse, but on error it also returns what could
+// be read, so that a caller can check the rest — the engine type-checks its
+// conditions — and report every problem of a bundle at once. A bundle
+// returned with an error is incomplete and must never be used for
+// decisions.
+func ParsePartial(files []api.File) (*Bundle, error) {
 	p := &parser{}
 	var total int
 	if len(files) == 0 {
@@ -33,7 +46,8 @@ func Parse(files []api.File) (*Bundle, error) {
 	}
 	if len(files) > MaxFiles {
 		p.errs.Add(Pos{File: "(bundle)"}, "the bundle has %d files; at most %d are allowed", len(files), MaxFiles)
-		return nil, p.errs.Err()
+		p.finish()
+		return &p.b, p.errs.Err()
 	}
 	for _, f := range files {
 		total += len(f.Data)
@@ -47,10 +61,7 @@ func Parse(files []api.File) (*Bundle, error) {
 		p.errs.Add(Pos{File: "(bundle)"}, "the bundle is %d bytes; at most %d are allowed", total, MaxBundleSize)
 	}
 	p.finish()
-	if err := p.errs.Err(); err != nil {
-		return nil, err
-	}
-	return &p.b, nil
+	return &p.b, p.errs.Err()
 }
 
 type parser struct {
@@ -140,9 +151,13 @@ func (p *parser) policy(m *mapNode) {
 	m.allow("kind", "name", "layer", "description", "rules")
 	pol := &Policy{Pos: m.pos}
 	pol.Name = p.requiredName(m, "name", "policy")
-	pol.Layer = p.optString(m, "layer")
-	if pol.Layer == "" && m.get("layer") == nil {
+	if ln := m.get("layer"); ln == nil {
 		p.errs.Add(m.pos, "policy %q has no layer: set layer to one of the bundle's layers", pol.Name)
+	} else if p.scalar(m.file, ln, "layer") {
+		pol.Layer = ln.Value
+		if pol.Layer == "" {
+			p.errs.Add(pos(m.file, ln), "policy %q has an empty layer: set layer to one of the bundle's layers", pol.Name)
+		}
 	}
 	pol.Description = p.optString(m, "description")
 	rn := m.get("rules")
@@ -279,7 +294,7 @@ func (p *parser) testCase(file string, n *yaml.Node) *TestCase {
 	if !ok {
 		return nil
 	}
-	m.allow("name", "request", "expect", "expect_rules", "now", "description")
+	m.allow("name", "request", "expect", "expect_rules", "expect_obligations", "expect_errors", "now", "description")
 	tc := &TestCase{Pos: m.pos}
 	tc.Name = p.requiredString(m, "name", "test case")
 	if rn := m.get("request"); rn == nil {
@@ -300,6 +315,17 @@ func (p *parser) testCase(file string, n *yaml.Node) *TestCase {
 	if rn := m.get("expect_rules"); rn != nil {
 		if rules, ok := p.stringList(file, rn, "expect_rules"); ok {
 			tc.ExpectRules = rules
+		}
+	}
+	if on := m.get("expect_obligations"); on != nil {
+		var o api.Obligations
+		if p.strict(file, on, "expect_obligations", &o) {
+			tc.ExpectObligations = &o
+		}
+	}
+	if en := m.get("expect_errors"); en != nil {
+		if errs, ok := p.stringList(file, en, "expect_errors"); ok {
+			tc.ExpectErrors = errs
 		}
 	}
 	if nn := m.get("now"); nn != nil && p.scalar(file, nn, "now") {

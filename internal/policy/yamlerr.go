@@ -8,14 +8,39 @@ import (
 
 var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?`)
 
-// yamlErrPos extracts the line a YAML syntax error names.
+// yamlParserProblems are the problems that yaml.v3's parser (as opposed to
+// its scanner) reports. For these, the line in the message is 0-based (the
+// scanner's is 1-based), and a missing line means the first line.
+var yamlParserProblems = []string{
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"did not find expected '-' indicator",
+	"did not find expected <document start>",
+	"did not find expected <stream-start>",
+	"did not find expected key",
+	"did not find expected node content",
+	"found duplicate %TAG directive",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+	"found undefined tag handle",
+}
+
+// yamlErrPos extracts the line a YAML syntax error names: where the
+// construct that could not be completed starts.
 func yamlErrPos(file string, err error) Pos {
 	m := yamlLine.FindStringSubmatch(err.Error())
-	if len(m) == 2 && m[1] != "" {
-		line, _ := strconv.Atoi(m[1])
-		return Pos{File: file, Line: line}
+	if m == nil {
+		return Pos{File: file}
 	}
-	return Pos{File: file}
+	line, _ := strconv.Atoi(m[1]) // 0 when the message has no line
+	msg := yamlErrMsg(err)
+	for _, p := range yamlParserProblems {
+		if msg == p {
+			line++
+			break
+		}
+	}
+	return Pos{File: file, Line: line}
 }
 
 // yamlErrMsg drops the "yaml: line N:" prefix that the position already says.
