@@ -63,14 +63,20 @@ func (inputSizes) EstimateCallCost(string, string, *checker.AstNode, []checker.A
 // condition is one compiled CEL condition, shared by every rule with the same
 // text.
 type condition struct {
+	// id numbers the distinct conditions of a bundle, so that a decision
+	// evaluates each at most once.
+	id   int
 	text string
 	prg  cel.Program
-	cost uint64
+	// native evaluates the condition without CEL when it can (see
+	// native.go); nil when the condition is outside the native subset.
+	native bnode
+	cost   uint64
 }
 
 // compileCondition parses, type-checks, bounds and plans one condition. The
 // returned problems are user-facing and carry the CEL location.
-func compileCondition(env *cel.Env, text string, maxCost uint64) (*condition, []string) {
+func compileCondition(env *cel.Env, nc *nativeCompiler, text string, maxCost uint64) (*condition, []string) {
 	a, iss := env.Compile(text)
 	if iss != nil && iss.Err() != nil {
 		var msgs []string
@@ -81,7 +87,7 @@ func compileCondition(env *cel.Env, text string, maxCost uint64) (*condition, []
 		return nil, msgs
 	}
 	if t := a.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
-		return nil, []string{fmt.Sprintf("condition must be a bool, but it is a %s", t)}
+		return nil, []string{fmt.Sprintf("condition must be a bool, but its type is %s", t)}
 	}
 	if msgs := checkFields(a.NativeRep()); len(msgs) > 0 {
 		return nil, msgs
@@ -98,14 +104,14 @@ func compileCondition(env *cel.Env, text string, maxCost uint64) (*condition, []
 	if err != nil {
 		return nil, []string{fmt.Sprintf("cannot plan the condition: %v", err)}
 	}
-	return &condition{text: text, prg: prg, cost: est.Max}, nil
+	return &condition{text: text, prg: prg, native: nc.condition(a.NativeRep().Expr()), cost: est.Max}, nil
 }
 
 // checkFields rejects selections of fields that the request shapes do not
 // have, such as subject.propertys.
 func checkFields(a *celast.AST) []string {
 	var msgs []string
-	celast.PostOrderVisit(a.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+	celast.PreOrderVisit(a.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
 		if e.Kind() != celast.SelectKind {
 			return
 		}
@@ -118,8 +124,9 @@ func checkFields(a *celast.AST) []string {
 		if !ok || slices.Contains(fields, sel.FieldName()) {
 			return
 		}
-		msgs = append(msgs, fmt.Sprintf("%s has no field %q (it has %s)",
-			op.AsIdent(), sel.FieldName(), strings.Join(fields, ", ")))
+		loc := a.SourceInfo().GetStartLocation(e.ID())
+		msgs = append(msgs, fmt.Sprintf("condition line %d, column %d: %s has no field %q (it has %s)",
+			loc.Line(), loc.Column()+1, op.AsIdent(), sel.FieldName(), strings.Join(fields, ", ")))
 	}))
 	return msgs
 }

@@ -31,7 +31,10 @@ type Bundle struct {
 	index   index
 	src     *policy.Bundle
 	rules   int
-	conds   int
+	// conds and slots count the distinct conditions and the value slots of
+	// native conditions: the sizes of an evaluator's per-decision caches.
+	conds int
+	slots int
 }
 
 // rule is a compiled rule with its reason prebuilt, so that a decision only
@@ -40,6 +43,7 @@ type rule struct {
 	reason      api.Reason
 	cond        *condition // nil: always holds
 	obligations *api.Obligations
+	auditRank   int // policy.AuditRank of obligations.Audit, -1 if none
 	layer       int
 	patterns    []string
 	effect      api.Effect
@@ -52,6 +56,32 @@ func (r *rule) id() string { return r.policyName + "/" + r.reason.Rule }
 // are returned together as a sorted policy.ErrorList; on error there is no
 // bundle.
 func Compile(src *policy.Bundle, opts Options) (*Bundle, error) {
+	c, err := compileRules(src, opts, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Bundle{
+		version: opts.Version,
+		layers:  slices.Clone(src.Layers),
+		src:     src,
+		index:   buildIndex(c.rules, len(src.Layers)),
+		rules:   len(c.rules),
+		conds:   c.conds,
+		slots:   c.slots,
+	}, nil
+}
+
+// compiled is what compileRules produces for a bundle.
+type compiled struct {
+	rules        []*rule
+	conds, slots int
+}
+
+// compileRules compiles the rules of src. With partial set, src is the
+// incomplete result of policy.ParsePartial: problems the parser has
+// reported (unknown layers) are skipped silently, so that only the
+// conditions' problems are added to the parser's.
+func compileRules(src *policy.Bundle, opts Options, partial bool) (*compiled, error) {
 	if opts.MaxCost == 0 {
 		opts.MaxCost = DefaultMaxCost
 	}
@@ -59,17 +89,18 @@ func Compile(src *policy.Bundle, opts Options) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: build CEL environment: %w", err)
 	}
-	b := &Bundle{version: opts.Version, layers: slices.Clone(src.Layers), src: src}
 	layerIdx := make(map[string]int, len(src.Layers))
 	for i, l := range src.Layers {
 		layerIdx[l] = i
 	}
 	var errs policy.ErrorList
 	conds := map[string]*condition{}
+	condErrs := map[string][]string{}
+	nc := newNativeCompiler()
 	var rules []*rule
 	for _, p := range src.Policies {
 		li, ok := layerIdx[p.Layer]
-		if !ok {
+		if !ok && !partial {
 			errs.Add(p.Pos, "policy %q has unknown layer %q", p.Name, p.Layer)
 			continue
 		}
@@ -80,20 +111,29 @@ func Compile(src *policy.Bundle, opts Options) (*Bundle, error) {
 					Effect: r.Effect, Message: r.Message,
 				},
 				obligations: r.Obligations,
+				auditRank:   -1,
 				layer:       li,
 				patterns:    r.Actions,
 				effect:      r.Effect,
 				policyName:  p.Name,
 			}
+			if r.Obligations != nil {
+				cr.auditRank = policy.AuditRank(r.Obligations.Audit)
+			}
 			if r.When != "" && r.When != "true" {
 				c, seen := conds[r.When]
 				if !seen {
 					var msgs []string
-					c, msgs = compileCondition(env, r.When, opts.MaxCost)
-					for _, m := range msgs {
-						errs.Add(r.WhenPos, "policy %q rule %q: %s", p.Name, r.Name, m)
+					c, msgs = compileCondition(env, nc, r.When, opts.MaxCost)
+					if c != nil {
+						c.id = len(conds)
 					}
-					conds[r.When] = c
+					conds[r.When], condErrs[r.When] = c, msgs
+				}
+				// A condition shared by several rules is compiled once but
+				// its problems are reported at every rule.
+				for _, m := range condErrs[r.When] {
+					errs.Add(r.WhenPos, "policy %q rule %q: %s", p.Name, r.Name, m)
 				}
 				if c == nil {
 					continue
@@ -106,10 +146,7 @@ func Compile(src *policy.Bundle, opts Options) (*Bundle, error) {
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
-	b.rules = len(rules)
-	b.conds = len(conds)
-	b.index = buildIndex(rules, len(src.Layers))
-	return b, nil
+	return &compiled{rules: rules, conds: len(conds), slots: nc.slots}, nil
 }
 
 // Version is the bundle version stamped on decisions.
@@ -158,6 +195,10 @@ type layerRules struct {
 	approval []*rule
 	allow    []*rule
 }
+
+// governs reports whether the layer has a rule that could permit the
+// action; if none holds, the layer denies implicitly.
+func (lr *layerRules) governs() bool { return len(lr.approval)+len(lr.allow) > 0 }
 
 func buildIndex(rules []*rule, nlayers int) index {
 	exactNames := map[string]bool{}

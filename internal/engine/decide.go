@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"maps"
+	"strconv"
 	"sync"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"cel.dev/cel-go/interpreter"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/policy"
 )
 
 // EntityLookup finds the stored properties of an entity. The engine never
@@ -38,191 +40,338 @@ const (
 // what the caller sent. now is the value of the CEL variable `now`. When
 // req.Explain is set every matching rule is evaluated and each layer's outcome
 // is reported; otherwise evaluation stops as soon as the outcome is certain.
+// Decide never modifies req and never panics on any request.
 func (b *Bundle) Decide(req *api.CheckRequest, ents EntityLookup, now time.Time) api.Decision {
 	d := api.Decision{Version: b.version}
+	if req.Action.Name == "" {
+		d.Decision = api.Deny
+		d.Reasons = []api.Reason{{Effect: api.Deny, Message: "the request has no action name"}}
+		d.Errors = []string{"request: action.name is empty"}
+		return d
+	}
 	rs := b.index.lookup(req.Action.Name)
 	if len(rs.layers) == 0 {
 		d.Decision = api.Deny
-		d.Reasons = []api.Reason{{Effect: api.Deny, Message: fmt.Sprintf("no policy governs action %q", req.Action.Name)}}
+		d.Reasons = []api.Reason{{Effect: api.Deny, Message: "no policy governs action " + strconv.Quote(req.Action.Name)}}
+		if req.Explain {
+			d.Explain = b.abstaining()
+		}
 		return d
 	}
-	if ents == nil {
-		ents = NoEntities{}
-	}
-	act := getActivation(req, ents, now)
-	defer putActivation(act)
-
-	explain := req.Explain
-	var outcomes []api.LayerOutcome
-	if explain {
-		outcomes = make([]api.LayerOutcome, len(rs.layers))
-		for i, lr := range rs.layers {
-			outcomes[i].Layer = b.layers[lr.layer]
-		}
+	ev := b.getEvaluator(req, ents, now)
+	defer putEvaluator(ev)
+	if req.Explain {
+		return b.explain(ev, rs, d)
 	}
 
-	// Deny rules first, across all layers: any that holds decides.
-	for i, lr := range rs.layers {
-		for _, r := range lr.deny {
-			if act.holds(r, true, &d) {
-				d.Reasons = append(d.Reasons, r.reason)
-				if explain {
-					outcomes[i].Outcome = OutcomeDeny
-					outcomes[i].Rules = append(outcomes[i].Rules, r.reason)
-				}
+	// Deny rules first, across all layers: any that holds decides, and every
+	// one that holds is a reason.
+	for i := range rs.layers {
+		for _, r := range rs.layers[i].deny {
+			if ev.holds(r, true, &d) {
+				ev.held = append(ev.held, r)
 			}
 		}
 	}
-	if len(d.Reasons) > 0 && !explain {
-		d.Decision = api.Deny
-		return d
+	if len(ev.held) > 0 {
+		return denyDecision(ev, d)
 	}
-	denied := len(d.Reasons) > 0
 
-	var approvals, allows []api.Reason
-	var obl *api.Obligations
-	var implicit *api.Reason
-	for i, lr := range rs.layers {
-		var layerApprovals, layerAllows int
+	// Then layer by layer, highest first; the first layer that governs the
+	// action but permits nothing decides (implicit deny).
+	for i := range rs.layers {
+		lr := &rs.layers[i]
+		before := len(ev.held)
 		for _, r := range lr.approval {
-			if act.holds(r, true, &d) {
-				layerApprovals++
-				approvals = append(approvals, r.reason)
-				obl = mergeObligations(obl, r.obligations)
-				if explain {
-					outcomes[i].Rules = append(outcomes[i].Rules, r.reason)
-				}
+			if ev.holds(r, true, &d) {
+				ev.held = append(ev.held, r)
+				ev.approvals++
 			}
 		}
 		for _, r := range lr.allow {
-			if act.holds(r, false, &d) {
-				layerAllows++
-				allows = append(allows, r.reason)
-				obl = mergeObligations(obl, r.obligations)
-				if explain {
-					outcomes[i].Rules = append(outcomes[i].Rules, r.reason)
-				}
+			if ev.holds(r, false, &d) {
+				ev.held = append(ev.held, r)
 			}
 		}
-		governs := len(lr.approval)+len(lr.allow) > 0
-		var outcome string
-		switch {
-		case explain && outcomes[i].Outcome == OutcomeDeny:
-			outcome = OutcomeDeny
-		case layerApprovals > 0:
-			outcome = OutcomeRequireApproval
-		case layerAllows > 0:
-			outcome = OutcomeAllow
-		case governs:
-			outcome = OutcomeImplicitDeny
-		default:
-			outcome = OutcomeAbstain
-		}
-		if explain {
-			outcomes[i].Outcome = outcome
-		}
-		if outcome == OutcomeImplicitDeny && implicit == nil {
-			layer := b.layers[lr.layer]
-			implicit = &api.Reason{Layer: layer, Effect: api.Deny,
-				Message: fmt.Sprintf("not permitted by layer %s: no allow rule of the layer holds for %q", layer, req.Action.Name)}
-			if !explain {
-				break
-			}
+		if len(ev.held) == before && lr.governs() {
+			d.Decision = api.Deny
+			d.Reasons = []api.Reason{b.implicitDeny(lr.layer, req.Action.Name)}
+			return d
 		}
 	}
-	d.Explain = outcomes
+	return permitDecision(ev, d)
+}
+
+// abstaining is the explanation of a decision no rule matched: every layer
+// abstains.
+func (b *Bundle) abstaining() []api.LayerOutcome {
+	outcomes := make([]api.LayerOutcome, len(b.layers))
+	for i, l := range b.layers {
+		outcomes[i] = api.LayerOutcome{Layer: l, Outcome: OutcomeAbstain}
+	}
+	return outcomes
+}
+
+// explain is Decide with every matching rule evaluated and the outcome of
+// every layer of the bundle reported, in precedence order (a layer with no
+// matching rule abstains). Its decision is always the one Decide makes.
+func (b *Bundle) explain(ev *evaluator, rs *ruleSet, d api.Decision) api.Decision {
+	outcomes := b.abstaining()
+	var denies []*rule
+	var implicit *api.Reason
+	for i := range rs.layers {
+		lr := &rs.layers[i]
+		o := &outcomes[lr.layer]
+		var layerDenies, layerApprovals, layerAllows int
+		for _, r := range lr.deny {
+			if ev.holds(r, true, &d) {
+				denies = append(denies, r)
+				o.Rules = append(o.Rules, r.reason)
+				layerDenies++
+			}
+		}
+		for _, r := range lr.approval {
+			if ev.holds(r, true, &d) {
+				ev.held = append(ev.held, r)
+				ev.approvals++
+				o.Rules = append(o.Rules, r.reason)
+				layerApprovals++
+			}
+		}
+		for _, r := range lr.allow {
+			if ev.holds(r, false, &d) {
+				ev.held = append(ev.held, r)
+				o.Rules = append(o.Rules, r.reason)
+				layerAllows++
+			}
+		}
+		switch {
+		case layerDenies > 0:
+			o.Outcome = OutcomeDeny
+		case layerApprovals > 0:
+			o.Outcome = OutcomeRequireApproval
+		case layerAllows > 0:
+			o.Outcome = OutcomeAllow
+		case lr.governs():
+			o.Outcome = OutcomeImplicitDeny
+			if implicit == nil {
+				r := b.implicitDeny(lr.layer, ev.req.Action.Name)
+				implicit = &r
+			}
+		default:
+			o.Outcome = OutcomeAbstain
+		}
+	}
 	switch {
-	case denied:
-		d.Decision = api.Deny
+	case len(denies) > 0:
+		ev.held = append(ev.held[:0], denies...)
+		d = denyDecision(ev, d)
 	case implicit != nil:
 		d.Decision = api.Deny
-		d.Reasons = append(d.Reasons, *implicit)
-	case len(approvals) > 0:
-		d.Decision = api.RequireApproval
-		d.Reasons = approvals
-		d.Obligations = obl
-	case len(allows) > 0:
-		d.Decision = api.Allow
-		d.Reasons = allows
-		d.Obligations = obl
+		d.Reasons = []api.Reason{*implicit}
 	default:
-		d.Decision = api.Deny
-		d.Reasons = append(d.Reasons, api.Reason{Effect: api.Deny,
-			Message: fmt.Sprintf("nothing permits action %q", req.Action.Name)})
+		d = permitDecision(ev, d)
 	}
+	d.Explain = outcomes
 	return d
 }
 
-// activation resolves the CEL variables of one decision. Subject and
-// resource are built only if a condition reads them, with stored properties
-// merged over the caller's.
-type activation struct {
-	req      *api.CheckRequest
-	ents     EntityLookup
-	now      time.Time
-	subject  map[string]any
-	resource map[string]any
-	action   map[string]any
+func (b *Bundle) implicitDeny(layer int, action string) api.Reason {
+	name := b.layers[layer]
+	return api.Reason{Layer: name, Effect: api.Deny,
+		Message: "not permitted by layer " + name + ": no allow rule of the layer holds for " + strconv.Quote(action)}
 }
 
-var activationPool = sync.Pool{New: func() any { return new(activation) }}
-
-func getActivation(req *api.CheckRequest, ents EntityLookup, now time.Time) *activation {
-	a := activationPool.Get().(*activation)
-	a.req, a.ents, a.now = req, ents, now
-	return a
+// denyDecision is the decision of the deny rules in ev.held.
+func denyDecision(ev *evaluator, d api.Decision) api.Decision {
+	d.Decision = api.Deny
+	d.Reasons = make([]api.Reason, len(ev.held))
+	for i, r := range ev.held {
+		d.Reasons[i] = r.reason
+		ev.merge(r)
+	}
+	d.Obligations = ev.obligations()
+	return d
 }
 
-func putActivation(a *activation) {
-	*a = activation{}
-	activationPool.Put(a)
+// permitDecision is the decision of the approval and allow rules in
+// ev.held: require_approval if an approval rule held, allow if only allow
+// rules held, and the default deny if nothing held.
+func permitDecision(ev *evaluator, d api.Decision) api.Decision {
+	if len(ev.held) == 0 {
+		d.Decision = api.Deny
+		d.Reasons = []api.Reason{{Effect: api.Deny, Message: "nothing permits action " + strconv.Quote(ev.req.Action.Name)}}
+		return d
+	}
+	d.Decision = api.Allow
+	n := len(ev.held)
+	if ev.approvals > 0 {
+		d.Decision = api.RequireApproval
+		n = ev.approvals
+	}
+	// The reasons are the rules of the decisive effect; the obligations are
+	// those of every rule that held.
+	d.Reasons = make([]api.Reason, 0, n)
+	for _, r := range ev.held {
+		if ev.approvals == 0 || r.effect == api.RequireApproval {
+			d.Reasons = append(d.Reasons, r.reason)
+		}
+		ev.merge(r)
+	}
+	d.Obligations = ev.obligations()
+	return d
+}
+
+// evaluator holds the state of one decision: the request, the stored
+// properties of its subject and resource (looked up at most once), the CEL
+// values built for conditions that need CEL, the rules that held, and the
+// obligations merged so far. Evaluators are pooled; nothing of one escapes
+// into a decision.
+type evaluator struct {
+	req  *api.CheckRequest
+	ents EntityLookup
+	now  time.Time
+
+	looked [2]bool
+	stored [2]map[string]any
+
+	// gen numbers the decisions of this evaluator; a cache slot holds a
+	// value of the current decision only if its gen matches.
+	gen   uint32
+	slots []valueSlot
+	conds []condSlot
+
+	// CEL values, built on first use.
+	subject, resource, action map[string]any
+
+	held      []*rule
+	approvals int
+
+	audit     int
+	rateLimit *api.RateLimit
+	budget    *api.Budget
+	redact    []string
+	approvers []string
+	anyObl    bool
+}
+
+var evaluatorPool = sync.Pool{New: func() any { return new(evaluator) }}
+
+// condSlot caches the result of one condition for the current decision.
+type condSlot struct {
+	gen uint32
+	v   bool
+}
+
+func (b *Bundle) getEvaluator(req *api.CheckRequest, ents EntityLookup, now time.Time) *evaluator {
+	ev := evaluatorPool.Get().(*evaluator)
+	if ents == nil {
+		ents = NoEntities{}
+	}
+	ev.req, ev.ents, ev.now = req, ents, now
+	ev.audit = -1
+	if len(ev.slots) < b.slots {
+		ev.slots = make([]valueSlot, b.slots)
+	}
+	if len(ev.conds) < b.conds {
+		ev.conds = make([]condSlot, b.conds)
+	}
+	ev.gen++
+	if ev.gen == 0 {
+		clear(ev.slots)
+		clear(ev.conds)
+		ev.gen = 1
+	}
+	return ev
+}
+
+func putEvaluator(ev *evaluator) {
+	clear(ev.held)
+	// Stale path slots may still point into the last request until they
+	// are overwritten; the pool drops idle evaluators at garbage collection,
+	// and clearing every slot would cost each decision O(paths).
+	*ev = evaluator{
+		gen: ev.gen, slots: ev.slots, conds: ev.conds,
+		held: ev.held[:0], redact: ev.redact[:0], approvers: ev.approvers[:0],
+	}
+	evaluatorPool.Put(ev)
+}
+
+// entity returns the subject (0) or resource (1) of the request.
+func (ev *evaluator) entity(who int) *api.Entity {
+	if who == 0 {
+		return &ev.req.Subject
+	}
+	return &ev.req.Resource
+}
+
+func (ev *evaluator) storedProps(who int) map[string]any {
+	if !ev.looked[who] {
+		e := ev.entity(who)
+		ev.stored[who], _ = ev.ents.Entity(e.Type, e.ID)
+		ev.looked[who] = true
+	}
+	return ev.stored[who]
+}
+
+// prop is one property of the subject or resource: the stored value wins
+// over the caller's, so a caller cannot claim a role it does not have.
+func (ev *evaluator) prop(who int, key string) (any, bool) {
+	if v, ok := ev.storedProps(who)[key]; ok {
+		return v, true
+	}
+	v, ok := ev.entity(who).Properties[key]
+	return v, ok
 }
 
 var emptyMap = map[string]any{}
 
-func (a *activation) ResolveName(name string) (any, bool) {
+// ResolveName implements interpreter.Activation for conditions that CEL
+// evaluates.
+func (ev *evaluator) ResolveName(name string) (any, bool) {
 	switch name {
 	case "subject":
-		if a.subject == nil {
-			a.subject = entityValue(&a.req.Subject, a.ents)
+		if ev.subject == nil {
+			ev.subject = ev.entityValue(0)
 		}
-		return a.subject, true
+		return ev.subject, true
 	case "resource":
-		if a.resource == nil {
-			a.resource = entityValue(&a.req.Resource, a.ents)
+		if ev.resource == nil {
+			ev.resource = ev.entityValue(1)
 		}
-		return a.resource, true
+		return ev.resource, true
 	case "action":
-		if a.action == nil {
-			props := a.req.Action.Properties
+		if ev.action == nil {
+			props := ev.req.Action.Properties
 			if props == nil {
 				props = emptyMap
 			}
-			a.action = map[string]any{"name": a.req.Action.Name, "properties": props}
+			ev.action = map[string]any{"name": ev.req.Action.Name, "properties": props}
 		}
-		return a.action, true
+		return ev.action, true
 	case "context":
-		if a.req.Context == nil {
+		if ev.req.Context == nil {
 			return emptyMap, true
 		}
-		return a.req.Context, true
+		return ev.req.Context, true
 	case "now":
-		return types.Timestamp{Time: a.now}, true
+		return types.Timestamp{Time: ev.now}, true
 	}
 	return nil, false
 }
 
-func (a *activation) Parent() interpreter.Activation { return nil }
+// Parent implements interpreter.Activation.
+func (ev *evaluator) Parent() interpreter.Activation { return nil }
 
-// entityValue is the CEL value of an entity: stored properties win over the
-// caller's, so a caller cannot claim a role it does not have.
-func entityValue(e *api.Entity, ents EntityLookup) map[string]any {
+// entityValue is the CEL value of the subject or resource, with stored
+// properties merged over the caller's.
+func (ev *evaluator) entityValue(who int) map[string]any {
+	e := ev.entity(who)
 	props := e.Properties
-	if stored, ok := ents.Entity(e.Type, e.ID); ok {
-		switch {
-		case len(props) == 0:
+	if stored := ev.storedProps(who); len(stored) > 0 {
+		if len(props) == 0 {
 			props = stored
-		case len(stored) > 0:
+		} else {
 			merged := make(map[string]any, len(props)+len(stored))
 			maps.Copy(merged, props)
 			maps.Copy(merged, stored)
@@ -235,20 +384,94 @@ func entityValue(e *api.Entity, ents EntityLookup) map[string]any {
 	return map[string]any{"type": e.Type, "id": e.ID, "properties": props}
 }
 
-// holds evaluates a rule's condition. An error or a non-bool result counts
-// as onError (true for deny and require_approval, false for allow: fail
-// closed) and is reported in the decision.
-func (a *activation) holds(r *rule, onError bool, d *api.Decision) bool {
-	if r.cond == nil {
+// holds evaluates a rule's condition, natively when it can and with CEL
+// otherwise. An error or a non-bool result counts as onError (true for deny
+// and require_approval, false for allow: fail closed) and is reported in the
+// decision.
+func (ev *evaluator) holds(r *rule, onError bool, d *api.Decision) bool {
+	c := r.cond
+	if c == nil {
 		return true
 	}
-	out, _, err := r.cond.prg.Eval(a)
+	// A condition shared by several rules is evaluated once per decision;
+	// only successful results are cached, so that every rule reports its
+	// own error.
+	cs := &ev.conds[c.id]
+	if cs.gen == ev.gen {
+		return cs.v
+	}
+	if c.native != nil {
+		if v, ok := c.native(ev); ok {
+			cs.gen, cs.v = ev.gen, v
+			return v
+		}
+	}
+	out, _, err := c.prg.Eval(ev)
 	if err == nil {
 		if v, ok := out.Value().(bool); ok {
+			cs.gen, cs.v = ev.gen, v
 			return v
 		}
 		err = fmt.Errorf("condition returned %s, not a bool", out.Type().TypeName())
 	}
 	d.Errors = append(d.Errors, fmt.Sprintf("%s: %v (counted as %t)", r.id(), err, onError))
 	return onError
+}
+
+// merge folds the obligations of a rule that held into the decision's,
+// keeping the strictest of each (see mergeObligations).
+func (ev *evaluator) merge(r *rule) {
+	o := r.obligations
+	if o == nil {
+		return
+	}
+	ev.anyObl = true
+	if r.auditRank > ev.audit {
+		ev.audit = r.auditRank
+	}
+	if rl := o.RateLimit; rl != nil && (ev.rateLimit == nil ||
+		stricter(float64(rl.Limit), rl.Per, float64(ev.rateLimit.Limit), ev.rateLimit.Per)) {
+		ev.rateLimit = rl
+	}
+	if bu := o.Budget; bu != nil && (ev.budget == nil ||
+		stricter(bu.Limit, bu.Per, ev.budget.Limit, ev.budget.Per)) {
+		ev.budget = bu
+	}
+	if len(o.Redact) > 0 {
+		ev.redact = union(ev.redact, o.Redact)
+	}
+	if len(o.Approvers) > 0 {
+		ev.approvers = union(ev.approvers, o.Approvers)
+	}
+}
+
+// obligations copies the merged obligations out of the evaluator, in one
+// allocation for the struct and its limits.
+func (ev *evaluator) obligations() *api.Obligations {
+	if !ev.anyObl {
+		return nil
+	}
+	blk := &struct {
+		o  api.Obligations
+		rl api.RateLimit
+		bu api.Budget
+	}{}
+	if ev.audit >= 0 {
+		blk.o.Audit = policy.AuditLevels[ev.audit]
+	}
+	if ev.rateLimit != nil {
+		blk.rl = *ev.rateLimit
+		blk.o.RateLimit = &blk.rl
+	}
+	if ev.budget != nil {
+		blk.bu = *ev.budget
+		blk.o.Budget = &blk.bu
+	}
+	if len(ev.redact) > 0 {
+		blk.o.Redact = append([]string(nil), ev.redact...)
+	}
+	if len(ev.approvers) > 0 {
+		blk.o.Approvers = append([]string(nil), ev.approvers...)
+	}
+	return &blk.o
 }

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,12 +30,25 @@ func (e *TestsFailedError) Details() []string {
 }
 
 // Prepare parses, compiles and tests a bundle's source: what must hold before
-// a bundle may be published. It returns a policy.ErrorList for bad source
-// and a *TestsFailedError when the bundle's own tests fail.
+// a bundle may be published. It returns a policy.ErrorList for bad source —
+// every problem at once, the parser's and the conditions' — and a
+// *TestsFailedError when the bundle's own tests fail.
 func Prepare(files []api.File, opts Options, now time.Time) (*Bundle, error) {
-	src, err := policy.Parse(files)
+	src, err := policy.ParsePartial(files)
 	if err != nil {
-		return nil, err
+		// Report the conditions' problems along with the parser's, so that
+		// the author sees every problem at once.
+		var perrs policy.ErrorList
+		if !errors.As(err, &perrs) || src == nil {
+			return nil, err
+		}
+		if _, cerr := compileRules(src, opts, true); cerr != nil {
+			var cerrs policy.ErrorList
+			if errors.As(cerr, &cerrs) {
+				perrs = append(slices.Clone(perrs), cerrs...)
+			}
+		}
+		return nil, perrs.Err()
 	}
 	b, err := Compile(src, opts)
 	if err != nil {

@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aibos/kernel/api"
@@ -52,17 +55,17 @@ func (b *Bundle) RunTests(now time.Time) []TestResult {
 			if !tc.Now.IsZero() {
 				at = tc.Now
 			}
+			// Decide as in production (explain changes which rules are
+			// evaluated, so which errors are reported); explain a failure.
 			req := tc.Request
-			req.Explain = true
+			req.Explain = false
 			d := b.Decide(&req, ents, at)
 			r := TestResult{Suite: ts.Name, Case: tc.Name, Pos: tc.Pos, Expect: tc.Expect, Request: tc.Request, Decision: d}
-			switch {
-			case d.Decision != tc.Expect:
-				r.Problem = "expected " + string(tc.Expect) + ", got " + string(d.Decision)
-			case tc.ExpectRules != nil && !sameRules(tc.ExpectRules, d.Reasons):
-				r.Problem = "determining rules differ from expect_rules"
-			default:
-				r.Passed = true
+			r.Problem = check(tc, &d)
+			r.Passed = r.Problem == ""
+			if !r.Passed {
+				req.Explain = true
+				r.Decision.Explain = b.Decide(&req, ents, at).Explain
 			}
 			out = append(out, r)
 		}
@@ -70,17 +73,72 @@ func (b *Bundle) RunTests(now time.Time) []TestResult {
 	return out
 }
 
-func sameRules(want []string, reasons []api.Reason) bool {
-	var got []string
+// check compares a decision with a case's expectations and says what
+// differs, or returns "".
+func check(tc *policy.TestCase, d *api.Decision) string {
+	if d.Decision != tc.Expect {
+		return "expected " + string(tc.Expect) + ", got " + string(d.Decision)
+	}
+	if tc.ExpectRules != nil {
+		if got := ruleNames(d.Reasons); !sameSet(tc.ExpectRules, got) {
+			return fmt.Sprintf("expect_rules %v, but the determining rules are %v", tc.ExpectRules, got)
+		}
+	}
+	if tc.ExpectObligations != nil {
+		got := d.Obligations
+		if got == nil {
+			got = &api.Obligations{}
+		}
+		if !sameObligations(tc.ExpectObligations, got) {
+			return "expect_obligations " + obligationsString(tc.ExpectObligations) + ", got " + obligationsString(got)
+		}
+	}
+	if tc.ExpectErrors != nil {
+		ok := len(tc.ExpectErrors) == len(d.Errors)
+		for i := 0; ok && i < len(d.Errors); i++ {
+			ok = strings.Contains(d.Errors[i], tc.ExpectErrors[i])
+		}
+		if !ok {
+			return fmt.Sprintf("expect_errors %q, got %q", tc.ExpectErrors, d.Errors)
+		}
+	}
+	return ""
+}
+
+// ruleNames lists the "policy/rule" names of reasons that name a rule.
+func ruleNames(reasons []api.Reason) []string {
+	got := []string{}
 	for _, r := range reasons {
 		if r.Rule != "" {
 			got = append(got, r.Policy+"/"+r.Rule)
 		}
 	}
-	w := slices.Clone(want)
-	slices.Sort(w)
-	slices.Sort(got)
-	return slices.Equal(w, got)
+	return got
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+func sameObligations(a, b *api.Obligations) bool {
+	return a.Audit == b.Audit &&
+		equalPtr(a.RateLimit, b.RateLimit) && equalPtr(a.Budget, b.Budget) &&
+		sameSet(a.Redact, b.Redact) && sameSet(a.Approvers, b.Approvers)
+}
+
+func equalPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func obligationsString(o *api.Obligations) string {
+	b, _ := json.Marshal(o)
+	return string(b)
 }
 
 // Failed returns the failed results.
