@@ -1,0 +1,73 @@
+// Command aibos is the AI-BOS Kernel: `aibos serve` runs a node; the other
+// subcommands work on policy bundles locally or talk to a running cluster.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes, the same for every subcommand.
+const (
+	exitOK      = 0 // success
+	exitFailed  = 1 // bundle tests failed, or a decision was not allow where --fail-on-deny asked
+	exitInvalid = 2 // invalid input: bad flags, unreadable or invalid bundle or request, server refused
+)
+
+const usage = `aibos — the AI-BOS Kernel, a governance kernel for AI agents.
+
+Usage:
+  aibos serve [flags]                     run a kernel node (single node in ./data by default)
+  aibos policy lint PATH                  parse and compile a bundle (file or directory)
+  aibos policy test PATH                  run the bundle's Test documents
+  aibos policy eval PATH --request FILE   decide one request locally and explain it
+  aibos policy publish PATH               publish a bundle to a cluster
+  aibos policy versions                   list a cluster's bundle versions
+  aibos policy rollback --to V            publish version V's content as a new version
+  aibos check [flags]                     ask a cluster for a decision
+  aibos entities put FILE                 upsert entities ({"entities": [...]}) in a cluster
+  aibos cluster status                    show a cluster's members
+  aibos bench [flags]                     drive a node with decisions and report throughput/latency
+  aibos failover-bench [flags]            measure leader failover on a local 3-node cluster
+
+Run "aibos COMMAND -h" for the flags of a command.
+
+Exit codes: 0 ok; 1 failed bundle tests, or a decision other than allow
+with --fail-on-deny; 2 invalid input (flags, bundle, request) or an error
+answer from the server.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitInvalid
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return cmdServe(rest, stderr)
+	case "policy":
+		return cmdPolicy(rest, stdin, stdout, stderr)
+	case "check":
+		return cmdCheck(rest, stdin, stdout, stderr)
+	case "entities":
+		return cmdEntities(rest, stdin, stdout, stderr)
+	case "cluster":
+		return cmdCluster(rest, stdout, stderr)
+	case "bench":
+		return cmdBench(rest, stdout, stderr)
+	case "failover-bench":
+		return cmdFailoverBench(rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "aibos: unknown command %q\n\n%s", cmd, usage)
+		return exitInvalid
+	}
+}

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/engine"
+	"github.com/aibos/kernel/internal/policy"
+)
+
+const policyUsage = `Usage:
+  aibos policy lint PATH                       parse and compile; print errors with file:line:column
+  aibos policy test PATH [--json]              run the bundle's Test documents
+  aibos policy eval PATH --request FILE|- [--entities FILE] [--now RFC3339] [--fail-on-deny]
+  aibos policy publish PATH [--message M] [--author A] [--dry-run] [--server URL]
+  aibos policy versions [--server URL]
+  aibos policy rollback --to V [--message M] [--server URL]
+
+PATH is a bundle file or a directory (read recursively: .yaml, .yml, .json).
+Exit codes: 0 ok; 1 failed tests or (with --fail-on-deny) a decision other than allow; 2 invalid input.
+`
+
+func cmdPolicy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, policyUsage)
+		return exitInvalid
+	}
+	switch args[0] {
+	case "lint":
+		return policyLint(args[1:], stdout, stderr)
+	case "test":
+		return policyTest(args[1:], stdout, stderr)
+	case "eval":
+		return policyEval(args[1:], stdin, stdout, stderr)
+	case "publish":
+		return policyPublish(args[1:], stdout, stderr)
+	case "versions":
+		return policyVersions(args[1:], stdout, stderr)
+	case "rollback":
+		return policyRollback(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, policyUsage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "aibos policy: unknown subcommand %q\n\n%s", args[0], policyUsage)
+		return exitInvalid
+	}
+}
+
+// parseWithPath parses flags that may come before or after one positional
+// PATH argument.
+func parseWithPath(fs *flag.FlagSet, args []string) (string, error) {
+	var path string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return "", err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		if path != "" {
+			return "", fmt.Errorf("give one PATH; got %q and %q", path, fs.Arg(0))
+		}
+		path, args = fs.Arg(0), fs.Args()[1:]
+	}
+	if path == "" {
+		return "", errors.New("missing PATH: a bundle file or directory")
+	}
+	return path, nil
+}
+
+// loadBundle reads, parses and compiles a bundle, printing every error.
+func loadBundle(path string, stderr io.Writer) (*engine.Bundle, bool) {
+	files, err := policy.ReadPath(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return nil, false
+	}
+	src, err := policy.Parse(files)
+	if err == nil {
+		var b *engine.Bundle
+		if b, err = engine.Compile(src, engine.Options{}); err == nil {
+			return b, true
+		}
+	}
+	var list policy.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintf(stderr, "%s\n", relativeTo(path, e))
+		}
+		fmt.Fprintf(stderr, "%d error(s)\n", len(list))
+	} else {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+	}
+	return nil, false
+}
+
+// relativeTo prefixes an error's file with the directory it was read from,
+// so the position can be opened as printed.
+func relativeTo(root string, e policy.Error) string {
+	if info, err := os.Stat(root); err == nil && info.IsDir() && e.Pos.File != "" {
+		e.Pos.File = strings.TrimSuffix(root, "/") + "/" + e.Pos.File
+	} else if err == nil && !info.IsDir() {
+		e.Pos.File = root
+	}
+	return e.Error()
+}
+
+func policyLint(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("policy lint", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path, err := parseWithPath(fs, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos policy lint: %v\n", err)
+		return exitInvalid
+	}
+	b, ok := loadBundle(path, stderr)
+	if !ok {
+		return exitInvalid
+	}
+	st := b.Stats()
+	fmt.Fprintf(stdout, "ok: %d policies, %d rules, %d distinct conditions, %d test suites; layers %s\n",
+		st.Policies, st.Rules, st.Conditions, len(b.Source().Tests), strings.Join(b.Layers(), " > "))
+	return exitOK
+}
+
+func policyTest(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("policy test", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print every result as JSON")
+	path, err := parseWithPath(fs, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos policy test: %v\n", err)
+		return exitInvalid
+	}
+	b, ok := loadBundle(path, stderr)
+	if !ok {
+		return exitInvalid
+	}
+	results := b.RunTests(time.Now())
+	failed := engine.Failed(results)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(results)
+	} else {
+		for _, r := range failed {
+			req, _ := json.Marshal(r.Request)
+			fmt.Fprintf(stdout, "FAIL %s: %s / %s\n  request:  %s\n  expected: %s\n  actual:   %s\n  rules:    %s\n",
+				relativeTo(path, policy.Error{Pos: r.Pos, Msg: "case"}), r.Suite, r.Case, req, r.Expect, r.Decision.Decision, engine.DescribeReasons(r.Decision.Reasons))
+			if r.Problem != "" && r.Decision.Decision == r.Expect {
+				fmt.Fprintf(stdout, "  problem:  %s\n", r.Problem)
+			}
+			for _, e := range r.Decision.Errors {
+				fmt.Fprintf(stdout, "  error:    %s\n", e)
+			}
+		}
+		fmt.Fprintf(stdout, "%d passed, %d failed\n", len(results)-len(failed), len(failed))
+	}
+	if len(failed) > 0 {
+		return exitFailed
+	}
+	return exitOK
+}
+
+func policyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("policy eval", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	reqPath := fs.String("request", "", "request JSON file, or - for standard input")
+	entPath := fs.String("entities", "", "optional JSON file {\"entities\": [...]} of stored entities")
+	nowFlag := fs.String("now", "", "time of the decision (RFC 3339); default: now")
+	failOnDeny := fs.Bool("fail-on-deny", false, "exit 1 unless the decision is allow")
+	path, err := parseWithPath(fs, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos policy eval: %v\n", err)
+		return exitInvalid
+	}
+	if *reqPath == "" {
+		fmt.Fprintln(stderr, "aibos policy eval: --request FILE (or -) is required")
+		return exitInvalid
+	}
+	b, ok := loadBundle(path, stderr)
+	if !ok {
+		return exitInvalid
+	}
+	data, err := readInput(*reqPath, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos policy eval: %v\n", err)
+		return exitInvalid
+	}
+	req, err := api.DecodeCheckRequest(data)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos policy eval: request %s: %v\n", *reqPath, err)
+		return exitInvalid
+	}
+	var ents engine.EntityLookup = engine.NoEntities{}
+	if *entPath != "" {
+		data, err := readInput(*entPath, stdin)
+		if err != nil {
+			fmt.Fprintf(stderr, "aibos policy eval: %v\n", err)
+			return exitInvalid
+		}
+		var er api.EntitiesRequest
+		if err := json.Unmarshal(data, &er); err != nil {
+			fmt.Fprintf(stderr, "aibos policy eval: entities %s: %v (want {\"entities\": [{\"type\", \"id\", \"properties\"}]})\n", *entPath, err)
+			return exitInvalid
+		}
+		ents = engine.NewMapEntities(er.Entities)
+	}
+	now := time.Now()
+	if *nowFlag != "" {
+		if now, err = time.Parse(time.RFC3339, *nowFlag); err != nil {
+			fmt.Fprintf(stderr, "aibos policy eval: --now %q: want RFC 3339, e.g. 2026-01-02T15:04:05Z\n", *nowFlag)
+			return exitInvalid
+		}
+	}
+	req.Explain = true
+	d := b.Decide(req, ents, now)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	enc.Encode(d)
+	if *failOnDeny && d.Decision != api.Allow {
+		return exitFailed
+	}
+	return exitOK
+}
+
+func readInput(path string, stdin io.Reader) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(io.LimitReader(stdin, 64<<20))
+	}
+	return os.ReadFile(path)
+}
+
+// serverFlag adds --server; several URLs may be given, comma-separated.
+func serverFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("AIBOS_SERVER")
+	if def == "" {
+		def = "http://127.0.0.1:8181"
+	}
+	return fs.String("server", def, "kernel node URL(s), comma-separated (env AIBOS_SERVER)")
+}
+
+func newClient(servers string) (*client.Client, error) {
+	return client.New(strings.Split(servers, ","), client.Options{})
+}
+
+// apiFail prints an error answer or a transport error and returns exit 2.
+func apiFail(stderr io.Writer, what string, err error) int {
+	fmt.Fprintf(stderr, "aibos %s: %v\n", what, err)
+	return exitInvalid
+}
+
+func policyPublish(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("policy publish", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	msg := fs.String("message", "", "why this version (recorded with it)")
+	author := fs.String("author", currentUser(), "who publishes (recorded with the version)")
+	dry := fs.Bool("dry-run", false, "validate and test on the server without publishing")
+	path, err := parseWithPath(fs, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos policy publish: %v\n", err)
+		return exitInvalid
+	}
+	files, err := policy.ReadPath(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos policy publish: %v\n", err)
+		return exitInvalid
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return apiFail(stderr, "policy publish", err)
+	}
+	resp, err := c.Publish(context.Background(), files, client.PublishOptions{Message: *msg, Author: *author, DryRun: *dry})
+	if err != nil {
+		return apiFail(stderr, "policy publish", err)
+	}
+	if *dry {
+		fmt.Fprintf(stdout, "valid: the bundle compiles and its tests pass (hash %s); nothing was published\n", resp.Hash)
+	} else {
+		fmt.Fprintf(stdout, "published version %d at revision %d (hash %s)\n", resp.Version, resp.Revision, resp.Hash)
+	}
+	for _, w := range resp.Warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	return exitOK
+}
+
+// currentUser names who runs the command, for the version record.
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
+}
+
+func policyVersions(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("policy versions", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return exitInvalid
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return apiFail(stderr, "policy versions", err)
+	}
+	vs, err := c.Versions(context.Background())
+	if err != nil {
+		return apiFail(stderr, "policy versions", err)
+	}
+	if *asJSON {
+		json.NewEncoder(stdout).Encode(vs)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tREVISION\tTIME\tAUTHOR\tHASH\tMESSAGE")
+	for _, v := range vs {
+		msg := v.Message
+		if v.RollbackOf != 0 {
+			msg = fmt.Sprintf("(rollback to %d) %s", v.RollbackOf, msg)
+		}
+		hash := v.Hash
+		if len(hash) > 12 {
+			hash = hash[:12]
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", v.Version, v.Revision, v.Time.Format(time.RFC3339), v.Author, hash, msg)
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func policyRollback(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("policy rollback", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	to := fs.Uint64("to", 0, "the version whose content becomes current (as a new version)")
+	msg := fs.String("message", "", "why")
+	if err := fs.Parse(args); err != nil {
+		return exitInvalid
+	}
+	if *to == 0 {
+		fmt.Fprintln(stderr, "aibos policy rollback: --to V is required")
+		return exitInvalid
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return apiFail(stderr, "policy rollback", err)
+	}
+	resp, err := c.Rollback(context.Background(), *to, *msg)
+	if err != nil {
+		return apiFail(stderr, "policy rollback", err)
+	}
+	fmt.Fprintf(stdout, "rolled back to the content of version %d as version %d at revision %d\n", *to, resp.Version, resp.Revision)
+	return exitOK
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/aibos/kernel/internal/node"
+)
+
+func cmdServe(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg node.Config
+	fs.StringVar(&cfg.NodeID, "node-id", "node1", "this node's id, unique in the cluster")
+	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8181", "address of the HTTP API")
+	fs.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:8300", "address of Raft traffic between nodes (advertised to peers)")
+	fs.StringVar(&cfg.DataDir, "data", "data", "directory of this node's state")
+	fs.StringVar(&cfg.Join, "join", "", "HTTP address of any member of a cluster to join (empty: bootstrap a new cluster)")
+	fs.BoolVar(&cfg.NonVoter, "nonvoter", false, "join as a non-voting read replica")
+	fs.StringVar(&cfg.Region, "region", "default", "name of this node's region")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: aibos serve [flags]\n\nWith no flags: a single-node cluster with its data in ./data, HTTP on 127.0.0.1:8181.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitInvalid
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "aibos serve: invalid -log-level %q: want debug, info, warn or error\n", *level)
+		return exitInvalid
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	cfg.Logger = log
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.Start(ctx, cfg)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitInvalid
+	}
+	log.Info("serving", "url", n.URL())
+	<-ctx.Done()
+	stop()
+	log.Info("shutting down: transferring leadership, draining requests, closing the store")
+	done := make(chan error, 1)
+	go func() { done <- n.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error("shutdown", "err", err)
+			return exitFailed
+		}
+	case <-time.After(30 * time.Second):
+		log.Error("shutdown took longer than 30s; exiting")
+		return exitFailed
+	}
+	return exitOK
+}

@@ -1,0 +1,260 @@
+// Package node assembles one kernel node: the replicated store, the holder
+// of the compiled bundle, the HTTP server and its listener, and joining a
+// cluster. cmd/aibos runs one; the system tests run several in one process
+// over loopback. Start and Close fix the start-up and shutdown order.
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/aibos/kernel/internal/server"
+	"github.com/aibos/kernel/internal/store"
+)
+
+// Config configures a node. The zero value of a field takes the default in
+// parentheses.
+type Config struct {
+	NodeID   string // (node1)
+	HTTPAddr string // (127.0.0.1:8181) port 0 picks a free port
+	RaftAddr string // (127.0.0.1:8300) port 0 picks a free port
+	// RaftAdvertise is the Raft address peers dial, if not RaftAddr.
+	RaftAdvertise string
+	DataDir       string // (./data)
+	// Join is the HTTP address of any member of the cluster to join. Empty:
+	// bootstrap a single-node cluster (unless DataDir already has state).
+	Join string
+	// NonVoter joins as a non-voting read replica.
+	NonVoter bool
+	Region   string // (default)
+	Logger   *slog.Logger
+	Timings  store.Timings
+	// JoinTimeout bounds joining (10 s).
+	JoinTimeout time.Duration
+	// Now is the clock of decisions and writes (time.Now).
+	Now func() time.Time
+	// MinRevisionWait bounds a min_revision wait (5 s).
+	MinRevisionWait time.Duration
+}
+
+// Node is one running kernel node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	Store   *store.Store
+	Server  *server.Server
+	Bundles *server.Bundles
+	http    *http.Server
+	ln      net.Listener
+	serveWG sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func (c *Config) defaults() {
+	if c.NodeID == "" {
+		c.NodeID = "node1"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8181"
+	}
+	if c.RaftAddr == "" {
+		c.RaftAddr = "127.0.0.1:8300"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	if c.Region == "" {
+		c.Region = "default"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = 10 * time.Second
+	}
+}
+
+// Start brings a node up: listen for HTTP (so the advertised address is
+// known), open the store (bootstrapping or restoring), start serving, and
+// join the cluster if asked. It returns once the node serves HTTP; use
+// WaitReady to wait for a leader.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	cfg.defaults()
+	log := cfg.Logger.With("node", cfg.NodeID)
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen on %s for HTTP: %w", cfg.HTTPAddr, err)
+	}
+	n := &Node{cfg: cfg, log: log, ln: ln}
+	n.Bundles = server.NewBundles(log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	st, err := store.New(store.Config{
+		NodeID:        cfg.NodeID,
+		RaftAddr:      cfg.RaftAddr,
+		RaftAdvertise: cfg.RaftAdvertise,
+		HTTPAddr:      ln.Addr().String(),
+		DataDir:       cfg.DataDir,
+		Bootstrap:     cfg.Join == "",
+		NonVoter:      cfg.NonVoter,
+		Logger:        log,
+		Timings:       cfg.Timings,
+		Registerer:    reg,
+		OnApply: func(c store.Change) {
+			if c.Kind == store.ChangeBundle || c.Kind == store.ChangeRestore {
+				n.Bundles.Apply(c.Version)
+			}
+		},
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	n.Store = st
+	srv, err := server.New(server.Config{
+		Store: st, Bundles: n.Bundles, Region: cfg.Region, Logger: log,
+		Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
+	})
+	if err != nil {
+		st.Close()
+		ln.Close()
+		return nil, err
+	}
+	n.Server = srv
+	n.http = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	n.serveWG.Add(1)
+	go func() {
+		defer n.serveWG.Done()
+		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	if cfg.Join != "" && !n.isMember() {
+		if err := n.join(ctx); err != nil {
+			n.Kill()
+			return nil, err
+		}
+	}
+	log.Info("node started", "http", n.HTTPAddr(), "raft", st.RaftAddr(), "data", cfg.DataDir, "region", cfg.Region)
+	return n, nil
+}
+
+// isMember reports whether the restored raft configuration already has
+// this node (a restart), so it need not join again.
+func (n *Node) isMember() bool {
+	nodes, err := n.Store.Nodes()
+	if err != nil {
+		return false
+	}
+	for _, m := range nodes {
+		if m.ID == n.cfg.NodeID {
+			return true
+		}
+	}
+	return false
+}
+
+// join asks the member at cfg.Join to add this node, retrying until the
+// cluster has a leader that accepts it or JoinTimeout passes.
+func (n *Node) join(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.JoinTimeout)
+	defer cancel()
+	voter := !n.cfg.NonVoter
+	body, _ := json.Marshal(server.JoinRequest{ID: n.cfg.NodeID, Raft: n.Store.RaftAddr(), HTTP: n.HTTPAddr(), Voter: &voter})
+	target := n.cfg.Join
+	if !strings.Contains(target, "://") {
+		target = "http://" + target
+	}
+	var last error
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target+"/v1/cluster/join", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				n.log.Info("joined cluster", "via", n.cfg.Join, "voter", voter)
+				return nil
+			}
+			last = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
+			if resp.StatusCode < 500 {
+				return fmt.Errorf("node: join via %s refused: %w", n.cfg.Join, last)
+			}
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node: could not join via %s within %s: %w", n.cfg.Join, n.cfg.JoinTimeout, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// HTTPAddr is the address the node serves HTTP on.
+func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }
+
+// URL is the node's base URL.
+func (n *Node) URL() string { return "http://" + n.HTTPAddr() }
+
+// WaitReady waits until the node knows a leader and has caught up.
+func (n *Node) WaitReady(ctx context.Context) error {
+	if err := n.Store.WaitForLeader(ctx); err != nil {
+		return err
+	}
+	for {
+		if n.Store.Ready() == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s not ready: %w", n.cfg.NodeID, n.Store.Ready())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Close shuts the node down in order: the store hands leadership to another
+// voter first (so writes keep being accepted elsewhere), then in-flight HTTP
+// requests are drained, then raft and its files are closed.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.Store.TransferLeadership()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		herr := n.http.Shutdown(ctx)
+		n.serveWG.Wait()
+		serr := n.Store.Close()
+		n.closeErr = errors.Join(herr, serr)
+		n.log.Info("node stopped")
+	})
+	return n.closeErr
+}
+
+// Kill stops the node abruptly, as a crash would: connections are cut and
+// raft stops without handing over leadership. For tests.
+func (n *Node) Kill() error {
+	n.closeOnce.Do(func() {
+		n.http.Close()
+		n.serveWG.Wait()
+		n.closeErr = n.Store.Kill()
+	})
+	return n.closeErr
+}

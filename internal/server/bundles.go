@@ -1,0 +1,75 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/engine"
+	"github.com/aibos/kernel/internal/policy"
+)
+
+// Bundles holds the compiled bundle this node decides with. The store calls
+// Apply synchronously when it applies a new version (or restores a
+// snapshot), so once a revision is applied, decisions use the bundle as of
+// that revision. Decisions read it with one atomic load.
+type Bundles struct {
+	cur atomic.Pointer[compiled]
+	log *slog.Logger
+}
+
+// compiled is one version as this node holds it: the bundle, or the error
+// that kept it from compiling here (then every decision denies).
+type compiled struct {
+	version uint64
+	bundle  *engine.Bundle
+	err     error
+}
+
+// NewBundles returns a holder with no bundle: every decision denies until
+// the first version is applied.
+func NewBundles(log *slog.Logger) *Bundles {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Bundles{log: log}
+	b.cur.Store(&compiled{})
+	return b
+}
+
+// Apply compiles v and swaps it in. A version that does not compile on this
+// node (it passed validation on the leader, so this means the nodes differ)
+// is held as broken: decisions fail closed and say why.
+func (b *Bundles) Apply(v *api.BundleVersion) {
+	if v == nil {
+		return
+	}
+	if cur := b.cur.Load(); cur.version == v.Version && cur.bundle != nil {
+		return
+	}
+	// The leader ran the bundle's tests before publishing; replicas only
+	// compile.
+	bundle, err := compileOnly(v)
+	if err != nil {
+		b.log.Error("bundle version does not compile on this node; decisions deny", "version", v.Version, "err", err)
+		b.cur.Store(&compiled{version: v.Version, err: fmt.Errorf("bundle version %d does not compile on this node: %w", v.Version, err)})
+		return
+	}
+	b.cur.Store(&compiled{version: v.Version, bundle: bundle})
+	b.log.Info("bundle version applied", "version", v.Version, "policies", bundle.Stats().Policies)
+}
+
+// compileOnly compiles v without running its tests.
+func compileOnly(v *api.BundleVersion) (*engine.Bundle, error) {
+	src, err := policy.Parse(v.Files)
+	if err != nil {
+		return nil, err
+	}
+	return engine.Compile(src, engine.Options{Version: v.Version})
+}
+
+// Version is the bundle version this node decides with (0: none yet).
+func (b *Bundles) Version() uint64 { return b.cur.Load().version }
+
+func (b *Bundles) load() *compiled { return b.cur.Load() }

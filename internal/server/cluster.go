@@ -1,0 +1,126 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/aibos/kernel/api"
+)
+
+// JoinRequest asks the leader to add a node.
+type JoinRequest struct {
+	ID   string `json:"id"`
+	Raft string `json:"raft"`
+	HTTP string `json:"http"`
+	// Voter false joins a non-voting read replica. Absent means true.
+	Voter *bool `json:"voter,omitempty"`
+}
+
+// RemoveRequest asks the leader to remove a node.
+type RemoveRequest struct {
+	ID string `json:"id"`
+}
+
+func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
+	nodes, err := s.store.Nodes()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "cluster configuration unavailable: "+err.Error())
+		return
+	}
+	if nodes == nil {
+		nodes = []api.Node{}
+	}
+	writeJSON(w, http.StatusOK, api.Cluster{Leader: s.store.LeaderID(), Region: s.cfg.Region, Nodes: nodes})
+}
+
+func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
+	var req JoinRequest
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if req.ID == "" || req.Raft == "" || req.HTTP == "" {
+		badRequest(w, errors.New("join needs id, raft and http addresses"))
+		return
+	}
+	voter := req.Voter == nil || *req.Voter
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	if err := s.store.Join(ctx, req.ID, req.Raft, req.HTTP, voter); err != nil {
+		s.writeStoreError(w, err)
+		return
+	}
+	s.log.Info("node joined", "id", req.ID, "raft", req.Raft, "http", req.HTTP, "voter", voter)
+	writeJSON(w, http.StatusOK, map[string]any{"joined": req.ID})
+}
+
+func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
+	var req RemoveRequest
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if req.ID == "" {
+		badRequest(w, errors.New("remove needs the node id"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	if err := s.store.Remove(ctx, req.ID); err != nil {
+		s.writeStoreError(w, err)
+		return
+	}
+	s.log.Info("node removed", "id", req.ID)
+	writeJSON(w, http.StatusOK, map[string]any{"removed": req.ID})
+}
+
+// headerForwarded marks a write forwarded by a follower, so that a request
+// is forwarded at most once.
+const headerForwarded = "X-Aibos-Forwarded"
+
+// leaderOnly runs h on the leader and forwards the request to the leader
+// from any other node, returning the leader's answer unchanged.
+func (s *Server) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.store.IsLeader() {
+			h(w, r)
+			return
+		}
+		leader := s.store.LeaderHTTP()
+		if leader == "" || r.Header.Get(headerForwarded) != "" {
+			writeError(w, http.StatusServiceUnavailable, codeNoLeader, "no leader is known to this node right now (an election may be under way); retry shortly")
+			return
+		}
+		s.forward(w, r, leader)
+	}
+}
+
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, leader string) {
+	target := url.URL{Scheme: "http", Host: leader, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
+	body := http.MaxBytesReader(nil, r.Body, 64<<20)
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, target.String(), body)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
+		return
+	}
+	req.Header = r.Header.Clone()
+	req.Header.Set(headerForwarded, "1")
+	req.ContentLength = r.ContentLength
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.metrics.forwardErrors.Inc()
+		writeError(w, http.StatusServiceUnavailable, codeNoLeader, "could not reach the leader at "+leader+": "+err.Error()+"; retry")
+		return
+	}
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}

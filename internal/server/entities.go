@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/aibos/kernel/api"
+)
+
+// MaxEntitiesPerWrite bounds one entities upsert.
+const MaxEntitiesPerWrite = 10_000
+
+func (s *Server) handlePutEntities(w http.ResponseWriter, r *http.Request) {
+	var req api.EntitiesRequest
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if len(req.Entities) == 0 {
+		badRequest(w, fmt.Errorf("entities is empty: give {\"entities\": [{\"type\": ..., \"id\": ..., \"properties\": {...}}]}"))
+		return
+	}
+	if len(req.Entities) > MaxEntitiesPerWrite {
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("%d entities; at most %d per write", len(req.Entities), MaxEntitiesPerWrite))
+		return
+	}
+	for i, e := range req.Entities {
+		if e.Type == "" || e.ID == "" {
+			badRequest(w, fmt.Errorf("entities[%d] needs a type and an id", i))
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	rev, err := s.store.PutEntities(ctx, req.Entities)
+	if err != nil {
+		s.writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.WriteResponse{Revision: rev})
+}
+
+func (s *Server) handleGetEntity(w http.ResponseWriter, r *http.Request) {
+	if !s.waitRevision(w, r.Context(), minRevisionParam(r)) {
+		return
+	}
+	typ, id := r.PathValue("type"), r.PathValue("id")
+	props, ok := s.store.Entity(typ, id)
+	if !ok {
+		writeError(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("no entity %s/%s", typ, id))
+		return
+	}
+	writeJSON(w, http.StatusOK, api.Entity{Type: typ, ID: id, Properties: props})
+}
+
+func (s *Server) handleDeleteEntity(w http.ResponseWriter, r *http.Request) {
+	typ, id := r.PathValue("type"), r.PathValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	rev, err := s.store.DeleteEntity(ctx, typ, id)
+	if err != nil {
+		s.writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.WriteResponse{Revision: rev})
+}

@@ -1,0 +1,94 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/aibos/kernel/api"
+)
+
+// Error codes of the API. They are stable: scripts branch on them.
+const (
+	codeBadRequest     = "bad_request"
+	codeInvalidBundle  = "invalid_bundle"
+	codeTestsFailed    = "bundle_tests_failed"
+	codeNotFound       = "not_found"
+	codeNoLeader       = "no_leader"
+	codeStale          = "revision_not_applied"
+	codeTooLarge       = "too_large"
+	codeInternal       = "internal"
+	codeUnavailable    = "unavailable"
+	codeOutcomeUnknown = "write_outcome_unknown"
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, details ...string) {
+	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg, Details: details}})
+}
+
+// decodeJSON reads one JSON value of at most limit bytes into v, rejecting
+// unknown fields and trailing data. The error says what was wrong.
+func decodeJSON(r *http.Request, limit int64, v any) error {
+	body := http.MaxBytesReader(nil, r.Body, limit)
+	return decodeJSONFrom(body, v)
+}
+
+func decodeJSONFrom(rd io.Reader, v any) error {
+	dec := json.NewDecoder(rd)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return describeJSONError(err)
+	}
+	if dec.More() {
+		return errors.New("invalid JSON body: unexpected data after the JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("invalid JSON body: unexpected data after the JSON value")
+	}
+	return nil
+}
+
+func describeJSONError(err error) error {
+	var mbe *http.MaxBytesError
+	var se *json.SyntaxError
+	var ute *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return fmt.Errorf("%w: the body is larger than %d bytes", errTooLarge, mbe.Limit)
+	case errors.Is(err, io.EOF):
+		return errors.New("empty body: send a JSON object")
+	case errors.As(err, &se):
+		return fmt.Errorf("invalid JSON body at byte %d: %v", se.Offset, se)
+	case errors.As(err, &ute):
+		field := ute.Field
+		if field == "" {
+			field = "the body"
+		}
+		return fmt.Errorf("invalid JSON body: %s must be %s, not %s", field, ute.Type, ute.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return fmt.Errorf("invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	default:
+		return fmt.Errorf("invalid JSON body: %v", err)
+	}
+}
+
+var errTooLarge = errors.New("request too large")
+
+// badRequest writes a 400 (or 413 for an oversized body).
+func badRequest(w http.ResponseWriter, err error) {
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, err.Error())
+		return
+	}
+	writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+}

@@ -1,0 +1,216 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/engine"
+	"github.com/aibos/kernel/internal/policy"
+	"github.com/aibos/kernel/internal/store"
+)
+
+// Headers that carry who publishes and why (query parameters author and
+// message work too).
+const (
+	headerAuthor  = "X-Aibos-Author"
+	headerMessage = "X-Aibos-Message"
+)
+
+func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, policy.MaxBundleSize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("bundle larger than %d bytes", mbe.Limit))
+			return
+		}
+		badRequest(w, fmt.Errorf("read body: %w", err))
+		return
+	}
+	files, err := bundleFiles(r, body)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	now := s.now()
+	if _, err := engine.Prepare(files, engine.Options{}, now); err != nil {
+		writeBundleError(w, err)
+		return
+	}
+	if dry, _ := strconv.ParseBool(r.URL.Query().Get("dry_run")); dry {
+		writeJSON(w, http.StatusOK, api.PublishResponse{Hash: store.HashFiles(files)})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	vi, err := s.store.Publish(ctx, files, param(r, "message", headerMessage), param(r, "author", headerAuthor), now)
+	if err != nil {
+		s.writeStoreError(w, err)
+		return
+	}
+	s.log.Info("bundle published", "version", vi.Version, "revision", vi.Revision, "author", vi.Author)
+	writeJSON(w, http.StatusOK, api.PublishResponse{Version: vi.Version, Revision: vi.Revision, Hash: vi.Hash})
+}
+
+// bundleFiles turns a publish body into bundle files: a tar of a directory
+// (Content-Type application/x-tar, or detected), else one YAML or JSON
+// document stream named by the name parameter or the content type.
+func bundleFiles(r *http.Request, body []byte) ([]api.File, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, errors.New("empty body: send the bundle as YAML, JSON, or a tar of its directory")
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == "application/x-tar" || isTar(body) {
+		files, err := policy.ReadTar(bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		return files, nil
+	}
+	name := r.URL.Query().Get("name")
+	if name == "" {
+		name = "bundle.yaml"
+		if ct == "application/json" {
+			name = "bundle.json"
+		}
+	}
+	return []api.File{{Name: name, Data: body}}, nil
+}
+
+// isTar recognises a POSIX tar header by its magic at offset 257.
+func isTar(b []byte) bool {
+	return len(b) >= 512 && bytes.HasPrefix(b[257:], []byte("ustar"))
+}
+
+func writeBundleError(w http.ResponseWriter, err error) {
+	var list policy.ErrorList
+	var tf *engine.TestsFailedError
+	switch {
+	case errors.As(err, &list):
+		writeError(w, http.StatusBadRequest, codeInvalidBundle,
+			fmt.Sprintf("the bundle is invalid (%d errors); nothing was published", len(list)), list.Strings()...)
+	case errors.As(err, &tf):
+		writeError(w, http.StatusBadRequest, codeTestsFailed,
+			fmt.Sprintf("%d bundle test case(s) failed; nothing was published", len(tf.Failed)), tf.Details()...)
+	default:
+		writeError(w, http.StatusBadRequest, codeInvalidBundle, err.Error())
+	}
+}
+
+func param(r *http.Request, name, header string) string {
+	if v := r.URL.Query().Get(name); v != "" {
+		return v
+	}
+	return r.Header.Get(header)
+}
+
+func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
+	var req api.RollbackRequest
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if req.To == 0 {
+		badRequest(w, errors.New("to is missing: give the version to roll back to, e.g. {\"to\": 3}"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	vi, err := s.store.Rollback(ctx, req.To, req.Message, param(r, "author", headerAuthor), s.now())
+	if err != nil {
+		s.writeStoreError(w, err)
+		return
+	}
+	s.log.Info("bundle rolled back", "to", req.To, "version", vi.Version, "revision", vi.Revision)
+	writeJSON(w, http.StatusOK, api.PublishResponse{Version: vi.Version, Revision: vi.Revision, Hash: vi.Hash})
+}
+
+func (s *Server) handleCurrentPolicies(w http.ResponseWriter, r *http.Request) {
+	if !s.waitRevision(w, r.Context(), minRevisionParam(r)) {
+		return
+	}
+	v, ok := s.store.Current()
+	if !ok {
+		writeError(w, http.StatusNotFound, codeNotFound, "no policy bundle has been published yet: PUT /v1/policies")
+		return
+	}
+	s.writeVersion(w, r, v)
+}
+
+func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
+	if !s.waitRevision(w, r.Context(), minRevisionParam(r)) {
+		return
+	}
+	vs := s.store.Versions()
+	if vs == nil {
+		vs = []api.VersionInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"versions": vs})
+}
+
+func (s *Server) handleVersion(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.ParseUint(r.PathValue("v"), 10, 64)
+	if err != nil || n == 0 {
+		badRequest(w, fmt.Errorf("version %q is not a positive integer", r.PathValue("v")))
+		return
+	}
+	if !s.waitRevision(w, r.Context(), minRevisionParam(r)) {
+		return
+	}
+	v, ok := s.store.Version(n)
+	if !ok {
+		writeError(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("no bundle version %d: GET /v1/policies/versions lists them", n))
+		return
+	}
+	s.writeVersion(w, r, v)
+}
+
+// writeVersion answers with a version as JSON, or with format=yaml as its
+// documents concatenated, each file introduced by a comment.
+func (s *Server) writeVersion(w http.ResponseWriter, r *http.Request, v api.BundleVersion) {
+	if r.URL.Query().Get("format") != "yaml" {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("X-Aibos-Version", strconv.FormatUint(v.Version, 10))
+	for i, f := range v.Files {
+		if i > 0 {
+			io.WriteString(w, "---\n")
+		}
+		fmt.Fprintf(w, "# file: %s\n", f.Name)
+		w.Write(f.Data)
+		if !bytes.HasSuffix(f.Data, []byte("\n")) {
+			io.WriteString(w, "\n")
+		}
+	}
+}
+
+func minRevisionParam(r *http.Request) uint64 {
+	n, _ := strconv.ParseUint(r.URL.Query().Get("min_revision"), 10, 64)
+	return n
+}
+
+// writeStoreError maps store errors to answers.
+func (s *Server) writeStoreError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotLeader):
+		writeError(w, http.StatusServiceUnavailable, codeNoLeader, "this node lost leadership during the write; retry (the write was not acknowledged)")
+	case errors.Is(err, store.ErrLeadershipLost):
+		writeError(w, http.StatusServiceUnavailable, codeOutcomeUnknown, "leadership changed while the write was committing: it may or may not have been applied; read the state before retrying")
+	case errors.Is(err, store.ErrNoSuchVersion), errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, codeNotFound, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "the write was not committed in time (no quorum?); it may still commit: check the versions before retrying")
+	default:
+		s.log.Error("store write failed", "err", err)
+		writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
+	}
+}

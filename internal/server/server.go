@@ -1,0 +1,169 @@
+// Package server owns the kernel's HTTP API: its own /v1 endpoints, the
+// OpenID AuthZEN 1.0 endpoints, health, readiness and metrics. It decodes
+// requests, enriches and decides them through the engine against the bundle
+// this node has applied, and forwards writes that reach a follower to the
+// leader. It talks to the replicated state only through the Store interface.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/store"
+)
+
+// Store is what the server needs of the replicated state.
+type Store interface {
+	Publish(ctx context.Context, files []api.File, message, author string, now time.Time) (api.VersionInfo, error)
+	Rollback(ctx context.Context, to uint64, message, author string, now time.Time) (api.VersionInfo, error)
+	PutEntities(ctx context.Context, ents []api.Entity) (uint64, error)
+	DeleteEntity(ctx context.Context, typ, id string) (uint64, error)
+	Entity(typ, id string) (map[string]any, bool)
+	Current() (api.BundleVersion, bool)
+	Version(v uint64) (api.BundleVersion, bool)
+	Versions() []api.VersionInfo
+	AppliedRevision() uint64
+	WaitForRevision(ctx context.Context, rev uint64) error
+	IsLeader() bool
+	LeaderHTTP() string
+	LeaderID() string
+	Nodes() ([]api.Node, error)
+	Join(ctx context.Context, nodeID, raftAddr, httpAddr string, voter bool) error
+	Remove(ctx context.Context, nodeID string) error
+	Ready() error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Config configures a Server.
+type Config struct {
+	Store   Store
+	Bundles *Bundles
+	Region  string
+	Logger  *slog.Logger
+	// Registerer receives the server's metrics; Gatherer serves /metrics.
+	// Both nil: no metrics.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Now is the clock of decisions and writes; nil means time.Now.
+	Now func() time.Time
+	// MinRevisionWait bounds how long a request with min_revision waits for
+	// this node to apply it. Zero means 5 s.
+	MinRevisionWait time.Duration
+	// WriteTimeout bounds a write (commit through Raft). Zero means 10 s.
+	WriteTimeout time.Duration
+	// MaxBodyBytes bounds request bodies. Zero means 64 MiB for bundles and
+	// 4 MiB for everything else.
+	MaxBodyBytes int64
+}
+
+// Server serves the kernel's HTTP API. Create it with New.
+type Server struct {
+	cfg     Config
+	store   Store
+	bundles *Bundles
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	client  *http.Client
+	mux     *http.ServeMux
+}
+
+// New validates cfg, applies defaults and builds the routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Bundles == nil {
+		return nil, errors.New("server: Store and Bundles are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MinRevisionWait == 0 {
+		cfg.MinRevisionWait = 5 * time.Second
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 4 << 20
+	}
+	s := &Server{
+		cfg:     cfg,
+		store:   cfg.Store,
+		bundles: cfg.Bundles,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		client:  &http.Client{Timeout: cfg.WriteTimeout + 5*time.Second},
+		mux:     http.NewServeMux(),
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "aibos_bundle_version", Help: "The bundle version this node decides with.",
+		}, func() float64 { return float64(s.bundles.Version()) })); err != nil {
+			return nil, err
+		}
+	}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("POST /v1/check", s.handleCheck)
+	m.HandleFunc("POST /v1/check/batch", s.handleCheckBatch)
+
+	m.HandleFunc("POST /access/v1/evaluation", s.handleAuthZENEvaluation)
+	m.HandleFunc("POST /access/v1/evaluations", s.handleAuthZENEvaluations)
+	m.HandleFunc("GET /.well-known/authzen-configuration", s.handleAuthZENConfig)
+
+	m.HandleFunc("PUT /v1/policies", s.leaderOnly(s.handlePublish))
+	m.HandleFunc("GET /v1/policies", s.handleCurrentPolicies)
+	m.HandleFunc("GET /v1/policies/versions", s.handleVersions)
+	m.HandleFunc("GET /v1/policies/versions/{v}", s.handleVersion)
+	m.HandleFunc("POST /v1/policies/rollback", s.leaderOnly(s.handleRollback))
+
+	m.HandleFunc("PUT /v1/entities", s.leaderOnly(s.handlePutEntities))
+	m.HandleFunc("GET /v1/entities/{type}/{id}", s.handleGetEntity)
+	m.HandleFunc("DELETE /v1/entities/{type}/{id}", s.leaderOnly(s.handleDeleteEntity))
+
+	m.HandleFunc("GET /v1/cluster", s.handleCluster)
+	m.HandleFunc("POST /v1/cluster/join", s.leaderOnly(s.handleJoin))
+	m.HandleFunc("POST /v1/cluster/remove", s.leaderOnly(s.handleRemove))
+
+	m.HandleFunc("GET /healthz", s.handleHealth)
+	m.HandleFunc("GET /readyz", s.handleReady)
+	if s.cfg.Gatherer != nil {
+		m.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no endpoint "+r.Method+" "+r.URL.Path+": see the API reference in the README")
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
+			writeError(w, http.StatusInternalServerError, "internal", "internal error; the node logged it")
+		}
+	}()
+	s.mux.ServeHTTP(w, r)
+}
