@@ -163,4 +163,3 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	tw.Flush()
 	return exitOK
 }
-
