@@ -9,6 +9,8 @@ import (
 	"cel.dev/cel-go/checker"
 	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/ext"
+
+	"github.com/aibos/kernel/api"
 )
 
 // Cost bounds of conditions. A condition's worst-case cost is estimated
@@ -20,9 +22,23 @@ import (
 // input (a comprehension nested in another over request data costs about
 // 1,000,000), which is what can run away on a hostile request. Because every
 // condition is bounded up front, decisions do not track cost at run time.
+//
+// api.DecodeCheckRequest rejects requests with larger lists and maps, so the
+// bound holds for every request that comes through the API. Strings are
+// bounded only by the request size (1 MiB); the string functions a
+// condition can call (contains, startsWith, matches with RE2, ...) run in
+// time linear in their input, so a long string costs a decision time in
+// proportion, not more.
 const (
-	MaxInputSize   = 1_000
+	MaxInputSize   = api.MaxCollectionLen
 	DefaultMaxCost = 100_000
+)
+
+// Parser limits: a condition is at most MaxConditionSize code points and
+// nests at most 64 levels, so that parsing hostile source stays cheap.
+const (
+	MaxConditionSize  = 10_000
+	maxParseRecursion = 64
 )
 
 // Request fields that conditions may select; a typo is a compile error.
@@ -43,6 +59,9 @@ func newEnv() (*cel.Env, error) {
 		ext.Strings(),
 		ext.Sets(),
 		cel.CrossTypeNumericComparisons(true),
+		cel.ParserExpressionSizeLimit(MaxConditionSize),
+		cel.ParserRecursionLimit(maxParseRecursion),
+		cel.ParserErrorRecoveryLimit(4),
 	)
 }
 
