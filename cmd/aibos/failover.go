@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,7 @@ func cmdFailoverBench(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	rounds := fs.Int("rounds", 20, "how many times to kill the leader")
 	dir := fs.String("data", "", "directory for the nodes' data (default: a temporary directory, removed afterwards)")
+	verbose := fs.Bool("v", false, "log the nodes' warnings and errors to standard error")
 	if err := fs.Parse(args); err != nil {
 		return exitInvalid
 	}
@@ -37,7 +39,11 @@ func cmdFailoverBench(args []string, stdout, stderr io.Writer) int {
 		defer os.RemoveAll(d)
 		*dir = d
 	}
-	samples, err := failoverRounds(*dir, *rounds, stdout)
+	log := slog.New(slog.DiscardHandler)
+	if *verbose {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	samples, err := failoverRounds(*dir, *rounds, log, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "aibos failover-bench: %v\n", err)
 		return exitFailed
@@ -51,7 +57,7 @@ func cmdFailoverBench(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func failoverRounds(dir string, rounds int, stdout io.Writer) ([]time.Duration, error) {
+func failoverRounds(dir string, rounds int, log *slog.Logger, stdout io.Writer) ([]time.Duration, error) {
 	ctx := context.Background()
 	cfgs := make([]node.Config, 3)
 	nodes := make([]*node.Node, 3)
@@ -68,6 +74,7 @@ func failoverRounds(dir string, rounds int, stdout io.Writer) ([]time.Duration, 
 			HTTPAddr: "127.0.0.1:0",
 			RaftAddr: "127.0.0.1:0",
 			DataDir:  filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
+			Logger:   log,
 		}
 		if i > 0 {
 			cfgs[i].Join = nodes[0].HTTPAddr()
@@ -106,19 +113,24 @@ func failoverRounds(dir string, rounds int, stdout io.Writer) ([]time.Duration, 
 	var samples []time.Duration
 	for r := 0; r < rounds; r++ {
 		li := -1
-		for i, n := range nodes {
-			if n.Store.IsLeader() {
-				li = i
+		for wait := time.Now(); li < 0; {
+			for i, n := range nodes {
+				if n.Store.IsLeader() {
+					li = i
+				}
 			}
-		}
-		if li < 0 {
-			return nil, fmt.Errorf("round %d: no leader", r)
+			if li < 0 {
+				if time.Since(wait) > 30*time.Second {
+					return nil, fmt.Errorf("round %d: no leader within 30s", r)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 		}
 		killed := time.Now()
 		nodes[li].Kill()
-		for write(r) != nil {
+		for err := write(r); err != nil; err = write(r) {
 			if time.Since(killed) > 30*time.Second {
-				return nil, fmt.Errorf("round %d: no write accepted within 30s of the kill", r)
+				return nil, fmt.Errorf("round %d: no write accepted within 30s of the kill; last error: %w", r, err)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
