@@ -1,0 +1,319 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/aibos/kernel/api"
+)
+
+// Kinds of Change.
+const (
+	ChangeBundle       = "bundle"        // a publish or a rollback; Version is set
+	ChangeEntities     = "entities"      // an upsert of entities
+	ChangeEntityDelete = "entity_delete" // one entity deleted
+	ChangeNode         = "node"          // a member's addresses set or removed
+	ChangeRestore      = "restore"       // the whole state replaced from a snapshot; Version is the current one
+)
+
+// Change describes one applied change of the replicated state, as passed to
+// Config.OnApply.
+type Change struct {
+	Revision uint64
+	Kind     string
+	// Version is the new bundle version (Kind bundle) or, on restore, the
+	// current one (nil if the restored state has none). Shared, read-only.
+	Version *api.BundleVersion
+}
+
+// applyResult is the response of a successfully applied command, returned
+// to the proposer through raft's ApplyFuture.
+type applyResult struct {
+	Revision uint64
+	Version  *api.VersionInfo
+}
+
+type entityKey struct{ typ, id string }
+
+// nodeMeta is what the state machine knows of a member beyond raft's own
+// configuration: the address its HTTP API is served on.
+type nodeMeta struct {
+	ID   string `json:"id"`
+	HTTP string `json:"http"`
+	Raft string `json:"raft"`
+}
+
+// state is the replicated state. Every value reachable from it is immutable
+// once stored: updates replace map entries and append to versions, never
+// modify a stored value. That is what lets readers use stored values without
+// copying and lets a snapshot copy references only.
+type state struct {
+	revision uint64
+	versions []*api.BundleVersion // versions[i].Version == i+1
+	entities map[entityKey]map[string]any
+	nodes    map[string]nodeMeta
+}
+
+func newState() state {
+	return state{
+		entities: make(map[entityKey]map[string]any),
+		nodes:    make(map[string]nodeMeta),
+	}
+}
+
+// fsm is the raft.FSM. Apply, Snapshot and Restore are called by raft from
+// one goroutine; readers call the read methods from any goroutine.
+type fsm struct {
+	mu sync.RWMutex
+	st state // guarded by mu
+
+	onApply func(Change)
+
+	// applied is the revision whose change (and OnApply) is complete;
+	// revWait is broadcast when it moves.
+	applied atomic.Uint64
+	revWait notifier
+}
+
+func newFSM(onApply func(Change)) *fsm {
+	return &fsm{st: newState(), onApply: onApply}
+}
+
+// Apply applies one committed log entry. It returns an applyResult, or an
+// error value that leaves the state unchanged. It never panics on bad input.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	ch, res, err := f.apply(l.Data)
+	if err != nil {
+		return err
+	}
+	f.changed(ch)
+	return res
+}
+
+// changed runs OnApply, then makes the revision visible to waiters, so that
+// a reader that saw revision R also sees everything OnApply did for R.
+func (f *fsm) changed(ch Change) {
+	if f.onApply != nil {
+		f.onApply(ch)
+	}
+	f.applied.Store(ch.Revision)
+	f.revWait.broadcast()
+}
+
+// apply decodes and validates outside the lock (both are pure), then
+// mutates under it.
+func (f *fsm) apply(data []byte) (Change, applyResult, error) {
+	c, err := decodeCommand(data)
+	if err != nil {
+		return Change{}, applyResult{}, err
+	}
+	switch c.Type {
+	case cmdBundlePublish:
+		var p publishCmd
+		if err := decodePayload(c, &p); err != nil {
+			return Change{}, applyResult{}, err
+		}
+		if err := validateFiles(p.Files); err != nil {
+			return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
+		}
+		bv := &api.BundleVersion{
+			VersionInfo: api.VersionInfo{Hash: p.Hash, Message: p.Message, Author: p.Author, Time: p.Time},
+			Files:       p.Files,
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.addVersionLocked(bv)
+
+	case cmdBundleRollback:
+		var p rollbackCmd
+		if err := decodePayload(c, &p); err != nil {
+			return Change{}, applyResult{}, err
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if p.To == 0 || p.To > uint64(len(f.st.versions)) {
+			return Change{}, applyResult{}, fmt.Errorf("%w: %d", ErrNoSuchVersion, p.To)
+		}
+		old := f.st.versions[p.To-1]
+		bv := &api.BundleVersion{
+			VersionInfo: api.VersionInfo{
+				Hash: old.Hash, RollbackOf: p.To, Message: p.Message, Author: p.Author, Time: p.Time,
+			},
+			Files: old.Files,
+		}
+		return f.addVersionLocked(bv)
+
+	case cmdEntitiesPut:
+		var p entitiesPutCmd
+		if err := decodePayload(c, &p); err != nil {
+			return Change{}, applyResult{}, err
+		}
+		if err := validateEntities(p.Entities); err != nil {
+			return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, e := range p.Entities {
+			f.st.entities[entityKey{e.Type, e.ID}] = normProps(e.Properties)
+		}
+		return f.bumpLocked(ChangeEntities)
+
+	case cmdEntityDelete:
+		var p entityDeleteCmd
+		if err := decodePayload(c, &p); err != nil {
+			return Change{}, applyResult{}, err
+		}
+		k := entityKey{p.Type, p.ID}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if _, ok := f.st.entities[k]; !ok {
+			return Change{}, applyResult{}, fmt.Errorf("%w: entity %s/%s", ErrNotFound, p.Type, p.ID)
+		}
+		delete(f.st.entities, k)
+		return f.bumpLocked(ChangeEntityDelete)
+
+	case cmdNodeSet:
+		var p nodeSetCmd
+		if err := decodePayload(c, &p); err != nil {
+			return Change{}, applyResult{}, err
+		}
+		if p.ID == "" {
+			return Change{}, applyResult{}, fmt.Errorf("%w: %s: empty node id", ErrBadCommand, c.Type)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.st.nodes[p.ID] = nodeMeta(p)
+		return f.bumpLocked(ChangeNode)
+
+	case cmdNodeRemove:
+		var p nodeRemoveCmd
+		if err := decodePayload(c, &p); err != nil {
+			return Change{}, applyResult{}, err
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if _, ok := f.st.nodes[p.ID]; !ok {
+			return Change{}, applyResult{}, fmt.Errorf("%w: node %q", ErrNotFound, p.ID)
+		}
+		delete(f.st.nodes, p.ID)
+		return f.bumpLocked(ChangeNode)
+
+	default:
+		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
+	}
+}
+
+func (f *fsm) addVersionLocked(bv *api.BundleVersion) (Change, applyResult, error) {
+	n := uint64(len(f.st.versions))
+	f.st.revision++
+	bv.Version = n + 1
+	bv.Revision = f.st.revision
+	bv.Parent = n
+	f.st.versions = append(f.st.versions, bv)
+	vi := bv.VersionInfo
+	return Change{Revision: f.st.revision, Kind: ChangeBundle, Version: bv},
+		applyResult{Revision: f.st.revision, Version: &vi}, nil
+}
+
+func (f *fsm) bumpLocked(kind string) (Change, applyResult, error) {
+	f.st.revision++
+	return Change{Revision: f.st.revision, Kind: kind}, applyResult{Revision: f.st.revision}, nil
+}
+
+func validateEntities(es []api.Entity) error {
+	if len(es) == 0 {
+		return errors.New("no entities")
+	}
+	for i, e := range es {
+		if e.Type == "" || e.ID == "" {
+			return fmt.Errorf("entity %d: type and id are required", i)
+		}
+	}
+	return nil
+}
+
+// normProps makes an empty property map nil, so that a value looks the same
+// whether it came from a command or a snapshot (both JSON, omitempty).
+func normProps(p map[string]any) map[string]any {
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}
+
+// Snapshot captures the state for Persist. It runs on raft's FSM goroutine,
+// so no Apply runs concurrently; it copies references only (the entity map
+// is copied into a slice: O(entities), no deep copy).
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.captureLocked(), nil
+}
+
+func (f *fsm) captureLocked() *fsmSnapshot {
+	s := &fsmSnapshot{
+		revision: f.st.revision,
+		versions: f.st.versions[:len(f.st.versions):len(f.st.versions)],
+		entities: make([]api.Entity, 0, len(f.st.entities)),
+		nodes:    make([]nodeMeta, 0, len(f.st.nodes)),
+	}
+	for k, p := range f.st.entities {
+		s.entities = append(s.entities, api.Entity{Type: k.typ, ID: k.id, Properties: p})
+	}
+	for _, n := range f.st.nodes {
+		s.nodes = append(s.nodes, n)
+	}
+	return s
+}
+
+// Restore replaces the whole state from a snapshot. On error the state is
+// unchanged.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := readSnapshot(rc)
+	if err != nil {
+		return fmt.Errorf("store: restore snapshot: %w", err)
+	}
+	f.mu.Lock()
+	f.st = st
+	var cur *api.BundleVersion
+	if n := len(st.versions); n > 0 {
+		cur = st.versions[n-1]
+	}
+	f.mu.Unlock()
+	f.changed(Change{Revision: st.revision, Kind: ChangeRestore, Version: cur})
+	return nil
+}
+
+// notifier wakes every goroutine waiting for "something changed". A waiter
+// takes the channel, re-checks its condition, then blocks on the channel.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{} // guarded by mu; nil when nobody waits
+}
+
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+func (n *notifier) broadcast() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
+}

@@ -1,0 +1,224 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/aibos/kernel/api"
+)
+
+// Roles reported by Nodes.
+const (
+	RoleLeader   = "leader"
+	RoleFollower = "follower"
+	RoleNonvoter = "nonvoter"
+)
+
+// IsLeader reports whether this node is the leader.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// LeaderID returns the leader's node id, "" if unknown.
+func (s *Store) LeaderID() string {
+	_, id := s.raft.LeaderWithID()
+	return string(id)
+}
+
+// LeaderHTTP returns the leader's advertised HTTP address, "" if the leader
+// or its address is unknown. Forward writes there on ErrNotLeader.
+func (s *Store) LeaderHTTP() string {
+	id := s.LeaderID()
+	if id == "" {
+		return ""
+	}
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	return s.fsm.st.nodes[id].HTTP
+}
+
+// WaitForLeader returns once this node knows a leader (itself or another),
+// or when ctx ends or the store closes.
+func (s *Store) WaitForLeader(ctx context.Context) error {
+	for {
+		ch := s.leaderWait.wait()
+		if s.LeaderID() != "" {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return ErrClosed
+		}
+	}
+}
+
+// Nodes lists the members of raft's latest configuration with their
+// addresses and roles. AppliedRevision is known for this node only; it is
+// 0 for the others (the server asks them if it needs it).
+func (s *Store) Nodes() ([]api.Node, error) {
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return nil, fmt.Errorf("store: configuration: %w", mapRaftErr(err))
+	}
+	leader := s.LeaderID()
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	var out []api.Node
+	for _, srv := range cf.Configuration().Servers {
+		n := api.Node{ID: string(srv.ID), Raft: string(srv.Address), HTTP: s.fsm.st.nodes[string(srv.ID)].HTTP}
+		switch {
+		case n.ID == leader:
+			n.Role = RoleLeader
+		case srv.Suffrage != raft.Voter:
+			n.Role = RoleNonvoter
+		default:
+			n.Role = RoleFollower
+		}
+		if n.ID == s.cfg.NodeID {
+			n.AppliedRevision = s.AppliedRevision()
+		}
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Join adds a node to the cluster as a voter or a non-voter and records
+// its addresses. Leader only. Idempotent: joining again with the same id
+// and raft address changes nothing but a changed HTTP address or
+// suffrage; a known id at a new address (or a new id at a known address)
+// replaces the old member.
+func (s *Store) Join(ctx context.Context, nodeID, raftAddr, httpAddr string, voter bool) error {
+	if nodeID == "" || raftAddr == "" {
+		return fmt.Errorf("%w: join needs a node id and a raft address", ErrBadCommand)
+	}
+	if !s.IsLeader() {
+		return ErrNotLeader
+	}
+	cf := s.raft.GetConfiguration()
+	if err := waitFuture(ctx, cf); err != nil {
+		return fmt.Errorf("store: join %s: %w", nodeID, mapRaftErr(err))
+	}
+	id, addr := raft.ServerID(nodeID), raft.ServerAddress(raftAddr)
+	member, isVoter := false, false
+	for _, srv := range cf.Configuration().Servers {
+		switch {
+		case srv.ID == id && srv.Address == addr:
+			member, isVoter = true, srv.Suffrage == raft.Voter
+		case srv.ID == id || srv.Address == addr:
+			s.log.Info("replacing member", "id", srv.ID, "raft", srv.Address, "new_id", id, "new_raft", addr)
+			if err := waitFuture(ctx, s.raft.RemoveServer(srv.ID, 0, enqueueTimeout(ctx))); err != nil {
+				return fmt.Errorf("store: join %s: remove old member %s: %w", nodeID, srv.ID, mapRaftErr(err))
+			}
+		}
+	}
+	var f raft.IndexFuture
+	switch {
+	case member && isVoter == voter:
+	case voter:
+		// Also promotes an existing non-voter.
+		f = s.raft.AddVoter(id, addr, 0, enqueueTimeout(ctx))
+	case member: // a voter asked to become a non-voter
+		f = s.raft.DemoteVoter(id, 0, enqueueTimeout(ctx))
+	default:
+		f = s.raft.AddNonvoter(id, addr, 0, enqueueTimeout(ctx))
+	}
+	if f != nil {
+		if err := waitFuture(ctx, f); err != nil {
+			return fmt.Errorf("store: join %s: %w", nodeID, mapRaftErr(err))
+		}
+		s.log.Info("member joined", "id", nodeID, "raft", raftAddr, "http", httpAddr, "voter", voter)
+	}
+	return s.setNode(ctx, nodeMeta{ID: nodeID, HTTP: httpAddr, Raft: raftAddr})
+}
+
+// setNode records a member's addresses unless the local replica already
+// has exactly them.
+func (s *Store) setNode(ctx context.Context, m nodeMeta) error {
+	s.fsm.mu.RLock()
+	cur, ok := s.fsm.st.nodes[m.ID]
+	s.fsm.mu.RUnlock()
+	if ok && cur == m {
+		return nil
+	}
+	if _, err := s.propose(ctx, cmdNodeSet, nodeSetCmd(m)); err != nil {
+		return fmt.Errorf("store: record node %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// Remove takes a node out of the cluster and forgets its addresses. Leader
+// only; removing an unknown node is not an error. Removing the leader
+// itself makes it step down once the change commits.
+func (s *Store) Remove(ctx context.Context, nodeID string) error {
+	if !s.IsLeader() {
+		return ErrNotLeader
+	}
+	// Addresses first: once this node is removed it cannot propose.
+	s.fsm.mu.RLock()
+	_, known := s.fsm.st.nodes[nodeID]
+	s.fsm.mu.RUnlock()
+	if known {
+		if _, err := s.propose(ctx, cmdNodeRemove, nodeRemoveCmd{ID: nodeID}); err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("store: remove %s: %w", nodeID, err)
+		}
+	}
+	if err := waitFuture(ctx, s.raft.RemoveServer(raft.ServerID(nodeID), 0, enqueueTimeout(ctx))); err != nil {
+		return fmt.Errorf("store: remove %s: %w", nodeID, mapRaftErr(err))
+	}
+	return nil
+}
+
+// watchLeader wakes WaitForLeader callers on every leader change. raft
+// drops an observation when the channel is full; a pending one still wakes
+// the waiters after the change, so none is lost.
+func (s *Store) watchLeader(obs <-chan raft.Observation) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-obs:
+			s.leaderWait.broadcast()
+		case <-s.ctx.Done():
+			s.leaderWait.broadcast()
+			return
+		}
+	}
+}
+
+// leaderDuties runs what a new leader owes the cluster: recording its own
+// addresses (a bootstrapped node was never joined; a restarted one may have
+// a new HTTP address).
+func (s *Store) leaderDuties() {
+	defer s.wg.Done()
+	for {
+		select {
+		case isLeader := <-s.raft.LeaderCh():
+			if !isLeader {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			err := s.registerSelf(ctx)
+			cancel()
+			if err != nil && s.ctx.Err() == nil {
+				s.log.Warn("recording own addresses as new leader failed", "err", err)
+			}
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *Store) registerSelf(ctx context.Context) error {
+	// The barrier makes the local replica current, so setNode compares
+	// against the committed metadata.
+	if err := waitFuture(ctx, s.raft.Barrier(enqueueTimeout(ctx))); err != nil {
+		return mapRaftErr(err)
+	}
+	return s.setNode(ctx, nodeMeta{ID: s.cfg.NodeID, HTTP: s.cfg.HTTPAddr, Raft: s.raftAddr})
+}

@@ -1,0 +1,173 @@
+package store
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/aibos/kernel/api"
+)
+
+// snapshotFormat is the version of the snapshot encoding. A node refuses to
+// restore a snapshot of a format it does not know rather than drop state.
+const snapshotFormat = 1
+
+// The snapshot is a gzip stream of JSON values, one per line: a header,
+// then one record per bundle version (in order), per member, per entity
+// (sorted, so equal states give equal bytes). Streaming keeps memory flat
+// for large entity sets on both sides.
+type snapshotHeader struct {
+	Format   int    `json:"format"`
+	Revision uint64 `json:"revision"`
+	Versions int    `json:"versions"`
+	Nodes    int    `json:"nodes"`
+	Entities int    `json:"entities"`
+}
+
+// snapshotRecord has exactly one field set. New kinds of state add a field
+// (and bump snapshotFormat if old nodes must not read it).
+type snapshotRecord struct {
+	Version *api.BundleVersion `json:"version,omitempty"`
+	Node    *nodeMeta          `json:"node,omitempty"`
+	Entity  *api.Entity        `json:"entity,omitempty"`
+}
+
+// fsmSnapshot is a point-in-time copy of references into the state.
+type fsmSnapshot struct {
+	revision uint64
+	versions []*api.BundleVersion
+	entities []api.Entity
+	nodes    []nodeMeta
+}
+
+// Persist writes the snapshot to the sink. It runs concurrently with Apply,
+// which is safe because it reads immutable values only.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.write(sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("store: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// Release is a no-op: the snapshot holds no resources.
+func (s *fsmSnapshot) Release() {}
+
+func (s *fsmSnapshot) write(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	zw, err := gzip.NewWriterLevel(bw, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	if err := s.encode(zw); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// encode writes the uncompressed records.
+func (s *fsmSnapshot) encode(w io.Writer) error {
+	sort.Slice(s.entities, func(i, j int) bool {
+		a, b := s.entities[i], s.entities[j]
+		if a.Type != b.Type {
+			return a.Type < b.Type
+		}
+		return a.ID < b.ID
+	})
+	sort.Slice(s.nodes, func(i, j int) bool { return s.nodes[i].ID < s.nodes[j].ID })
+
+	enc := json.NewEncoder(w)
+	if err := enc.Encode(snapshotHeader{
+		Format: snapshotFormat, Revision: s.revision,
+		Versions: len(s.versions), Nodes: len(s.nodes), Entities: len(s.entities),
+	}); err != nil {
+		return err
+	}
+	for _, v := range s.versions {
+		if err := enc.Encode(snapshotRecord{Version: v}); err != nil {
+			return err
+		}
+	}
+	for i := range s.nodes {
+		if err := enc.Encode(snapshotRecord{Node: &s.nodes[i]}); err != nil {
+			return err
+		}
+	}
+	for i := range s.entities {
+		if err := enc.Encode(snapshotRecord{Entity: &s.entities[i]}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readSnapshot decodes a snapshot written by write into a fresh state,
+// validating it as it goes.
+func readSnapshot(r io.Reader) (state, error) {
+	zr, err := gzip.NewReader(bufio.NewReaderSize(r, 64<<10))
+	if err != nil {
+		return state{}, err
+	}
+	defer zr.Close()
+	return decodeSnapshot(zr)
+}
+
+func decodeSnapshot(r io.Reader) (state, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var h snapshotHeader
+	if err := dec.Decode(&h); err != nil {
+		return state{}, fmt.Errorf("header: %w", err)
+	}
+	if h.Format != snapshotFormat {
+		return state{}, fmt.Errorf("unknown snapshot format %d (this node reads %d)", h.Format, snapshotFormat)
+	}
+	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 {
+		return state{}, errors.New("negative count in header")
+	}
+	st := newState()
+	st.revision = h.Revision
+	total := h.Versions + h.Nodes + h.Entities
+	for i := 0; i < total; i++ {
+		var rec snapshotRecord
+		if err := dec.Decode(&rec); err != nil {
+			return state{}, fmt.Errorf("record %d: %w", i, err)
+		}
+		switch {
+		case i < h.Versions:
+			v := rec.Version
+			if v == nil || rec.Node != nil || rec.Entity != nil {
+				return state{}, fmt.Errorf("record %d: want a version", i)
+			}
+			if v.Version != uint64(len(st.versions))+1 {
+				return state{}, fmt.Errorf("record %d: version %d out of order", i, v.Version)
+			}
+			st.versions = append(st.versions, v)
+		case i < h.Versions+h.Nodes:
+			n := rec.Node
+			if n == nil || rec.Version != nil || rec.Entity != nil || n.ID == "" {
+				return state{}, fmt.Errorf("record %d: want a node", i)
+			}
+			st.nodes[n.ID] = *n
+		default:
+			e := rec.Entity
+			if e == nil || rec.Version != nil || rec.Node != nil || e.Type == "" || e.ID == "" {
+				return state{}, fmt.Errorf("record %d: want an entity", i)
+			}
+			st.entities[entityKey{e.Type, e.ID}] = normProps(e.Properties)
+		}
+	}
+	if dec.More() {
+		return state{}, errors.New("trailing data after the last record")
+	}
+	return st, nil
+}
