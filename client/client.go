@@ -236,7 +236,8 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte
 	deadline := time.Now().Add(c.retryFor)
 	backoff := 20 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		i := int(c.next.Load()) % len(c.urls)
+		cur := c.next.Load()
+		i := int(cur % uint32(len(c.urls)))
 		err := c.once(ctx, c.urls[i]+path, method, ctype, body, out)
 		if err == nil {
 			return nil
@@ -244,7 +245,9 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte
 		var apiErr *Error
 		retryable := !errors.As(err, &apiErr) || apiErr.Code == codeNoLeader
 		if !errors.As(err, &apiErr) {
-			c.next.CompareAndSwap(uint32(i), uint32(i+1))
+			// Move past the node that could not be reached, unless another
+			// call already did.
+			c.next.CompareAndSwap(cur, cur+1)
 		}
 		if !retryable || c.retryFor < 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
