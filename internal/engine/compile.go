@@ -48,6 +48,12 @@ type rule struct {
 	patterns    []string
 	effect      api.Effect
 	policyName  string
+	// ord is the rule's place in the bundle.
+	ord int
+	// solo and soloObl are the reasons and obligations of a decision that
+	// this rule alone determines (a single deny that held), built once.
+	solo    []api.Reason
+	soloObl *api.Obligations
 }
 
 func (r *rule) id() string { return r.policyName + "/" + r.reason.Rule }
@@ -140,6 +146,12 @@ func compileRules(src *policy.Bundle, opts Options, partial bool) (*compiled, er
 				}
 				cr.cond = c
 			}
+			cr.ord = len(rules)
+			cr.solo = []api.Reason{cr.reason}
+			var m merger
+			m.reset()
+			m.merge(cr)
+			cr.soloObl = m.obligations()
 			rules = append(rules, cr)
 		}
 	}
@@ -187,6 +199,13 @@ type index struct {
 // ruleSet is every rule that matches one action (or one glob prefix).
 type ruleSet struct {
 	layers []layerRules
+	// allows is the number of allow rules; allowReasons and allowObl are
+	// the reasons and merged obligations of a decision in which every one
+	// of them held and no approval rule did, the common case of an allow,
+	// built once so that such a decision allocates nothing.
+	allows       int
+	allowReasons []api.Reason
+	allowObl     *api.Obligations
 }
 
 type layerRules struct {
@@ -200,45 +219,57 @@ type layerRules struct {
 // action; if none holds, the layer denies implicitly.
 func (lr *layerRules) governs() bool { return len(lr.approval)+len(lr.allow) > 0 }
 
+// buildIndex indexes rules by the exact names and glob prefixes their
+// patterns mention. Its cost is proportional to the size of the index, not
+// to names times rules.
 func buildIndex(rules []*rule, nlayers int) index {
-	exactNames := map[string]bool{}
-	globPrefixes := map[string]bool{}
+	var star []*rule
+	exact := map[string][]*rule{}
+	globs := map[string][]*rule{}
 	for _, r := range rules {
 		for _, p := range r.patterns {
 			switch {
 			case p == "*":
+				star = append(star, r)
 			case strings.HasSuffix(p, ".*"):
-				globPrefixes[strings.TrimSuffix(p, "*")] = true
+				prefix := strings.TrimSuffix(p, "*")
+				globs[prefix] = append(globs[prefix], r)
 			default:
-				exactNames[p] = true
+				exact[p] = append(exact[p], r)
 			}
 		}
 	}
-	ix := index{exact: map[string]*ruleSet{}, globs: map[string]*ruleSet{}}
-	ix.star = collect(rules, nlayers, func(p string) bool { return p == "*" })
-	for prefix := range globPrefixes {
-		// Everything under prefix is matched by "*" and by every glob whose
-		// prefix is a prefix of this one.
-		ix.globs[prefix] = collect(rules, nlayers, func(p string) bool {
-			return p == "*" || strings.HasSuffix(p, ".*") && strings.HasPrefix(prefix, strings.TrimSuffix(p, "*"))
-		})
+	// covering returns the rules of name's own list and of every glob
+	// prefix of name ending at a dot before its last character.
+	covering := func(name string, own []*rule) []*rule {
+		out := own[:len(own):len(own)]
+		for i := 0; i < len(name)-1; i++ {
+			if name[i] == '.' {
+				out = append(out, globs[name[:i+1]]...)
+			}
+		}
+		return append(out, star...)
 	}
-	for name := range exactNames {
-		ix.exact[name] = collect(rules, nlayers, func(p string) bool { return policy.MatchPattern(p, name) })
+	ix := index{exact: map[string]*ruleSet{}, globs: map[string]*ruleSet{}, star: collect(star, nlayers)}
+	for prefix, own := range globs {
+		// Everything under prefix is matched by its own glob, every shorter
+		// glob that covers it, and "*".
+		ix.globs[prefix] = collect(covering(prefix, own), nlayers)
+	}
+	for name, own := range exact {
+		ix.exact[name] = collect(covering(name, own), nlayers)
 	}
 	return ix
 }
 
-// collect builds the rule set of the rules with a pattern that match says
-// yes to, in layer order and, within a layer, in bundle order.
-func collect(rules []*rule, nlayers int, match func(string) bool) *ruleSet {
+// collect builds the rule set of rules: grouped by layer in precedence
+// order and, within a layer, by effect in bundle order, each rule once.
+func collect(rules []*rule, nlayers int) *ruleSet {
+	rules = slices.Clone(rules) // sorted and compacted here: the caller's stays as is
+	slices.SortFunc(rules, func(a, b *rule) int { return a.ord - b.ord })
+	rules = slices.Compact(rules)
 	byLayer := make([]layerRules, nlayers)
-	any := false
 	for _, r := range rules {
-		if !slices.ContainsFunc(r.patterns, match) {
-			continue
-		}
-		any = true
 		lr := &byLayer[r.layer]
 		switch r.effect {
 		case api.Deny:
@@ -250,14 +281,24 @@ func collect(rules []*rule, nlayers int, match func(string) bool) *ruleSet {
 		}
 	}
 	rs := &ruleSet{}
-	if !any {
-		return rs
-	}
+	var allows []*rule
 	for i, lr := range byLayer {
 		if len(lr.deny)+len(lr.approval)+len(lr.allow) > 0 {
 			lr.layer = i
 			rs.layers = append(rs.layers, lr)
+			allows = append(allows, lr.allow...)
 		}
+	}
+	if len(allows) > 0 {
+		rs.allows = len(allows)
+		rs.allowReasons = make([]api.Reason, len(allows))
+		var m merger
+		m.reset()
+		for i, r := range allows {
+			rs.allowReasons[i] = r.reason
+			m.merge(r)
+		}
+		rs.allowObl = m.obligations()
 	}
 	return rs
 }

@@ -11,7 +11,6 @@ import (
 	"cel.dev/cel-go/interpreter"
 
 	"github.com/aibos/kernel/api"
-	"github.com/aibos/kernel/internal/policy"
 )
 
 // EntityLookup finds the stored properties of an entity. The engine never
@@ -41,6 +40,11 @@ const (
 // req.Explain is set every matching rule is evaluated and each layer's outcome
 // is reported; otherwise evaluation stops as soon as the outcome is certain.
 // Decide never modifies req and never panics on any request.
+//
+// A decision is read-only: its Reasons and Obligations may be shared with
+// the compiled bundle and with other decisions (the common outcomes are
+// built once, at compile time, so that deciding them allocates nothing).
+// Copy them before modifying; appending to Reasons copies by itself.
 func (b *Bundle) Decide(req *api.CheckRequest, ents EntityLookup, now time.Time) api.Decision {
 	d := api.Decision{Version: b.version}
 	if req.Action.Name == "" {
@@ -99,7 +103,7 @@ func (b *Bundle) Decide(req *api.CheckRequest, ents EntityLookup, now time.Time)
 			return d
 		}
 	}
-	return permitDecision(ev, d)
+	return permitDecision(ev, rs, d)
 }
 
 // abstaining is the explanation of a decision no rule matched: every layer
@@ -170,7 +174,7 @@ func (b *Bundle) explain(ev *evaluator, rs *ruleSet, d api.Decision) api.Decisio
 		d.Decision = api.Deny
 		d.Reasons = []api.Reason{*implicit}
 	default:
-		d = permitDecision(ev, d)
+		d = permitDecision(ev, rs, d)
 	}
 	d.Explain = outcomes
 	return d
@@ -185,25 +189,35 @@ func (b *Bundle) implicitDeny(layer int, action string) api.Reason {
 // denyDecision is the decision of the deny rules in ev.held.
 func denyDecision(ev *evaluator, d api.Decision) api.Decision {
 	d.Decision = api.Deny
+	if len(ev.held) == 1 {
+		d.Reasons, d.Obligations = ev.held[0].solo, ev.held[0].soloObl
+		return d
+	}
 	d.Reasons = make([]api.Reason, len(ev.held))
 	for i, r := range ev.held {
 		d.Reasons[i] = r.reason
-		ev.merge(r)
+		ev.obl.merge(r)
 	}
-	d.Obligations = ev.obligations()
+	d.Obligations = ev.obl.obligations()
 	return d
 }
 
 // permitDecision is the decision of the approval and allow rules in
 // ev.held: require_approval if an approval rule held, allow if only allow
 // rules held, and the default deny if nothing held.
-func permitDecision(ev *evaluator, d api.Decision) api.Decision {
+func permitDecision(ev *evaluator, rs *ruleSet, d api.Decision) api.Decision {
 	if len(ev.held) == 0 {
 		d.Decision = api.Deny
 		d.Reasons = []api.Reason{{Effect: api.Deny, Message: "nothing permits action " + strconv.Quote(ev.req.Action.Name)}}
 		return d
 	}
 	d.Decision = api.Allow
+	if ev.approvals == 0 && len(ev.held) == rs.allows {
+		// Every allow rule held: the reasons and obligations are the
+		// rule set's own.
+		d.Reasons, d.Obligations = rs.allowReasons, rs.allowObl
+		return d
+	}
 	n := len(ev.held)
 	if ev.approvals > 0 {
 		d.Decision = api.RequireApproval
@@ -216,9 +230,9 @@ func permitDecision(ev *evaluator, d api.Decision) api.Decision {
 		if ev.approvals == 0 || r.effect == api.RequireApproval {
 			d.Reasons = append(d.Reasons, r.reason)
 		}
-		ev.merge(r)
+		ev.obl.merge(r)
 	}
-	d.Obligations = ev.obligations()
+	d.Obligations = ev.obl.obligations()
 	return d
 }
 
@@ -246,13 +260,7 @@ type evaluator struct {
 
 	held      []*rule
 	approvals int
-
-	audit     int
-	rateLimit *api.RateLimit
-	budget    *api.Budget
-	redact    []string
-	approvers []string
-	anyObl    bool
+	obl       merger
 }
 
 var evaluatorPool = sync.Pool{New: func() any { return new(evaluator) }}
@@ -269,7 +277,7 @@ func (b *Bundle) getEvaluator(req *api.CheckRequest, ents EntityLookup, now time
 		ents = NoEntities{}
 	}
 	ev.req, ev.ents, ev.now = req, ents, now
-	ev.audit = -1
+	ev.obl.reset()
 	if len(ev.slots) < b.slots {
 		ev.slots = make([]valueSlot, b.slots)
 	}
@@ -290,10 +298,7 @@ func putEvaluator(ev *evaluator) {
 	// Stale path slots may still point into the last request until they
 	// are overwritten; the pool drops idle evaluators at garbage collection,
 	// and clearing every slot would cost each decision O(paths).
-	*ev = evaluator{
-		gen: ev.gen, slots: ev.slots, conds: ev.conds,
-		held: ev.held[:0], redact: ev.redact[:0], approvers: ev.approvers[:0],
-	}
+	*ev = evaluator{gen: ev.gen, slots: ev.slots, conds: ev.conds, held: ev.held[:0], obl: ev.obl}
 	evaluatorPool.Put(ev)
 }
 
@@ -416,62 +421,4 @@ func (ev *evaluator) holds(r *rule, onError bool, d *api.Decision) bool {
 	}
 	d.Errors = append(d.Errors, fmt.Sprintf("%s: %v (counted as %t)", r.id(), err, onError))
 	return onError
-}
-
-// merge folds the obligations of a rule that held into the decision's,
-// keeping the strictest of each (see mergeObligations).
-func (ev *evaluator) merge(r *rule) {
-	o := r.obligations
-	if o == nil {
-		return
-	}
-	ev.anyObl = true
-	if r.auditRank > ev.audit {
-		ev.audit = r.auditRank
-	}
-	if rl := o.RateLimit; rl != nil && (ev.rateLimit == nil ||
-		stricter(float64(rl.Limit), rl.Per, float64(ev.rateLimit.Limit), ev.rateLimit.Per)) {
-		ev.rateLimit = rl
-	}
-	if bu := o.Budget; bu != nil && (ev.budget == nil ||
-		stricter(bu.Limit, bu.Per, ev.budget.Limit, ev.budget.Per)) {
-		ev.budget = bu
-	}
-	if len(o.Redact) > 0 {
-		ev.redact = union(ev.redact, o.Redact)
-	}
-	if len(o.Approvers) > 0 {
-		ev.approvers = union(ev.approvers, o.Approvers)
-	}
-}
-
-// obligations copies the merged obligations out of the evaluator, in one
-// allocation for the struct and its limits.
-func (ev *evaluator) obligations() *api.Obligations {
-	if !ev.anyObl {
-		return nil
-	}
-	blk := &struct {
-		o  api.Obligations
-		rl api.RateLimit
-		bu api.Budget
-	}{}
-	if ev.audit >= 0 {
-		blk.o.Audit = policy.AuditLevels[ev.audit]
-	}
-	if ev.rateLimit != nil {
-		blk.rl = *ev.rateLimit
-		blk.o.RateLimit = &blk.rl
-	}
-	if ev.budget != nil {
-		blk.bu = *ev.budget
-		blk.o.Budget = &blk.bu
-	}
-	if len(ev.redact) > 0 {
-		blk.o.Redact = append([]string(nil), ev.redact...)
-	}
-	if len(ev.approvers) > 0 {
-		blk.o.Approvers = append([]string(nil), ev.approvers...)
-	}
-	return &blk.o
 }

@@ -291,10 +291,29 @@ func splitPath(e celast.Expr) (root string, fields []string, ok bool) {
 	}
 }
 
-// path compiles a selection from a request variable. Each distinct path of
-// a bundle has one slot, so it is resolved at most once per decision however
-// many conditions read it.
-func (nc *nativeCompiler) path(e celast.Expr) vnode {
+// pathNode is a compiled selection from a request variable. Each distinct
+// path of a bundle has one slot, so it is resolved at most once per decision
+// however many conditions read it.
+type pathNode struct {
+	slot    int
+	resolve func(*evaluator, *nvalue) bool
+}
+
+// read returns the value of a path in the current decision, nil if CEL
+// must decide.
+func (ev *evaluator) read(p *pathNode) *nvalue {
+	s := &ev.slots[p.slot]
+	if s.gen != ev.gen {
+		s.gen = ev.gen
+		s.ok = p.resolve(ev, &s.v)
+	}
+	if !s.ok {
+		return nil
+	}
+	return &s.v
+}
+
+func (nc *nativeCompiler) pathNode(e celast.Expr) *pathNode {
 	root, fields, ok := splitPath(e)
 	if !ok {
 		return nil
@@ -312,17 +331,58 @@ func (nc *nativeCompiler) path(e celast.Expr) vnode {
 		slot = nc.newSlot()
 		nc.paths[key] = slot
 	}
-	return func(ev *evaluator) *nvalue {
-		s := &ev.slots[slot]
-		if s.gen != ev.gen {
-			s.gen = ev.gen
-			s.ok = resolve(ev, &s.v)
-		}
-		if !s.ok {
-			return nil
-		}
-		return &s.v
+	return &pathNode{slot: slot, resolve: resolve}
+}
+
+func (nc *nativeCompiler) path(e celast.Expr) vnode {
+	p := nc.pathNode(e)
+	if p == nil {
+		return nil
 	}
+	return func(ev *evaluator) *nvalue { return ev.read(p) }
+}
+
+// operand is a compiled value read by an operator: a literal or a request
+// path, read directly (the common cases), or any other value node.
+type operand struct {
+	lit  *nvalue
+	path *pathNode
+	fn   vnode
+}
+
+func (o *operand) get(ev *evaluator) *nvalue {
+	switch {
+	case o.lit != nil:
+		return o.lit
+	case o.path != nil:
+		return ev.read(o.path)
+	}
+	return o.fn(ev)
+}
+
+// operand compiles e for an operator; ok is false when e is outside the
+// native subset.
+func (nc *nativeCompiler) operand(e celast.Expr) (operand, bool) {
+	switch e.Kind() {
+	case celast.LiteralKind:
+		v, ok := literal(e)
+		return operand{lit: &v}, ok
+	case celast.IdentKind:
+		p := nc.pathNode(e)
+		return operand{path: p}, p != nil
+	case celast.SelectKind:
+		if !e.AsSelect().IsTestOnly() {
+			p := nc.pathNode(e)
+			return operand{path: p}, p != nil
+		}
+	case celast.CallKind:
+		if e.AsCall().FunctionName() == operators.Index {
+			p := nc.pathNode(e)
+			return operand{path: p}, p != nil
+		}
+	}
+	f := nc.value(e)
+	return operand{fn: f}, f != nil
 }
 
 // resolver resolves root.fields on a request, or is nil when the path is
@@ -362,6 +422,15 @@ func resolver(root string, fields []string) func(*evaluator, *nvalue) bool {
 				}
 			}
 			key, rest := fields[1], fields[2:]
+			if len(rest) == 0 {
+				return func(ev *evaluator, out *nvalue) bool {
+					x, found := ev.prop(who, key)
+					if found {
+						*out = native(x)
+					}
+					return found
+				}
+			}
 			return func(ev *evaluator, out *nvalue) bool {
 				x, found := ev.prop(who, key)
 				return found && walk(x, rest, out)
@@ -417,7 +486,8 @@ func walk(x any, fields []string, out *nvalue) bool {
 	return true
 }
 
-// native classifies a Go value the way CEL's type adapter would.
+// native classifies a Go value the way CEL's type adapter would. Lists
+// and maps keep x itself: boxing the slice again would allocate.
 func native(x any) nvalue {
 	switch t := x.(type) {
 	case string:
@@ -426,10 +496,10 @@ func native(x any) nvalue {
 		return nvalue{k: nDouble, f: t}
 	case bool:
 		return nvalue{k: nBool, b: t}
-	case []any:
-		return nvalue{k: nList, x: t}
+	case []any, []string:
+		return nvalue{k: nList, x: x}
 	case map[string]any:
-		return nvalue{k: nMap, x: t}
+		return nvalue{k: nMap, x: x}
 	case nil:
 		return nvalue{k: nNull}
 	case int:
@@ -438,8 +508,6 @@ func native(x any) nvalue {
 		return nvalue{k: nInt, i: t}
 	case int32:
 		return nvalue{k: nInt, i: int64(t)}
-	case []string:
-		return nvalue{k: nList, x: t}
 	}
 	return nvalue{k: nOther}
 }
@@ -458,12 +526,12 @@ func (nc *nativeCompiler) has(s celast.SelectExpr) bnode {
 			return func(*evaluator) (bool, bool) { return v, true }
 		}
 	}
-	f := nc.value(op)
-	if f == nil {
+	f, ok := nc.operand(op)
+	if !ok {
 		return nil
 	}
 	return func(ev *evaluator) (bool, bool) {
-		v := f(ev)
+		v := f.get(ev)
 		if v == nil {
 			return false, false
 		}
@@ -522,8 +590,9 @@ func (nc *nativeCompiler) boolCall(c celast.CallExpr) bnode {
 		return nc.equality(args[0], args[1], name == operators.NotEquals)
 	case len(args) == 2 && (name == operators.Less || name == operators.LessEquals ||
 		name == operators.Greater || name == operators.GreaterEquals):
-		l, r := nc.value(args[0]), nc.value(args[1])
-		if l == nil || r == nil {
+		l, lok := nc.operand(args[0])
+		r, rok := nc.operand(args[1])
+		if !lok || !rok {
 			return nil
 		}
 		var lt, eq, gt bool
@@ -538,11 +607,11 @@ func (nc *nativeCompiler) boolCall(c celast.CallExpr) bnode {
 			gt, eq = true, true
 		}
 		return func(ev *evaluator) (bool, bool) {
-			a := l(ev)
+			a := l.get(ev)
 			if a == nil {
 				return false, false
 			}
-			b := r(ev)
+			b := r.get(ev)
 			if b == nil {
 				return false, false
 			}
@@ -550,16 +619,17 @@ func (nc *nativeCompiler) boolCall(c celast.CallExpr) bnode {
 			return c < 0 && lt || c == 0 && eq || c > 0 && gt, ok
 		}
 	case (name == operators.In || name == operators.OldIn) && len(args) == 2:
-		l, r := nc.value(args[0]), nc.value(args[1])
-		if l == nil || r == nil {
+		l, lok := nc.operand(args[0])
+		r, rok := nc.operand(args[1])
+		if !lok || !rok {
 			return nil
 		}
 		return func(ev *evaluator) (bool, bool) {
-			a := l(ev)
+			a := l.get(ev)
 			if a == nil {
 				return false, false
 			}
-			b := r(ev)
+			b := r.get(ev)
 			if b == nil {
 				return false, false
 			}
@@ -567,8 +637,9 @@ func (nc *nativeCompiler) boolCall(c celast.CallExpr) bnode {
 		}
 	case c.IsMemberFunction() && len(args) == 1 &&
 		(name == overloads.StartsWith || name == overloads.EndsWith || name == overloads.Contains):
-		s, sub := nc.value(c.Target()), nc.value(args[0])
-		if s == nil || sub == nil {
+		s, sok := nc.operand(c.Target())
+		sub, subok := nc.operand(args[0])
+		if !sok || !subok {
 			return nil
 		}
 		var test func(string, string) bool
@@ -581,11 +652,11 @@ func (nc *nativeCompiler) boolCall(c celast.CallExpr) bnode {
 			test = strings.Contains
 		}
 		return func(ev *evaluator) (bool, bool) {
-			a := s(ev)
+			a := s.get(ev)
 			if a == nil || a.k != nString {
 				return false, false
 			}
-			b := sub(ev)
+			b := sub.get(ev)
 			if b == nil || b.k != nString {
 				return false, false
 			}
@@ -601,15 +672,15 @@ func (nc *nativeCompiler) equality(le, re celast.Expr, negate bool) bnode {
 	if le.Kind() == celast.LiteralKind && re.Kind() != celast.LiteralKind {
 		le, re = re, le
 	}
-	l := nc.value(le)
-	if l == nil {
+	l, ok := nc.operand(le)
+	if !ok {
 		return nil
 	}
 	if re.Kind() == celast.LiteralKind {
 		if s, isStr := re.AsLiteral().(types.String); isStr {
 			lit := string(s)
 			return func(ev *evaluator) (bool, bool) {
-				a := l(ev)
+				a := l.get(ev)
 				switch {
 				case a == nil:
 					return false, false
@@ -623,16 +694,16 @@ func (nc *nativeCompiler) equality(le, re celast.Expr, negate bool) bnode {
 			}
 		}
 	}
-	r := nc.value(re)
-	if r == nil {
+	r, ok := nc.operand(re)
+	if !ok {
 		return nil
 	}
 	return func(ev *evaluator) (bool, bool) {
-		a := l(ev)
+		a := l.get(ev)
 		if a == nil {
 			return false, false
 		}
-		b := r(ev)
+		b := r.get(ev)
 		if b == nil {
 			return false, false
 		}
