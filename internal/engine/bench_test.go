@@ -100,6 +100,11 @@ func BenchmarkDecide(b *testing.B) {
 	partial := enginetest.Request(benchAction)
 	partial.Subject.Properties["roles"] = []any{"reader"}
 	b.Run("policies=1000/one-allow-fails", func(b *testing.B) { benchDecide(b, big, partial, nil, api.Allow) })
+	// A user without roles: the platform layer permits nothing.
+	denied := enginetest.Request(benchAction)
+	denied.Subject.Type = "user"
+	denied.Subject.Properties["roles"] = []any{"reader"}
+	b.Run("policies=1000/implicit-deny", func(b *testing.B) { benchDecide(b, big, denied, nil, api.Deny) })
 }
 
 // BenchmarkDecideStoredEntities is BenchmarkDecide/policies=1000 with the

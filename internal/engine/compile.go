@@ -7,8 +7,10 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/policy"
@@ -23,8 +25,8 @@ type Options struct {
 	MaxCost uint64
 }
 
-// Bundle is a compiled policy bundle. It is immutable and safe for
-// concurrent use; swapping bundles is the caller's atomic pointer store.
+// Bundle is a compiled policy bundle. It is immutable (but for a memo of
+// decision outcomes, filled atomically) and safe for concurrent use; swapping bundles is the caller's atomic pointer store.
 type Bundle struct {
 	version uint64
 	layers  []string
@@ -70,7 +72,7 @@ func Compile(src *policy.Bundle, opts Options) (*Bundle, error) {
 		version: opts.Version,
 		layers:  slices.Clone(src.Layers),
 		src:     src,
-		index:   buildIndex(c.rules, len(src.Layers)),
+		index:   buildIndex(c.rules, src.Layers),
 		rules:   len(c.rules),
 		conds:   c.conds,
 		slots:   c.slots,
@@ -206,6 +208,45 @@ type ruleSet struct {
 	allows       int
 	allowReasons []api.Reason
 	allowObl     *api.Obligations
+	// outcomes remembers the reasons and obligations of other permit
+	// outcomes, by the mask of the permit rules that held (see
+	// evaluator.mask), up to maxOutcomes of them: a memo filled by
+	// decisions, copied on write, safe for concurrent use.
+	outcomes atomic.Pointer[map[uint64]*outcome]
+}
+
+// outcome is the shared result of a permit decision.
+type outcome struct {
+	reasons     []api.Reason
+	obligations *api.Obligations
+}
+
+// maxOutcomes bounds the outcomes a rule set remembers: the few that recur
+// are what matters, and memory stays in proportion to the index.
+const maxOutcomes = 8
+
+func (rs *ruleSet) outcome(mask uint64) *outcome {
+	if m := rs.outcomes.Load(); m != nil {
+		return (*m)[mask]
+	}
+	return nil
+}
+
+// remember adds an outcome unless the memo is full; losing a race with
+// another decision only loses a memo entry.
+func (rs *ruleSet) remember(mask uint64, o *outcome) {
+	o.reasons = slices.Clip(o.reasons)
+	old := rs.outcomes.Load()
+	if old != nil && len(*old) >= maxOutcomes {
+		return
+	}
+	m := make(map[uint64]*outcome, 1)
+	if old != nil {
+		m = make(map[uint64]*outcome, len(*old)+1)
+		maps.Copy(m, *old)
+	}
+	m[mask] = o
+	rs.outcomes.CompareAndSwap(old, &m)
 }
 
 type layerRules struct {
@@ -213,6 +254,10 @@ type layerRules struct {
 	deny     []*rule
 	approval []*rule
 	allow    []*rule
+	// implicit is the reason of this layer's implicit denial, built once
+	// for the rule set of an exact name (nil for globs: the reason names
+	// the action asked for).
+	implicit []api.Reason
 }
 
 // governs reports whether the layer has a rule that could permit the
@@ -222,7 +267,8 @@ func (lr *layerRules) governs() bool { return len(lr.approval)+len(lr.allow) > 0
 // buildIndex indexes rules by the exact names and glob prefixes their
 // patterns mention. Its cost is proportional to the size of the index, not
 // to names times rules.
-func buildIndex(rules []*rule, nlayers int) index {
+func buildIndex(rules []*rule, layerNames []string) index {
+	nlayers := len(layerNames)
 	var star []*rule
 	exact := map[string][]*rule{}
 	globs := map[string][]*rule{}
@@ -257,7 +303,13 @@ func buildIndex(rules []*rule, nlayers int) index {
 		ix.globs[prefix] = collect(covering(prefix, own), nlayers)
 	}
 	for name, own := range exact {
-		ix.exact[name] = collect(covering(name, own), nlayers)
+		rs := collect(covering(name, own), nlayers)
+		for i := range rs.layers {
+			if lr := &rs.layers[i]; lr.governs() {
+				lr.implicit = []api.Reason{implicitDeny(layerNames[lr.layer], name)}
+			}
+		}
+		ix.exact[name] = rs
 	}
 	return ix
 }

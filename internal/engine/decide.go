@@ -88,18 +88,23 @@ func (b *Bundle) Decide(req *api.CheckRequest, ents EntityLookup, now time.Time)
 		before := len(ev.held)
 		for _, r := range lr.approval {
 			if ev.holds(r, true, &d) {
-				ev.held = append(ev.held, r)
+				ev.permit(r)
 				ev.approvals++
 			}
+			ev.pos++
 		}
 		for _, r := range lr.allow {
 			if ev.holds(r, false, &d) {
-				ev.held = append(ev.held, r)
+				ev.permit(r)
 			}
+			ev.pos++
 		}
 		if len(ev.held) == before && lr.governs() {
 			d.Decision = api.Deny
-			d.Reasons = []api.Reason{b.implicitDeny(lr.layer, req.Action.Name)}
+			d.Reasons = lr.implicit
+			if d.Reasons == nil {
+				d.Reasons = []api.Reason{implicitDeny(b.layers[lr.layer], req.Action.Name)}
+			}
 			return d
 		}
 	}
@@ -136,18 +141,20 @@ func (b *Bundle) explain(ev *evaluator, rs *ruleSet, d api.Decision) api.Decisio
 		}
 		for _, r := range lr.approval {
 			if ev.holds(r, true, &d) {
-				ev.held = append(ev.held, r)
+				ev.permit(r)
 				ev.approvals++
 				o.Rules = append(o.Rules, r.reason)
 				layerApprovals++
 			}
+			ev.pos++
 		}
 		for _, r := range lr.allow {
 			if ev.holds(r, false, &d) {
-				ev.held = append(ev.held, r)
+				ev.permit(r)
 				o.Rules = append(o.Rules, r.reason)
 				layerAllows++
 			}
+			ev.pos++
 		}
 		switch {
 		case layerDenies > 0:
@@ -159,7 +166,7 @@ func (b *Bundle) explain(ev *evaluator, rs *ruleSet, d api.Decision) api.Decisio
 		case lr.governs():
 			o.Outcome = OutcomeImplicitDeny
 			if implicit == nil {
-				r := b.implicitDeny(lr.layer, ev.req.Action.Name)
+				r := implicitDeny(b.layers[lr.layer], ev.req.Action.Name)
 				implicit = &r
 			}
 		default:
@@ -180,8 +187,7 @@ func (b *Bundle) explain(ev *evaluator, rs *ruleSet, d api.Decision) api.Decisio
 	return d
 }
 
-func (b *Bundle) implicitDeny(layer int, action string) api.Reason {
-	name := b.layers[layer]
+func implicitDeny(name, action string) api.Reason {
 	return api.Reason{Layer: name, Effect: api.Deny,
 		Message: "not permitted by layer " + name + ": no allow rule of the layer holds for " + strconv.Quote(action)}
 }
@@ -212,19 +218,30 @@ func permitDecision(ev *evaluator, rs *ruleSet, d api.Decision) api.Decision {
 		return d
 	}
 	d.Decision = api.Allow
+	if ev.approvals > 0 {
+		d.Decision = api.RequireApproval
+	}
 	if ev.approvals == 0 && len(ev.held) == rs.allows {
 		// Every allow rule held: the reasons and obligations are the
 		// rule set's own.
 		d.Reasons, d.Obligations = rs.allowReasons, rs.allowObl
 		return d
 	}
-	n := len(ev.held)
-	if ev.approvals > 0 {
-		d.Decision = api.RequireApproval
-		n = ev.approvals
+	// The outcome depends only on which permit rules held: one seen before
+	// is shared.
+	cacheable := ev.pos <= 64
+	if cacheable {
+		if o := rs.outcome(ev.mask); o != nil {
+			d.Reasons, d.Obligations = o.reasons, o.obligations
+			return d
+		}
 	}
 	// The reasons are the rules of the decisive effect; the obligations are
 	// those of every rule that held.
+	n := len(ev.held)
+	if ev.approvals > 0 {
+		n = ev.approvals
+	}
 	d.Reasons = make([]api.Reason, 0, n)
 	for _, r := range ev.held {
 		if ev.approvals == 0 || r.effect == api.RequireApproval {
@@ -233,6 +250,9 @@ func permitDecision(ev *evaluator, rs *ruleSet, d api.Decision) api.Decision {
 		ev.obl.merge(r)
 	}
 	d.Obligations = ev.obl.obligations()
+	if cacheable {
+		rs.remember(ev.mask, &outcome{reasons: d.Reasons, obligations: d.Obligations})
+	}
 	return d
 }
 
@@ -261,6 +281,20 @@ type evaluator struct {
 	held      []*rule
 	approvals int
 	obl       merger
+
+	// pos counts the permit rules (approval and allow) evaluated so far,
+	// in rule set order; mask has bit pos set for each that held, and
+	// identifies the outcome while pos <= 64.
+	pos  int
+	mask uint64
+}
+
+// permit records an approval or allow rule that held.
+func (ev *evaluator) permit(r *rule) {
+	ev.held = append(ev.held, r)
+	if ev.pos < 64 {
+		ev.mask |= 1 << ev.pos
+	}
 }
 
 var evaluatorPool = sync.Pool{New: func() any { return new(evaluator) }}

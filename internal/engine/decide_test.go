@@ -25,7 +25,9 @@ func TestDecideConcurrently(t *testing.T) {
 	stored := NewMapEntities(enginetest.Entities())
 	for ns := range 10 {
 		for k := range 5 {
-			for _, req := range []*api.CheckRequest{enginetest.Request(enginetest.Action(ns, k)), enginetest.StoredRequest(enginetest.Action(ns, k))} {
+			partial := enginetest.Request(enginetest.Action(ns, k))
+			partial.Subject.Properties["roles"] = []any{"reader", "role-" + string(rune('0'+k))}
+			for _, req := range []*api.CheckRequest{enginetest.Request(enginetest.Action(ns, k)), enginetest.StoredRequest(enginetest.Action(ns, k)), partial} {
 				jobs = append(jobs, job{b: big, req: req, ents: stored})
 			}
 		}
@@ -33,8 +35,11 @@ func TestDecideConcurrently(t *testing.T) {
 	for _, req := range fuzzRequests() {
 		jobs = append(jobs, job{b: small, req: req, ents: fuzzEntities})
 	}
+	// The expected decisions come from a fresh compile, so that the
+	// outcomes the hammered bundles remember are filled concurrently.
+	fresh := map[*Bundle]*Bundle{big: compileFiles(t, enginetest.GenerateBundle(200, 10)), small: fuzzCompiled(t)}
 	for i := range jobs {
-		jobs[i].want = jobs[i].b.Decide(jobs[i].req, jobs[i].ents, benchNow)
+		jobs[i].want = fresh[jobs[i].b].Decide(jobs[i].req, jobs[i].ents, benchNow)
 	}
 	var wg sync.WaitGroup
 	for g := range 8 {

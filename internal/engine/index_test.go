@@ -26,7 +26,7 @@ func TestIndexMatchesPatterns(t *testing.T) {
 			}
 			rules = append(rules, &rule{ord: i, layer: rng.IntN(4), effect: effects[rng.IntN(3)], patterns: ps})
 		}
-		ix := buildIndex(rules, 4)
+		ix := buildIndex(rules, []string{"l0", "l1", "l2", "l3"})
 		for _, name := range names {
 			var want []*rule
 			for layer := range 4 {
