@@ -87,12 +87,9 @@ func loadBundle(path string, stderr io.Writer) (*engine.Bundle, bool) {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return nil, false
 	}
-	src, err := policy.Parse(files)
+	b, err := engine.Load(files, engine.Options{})
 	if err == nil {
-		var b *engine.Bundle
-		if b, err = engine.Compile(src, engine.Options{}); err == nil {
-			return b, true
-		}
+		return b, true
 	}
 	var list policy.ErrorList
 	if errors.As(err, &list) {

@@ -29,15 +29,12 @@ func (e *TestsFailedError) Details() []string {
 	return out
 }
 
-// Prepare parses, compiles and tests a bundle's source: what must hold before
-// a bundle may be published. It returns a policy.ErrorList for bad source —
-// every problem at once, the parser's and the conditions' — and a
-// *TestsFailedError when the bundle's own tests fail.
-func Prepare(files []api.File, opts Options, now time.Time) (*Bundle, error) {
+// Load parses and compiles a bundle's source. For bad source it returns a
+// policy.ErrorList with every problem at once, the parser's and the
+// conditions'.
+func Load(files []api.File, opts Options) (*Bundle, error) {
 	src, err := policy.ParsePartial(files)
 	if err != nil {
-		// Report the conditions' problems along with the parser's, so that
-		// the author sees every problem at once.
 		var perrs policy.ErrorList
 		if !errors.As(err, &perrs) || src == nil {
 			return nil, err
@@ -50,7 +47,14 @@ func Prepare(files []api.File, opts Options, now time.Time) (*Bundle, error) {
 		}
 		return nil, perrs.Err()
 	}
-	b, err := Compile(src, opts)
+	return Compile(src, opts)
+}
+
+// Prepare loads a bundle and runs its own tests: what must hold before a
+// bundle may be published. Bad source is a policy.ErrorList (see Load);
+// failing tests are a *TestsFailedError.
+func Prepare(files []api.File, opts Options, now time.Time) (*Bundle, error) {
+	b, err := Load(files, opts)
 	if err != nil {
 		return nil, err
 	}

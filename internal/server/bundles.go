@@ -7,7 +7,6 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/engine"
-	"github.com/aibos/kernel/internal/policy"
 )
 
 // Bundles holds the compiled bundle this node decides with. The store calls
@@ -50,7 +49,7 @@ func (b *Bundles) Apply(v *api.BundleVersion) {
 	}
 	// The leader ran the bundle's tests before publishing; replicas only
 	// compile.
-	bundle, err := compileOnly(v)
+	bundle, err := engine.Load(v.Files, engine.Options{Version: v.Version})
 	if err != nil {
 		b.log.Error("bundle version does not compile on this node; decisions deny", "version", v.Version, "err", err)
 		b.cur.Store(&compiled{version: v.Version, err: fmt.Errorf("bundle version %d does not compile on this node: %w", v.Version, err)})
@@ -58,15 +57,6 @@ func (b *Bundles) Apply(v *api.BundleVersion) {
 	}
 	b.cur.Store(&compiled{version: v.Version, bundle: bundle})
 	b.log.Info("bundle version applied", "version", v.Version, "policies", bundle.Stats().Policies)
-}
-
-// compileOnly compiles v without running its tests.
-func compileOnly(v *api.BundleVersion) (*engine.Bundle, error) {
-	src, err := policy.Parse(v.Files)
-	if err != nil {
-		return nil, err
-	}
-	return engine.Compile(src, engine.Options{Version: v.Version})
 }
 
 // Version is the bundle version this node decides with (0: none yet).
