@@ -16,6 +16,7 @@ func startCluster(t *testing.T, ids []string, opts ...nodeOpt) []*testNode {
 	ctx := ctxLong(t)
 	nodes := []*testNode{startNode(t, ids[0], t.TempDir(), "", true, opts...)}
 	waitUntil(t, "first leader", nodes[0].IsLeader)
+	waitUntil(t, "first leader's address", func() bool { return nodes[0].LeaderHTTP() == nodes[0].http })
 	for _, id := range ids[1:] {
 		n := startNode(t, id, t.TempDir(), "", false, opts...)
 		if err := joinRetry(ctx, stores(nodes), n.id, n.RaftAddr(), n.http, true); err != nil {

@@ -96,6 +96,17 @@ func startNode(t *testing.T, id, dir, raftAddr string, bootstrap bool, opts ...n
 	return n
 }
 
+// startLeader bootstraps a single node and waits until it leads and has
+// recorded its own addresses (an entry of its own, applied asynchronously
+// after the election, which would otherwise race with a test's writes).
+func startLeader(t *testing.T, opts ...nodeOpt) *testNode {
+	t.Helper()
+	n := startNode(t, "n1", t.TempDir(), "", true, opts...)
+	waitUntil(t, "leadership", n.IsLeader)
+	waitUntil(t, "own address recorded", func() bool { return n.LeaderHTTP() == n.http })
+	return n
+}
+
 // restart starts the node again on the same data dir and raft address.
 func (n *testNode) restart(t *testing.T, opts ...nodeOpt) *testNode {
 	t.Helper()

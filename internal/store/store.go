@@ -49,10 +49,10 @@ var (
 // Timings tunes raft. A zero field takes the default in parentheses; see
 // DESIGN.md for why these values.
 type Timings struct {
-	HeartbeatTimeout   time.Duration // (300ms) follower starts an election after this long without the leader
-	ElectionTimeout    time.Duration // (300ms) candidate retries after this long without a majority
+	HeartbeatTimeout   time.Duration // (200ms) follower starts an election after this long without the leader
+	ElectionTimeout    time.Duration // (200ms) candidate retries after this long without a majority; ≥ HeartbeatTimeout
 	LeaderLeaseTimeout time.Duration // (200ms) leader steps down after this long without a majority; ≤ HeartbeatTimeout
-	CommitTimeout      time.Duration // (10ms) longest idle wait before followers learn the commit index
+	CommitTimeout      time.Duration // (10ms) when writes stop, followers learn the commit index within 2× this
 	SnapshotInterval   time.Duration // (30s) how often to check SnapshotThreshold
 	SnapshotThreshold  uint64        // (8192) log entries since the last snapshot that trigger a new one
 	TrailingLogs       uint64        // (10240) log entries kept after a snapshot, for slow followers
@@ -64,8 +64,8 @@ func (t Timings) withDefaults() Timings {
 			*d = v
 		}
 	}
-	def(&t.HeartbeatTimeout, 300*time.Millisecond)
-	def(&t.ElectionTimeout, 300*time.Millisecond)
+	def(&t.HeartbeatTimeout, 200*time.Millisecond)
+	def(&t.ElectionTimeout, 200*time.Millisecond)
 	def(&t.LeaderLeaseTimeout, 200*time.Millisecond)
 	def(&t.CommitTimeout, 10*time.Millisecond)
 	def(&t.SnapshotInterval, 30*time.Second)

@@ -188,9 +188,8 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 }
 
 func TestUnknownCommandThroughRaft(t *testing.T) {
-	n := startNode(t, "n1", t.TempDir(), "", true)
+	n := startLeader(t)
 	ctx := ctxLong(t)
-	waitUntil(t, "leadership", n.IsLeader)
 	if _, err := n.PutEntities(ctx, []api.Entity{{Type: "user", ID: "u1"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -215,9 +214,8 @@ func TestUnknownCommandThroughRaft(t *testing.T) {
 }
 
 func TestWaitForRevision(t *testing.T) {
-	n := startNode(t, "n1", t.TempDir(), "", true)
+	n := startLeader(t)
 	ctx := ctxLong(t)
-	waitUntil(t, "leadership", n.IsLeader)
 	target := n.AppliedRevision() + 3
 
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
@@ -263,9 +261,8 @@ func TestWaitForRevision(t *testing.T) {
 // read path (Entity, Current, Versions, WaitForRevision) against applies
 // and snapshots.
 func TestConcurrentReadsDuringWrites(t *testing.T) {
-	n := startNode(t, "n1", t.TempDir(), "", true, withTimings(Timings{SnapshotThreshold: 16, TrailingLogs: 4, SnapshotInterval: 50 * time.Millisecond}))
+	n := startLeader(t, withTimings(Timings{SnapshotThreshold: 16, TrailingLogs: 4, SnapshotInterval: 50 * time.Millisecond}))
 	ctx := ctxLong(t)
-	waitUntil(t, "leadership", n.IsLeader)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 4 {

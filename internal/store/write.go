@@ -11,9 +11,10 @@ import (
 	"github.com/aibos/kernel/api"
 )
 
-// Publish adds a bundle version with the given files (stored verbatim; the
-// caller must not modify them afterwards). now is the version's time, fixed
-// here so every replica stores the same. Leader only.
+// Publish adds a bundle version with the given files, stored verbatim (as
+// decoded from the log entry, so the caller keeps its slice). now is the
+// version's time, fixed here so every replica stores the same. Version,
+// parent and revision are assigned when the entry is applied. Leader only.
 func (s *Store) Publish(ctx context.Context, files []api.File, message, author string, now time.Time) (api.VersionInfo, error) {
 	if err := validateFiles(files); err != nil {
 		return api.VersionInfo{}, fmt.Errorf("%w: %v", ErrBadCommand, err)
