@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -243,7 +244,7 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte
 			return nil
 		}
 		var apiErr *Error
-		retryable := !errors.As(err, &apiErr) || apiErr.Code == codeNoLeader
+		retryable := safeToRetry(method, path, err)
 		if !errors.As(err, &apiErr) {
 			// Move past the node that could not be reached, unless another
 			// call already did.
@@ -261,6 +262,30 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte
 			backoff = min(2*backoff, 250*time.Millisecond)
 		}
 	}
+}
+
+// safeToRetry reports whether a failed call may be sent again without the
+// risk of applying a write twice. An answer that says no leader took the
+// write, and a connection that was never made, are always safe; any other
+// transport failure is safe only for calls that change nothing or whose
+// repetition changes nothing more (checks, reads, entity upserts and
+// deletes). A publish or a rollback that failed after it was sent is not
+// retried: its outcome is unknown, and the caller reads the versions first.
+func safeToRetry(method, path string, err error) bool {
+	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == codeNoLeader
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return true
+	}
+	switch {
+	case method == http.MethodGet, method == http.MethodDelete,
+		path == "/v1/check", path == "/v1/check/batch", path == "/v1/entities":
+		return true
+	}
+	return false
 }
 
 func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte, out any) error {

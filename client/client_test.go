@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -44,5 +45,29 @@ func TestFailsOverPastDeadNodes(t *testing.T) {
 	// reach the live one and stay there.
 	if ok < 18 {
 		t.Fatalf("only %d of 20 calls reached the live node", ok)
+	}
+}
+
+func TestSafeToRetry(t *testing.T) {
+	dial := &net.OpError{Op: "dial", Err: errors.New("connection refused")}
+	reset := &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}
+	for _, tc := range []struct {
+		name, method, path string
+		err                error
+		want               bool
+	}{
+		{"no leader answer", "PUT", "/v1/policies?x=1", &Error{Code: "no_leader"}, true},
+		{"outcome unknown answer", "PUT", "/v1/entities", &Error{Code: "write_outcome_unknown"}, false},
+		{"bad request", "POST", "/v1/check", &Error{Code: "bad_request"}, false},
+		{"publish never sent", "PUT", "/v1/policies?x=1", dial, true},
+		{"publish reset after sending", "PUT", "/v1/policies?x=1", reset, false},
+		{"rollback reset after sending", "POST", "/v1/policies/rollback", reset, false},
+		{"check reset", "POST", "/v1/check", reset, true},
+		{"upsert reset", "PUT", "/v1/entities", reset, true},
+		{"read reset", "GET", "/v1/policies/versions", reset, true},
+	} {
+		if got := safeToRetry(tc.method, tc.path, tc.err); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 
@@ -112,7 +113,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, leader string) 
 	resp, err := s.client.Do(req)
 	if err != nil {
 		s.metrics.forwardErrors.Inc()
-		writeError(w, http.StatusServiceUnavailable, codeNoLeader, "could not reach the leader at "+leader+": "+err.Error()+"; retry")
+		var opErr *net.OpError
+		if errors.As(err, &opErr) && opErr.Op == "dial" {
+			// The request never left this node.
+			writeError(w, http.StatusServiceUnavailable, codeNoLeader, "could not reach the leader at "+leader+": "+err.Error()+"; retry")
+			return
+		}
+		writeError(w, http.StatusServiceUnavailable, codeOutcomeUnknown, "the connection to the leader at "+leader+" failed after the write was sent ("+err.Error()+"): it may or may not have been applied; read the state before retrying")
 		return
 	}
 	defer resp.Body.Close()
