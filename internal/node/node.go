@@ -21,8 +21,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/server"
 	"github.com/aibos/kernel/internal/store"
+	"github.com/aibos/kernel/internal/watch"
 )
 
 // Config configures a node. The zero value of a field takes the default in
@@ -48,6 +50,9 @@ type Config struct {
 	Now func() time.Time
 	// MinRevisionWait bounds a min_revision wait (5 s).
 	MinRevisionWait time.Duration
+	// Watch tunes the watch stream (heartbeat, write timeout, slow-consumer
+	// lag); its Source and Logger are set by the node.
+	Watch watch.Config
 }
 
 // Node is one running kernel node.
@@ -57,6 +62,7 @@ type Node struct {
 	Store   *store.Store
 	Server  *server.Server
 	Bundles *server.Bundles
+	Watch   *watch.Hub
 	http    *http.Server
 	ln      net.Listener
 	serveWG sync.WaitGroup
@@ -102,6 +108,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, ln: ln}
 	n.Bundles = server.NewBundles(log)
+	// The hub exists before the store so the apply hook can wake it; it
+	// reads the store only for watchers, which connect once HTTP serves.
+	wcfg := cfg.Watch
+	wcfg.Source = replica{n}
+	wcfg.Logger = log
+	if n.Watch, err = watch.New(wcfg); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -119,6 +134,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		OnApply: func(c store.Change) {
 			if c.Kind == store.ChangeBundle || c.Kind == store.ChangeRestore {
 				n.Bundles.Apply(c.Version)
+				n.Watch.Notify()
 			}
 		},
 	})
@@ -130,6 +146,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	srv, err := server.New(server.Config{
 		Store: st, Bundles: n.Bundles, Region: cfg.Region, Logger: log,
 		Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
+		Watch: n.Watch,
 	})
 	if err != nil {
 		st.Close()
@@ -232,11 +249,14 @@ func (n *Node) WaitReady(ctx context.Context) error {
 }
 
 // Close shuts the node down in order: the store hands leadership to another
-// voter first (so writes keep being accepted elsewhere), then in-flight HTTP
-// requests are drained, then raft and its files are closed.
+// voter first (so writes keep being accepted elsewhere), then watchers are
+// told to resume elsewhere (http.Server.Shutdown does not wait for their
+// hijacked connections), then in-flight HTTP requests are drained, then raft
+// and its files are closed.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.Store.TransferLeadership()
+		n.Watch.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		herr := n.http.Shutdown(ctx)
@@ -252,9 +272,18 @@ func (n *Node) Close() error {
 // raft stops without handing over leadership. For tests.
 func (n *Node) Kill() error {
 	n.closeOnce.Do(func() {
+		n.Watch.Kill()
 		n.http.Close()
 		n.serveWG.Wait()
 		n.closeErr = n.Store.Kill()
 	})
 	return n.closeErr
 }
+
+// replica is the watch hub's view of the node's store, which is created
+// after the hub.
+type replica struct{ n *Node }
+
+func (r replica) Current() (api.BundleVersion, bool)         { return r.n.Store.Current() }
+func (r replica) Version(v uint64) (api.BundleVersion, bool) { return r.n.Store.Version(v) }
+func (r replica) AppliedRevision() uint64                    { return r.n.Store.AppliedRevision() }

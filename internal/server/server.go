@@ -17,6 +17,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/store"
+	"github.com/aibos/kernel/internal/watch"
 )
 
 // Store is what the server needs of the replicated state.
@@ -62,6 +63,8 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies. Zero means 64 MiB for bundles and
 	// 4 MiB for everything else.
 	MaxBodyBytes int64
+	// Watch serves GET /v1/watch; nil: the endpoint answers 503.
+	Watch *watch.Hub
 }
 
 // Server serves the kernel's HTTP API. Create it with New.
@@ -139,6 +142,8 @@ func (s *Server) routes() {
 	m.HandleFunc("PUT /v1/entities", s.leaderOnly(s.handlePutEntities))
 	m.HandleFunc("GET /v1/entities/{type}/{id}", s.handleGetEntity)
 	m.HandleFunc("DELETE /v1/entities/{type}/{id}", s.leaderOnly(s.handleDeleteEntity))
+
+	m.HandleFunc("GET /v1/watch", s.handleWatch)
 
 	m.HandleFunc("GET /v1/cluster", s.handleCluster)
 	m.HandleFunc("POST /v1/cluster/join", s.leaderOnly(s.handleJoin))

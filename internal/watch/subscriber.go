@@ -1,0 +1,140 @@
+package watch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/aibos/kernel/api"
+)
+
+// Why a subscription ended, besides the watcher leaving (its context ends)
+// or a failed write.
+var (
+	errSlow    = errors.New("slow consumer")
+	errClosing = errors.New("hub closing")
+)
+
+// subscriber is one watcher's state; only its Serve goroutine touches it.
+type subscriber struct {
+	h       *Hub
+	c       *websocket.Conn
+	content bool
+	last    uint64 // the last version sent (or the watcher's from)
+	lag     uint64 // how far behind it was when closed as slow
+}
+
+// run sends every version after s.last, in order, then live versions and
+// heartbeats. A version published after the subscription started (after
+// version start) that the watcher is more than MaxLag behind makes it a
+// slow consumer; the backlog it asked for with from does not count.
+func (s *subscriber) run(ctx context.Context, start uint64) error {
+	h := s.h
+	if err := s.heartbeat(ctx); err != nil {
+		return err
+	}
+	tick := time.NewTicker(h.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		// Take the wake-up channel before reading the replica: a version
+		// applied after the read closes this channel.
+		wake := h.wake.wait()
+		for cur := h.current(); s.last < cur; cur = h.current() {
+			if lag := cur - max(s.last, start); lag > h.cfg.MaxLag {
+				s.lag = lag
+				return errSlow
+			}
+			if err := s.sendVersion(ctx, s.last+1); err != nil {
+				return err
+			}
+			s.last++
+			select {
+			case <-h.closing:
+				return errClosing
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-h.closing:
+			return errClosing
+		case <-wake:
+		case <-tick.C:
+			if err := s.heartbeat(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *subscriber) sendVersion(ctx context.Context, v uint64) error {
+	bv, ok := s.h.src.Version(v)
+	if !ok {
+		// Versions are only ever appended; a missing one below the current
+		// version means the replica was replaced under us.
+		return fmt.Errorf("watch: version %d vanished from the replica", v)
+	}
+	ev := api.WatchEvent{
+		Type: api.WatchBundle, Version: bv.Version, Revision: bv.Revision, Hash: bv.Hash,
+		Parent: bv.Parent, RollbackOf: bv.RollbackOf, Author: bv.Author, Message: bv.Message, Time: bv.Time,
+	}
+	if s.content {
+		ev.Files = bv.Files
+	}
+	return s.write(ctx, &ev)
+}
+
+func (s *subscriber) heartbeat(ctx context.Context) error {
+	ev := api.WatchEvent{Type: api.WatchHeartbeat, Revision: s.h.src.AppliedRevision()}
+	if cur, ok := s.h.src.Current(); ok {
+		ev.Version = cur.Version
+		// OnApply runs before the applied revision moves: report at least
+		// the revision of the version reported.
+		ev.Revision = max(ev.Revision, cur.Revision)
+	}
+	return s.write(ctx, &ev)
+}
+
+// write sends one message within WriteTimeout. On timeout the WebSocket
+// library cuts the connection: a socket that stayed full that long has no
+// room for a close frame either.
+func (s *subscriber) write(ctx context.Context, ev *api.WatchEvent) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.h.cfg.WriteTimeout)
+	defer cancel()
+	return s.c.Write(ctx, websocket.MessageText, b)
+}
+
+// close ends the connection the way err calls for and returns err (nil when
+// the watcher left or the hub closed: nothing went wrong).
+func (s *subscriber) close(err error) error {
+	h := s.h
+	switch {
+	case errors.Is(err, errSlow):
+		h.log.Warn("watcher closed as slow consumer", "last", s.last, "lag", s.lag)
+		s.c.Close(api.WatchCloseSlowConsumer, fmt.Sprintf("slow consumer: %d versions behind; resume with from=%d", s.lag, s.last))
+		return err
+	case errors.Is(err, errClosing):
+		s.c.Close(websocket.StatusGoingAway, fmt.Sprintf("node shutting down: resume with from=%d on another node", s.last))
+		return nil
+	case h.ctx.Err() != nil:
+		s.c.CloseNow()
+		return nil
+	case errors.Is(err, context.Canceled):
+		// The watcher closed the connection or sent data.
+		s.c.CloseNow()
+		return nil
+	default:
+		h.log.Info("watcher cut off", "last", s.last, "err", err)
+		s.c.CloseNow()
+		return err
+	}
+}
