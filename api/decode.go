@@ -10,9 +10,10 @@ import (
 	"strings"
 )
 
-// Limits of a check request decoded by DecodeCheckRequest. The engine's
-// static cost bound on conditions assumes that no list or map of a request
-// holds more than MaxCollectionLen items; the decoder makes it so.
+// Limits of a check request decoded by DecodeCheckRequest, and of each check
+// of a batch decoded by DecodeBatchCheckRequest. The engine's static cost
+// bound on conditions assumes that no list or map of a request holds more
+// than MaxCollectionLen items; the decoders make it so.
 const (
 	MaxCheckRequestSize = 1 << 20
 	MaxCollectionLen    = 1_000
@@ -20,8 +21,15 @@ const (
 	MaxActionNameLen    = 256
 )
 
-// Errors of DecodeCheckRequest, for callers to branch on (an HTTP server
-// answers 413 for the first and 400 for the second).
+// Limits of a batch decoded by DecodeBatchCheckRequest.
+const (
+	MaxBatch                 = 10_000
+	MaxBatchCheckRequestSize = 16 << 20
+)
+
+// Errors of DecodeCheckRequest and DecodeBatchCheckRequest, for callers to
+// branch on (an HTTP server answers 413 for the first and 400 for the
+// second).
 var (
 	ErrRequestTooLarge = errors.New("request too large")
 	ErrInvalidRequest  = errors.New("invalid check request")
@@ -31,32 +39,85 @@ var (
 // fields, trailing data, a missing action name and oversized input are
 // errors that say what is wrong and where (line and column). Every error
 // wraps ErrInvalidRequest or ErrRequestTooLarge.
+//
+// The decoding is that of encoding/json into a CheckRequest (with
+// DisallowUnknownFields), followed by the checks of the limits above. A
+// parser written for the shape of a check request decodes the requests it
+// can, much faster; on anything else encoding/json runs and has the last
+// word (see decode_fast.go). The result never refers to data, but its
+// strings may share one copy of it: keep a strings.Clone of a string held
+// long after the request, so as not to keep the whole request alive.
 func DecodeCheckRequest(data []byte) (*CheckRequest, error) {
 	if len(data) > MaxCheckRequestSize {
 		return nil, fmt.Errorf("%w: the body is %d bytes; at most %d are allowed", ErrRequestTooLarge, len(data), MaxCheckRequestSize)
 	}
+	if req, ok := decodeCheckFast(data); ok {
+		return req, nil
+	}
+	return decodeCheckSlow(source{body: data}, data)
+}
+
+// DecodeBatchCheckRequest decodes {"checks": [check, ...]} from JSON, as
+// strictly as DecodeCheckRequest decodes each check and with the same limits
+// for each, at most MaxBatch checks and MaxBatchCheckRequestSize bytes in
+// all. An error about a check says which: "checks[3].action.name is
+// missing". A missing or null "checks" is an empty batch.
+func DecodeBatchCheckRequest(data []byte) (*BatchCheckRequest, error) {
+	if len(data) > MaxBatchCheckRequestSize {
+		return nil, fmt.Errorf("%w: the body is %d bytes; at most %d are allowed", ErrRequestTooLarge, len(data), MaxBatchCheckRequestSize)
+	}
+	if req, ok := decodeBatchFast(data); ok {
+		return req, nil
+	}
+	return decodeBatchSlow(data)
+}
+
+// source says where a check request is, for error messages: at base in body,
+// and in a batch, which check it is (where is "checks[3]").
+type source struct {
+	body  []byte
+	base  int64
+	where string
+}
+
+// path is the path of a field of the request for error messages.
+func (s source) path(field string) string {
+	if s.where == "" {
+		return field
+	}
+	return s.where + "." + field
+}
+
+// invalid is an ErrInvalidRequest at offset in the request.
+func (s source) invalid(offset int64, msg string) error {
+	return invalid(s.body, s.base+offset, msg)
+}
+
+// decodeCheckSlow decodes data, a check request at src, with encoding/json.
+// Its result, value or error, is the one DecodeCheckRequest defines.
+func decodeCheckSlow(src source, data []byte) (*CheckRequest, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var req CheckRequest
 	if err := dec.Decode(&req); err != nil {
-		return nil, decodeError(data, dec, err)
+		return nil, decodeError(src, data, dec, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, invalid(data, dec.InputOffset(), "unexpected data after the request object: send one JSON object")
+		return nil, src.invalid(dec.InputOffset(), "unexpected data after the request object: send one JSON object")
 	}
-	if err := checkRequest(&req); err != nil {
+	if err := checkRequest(src, &req); err != nil {
 		return nil, err
 	}
 	return &req, nil
 }
 
 // checkRequest validates what JSON decoding cannot.
-func checkRequest(req *CheckRequest) error {
+func checkRequest(src source, req *CheckRequest) error {
 	switch n := req.Action.Name; {
 	case n == "":
-		return fmt.Errorf("%w: action.name is missing: name the action, such as {\"action\": {\"name\": \"data.query\"}}", ErrInvalidRequest)
+		return fmt.Errorf("%w: %s is missing: name the action, such as {\"action\": {\"name\": \"data.query\"}}", ErrInvalidRequest, src.path("action.name"))
 	case len(n) > MaxActionNameLen:
-		return fmt.Errorf("%w: action.name is %d bytes; at most %d are allowed", ErrInvalidRequest, len(n), MaxActionNameLen)
+		return fmt.Errorf("%w: %s is %d bytes; at most %d are allowed", ErrInvalidRequest, src.path("action.name"), len(n), MaxActionNameLen)
 	}
 	for _, part := range []struct {
 		path string
@@ -67,7 +128,7 @@ func checkRequest(req *CheckRequest) error {
 		{"resource.properties", req.Resource.Properties},
 		{"context", req.Context},
 	} {
-		if err := checkValue(part.path, part.v, 1); err != nil {
+		if err := checkValue(src.path(part.path), part.v, 1); err != nil {
 			return err
 		}
 	}
@@ -101,14 +162,15 @@ func checkValue(path string, v any, depth int) error {
 	return nil
 }
 
-// decodeError turns an encoding/json error into one that says where.
-func decodeError(data []byte, dec *json.Decoder, err error) error {
+// decodeError turns an encoding/json error about data, a check request at
+// src, into one that says where.
+func decodeError(src source, data []byte, dec *json.Decoder, err error) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
 		// Offset counts the bytes read, the bad one included.
-		return invalid(data, syn.Offset-1, "malformed JSON: "+syn.Error())
+		return src.invalid(syn.Offset-1, "malformed JSON: "+syn.Error())
 	case errors.As(err, &typ):
 		what := typ.Value
 		if what == "" {
@@ -116,14 +178,17 @@ func decodeError(data []byte, dec *json.Decoder, err error) error {
 		}
 		field := typ.Field
 		if field == "" {
-			return invalid(data, 0, fmt.Sprintf("the request must be a JSON object, not %s", article(what)))
+			if src.where != "" {
+				return src.invalid(0, fmt.Sprintf("%s must be an object, not %s", src.where, article(what)))
+			}
+			return src.invalid(0, fmt.Sprintf("the request must be a JSON object, not %s", article(what)))
 		}
 		key := field[strings.LastIndexByte(field, '.')+1:]
-		return invalid(data, keyOffset(data, typ.Offset, key), fmt.Sprintf("%s must be %s, not %s", field, describeType(typ.Type.String()), article(what)))
+		return src.invalid(keyOffset(data, typ.Offset, key), fmt.Sprintf("%s must be %s, not %s", src.path(field), describeType(typ.Type.String()), article(what)))
 	case errors.Is(err, io.EOF):
 		return fmt.Errorf("%w: the body is empty: send a JSON object with subject, action, resource and context", ErrInvalidRequest)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return invalid(data, int64(len(data)), "the JSON ends before the request object does")
+		return src.invalid(int64(len(data)), "the JSON ends before the request object does")
 	}
 	// Unknown fields, and errors of the types' own decoders.
 	offset := dec.InputOffset()
@@ -132,7 +197,11 @@ func decodeError(data []byte, dec *json.Decoder, err error) error {
 			offset = keyOffset(data, offset, key)
 		}
 	}
-	return invalid(data, offset, trimJSON(err.Error())+
+	msg := trimJSON(err.Error())
+	if src.where != "" {
+		msg = src.where + ": " + msg
+	}
+	return src.invalid(offset, msg+
 		" (a check request has subject {type, id, properties}, action {name, properties}, resource {type, id, properties}, context, min_revision and explain)")
 }
 

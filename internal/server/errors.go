@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/aibos/kernel/api"
 )
@@ -82,7 +85,71 @@ func describeJSONError(err error) error {
 	}
 }
 
-var errTooLarge = errors.New("request too large")
+// errTooLarge marks an oversized body (413); the api decoders' sentinel, so
+// that their size errors are answered alike.
+var errTooLarge = api.ErrRequestTooLarge
+
+// writeJSONBytes answers 200 with body, JSON already encoded.
+func writeJSONBytes(w http.ResponseWriter, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// readBody appends the body of r, of at most limit bytes, to buf.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) ([]byte, error) {
+	tooLarge := func() error {
+		return fmt.Errorf("%w: the body is larger than %d bytes", errTooLarge, limit)
+	}
+	if r.ContentLength > limit {
+		return buf, tooLarge()
+	}
+	if r.ContentLength > 0 {
+		// One byte more, to read the end of the body without growing.
+		buf = slices.Grow(buf, int(r.ContentLength)+1)
+	}
+	// With w, the server closes the connection of a body over the limit.
+	body := http.MaxBytesReader(w, r.Body, limit)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(512, len(buf)))
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				return buf, tooLarge()
+			}
+			return buf, fmt.Errorf("read body: %w", err)
+		}
+	}
+}
+
+// buffer is a pooled buffer for the body and the answer of a check.
+type buffer struct{ b []byte }
+
+// buffers is a cache, not state: what it holds is never observable, so it
+// is a package-level pool as sync.Pool is meant to be used.
+var buffers = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, 4096)} }}
+
+// maxPooledBuffer keeps the buffers of the rare huge batches out of the
+// pool.
+const maxPooledBuffer = 1 << 20
+
+func getBuffer() *buffer { return buffers.Get().(*buffer) }
+
+func putBuffer(b *buffer) {
+	if cap(b.b) > maxPooledBuffer {
+		return
+	}
+	b.b = b.b[:0]
+	buffers.Put(b)
+}
 
 // badRequest writes a 400 (or 413 for an oversized body).
 func badRequest(w http.ResponseWriter, err error) {
