@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -40,6 +41,12 @@ func cmdServe(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	cfg.Logger = log
+	if os.Getenv("GOGC") == "" {
+		// The decision path allocates a few KiB per request against a small
+		// live heap; collecting at 4x the live heap instead of 2x halves the
+		// GC work and its latency tail. GOGC in the environment overrides it.
+		debug.SetGCPercent(400)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
