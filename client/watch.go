@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -178,40 +179,61 @@ func (w *watcher) run(ctx context.Context, conn *websocket.Conn, ch chan<- api.W
 
 // follow delivers the events of one connection until it fails.
 func (w *watcher) follow(ctx context.Context, conn *websocket.Conn, ch chan<- api.WatchEvent) error {
+	// One watchdog timer per connection, reset by every message, rather
+	// than a deadline context per read: with many watches in one process
+	// the contexts were a visible share of the CPU.
+	var idle atomic.Bool
+	watchdog := time.AfterFunc(w.opts.IdleTimeout, func() {
+		idle.Store(true)
+		conn.CloseNow()
+	})
+	defer watchdog.Stop()
 	for {
-		rctx, cancel := context.WithTimeout(ctx, w.opts.IdleTimeout)
-		typ, data, err := conn.Read(rctx)
-		cancel()
+		typ, data, err := conn.Read(ctx)
 		if err != nil {
+			if idle.Load() {
+				return fmt.Errorf("client: watch: nothing heard for %s, presumed dead: %w", w.opts.IdleTimeout, err)
+			}
 			return err
 		}
-		if typ != websocket.MessageText {
-			continue
+		// Waiting for the consumer is not silence from the node.
+		watchdog.Stop()
+		if err := w.deliver(ctx, typ, data, ch); err != nil {
+			return err
 		}
-		var ev api.WatchEvent
-		if err := json.Unmarshal(data, &ev); err != nil {
-			return fmt.Errorf("client: watch: bad message: %w", err)
+		watchdog.Reset(w.opts.IdleTimeout)
+	}
+}
+
+// deliver passes one message on, dropping versions already delivered.
+func (w *watcher) deliver(ctx context.Context, typ websocket.MessageType, data []byte, ch chan<- api.WatchEvent) error {
+	if typ != websocket.MessageText {
+		return nil
+	}
+	var ev api.WatchEvent
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return fmt.Errorf("client: watch: bad message: %w", err)
+	}
+	if ev.Type == api.WatchHeartbeat && w.fromCurrent {
+		// Not a version yet, but what "current" was: a reconnect resumes
+		// from there rather than from a later current.
+		w.last, w.anchored = max(ev.Version, 1)-1, true
+	}
+	if ev.Type == api.WatchBundle {
+		switch {
+		case w.fromCurrent:
+			// The first version of a watch from the current one.
+		case ev.Version <= w.last:
+			return nil // already delivered (a resume overlapping)
+		case ev.Version > w.last+1:
+			return fmt.Errorf("%w: got %d after %d", ErrWatchGap, ev.Version, w.last)
 		}
-		if ev.Type == api.WatchHeartbeat && w.fromCurrent {
-			// Not a version yet, but what "current" was: a reconnect
-			// resumes from there rather than from a later current.
-			w.last, w.anchored = max(ev.Version, 1)-1, true
-		}
-		if ev.Type == api.WatchBundle {
-			switch {
-			case w.fromCurrent:
-				// The first version of a watch from the current one.
-			case ev.Version <= w.last:
-				continue // already delivered (a resume overlapping)
-			case ev.Version > w.last+1:
-				return fmt.Errorf("%w: got %d after %d", ErrWatchGap, ev.Version, w.last)
-			}
-			w.last, w.fromCurrent = ev.Version, false
-		}
-		select {
-		case ch <- ev:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		w.last, w.fromCurrent = ev.Version, false
+	}
+	select {
+	case ch <- ev:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

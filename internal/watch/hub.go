@@ -79,6 +79,9 @@ type Hub struct {
 	wg     sync.WaitGroup // Add guarded by mu (with closed)
 
 	subs atomic.Int64
+
+	// encoded holds the last version's message without and with content.
+	encoded [2]atomic.Pointer[encodedVersion]
 }
 
 // New validates cfg, applies defaults and returns a hub.

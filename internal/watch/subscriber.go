@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -26,6 +27,9 @@ type subscriber struct {
 	content bool
 	last    uint64 // the last version sent (or the watcher's from)
 	lag     uint64 // how far behind it was when closed as slow
+
+	deadline *time.Timer // cuts the connection when a write takes too long
+	timedOut atomic.Bool // set by deadline
 }
 
 // run sends every version after s.last, in order, then live versions and
@@ -73,6 +77,15 @@ func (s *subscriber) run(ctx context.Context, start uint64) error {
 }
 
 func (s *subscriber) sendVersion(ctx context.Context, v uint64) error {
+	// Watchers of a live version all send the same bytes: the first one
+	// encodes them for the rest.
+	slot := &s.h.encoded[0]
+	if s.content {
+		slot = &s.h.encoded[1]
+	}
+	if e := slot.Load(); e != nil && e.version == v {
+		return s.writeBytes(ctx, e.b)
+	}
 	bv, ok := s.h.src.Version(v)
 	if !ok {
 		// Versions are only ever appended; a missing one below the current
@@ -86,7 +99,18 @@ func (s *subscriber) sendVersion(ctx context.Context, v uint64) error {
 	if s.content {
 		ev.Files = bv.Files
 	}
-	return s.write(ctx, &ev)
+	b, err := json.Marshal(&ev)
+	if err != nil {
+		return err
+	}
+	slot.Store(&encodedVersion{version: v, b: b})
+	return s.writeBytes(ctx, b)
+}
+
+// encodedVersion is the message of one version, as sent.
+type encodedVersion struct {
+	version uint64
+	b       []byte
 }
 
 func (s *subscriber) heartbeat(ctx context.Context) error {
@@ -100,17 +124,32 @@ func (s *subscriber) heartbeat(ctx context.Context) error {
 	return s.write(ctx, &ev)
 }
 
-// write sends one message within WriteTimeout. On timeout the WebSocket
-// library cuts the connection: a socket that stayed full that long has no
-// room for a close frame either.
 func (s *subscriber) write(ctx context.Context, ev *api.WatchEvent) error {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.h.cfg.WriteTimeout)
-	defer cancel()
-	return s.c.Write(ctx, websocket.MessageText, b)
+	return s.writeBytes(ctx, b)
+}
+
+// writeBytes sends one message within WriteTimeout, or cuts the connection:
+// a socket that stayed full that long has no room for a close frame
+// either. One timer per subscriber, re-armed per write, is cheaper than a
+// deadline context per write when a node serves thousands of watchers.
+func (s *subscriber) writeBytes(ctx context.Context, b []byte) error {
+	if s.deadline == nil {
+		s.deadline = time.AfterFunc(s.h.cfg.WriteTimeout, func() {
+			s.timedOut.Store(true)
+			s.c.CloseNow()
+		})
+	} else {
+		s.deadline.Reset(s.h.cfg.WriteTimeout)
+	}
+	err := s.c.Write(ctx, websocket.MessageText, b)
+	if !s.deadline.Stop() || s.timedOut.Load() {
+		return fmt.Errorf("watch: write not done within %s: %w", s.h.cfg.WriteTimeout, context.DeadlineExceeded)
+	}
+	return err
 }
 
 // close ends the connection the way err calls for and returns err (nil when
