@@ -237,3 +237,21 @@ func TestPublishesDoNotWaitForStuckWatchers(t *testing.T) {
 		t.Fatalf("check = %+v, %v; want version 12", d, err)
 	}
 }
+
+// A watcher that reads nothing at all is cut off once a write cannot finish
+// within WriteTimeout.
+func TestStuckWatcherIsCutOff(t *testing.T) {
+	cfg := nodeConfig(t, "n1")
+	cfg.Watch.MaxLag = 1 << 20
+	cfg.Watch.WriteTimeout = 200 * time.Millisecond
+	n := startNode(t, cfg)
+	c := newClient(t, n)
+	dial(t, n.URL(), "?from=0&content=true", 4096) // never read
+	waitUntil(t, func() bool { return n.Watch.Subscribers() == 1 })
+	for i := 1; n.Watch.Subscribers() > 0; i++ {
+		if i > 200 {
+			t.Fatal("a watcher that reads nothing was never cut off")
+		}
+		publish(t, c, i, 256<<10)
+	}
+}
