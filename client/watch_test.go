@@ -2,9 +2,14 @@ package client_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
@@ -166,5 +171,46 @@ func waitFor(t testing.TB, cond func() bool) {
 			t.Fatal("condition not reached")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A node that accepts the watch and then says nothing is presumed dead
+// after IdleTimeout; the watch moves to the next node.
+func TestWatchLeavesASilentNode(t *testing.T) {
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.Read(context.Background()) // until the watch gives up on it
+	}))
+	defer silent.Close()
+	nodes := startCluster(t, 1, nil)
+	publish(t, newClient(t, nodes...), versionedBundle(1))
+	c, err := client.New([]string{silent.URL, nodes[0].URL()}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var errs []error
+	events, err := c.Watch(ctx, 0, client.WatchOptions{IdleTimeout: 200 * time.Millisecond, OnError: func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if ev := next(t, events); ev.Type == api.WatchBundle {
+			if ev.Version != 1 {
+				t.Fatalf("got version %d; want 1", ev.Version)
+			}
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(errs) == 0 || !strings.Contains(errs[0].Error(), "presumed dead") {
+		t.Fatalf("errors %v; want the silent node presumed dead", errs)
 	}
 }

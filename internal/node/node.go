@@ -119,6 +119,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "aibos_watchers", Help: "Watch stream connections this node serves.",
+	}, func() float64 { return float64(n.Watch.Subscribers()) }))
 
 	st, err := store.New(store.Config{
 		NodeID:        cfg.NodeID,
