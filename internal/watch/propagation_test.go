@@ -95,7 +95,7 @@ func TestPropagation(t *testing.T) {
 	// acks is how long the write itself took (answered by the leader once
 	// committed and applied there): the rest is replication to the other
 	// nodes and the push.
-	var acks []time.Duration
+	var acks, firsts []time.Duration
 	measure := func(v uint64, act func()) time.Duration {
 		start := time.Now()
 		act()
@@ -105,6 +105,7 @@ func TestPropagation(t *testing.T) {
 		case <-time.After(waitLong):
 			t.Fatalf("version %d did not reach every watcher (%d missing)", v, rs[v].left.Load())
 		}
+		firsts = append(firsts, time.Unix(0, rs[v].first.Load()).Sub(start))
 		return time.Unix(0, rs[v].last.Load()).Sub(start)
 	}
 	var pubs, rbs []time.Duration
@@ -132,17 +133,20 @@ func TestPropagation(t *testing.T) {
 	t.Logf("3 nodes, %d watchers, %d publishes: %s (target p99 ≤ 100ms)", watchers, rounds, summary(pubs))
 	t.Logf("3 nodes, %d watchers, %d rollbacks: %s (target ≤ 1s)", watchers, rounds, summary(rbs))
 	t.Logf("of which the write until acknowledged: %s", summary(acks))
+	t.Logf("until the first watcher had it: %s", summary(firsts))
 }
 
 // round is the arrival of one version at every watcher.
 type round struct {
-	left atomic.Int64 // watchers yet to receive it
-	last atomic.Int64 // latest arrival, UnixNano
-	done chan struct{}
+	left  atomic.Int64 // watchers yet to receive it
+	first atomic.Int64 // earliest arrival, UnixNano
+	last  atomic.Int64 // latest arrival, UnixNano
+	done  chan struct{}
 }
 
 func (r *round) arrive(at time.Time) {
 	ns := at.UnixNano()
+	r.first.CompareAndSwap(0, ns)
 	for {
 		cur := r.last.Load()
 		if ns <= cur || r.last.CompareAndSwap(cur, ns) {
