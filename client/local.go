@@ -44,8 +44,9 @@ var ErrStale = errors.New("local evaluator is stale")
 
 // LocalEvaluator decides in-process with the bundle version the cluster
 // publishes: it follows the watch stream with content, compiles each
-// version once, and swaps it in atomically, so a decision is made wholly by
-// one version. It is safe for concurrent use.
+// version once (of several that arrive together, only the newest), and
+// swaps it in atomically, so a decision is made wholly by one version. It
+// is safe for concurrent use.
 type LocalEvaluator struct {
 	opts LocalOptions
 	cur  atomic.Pointer[localBundle]
@@ -122,7 +123,29 @@ func NewLocalEvaluator(ctx context.Context, c *Client, opts LocalOptions) (*Loca
 	go func() {
 		defer close(e.done)
 		for ev := range events {
-			e.apply(ev)
+			e.touch(ev)
+			if ev.Type != api.WatchBundle {
+				continue
+			}
+			// Of the versions already waiting (a burst of publishes, a
+			// catch-up after a reconnect) only the newest is compiled.
+			latest := ev
+		drain:
+			for {
+				select {
+				case more, ok := <-events:
+					if !ok {
+						break drain
+					}
+					e.touch(more)
+					if more.Type == api.WatchBundle {
+						latest = more
+					}
+				default:
+					break drain
+				}
+			}
+			e.load(latest)
 		}
 	}()
 	return e, nil
@@ -130,6 +153,14 @@ func NewLocalEvaluator(ctx context.Context, c *Client, opts LocalOptions) (*Loca
 
 // apply takes one event of the watch.
 func (e *LocalEvaluator) apply(ev api.WatchEvent) {
+	e.touch(ev)
+	if ev.Type == api.WatchBundle {
+		e.load(ev)
+	}
+}
+
+// touch records that the cluster was heard from.
+func (e *LocalEvaluator) touch(ev api.WatchEvent) {
 	e.heard.Store(e.opts.Now().UnixNano())
 	for {
 		r := e.revision.Load()
@@ -137,9 +168,10 @@ func (e *LocalEvaluator) apply(ev api.WatchEvent) {
 			break
 		}
 	}
-	if ev.Type != api.WatchBundle {
-		return
-	}
+}
+
+// load compiles a version and swaps it in.
+func (e *LocalEvaluator) load(ev api.WatchEvent) {
 	lb := &localBundle{version: ev.Version, revision: ev.Revision}
 	lb.bundle, lb.err = engine.Load(ev.Files, engine.Options{Version: ev.Version})
 	if lb.err != nil {
