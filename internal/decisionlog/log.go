@@ -1,0 +1,442 @@
+package decisionlog
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aibos/kernel/api"
+)
+
+// Config configures a Log. The zero value of a field takes the default in
+// parentheses.
+type Config struct {
+	// Dir holds the segment files; created if missing. Required.
+	Dir string
+	// SampleRate is the fraction of decisions recorded, in (0, 1]; 1 records
+	// all of them. Sampling is by count, not random: with rate r the n-th
+	// decision is recorded when floor(n·r) grows, so exactly ⌊n·r⌋ of the
+	// first n are kept. (1)
+	SampleRate float64
+	// SegmentBytes is the size at which a segment is closed and a new one
+	// begun. (64 MiB)
+	SegmentBytes int64
+	// Retention is how long whole segments are kept after their last
+	// record. (7 days)
+	Retention time.Duration
+	// FsyncInterval is how often written records are flushed and synced.
+	// (100 ms)
+	FsyncInterval time.Duration
+	// QueueLen bounds the records waiting for the writer. (65,536)
+	QueueLen int
+	// FullWait bounds how long Record waits for room in a full queue when
+	// SampleRate is 1, before it counts a drop. (5 ms)
+	FullWait time.Duration
+	// Now is the clock of records and retention. (time.Now)
+	Now func() time.Time
+}
+
+// Stats are counters of a Log since it was opened.
+type Stats struct {
+	Recorded uint64 `json:"recorded"` // queued for the writer
+	Dropped  uint64 `json:"dropped"`  // sampled but not queued: the queue was full
+	Written  uint64 `json:"written"`  // written to a segment
+	Failed   uint64 `json:"failed"`   // not written: encoding or I/O error
+}
+
+// entry is what Record hands the writer: references only, encoded by the
+// writer. The request is not modified after its decision (the server
+// decodes each into its own value) and the reasons are read-only.
+type entry struct {
+	t        time.Time
+	req      *api.CheckRequest
+	reasons  []api.Reason
+	d        api.Effect
+	version  uint64
+	revision uint64
+	flushed  chan struct{} // a flush request, not a record
+}
+
+// Log is an open decision log. Record is safe for concurrent use.
+type Log struct {
+	cfg   Config
+	queue chan entry
+	done  chan struct{}
+	stop  chan struct{}
+	seen  atomic.Uint64
+	stats struct{ recorded, dropped, written, failed atomic.Uint64 }
+
+	closeOnce sync.Once
+	closeErr  error
+
+	// Owned by the writer goroutine (and by Open before it starts).
+	f    *os.File
+	size int64
+	buf  []byte
+}
+
+const segmentSuffix = ".dlog"
+
+// Open opens or creates the log in cfg.Dir, recovers its last segment (a
+// torn last record is truncated), deletes expired segments, and starts the
+// writer. Close stops it.
+func Open(cfg Config) (*Log, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("decisionlog: Dir is required")
+	}
+	if cfg.SampleRate == 0 {
+		cfg.SampleRate = 1
+	}
+	if cfg.SampleRate < 0 || cfg.SampleRate > 1 {
+		return nil, fmt.Errorf("decisionlog: SampleRate %v is not in (0, 1]", cfg.SampleRate)
+	}
+	if cfg.SegmentBytes <= 0 {
+		cfg.SegmentBytes = 64 << 20
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 7 * 24 * time.Hour
+	}
+	if cfg.FsyncInterval <= 0 {
+		cfg.FsyncInterval = 100 * time.Millisecond
+	}
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = 1 << 16
+	}
+	if cfg.FullWait <= 0 {
+		cfg.FullWait = 5 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("decisionlog: %w", err)
+	}
+	l := &Log{cfg: cfg, queue: make(chan entry, cfg.QueueLen), done: make(chan struct{}), stop: make(chan struct{})}
+	segs, err := l.segments()
+	if err != nil {
+		return nil, err
+	}
+	if len(segs) > 0 {
+		if err := recoverSegment(segs[len(segs)-1].path); err != nil {
+			return nil, err
+		}
+	}
+	l.expire()
+	go l.run()
+	return l, nil
+}
+
+// recoverSegment truncates a segment after its last intact record.
+func recoverSegment(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("decisionlog: recover %s: %w", path, err)
+	}
+	valid, _ := readSegment(data, time.Time{}, nil)
+	if valid == len(data) {
+		return nil
+	}
+	if err := os.Truncate(path, int64(valid)); err != nil {
+		return fmt.Errorf("decisionlog: truncate torn tail of %s: %w", path, err)
+	}
+	return nil
+}
+
+// Record logs a decision, if the sampling picks it. It does not block,
+// except with SampleRate 1 on a full queue, for at most FullWait. The
+// request and the reasons are kept by reference until written: neither may
+// be modified afterwards.
+func (l *Log) Record(req *api.CheckRequest, d *api.Decision) {
+	n := l.seen.Add(1)
+	if r := l.cfg.SampleRate; r < 1 && uint64(float64(n)*r) == uint64(float64(n-1)*r) {
+		return
+	}
+	e := entry{t: l.cfg.Now(), req: req, reasons: d.Reasons, d: d.Decision, version: d.Version, revision: d.Revision}
+	select {
+	case l.queue <- e:
+		l.stats.recorded.Add(1)
+		return
+	default:
+	}
+	if l.cfg.SampleRate >= 1 {
+		t := time.NewTimer(l.cfg.FullWait)
+		defer t.Stop()
+		select {
+		case l.queue <- e:
+			l.stats.recorded.Add(1)
+			return
+		case <-t.C:
+		case <-l.stop:
+		}
+	}
+	l.stats.dropped.Add(1)
+}
+
+// Stats returns the log's counters.
+func (l *Log) Stats() Stats {
+	return Stats{Recorded: l.stats.recorded.Load(), Dropped: l.stats.dropped.Load(),
+		Written: l.stats.written.Load(), Failed: l.stats.failed.Load()}
+}
+
+// Flush waits until every record queued before it is written to the
+// segment files (not necessarily synced).
+func (l *Log) Flush() {
+	ch := make(chan struct{})
+	select {
+	case l.queue <- entry{flushed: ch}:
+	case <-l.done:
+		return
+	}
+	select {
+	case <-ch:
+	case <-l.done:
+	}
+}
+
+// Close writes and syncs what is queued and stops the writer. Records
+// arriving during or after Close are dropped (and counted).
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		<-l.done
+	})
+	return l.closeErr
+}
+
+// run is the writer: it owns the segment files.
+func (l *Log) run() {
+	defer close(l.done)
+	tick := time.NewTicker(l.cfg.FsyncInterval)
+	defer tick.Stop()
+	lastExpire := l.cfg.Now()
+	dirty := false
+	for {
+		select {
+		case e := <-l.queue:
+			dirty = l.handle(e) || dirty
+			// Drain what else is queued before a syscall.
+			for more := true; more; {
+				select {
+				case e := <-l.queue:
+					dirty = l.handle(e) || dirty
+				default:
+					more = false
+				}
+			}
+			if len(l.buf) >= 256<<10 {
+				l.write()
+			}
+		case <-tick.C:
+			if dirty {
+				l.write()
+				l.sync()
+				dirty = false
+			}
+			if now := l.cfg.Now(); now.Sub(lastExpire) >= time.Minute {
+				l.expire()
+				lastExpire = now
+			}
+		case <-l.stop:
+			for more := true; more; {
+				select {
+				case e := <-l.queue:
+					l.handle(e)
+				default:
+					more = false
+				}
+			}
+			l.write()
+			l.sync()
+			if l.f != nil {
+				if err := l.f.Close(); err != nil {
+					l.closeErr = fmt.Errorf("decisionlog: close segment: %w", err)
+				}
+			}
+			return
+		}
+	}
+}
+
+// handle encodes a record into the buffer, or answers a flush. It reports
+// whether there is something to sync.
+func (l *Log) handle(e entry) bool {
+	if e.flushed != nil {
+		l.write()
+		close(e.flushed)
+		return true
+	}
+	n := len(l.buf)
+	var err error
+	l.buf, err = appendFrame(l.buf, e.t, e.req, e.d, DeterminingRule(e.reasons), e.version, e.revision)
+	if err != nil {
+		l.stats.failed.Add(1)
+		return false
+	}
+	l.size += int64(len(l.buf) - n)
+	if l.size >= l.cfg.SegmentBytes {
+		l.write() // and begin the next segment
+	}
+	return true
+}
+
+// write appends the buffer to the current segment, opening one if needed,
+// and begins a new segment once the current one is full.
+func (l *Log) write() {
+	if len(l.buf) == 0 {
+		return
+	}
+	n := l.countFrames()
+	if l.f == nil {
+		if err := l.openSegment(); err != nil {
+			l.stats.failed.Add(uint64(n))
+			l.buf = l.buf[:0]
+			return
+		}
+	}
+	if _, err := l.f.Write(l.buf); err != nil {
+		l.stats.failed.Add(uint64(n))
+	} else {
+		l.stats.written.Add(uint64(n))
+	}
+	l.buf = l.buf[:0]
+	if l.size >= l.cfg.SegmentBytes {
+		l.sync()
+		l.f.Close()
+		l.f, l.size = nil, 0
+		l.expire()
+	}
+}
+
+// countFrames counts the frames in the buffer.
+func (l *Log) countFrames() int {
+	n := 0
+	for b := l.buf; len(b) >= frameHeader; n++ {
+		_, k, err := nextFrame(b)
+		if err != nil {
+			break
+		}
+		b = b[k:]
+	}
+	return n
+}
+
+func (l *Log) sync() {
+	if l.f != nil {
+		l.f.Sync()
+	}
+}
+
+// openSegment begins a new segment named by the time of its first record,
+// so that segments sort by time and a scan can skip whole ones.
+func (l *Log) openSegment() error {
+	start := l.cfg.Now()
+	if t, err := recordTime(l.firstPayload()); err == nil {
+		start = t
+	}
+	name := fmt.Sprintf("%020d%s", start.UnixNano(), segmentSuffix)
+	f, err := os.OpenFile(filepath.Join(l.cfg.Dir, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("decisionlog: open segment: %w", err)
+	}
+	// A new file's directory entry must survive a crash too.
+	if d, err := os.Open(l.cfg.Dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	l.f = f
+	l.size = int64(len(l.buf))
+	return nil
+}
+
+func (l *Log) firstPayload() []byte {
+	p, _, err := nextFrame(l.buf)
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+type segment struct {
+	path  string
+	start time.Time
+}
+
+// segments lists the segment files in time order.
+func (l *Log) segments() ([]segment, error) {
+	ents, err := os.ReadDir(l.cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("decisionlog: %w", err)
+	}
+	var out []segment
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), segmentSuffix)
+		if !ok || e.IsDir() {
+			continue
+		}
+		ns, err := strconv.ParseInt(name, 10, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, segment{path: filepath.Join(l.cfg.Dir, e.Name()), start: time.Unix(0, ns)})
+	}
+	slices.SortFunc(out, func(a, b segment) int { return strings.Compare(a.path, b.path) })
+	return out, nil
+}
+
+// expire deletes whole segments whose every record is older than the
+// retention: those followed by a segment that began before the cutoff.
+// The newest segment is never deleted here.
+func (l *Log) expire() {
+	segs, err := l.segments()
+	if err != nil {
+		return
+	}
+	cutoff := l.cfg.Now().Add(-l.cfg.Retention)
+	for i := 0; i+1 < len(segs); i++ {
+		if !segs[i+1].start.After(cutoff) {
+			if err := os.Remove(segs[i].path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return
+			}
+		}
+	}
+}
+
+// skew is how far apart in time records may be written: records are timed
+// by the deciding goroutine and queued in the order they arrive.
+const skew = time.Second
+
+// Scan calls fn for every record at or after since, oldest first, and
+// stops at fn's first error, which it returns. It first waits for the
+// records queued before it to be written, so a scan sees every decision
+// recorded before the call (that was not dropped).
+func (l *Log) Scan(since time.Time, fn func(Record) error) error {
+	l.Flush()
+	segs, err := l.segments()
+	if err != nil {
+		return err
+	}
+	for i, s := range segs {
+		if i+1 < len(segs) && segs[i+1].start.Before(since.Add(-skew)) {
+			continue
+		}
+		data, err := os.ReadFile(s.path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // expired meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("decisionlog: %w", err)
+		}
+		if _, err := readSegment(data, since, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
