@@ -25,6 +25,7 @@ Usage:
   aibos policy publish PATH               publish a bundle to a cluster
   aibos policy versions                   list a cluster's bundle versions
   aibos policy rollback --to V            publish version V's content as a new version
+  aibos policy diff A B                   semantic changes between two bundles (paths or versions)
   aibos check [flags]                     ask a cluster for a decision
   aibos entities put FILE                 upsert entities ({"entities": [...]}) in a cluster
   aibos cluster status                    show a cluster's members

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,15 +21,17 @@ import (
 )
 
 const policyUsage = `Usage:
-  aibos policy lint PATH                       parse and compile; print errors with file:line:column
+  aibos policy lint PATH [--strict]            parse and compile; print errors with file:line:column, then warnings
   aibos policy test PATH [--json]              run the bundle's Test documents
   aibos policy eval PATH --request FILE|- [--entities FILE] [--now RFC3339] [--fail-on-deny]
   aibos policy publish PATH [--message M] [--author A] [--dry-run] [--server URL]
   aibos policy versions [--server URL]
   aibos policy rollback --to V [--message M] [--server URL]
+  aibos policy diff A B [--json] [--server URL] semantic changes from A to B (each a PATH or a version number)
 
 PATH is a bundle file or a directory (read recursively: .yaml, .yml, .json).
-Exit codes: 0 ok; 1 failed tests or (with --fail-on-deny) a decision other than allow; 2 invalid input.
+Exit codes: 0 ok; 1 failed tests, (with --fail-on-deny) a decision other than allow, or (with
+--strict) lint warnings; 2 invalid input.
 `
 
 func cmdPolicy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -49,6 +52,8 @@ func cmdPolicy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return policyVersions(args[1:], stdout, stderr)
 	case "rollback":
 		return policyRollback(args[1:], stdout, stderr)
+	case "diff":
+		return policyDiff(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, policyUsage)
 		return exitOK
@@ -117,6 +122,7 @@ func relativeTo(root string, e policy.Error) string {
 func policyLint(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("policy lint", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	strict := fs.Bool("strict", false, "exit 1 when there are warnings")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
 		fmt.Fprintf(stderr, "aibos policy lint: %v\n", err)
@@ -129,6 +135,14 @@ func policyLint(args []string, stdout, stderr io.Writer) int {
 	st := b.Stats()
 	fmt.Fprintf(stdout, "ok: %d policies, %d rules, %d distinct conditions, %d test suites; layers %s\n",
 		st.Policies, st.Rules, st.Conditions, len(b.Source().Tests), strings.Join(b.Layers(), " > "))
+	warnings := engine.Lint(b)
+	for _, w := range warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", relativeTo(path, policy.Error{Pos: w.Pos, Msg: w.Message}))
+	}
+	if *strict && len(warnings) > 0 {
+		fmt.Fprintf(stdout, "%d warning(s)\n", len(warnings))
+		return exitFailed
+	}
 	return exitOK
 }
 
@@ -363,4 +377,92 @@ func policyRollback(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "rolled back to the content of version %d as version %d at revision %d\n", *to, resp.Version, resp.Revision)
 	return exitOK
+}
+
+func policyDiff(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("policy diff", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	asJSON := fs.Bool("json", false, "print the changes as JSON")
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return exitInvalid
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	if len(pos) != 2 {
+		fmt.Fprintf(stderr, "aibos policy diff: give two bundles, A and B (each a PATH or a version number); got %d\n", len(pos))
+		return exitInvalid
+	}
+	var srcs [2]*policy.Bundle
+	for i, arg := range pos {
+		b, ok := diffSource(arg, *server, stderr)
+		if !ok {
+			return exitInvalid
+		}
+		srcs[i] = b
+	}
+	changes := engine.Diff(srcs[0], srcs[1])
+	if *asJSON {
+		if changes == nil {
+			changes = []engine.Change{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(changes)
+		return exitOK
+	}
+	if len(changes) == 0 {
+		fmt.Fprintln(stdout, "no semantic changes")
+		return exitOK
+	}
+	for _, c := range changes {
+		fmt.Fprintln(stdout, c)
+	}
+	return exitOK
+}
+
+// diffSource parses one side of a diff: a version number fetched from the
+// server, unless a file of that name exists, or a local bundle.
+func diffSource(arg, server string, stderr io.Writer) (*policy.Bundle, bool) {
+	var files []api.File
+	var err error
+	if v, perr := strconv.ParseUint(arg, 10, 64); perr == nil && !exists(arg) {
+		var c *client.Client
+		if c, err = newClient(server); err == nil {
+			var bv api.BundleVersion
+			bv, err = c.Version(context.Background(), v)
+			files = bv.Files
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "aibos policy diff: version %d: %v\n", v, err)
+			return nil, false
+		}
+	} else if files, err = policy.ReadPath(arg); err != nil {
+		fmt.Fprintf(stderr, "aibos policy diff: %v\n", err)
+		return nil, false
+	}
+	b, err := policy.Parse(files)
+	if err == nil {
+		return b, true
+	}
+	var list policy.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintf(stderr, "%s\n", relativeTo(arg, e))
+		}
+		fmt.Fprintf(stderr, "%s: %d error(s)\n", arg, len(list))
+	} else {
+		fmt.Fprintf(stderr, "aibos policy diff: %s: %v\n", arg, err)
+	}
+	return nil, false
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

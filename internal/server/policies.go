@@ -40,12 +40,15 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	if _, err := engine.Prepare(files, engine.Options{}, now); err != nil {
+	b, err := engine.Prepare(files, engine.Options{}, now)
+	if err != nil {
 		writeBundleError(w, err)
 		return
 	}
+	// Warnings never reject a publish; they are answered to the publisher.
+	warnings := engine.WarningStrings(engine.Lint(b))
 	if dry, _ := strconv.ParseBool(r.URL.Query().Get("dry_run")); dry {
-		writeJSON(w, http.StatusOK, api.PublishResponse{Hash: store.HashFiles(files)})
+		writeJSON(w, http.StatusOK, api.PublishResponse{Hash: store.HashFiles(files), Warnings: warnings})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
@@ -56,7 +59,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("bundle published", "version", vi.Version, "revision", vi.Revision, "author", vi.Author)
-	writeJSON(w, http.StatusOK, api.PublishResponse{Version: vi.Version, Revision: vi.Revision, Hash: vi.Hash})
+	writeJSON(w, http.StatusOK, api.PublishResponse{Version: vi.Version, Revision: vi.Revision, Hash: vi.Hash, Warnings: warnings})
 }
 
 // bundleFiles turns a publish body into bundle files: a tar of a directory
