@@ -28,6 +28,7 @@ const policyUsage = `Usage:
   aibos policy versions [--server URL]
   aibos policy rollback --to V [--message M] [--server URL]
   aibos policy diff A B [--json] [--server URL] semantic changes from A to B (each a PATH or a version number)
+  aibos policy simulate PATH [--since 1h] [--json] [--server URL]   replay a node's logged decisions against PATH
 
 PATH is a bundle file or a directory (read recursively: .yaml, .yml, .json).
 Exit codes: 0 ok; 1 failed tests, (with --fail-on-deny) a decision other than allow, or (with
@@ -54,6 +55,8 @@ func cmdPolicy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return policyRollback(args[1:], stdout, stderr)
 	case "diff":
 		return policyDiff(args[1:], stdout, stderr)
+	case "simulate":
+		return policySimulate(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, policyUsage)
 		return exitOK

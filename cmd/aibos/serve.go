@@ -26,6 +26,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Join, "join", "", "HTTP address of any member of a cluster to join (empty: bootstrap a new cluster)")
 	fs.BoolVar(&cfg.NonVoter, "nonvoter", false, "join as a non-voting read replica")
 	fs.StringVar(&cfg.Region, "region", "default", "name of this node's region")
+	sample := fs.Float64("decision-log-sample", 0.1, "fraction of decisions logged in DATA/decisions for `aibos policy simulate` (1: all, 0: none)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: aibos serve [flags]\n\nWith no flags: a single-node cluster with its data in ./data, HTTP on 127.0.0.1:8181.\n\n")
@@ -33,6 +34,14 @@ func cmdServe(args []string, stderr io.Writer) int {
 	}
 	if err := fs.Parse(args); err != nil {
 		return exitInvalid
+	}
+	if *sample < 0 || *sample > 1 {
+		fmt.Fprintf(stderr, "aibos serve: -decision-log-sample %v: want a fraction from 0 (no log) to 1 (every decision)\n", *sample)
+		return exitInvalid
+	}
+	cfg.DecisionLogSample = *sample
+	if *sample == 0 {
+		cfg.DecisionLogSample = -1 // node.Config: negative is no log, zero the default
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {

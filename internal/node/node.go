@@ -22,7 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/decisionlog"
 	"github.com/aibos/kernel/internal/server"
+	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
 	"github.com/aibos/kernel/internal/watch"
 )
@@ -53,6 +55,10 @@ type Config struct {
 	// Watch tunes the watch stream (heartbeat, write timeout, slow-consumer
 	// lag); its Source and Logger are set by the node.
 	Watch watch.Config
+	// DecisionLogSample is the fraction of decisions logged in
+	// DataDir/decisions for simulation (0.1); 1 logs all; negative: none.
+	// See internal/decisionlog/DESIGN.md.
+	DecisionLogSample float64
 }
 
 // Node is one running kernel node.
@@ -63,6 +69,9 @@ type Node struct {
 	Server  *server.Server
 	Bundles *server.Bundles
 	Watch   *watch.Hub
+	// Decisions is the node's decision log; nil if disabled.
+	Decisions *decisionlog.Log
+
 	http    *http.Server
 	ln      net.Listener
 	serveWG sync.WaitGroup
@@ -92,6 +101,9 @@ func (c *Config) defaults() {
 	}
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = 10 * time.Second
+	}
+	if c.DecisionLogSample == 0 {
+		c.DecisionLogSample = 0.1
 	}
 }
 
@@ -146,12 +158,24 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.Store = st
+	var dlog server.DecisionLog
+	var dsrc simulate.Source
+	if cfg.DecisionLogSample > 0 {
+		if n.Decisions, err = openDecisionLog(cfg, reg); err != nil {
+			st.Close()
+			ln.Close()
+			return nil, err
+		}
+		dlog, dsrc = n.Decisions, n.Decisions
+	}
 	srv, err := server.New(server.Config{
 		Store: st, Bundles: n.Bundles, Region: cfg.Region, Logger: log,
 		Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
-		Watch: n.Watch,
+		Watch:       n.Watch,
+		DecisionLog: dlog, Decisions: dsrc,
 	})
 	if err != nil {
+		n.closeDecisions()
 		st.Close()
 		ln.Close()
 		return nil, err
@@ -264,6 +288,7 @@ func (n *Node) Close() error {
 		defer cancel()
 		herr := n.http.Shutdown(ctx)
 		n.serveWG.Wait()
+		n.closeDecisions()
 		serr := n.Store.Close()
 		n.closeErr = errors.Join(herr, serr)
 		n.log.Info("node stopped")
@@ -278,6 +303,7 @@ func (n *Node) Kill() error {
 		n.Watch.Kill()
 		n.http.Close()
 		n.serveWG.Wait()
+		n.closeDecisions()
 		n.closeErr = n.Store.Kill()
 	})
 	return n.closeErr

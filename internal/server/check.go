@@ -100,6 +100,9 @@ func (s *Server) decide(req *api.CheckRequest) api.Decision {
 		d.Reasons = []api.Reason{}
 	}
 	s.metrics.observeDecision(d.Decision, time.Since(start))
+	if s.cfg.DecisionLog != nil {
+		s.cfg.DecisionLog.Record(req, &d)
+	}
 	return d
 }
 

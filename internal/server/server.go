@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
 	"github.com/aibos/kernel/internal/watch"
 )
@@ -65,6 +66,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// Watch serves GET /v1/watch; nil: the endpoint answers 503.
 	Watch *watch.Hub
+	// DecisionLog records the decisions of /v1/check, its batches and the
+	// AuthZEN evaluations; nil: none. Decisions is the log that POST
+	// /v1/policies/simulate replays; nil: the endpoint answers 503.
+	DecisionLog DecisionLog
+	Decisions   simulate.Source
 }
 
 // Server serves the kernel's HTTP API. Create it with New.
@@ -138,6 +144,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/policies/versions", s.handleVersions)
 	m.HandleFunc("GET /v1/policies/versions/{v}", s.handleVersion)
 	m.HandleFunc("POST /v1/policies/rollback", s.leaderOnly(s.handleRollback))
+	m.HandleFunc("POST /v1/policies/simulate", s.handleSimulate)
 
 	m.HandleFunc("PUT /v1/entities", s.leaderOnly(s.handlePutEntities))
 	m.HandleFunc("GET /v1/entities/{type}/{id}", s.handleGetEntity)
