@@ -10,6 +10,11 @@ const (
 	// WatchHeartbeat carries the node's current version and revision, sent
 	// periodically so a client can bound how stale its view is.
 	WatchHeartbeat = "heartbeat"
+	// WatchRollout carries the latest state of a canary rollout when it
+	// changes (started, aborted, promoted), and the active one when a watch
+	// starts. Two changes in quick succession may arrive as one event with
+	// the later state.
+	WatchRollout = "rollout"
 )
 
 // WatchEvent is one message of GET /v1/watch, a JSON text message of the
@@ -31,6 +36,10 @@ type WatchEvent struct {
 	// Files is the bundle's source, sent only to a watcher that asked for
 	// it with content=true.
 	Files []File `json:"files,omitempty"`
+
+	// Rollout events only: the rollout's state; Revision is that of its
+	// last change, Version the current bundle version.
+	Rollout *Rollout `json:"rollout,omitempty"`
 }
 
 // VersionInfo returns the version metadata of a bundle event.

@@ -26,6 +26,7 @@ Usage:
   aibos policy versions                   list a cluster's bundle versions
   aibos policy rollback --to V            publish version V's content as a new version
   aibos policy diff A B                   semantic changes between two bundles (paths or versions)
+  aibos rollout start|status|abort|promote  canary a bundle version to a cohort (see -h of each)
   aibos check [flags]                     ask a cluster for a decision
   aibos entities put FILE                 upsert entities ({"entities": [...]}) in a cluster
   aibos cluster status                    show a cluster's members
@@ -54,6 +55,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdServe(rest, stderr)
 	case "policy":
 		return cmdPolicy(rest, stdin, stdout, stderr)
+	case "rollout":
+		return cmdRollout(rest, stdout, stderr)
 	case "check":
 		return cmdCheck(rest, stdin, stdout, stderr)
 	case "entities":

@@ -76,6 +76,10 @@ type Node struct {
 	ln      net.Listener
 	serveWG sync.WaitGroup
 
+	// The rollout guard checks shadow counters against abort thresholds.
+	stopGuard context.CancelFunc
+	guardWG   sync.WaitGroup
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -151,6 +155,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 				n.Bundles.Apply(c.Version)
 				n.Watch.Notify()
 			}
+			if c.Kind == store.ChangeRollout || c.Kind == store.ChangeRestore {
+				n.Bundles.Apply(c.Version) // a promote publishes a version
+				n.Bundles.ApplyRollout(c.Rollout, c.Candidate)
+				n.Watch.Notify()
+			}
 		},
 	})
 	if err != nil {
@@ -172,6 +181,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Store: st, Bundles: n.Bundles, Region: cfg.Region, Logger: log,
 		Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
 		Watch:       n.Watch,
+		NodeID:      cfg.NodeID,
 		DecisionLog: dlog, Decisions: dsrc,
 	})
 	if err != nil {
@@ -181,6 +191,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.Server = srv
+	gctx, stopGuard := context.WithCancel(context.Background())
+	n.stopGuard = stopGuard
+	n.guardWG.Add(1)
+	go func() {
+		defer n.guardWG.Done()
+		srv.RunRolloutGuard(gctx, time.Second)
+	}()
 	n.http = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	n.serveWG.Add(1)
 	go func() {
@@ -282,6 +299,8 @@ func (n *Node) WaitReady(ctx context.Context) error {
 // and its files are closed.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.stopGuard()
+		n.guardWG.Wait()
 		n.Store.TransferLeadership()
 		n.Watch.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -300,6 +319,8 @@ func (n *Node) Close() error {
 // raft stops without handing over leadership. For tests.
 func (n *Node) Kill() error {
 	n.closeOnce.Do(func() {
+		n.stopGuard()
+		n.guardWG.Wait()
 		n.Watch.Kill()
 		n.http.Close()
 		n.serveWG.Wait()
@@ -316,3 +337,4 @@ type replica struct{ n *Node }
 func (r replica) Current() (api.BundleVersion, bool)         { return r.n.Store.Current() }
 func (r replica) Version(v uint64) (api.BundleVersion, bool) { return r.n.Store.Version(v) }
 func (r replica) AppliedRevision() uint64                    { return r.n.Store.AppliedRevision() }
+func (r replica) Rollout() (*api.Rollout, bool)              { return r.n.Store.Rollout() }

@@ -14,8 +14,9 @@ import (
 // snapshot), so once a revision is applied, decisions use the bundle as of
 // that revision. Decisions read it with one atomic load.
 type Bundles struct {
-	cur atomic.Pointer[compiled]
-	log *slog.Logger
+	cur  atomic.Pointer[compiled]
+	roll atomic.Pointer[canary] // the active rollout; nil if none
+	log  *slog.Logger
 }
 
 // compiled is one version as this node holds it: the bundle, or the error

@@ -84,7 +84,9 @@ func (s *Server) decide(req *api.CheckRequest) api.Decision {
 	rev := s.store.AppliedRevision()
 	c := s.bundles.load()
 	var d api.Decision
-	switch {
+	switch cn := s.bundles.canary(); {
+	case cn != nil && c.bundle != nil:
+		d = s.decideCanary(cn, c.bundle, req)
 	case c.bundle != nil:
 		d = c.bundle.Decide(req, s.store, s.now())
 	case c.err != nil:

@@ -40,6 +40,10 @@ type Store interface {
 	Join(ctx context.Context, nodeID, raftAddr, httpAddr string, voter bool) error
 	Remove(ctx context.Context, nodeID string) error
 	Ready() error
+	StartRollout(ctx context.Context, req api.RolloutRequest, by string, now time.Time) (api.Rollout, error)
+	AbortRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
+	PromoteRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
+	Rollout() (*api.Rollout, bool)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -66,6 +70,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// Watch serves GET /v1/watch; nil: the endpoint answers 503.
 	Watch *watch.Hub
+	// NodeID names this node in rollout counters and automatic aborts.
+	NodeID string
 	// DecisionLog records the decisions of /v1/check, its batches and the
 	// AuthZEN evaluations; nil: none. Decisions is the log that POST
 	// /v1/policies/simulate replays; nil: the endpoint answers 503.
@@ -151,6 +157,11 @@ func (s *Server) routes() {
 	m.HandleFunc("DELETE /v1/entities/{type}/{id}", s.leaderOnly(s.handleDeleteEntity))
 
 	m.HandleFunc("GET /v1/watch", s.handleWatch)
+
+	m.HandleFunc("POST /v1/rollouts", s.leaderOnly(s.handleStartRollout))
+	m.HandleFunc("GET /v1/rollouts/current", s.handleCurrentRollout)
+	m.HandleFunc("POST /v1/rollouts/abort", s.leaderOnly(s.handleAbortRollout))
+	m.HandleFunc("POST /v1/rollouts/promote", s.leaderOnly(s.handlePromoteRollout))
 
 	m.HandleFunc("GET /v1/cluster", s.handleCluster)
 	m.HandleFunc("POST /v1/cluster/join", s.leaderOnly(s.handleJoin))

@@ -29,6 +29,11 @@ type Change struct {
 	// Version is the new bundle version (Kind bundle) or, on restore, the
 	// current one (nil if the restored state has none). Shared, read-only.
 	Version *api.BundleVersion
+	// Rollout is the latest rollout after a rollout change or a restore
+	// (nil if none); Candidate its candidate version while it is active.
+	// Shared, read-only.
+	Rollout   *api.Rollout
+	Candidate *api.BundleVersion
 }
 
 // applyResult is the response of a successfully applied command, returned
@@ -36,6 +41,7 @@ type Change struct {
 type applyResult struct {
 	Revision uint64
 	Version  *api.VersionInfo
+	Rollout  *api.Rollout
 }
 
 type entityKey struct{ typ, id string }
@@ -57,6 +63,7 @@ type state struct {
 	versions []*api.BundleVersion // versions[i].Version == i+1
 	entities map[entityKey]map[string]any
 	nodes    map[string]nodeMeta
+	rollout  *api.Rollout // the latest, active or ended; nil if none
 }
 
 func newState() state {
@@ -206,6 +213,9 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 		delete(f.st.nodes, p.ID)
 		return f.bumpLocked(ChangeNode)
 
+	case cmdRolloutStart, cmdRolloutAbort, cmdRolloutPromote:
+		return f.applyRollout(c)
+
 	default:
 		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
 	}
@@ -264,6 +274,7 @@ func (f *fsm) captureLocked() *fsmSnapshot {
 		versions: f.st.versions[:len(f.st.versions):len(f.st.versions)],
 		entities: make([]api.Entity, 0, len(f.st.entities)),
 		nodes:    make([]nodeMeta, 0, len(f.st.nodes)),
+		rollout:  f.st.rollout,
 	}
 	for k, p := range f.st.entities {
 		s.entities = append(s.entities, api.Entity{Type: k.typ, ID: k.id, Properties: p})
@@ -288,8 +299,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if n := len(st.versions); n > 0 {
 		cur = st.versions[n-1]
 	}
+	cand := f.candidateLocked()
 	f.mu.Unlock()
-	f.changed(Change{Revision: st.revision, Kind: ChangeRestore, Version: cur})
+	f.changed(Change{Revision: st.revision, Kind: ChangeRestore, Version: cur, Rollout: st.rollout, Candidate: cand})
 	return nil
 }
 

@@ -28,6 +28,9 @@ type snapshotHeader struct {
 	Versions int    `json:"versions"`
 	Nodes    int    `json:"nodes"`
 	Entities int    `json:"entities"`
+	// Rollouts is 1 when a rollout record follows the entities (omitted
+	// when 0, so a state without rollouts encodes as before).
+	Rollouts int `json:"rollouts,omitempty"`
 }
 
 // snapshotRecord has exactly one field set. New kinds of state add a field
@@ -36,6 +39,7 @@ type snapshotRecord struct {
 	Version *api.BundleVersion `json:"version,omitempty"`
 	Node    *nodeMeta          `json:"node,omitempty"`
 	Entity  *api.Entity        `json:"entity,omitempty"`
+	Rollout *api.Rollout       `json:"rollout,omitempty"`
 }
 
 // fsmSnapshot is a point-in-time copy of references into the state.
@@ -44,6 +48,7 @@ type fsmSnapshot struct {
 	versions []*api.BundleVersion
 	entities []api.Entity
 	nodes    []nodeMeta
+	rollout  *api.Rollout
 }
 
 // Persist writes the snapshot to the sink. It runs concurrently with Apply,
@@ -86,10 +91,14 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	sort.Slice(s.nodes, func(i, j int) bool { return s.nodes[i].ID < s.nodes[j].ID })
 
 	enc := json.NewEncoder(w)
-	if err := enc.Encode(snapshotHeader{
+	h := snapshotHeader{
 		Format: snapshotFormat, Revision: s.revision,
 		Versions: len(s.versions), Nodes: len(s.nodes), Entities: len(s.entities),
-	}); err != nil {
+	}
+	if s.rollout != nil {
+		h.Rollouts = 1
+	}
+	if err := enc.Encode(h); err != nil {
 		return err
 	}
 	for _, v := range s.versions {
@@ -104,6 +113,11 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	}
 	for i := range s.entities {
 		if err := enc.Encode(snapshotRecord{Entity: &s.entities[i]}); err != nil {
+			return err
+		}
+	}
+	if s.rollout != nil {
+		if err := enc.Encode(snapshotRecord{Rollout: s.rollout}); err != nil {
 			return err
 		}
 	}
@@ -134,15 +148,30 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 {
 		return state{}, errors.New("negative count in header")
 	}
+	if h.Rollouts != 0 && h.Rollouts != 1 {
+		return state{}, fmt.Errorf("%d rollouts in header (at most 1)", h.Rollouts)
+	}
 	st := newState()
 	st.revision = h.Revision
 	total := h.Versions + h.Nodes + h.Entities
-	for i := 0; i < total; i++ {
+	for i := 0; i < total+h.Rollouts; i++ {
 		var rec snapshotRecord
 		if err := dec.Decode(&rec); err != nil {
 			return state{}, fmt.Errorf("record %d: %w", i, err)
 		}
+		if i < total && rec.Rollout != nil {
+			return state{}, fmt.Errorf("record %d: rollout before the last entity", i)
+		}
 		switch {
+		case i == total:
+			r := rec.Rollout
+			if r == nil || rec.Version != nil || rec.Node != nil || rec.Entity != nil {
+				return state{}, fmt.Errorf("record %d: want a rollout", i)
+			}
+			if r.Candidate == 0 || r.Candidate > uint64(len(st.versions)) {
+				return state{}, fmt.Errorf("record %d: rollout of missing version %d", i, r.Candidate)
+			}
+			st.rollout = r
 		case i < h.Versions:
 			v := rec.Version
 			if v == nil || rec.Node != nil || rec.Entity != nil {

@@ -29,6 +29,13 @@ type Source interface {
 	AppliedRevision() uint64
 }
 
+// RolloutSource is what the hub needs to send rollout events; a Source
+// that also implements it (as *store.Store does) gets them.
+type RolloutSource interface {
+	// Rollout is the latest rollout, active or ended; false if none.
+	Rollout() (*api.Rollout, bool)
+}
+
 // Config configures a Hub. The zero value of a field takes the default in
 // parentheses.
 type Config struct {
@@ -80,6 +87,8 @@ type Hub struct {
 
 	subs atomic.Int64
 
+	rollouts RolloutSource // nil: the source has no rollouts
+
 	// encoded holds the last version's message without and with content.
 	encoded [2]atomic.Pointer[encodedVersion]
 }
@@ -108,7 +117,9 @@ func New(cfg Config) (*Hub, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{cfg: cfg, src: cfg.Source, log: cfg.Logger, closing: make(chan struct{}), ctx: ctx, cancel: cancel}, nil
+	h := &Hub{cfg: cfg, src: cfg.Source, log: cfg.Logger, closing: make(chan struct{}), ctx: ctx, cancel: cancel}
+	h.rollouts, _ = cfg.Source.(RolloutSource)
+	return h, nil
 }
 
 // Notify wakes every watcher to look for new versions. It never blocks on

@@ -27,6 +27,7 @@ type subscriber struct {
 	content bool
 	last    uint64 // the last version sent (or the watcher's from)
 	lag     uint64 // how far behind it was when closed as slow
+	rollout uint64 // the revision of the last rollout state sent or skipped
 
 	deadline *time.Timer // cuts the connection when a write takes too long
 	timedOut atomic.Bool // set by deadline
@@ -40,6 +41,13 @@ func (s *subscriber) run(ctx context.Context, start uint64) error {
 	h := s.h
 	if err := s.heartbeat(ctx); err != nil {
 		return err
+	}
+	// An ended rollout is history, not news; an active one is sent once
+	// the versions up to now are.
+	if h.rollouts != nil {
+		if r, ok := h.rollouts.Rollout(); ok && r.State != api.RolloutActive {
+			s.rollout = r.Revision
+		}
 	}
 	tick := time.NewTicker(h.cfg.Heartbeat)
 	defer tick.Stop()
@@ -61,6 +69,9 @@ func (s *subscriber) run(ctx context.Context, start uint64) error {
 				return errClosing
 			default:
 			}
+		}
+		if err := s.sendRollout(ctx); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -105,6 +116,21 @@ func (s *subscriber) sendVersion(ctx context.Context, v uint64) error {
 	}
 	slot.Store(&encodedVersion{version: v, b: b})
 	return s.writeBytes(ctx, b)
+}
+
+// sendRollout sends the latest rollout state if it changed since the last
+// one sent. It follows the versions, so a promote's new version arrives
+// before the rollout event that names it.
+func (s *subscriber) sendRollout(ctx context.Context) error {
+	if s.h.rollouts == nil {
+		return nil
+	}
+	r, ok := s.h.rollouts.Rollout()
+	if !ok || r.Revision <= s.rollout {
+		return nil
+	}
+	s.rollout = r.Revision
+	return s.write(ctx, &api.WatchEvent{Type: api.WatchRollout, Version: s.last, Revision: r.Revision, Rollout: r})
 }
 
 // encodedVersion is the message of one version, as sent.

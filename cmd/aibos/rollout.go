@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/aibos/kernel/api"
+)
+
+// cmdRollout runs `aibos rollout start|status|abort|promote`.
+func cmdRollout(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "aibos rollout: give a subcommand: start, status, abort or promote")
+		return exitInvalid
+	}
+	sub, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("rollout "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	author := fs.String("author", currentUser(), "who does it (recorded with the rollout)")
+	var (
+		candidate              *uint64
+		percent, maxFlip, maxE *float64
+		minSamples             *uint64
+		selector, reason       *string
+		id                     *uint64
+	)
+	switch sub {
+	case "start":
+		candidate = fs.Uint64("candidate", 0, "the version to canary (required)")
+		percent = fs.Float64("percent", 0, "percent of subjects (by a stable hash of their id) served the candidate")
+		selector = fs.String("selector", "", "serve subjects whose properties match instead: key=value,key=value")
+		maxFlip = fs.Float64("max-flip-rate", -1, "abort when more than this fraction of shadow decisions flip (0-1; -1: no limit)")
+		maxE = fs.Float64("max-error-rate", -1, "abort when more than this fraction of candidate evaluations err (0-1; -1: no limit)")
+		minSamples = fs.Uint64("min-samples", 0, "shadow decisions a node needs before it checks the rates (default 100)")
+	case "abort", "promote":
+		reason = fs.String("reason", "", "why (recorded with the rollout)")
+		id = fs.Uint64("id", 0, "end only this rollout (default: the active one)")
+	case "status":
+	default:
+		fmt.Fprintf(stderr, "aibos rollout: unknown subcommand %q (start, status, abort, promote)\n", sub)
+		return exitInvalid
+	}
+	if err := fs.Parse(rest); err != nil {
+		return exitInvalid
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return apiFail(stderr, "rollout "+sub, err)
+	}
+	ctx := context.Background()
+	var st api.RolloutStatus
+	switch sub {
+	case "start":
+		if *candidate == 0 {
+			fmt.Fprintln(stderr, "aibos rollout start: --candidate V is required")
+			return exitInvalid
+		}
+		req := api.RolloutRequest{Candidate: *candidate, Percent: *percent,
+			Abort: api.RolloutAbortPolicy{MinSamples: *minSamples}}
+		if *maxFlip >= 0 {
+			req.Abort.MaxFlipRate = maxFlip
+		}
+		if *maxE >= 0 {
+			req.Abort.MaxErrorRate = maxE
+		}
+		if *selector != "" {
+			req.Selector = map[string]any{}
+			for _, kv := range strings.Split(*selector, ",") {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					fmt.Fprintf(stderr, "aibos rollout start: --selector %q: want key=value pairs separated by commas\n", *selector)
+					return exitInvalid
+				}
+				req.Selector[k] = v
+			}
+		}
+		st, err = c.StartRollout(ctx, req, *author)
+	case "status":
+		st, err = c.Rollout(ctx)
+	case "abort":
+		st, err = c.AbortRollout(ctx, *id, *reason, *author)
+	case "promote":
+		st, err = c.PromoteRollout(ctx, *id, *reason, *author)
+	}
+	if err != nil {
+		return apiFail(stderr, "rollout "+sub, err)
+	}
+	printRollout(stdout, st)
+	return exitOK
+}
+
+func printRollout(w io.Writer, st api.RolloutStatus) {
+	r := st.Rollout
+	if r == nil {
+		fmt.Fprintln(w, "no rollout has been started")
+		return
+	}
+	cohort := fmt.Sprintf("%g%% of subjects", r.Cohort.Percent)
+	if len(r.Cohort.Selector) > 0 {
+		sel, _ := json.Marshal(r.Cohort.Selector)
+		cohort = "subjects matching " + string(sel)
+	}
+	fmt.Fprintf(w, "rollout %d: %s — candidate version %d (base %d) for %s, started by %s at %s\n",
+		r.ID, r.State, r.Candidate, r.Base, cohort, r.StartedBy, r.StartedAt.Format("2006-01-02 15:04:05Z07:00"))
+	if r.State != api.RolloutActive {
+		fmt.Fprintf(w, "ended by %s at %s", r.EndedBy, r.EndedAt.Format("2006-01-02 15:04:05Z07:00"))
+		if r.Reason != "" {
+			fmt.Fprintf(w, ": %s", r.Reason)
+		}
+		fmt.Fprintln(w)
+		if r.Promoted != 0 {
+			fmt.Fprintf(w, "the candidate is now current as version %d\n", r.Promoted)
+		}
+	}
+	if c := st.Counters; c != nil {
+		fmt.Fprintf(w, "node %s: %d shadow decisions, %d flips, %d candidate errors, %d served by the candidate\n",
+			c.Node, c.Samples, c.Flips, c.Errors, c.Cohort)
+		for _, f := range c.ByRule {
+			fmt.Fprintf(w, "  %6d  %s → %s  %s\n", f.Count, f.From, f.To, f.Rule)
+		}
+	}
+}

@@ -1,0 +1,230 @@
+package server
+
+import (
+	"cmp"
+	"encoding/json"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/engine"
+)
+
+// canary is the active rollout as this node holds it: the replicated
+// rollout, its candidate compiled, and this node's shadow counters. It is
+// replaced (never modified) when the rollout changes; the counters belong
+// to one rollout id.
+//
+// While a rollout is active every decision evaluates both bundles — the
+// served one and the other — so a decision costs about twice as much. That
+// buys flip counts over all traffic (cohort and the rest) rather than a
+// sample, and rollouts are short.
+type canary struct {
+	r         *api.Rollout
+	cand      *compiled
+	threshold uint64 // of the percent cohort: bucket < threshold (buckets of 0.01 %)
+	stats     *rolloutStats
+}
+
+// rolloutStats are a node's shadow counters; the hot path touches atomics
+// only, and the mutex only when a decision flips.
+type rolloutStats struct {
+	samples, flips, errors, cohort atomic.Uint64
+
+	mu     sync.Mutex
+	byRule map[flipKey]uint64 // guarded by mu
+}
+
+type flipKey struct {
+	rule     string
+	from, to api.Effect
+}
+
+// ApplyRollout makes r (with its candidate version) the rollout this node
+// serves, or ends it when r is nil or no longer active. Called from the
+// store's apply hook, like Apply.
+func (b *Bundles) ApplyRollout(r *api.Rollout, cand *api.BundleVersion) {
+	if r == nil || r.State != api.RolloutActive || cand == nil {
+		if old := b.roll.Swap(nil); old != nil {
+			b.log.Info("canary rollout ended", "id", old.r.ID, "candidate", old.r.Candidate)
+		}
+		return
+	}
+	if old := b.roll.Load(); old != nil && old.r.ID == r.ID {
+		return
+	}
+	cn := &canary{r: r, stats: &rolloutStats{byRule: map[flipKey]uint64{}},
+		threshold: uint64(math.Round(r.Cohort.Percent * 100))}
+	bundle, err := engine.Load(cand.Files, engine.Options{Version: cand.Version})
+	if err != nil {
+		// Every shadow evaluation counts as an error, so the error rate
+		// aborts the rollout if asked to; the cohort is served the current
+		// bundle meanwhile.
+		b.log.Error("canary candidate does not compile on this node; serving the current bundle", "version", cand.Version, "err", err)
+		cn.cand = &compiled{version: cand.Version, err: err}
+	} else {
+		cn.cand = &compiled{version: cand.Version, bundle: bundle}
+	}
+	b.roll.Store(cn)
+	b.log.Info("canary rollout active", "id", r.ID, "candidate", cand.Version, "percent", r.Cohort.Percent, "selector", len(r.Cohort.Selector) > 0)
+}
+
+// canary is the active rollout, nil if none.
+func (b *Bundles) canary() *canary { return b.roll.Load() }
+
+// decideCanary decides req with both bundles, serves the candidate's answer
+// to the cohort and the current one to everyone else, and counts how the
+// two differ.
+func (s *Server) decideCanary(cn *canary, cur *engine.Bundle, req *api.CheckRequest) api.Decision {
+	now := s.now()
+	d := cur.Decide(req, s.store, now)
+	st := cn.stats
+	st.samples.Add(1)
+	cb := cn.cand.bundle
+	if cb == nil {
+		st.errors.Add(1)
+		return d
+	}
+	cd := cb.Decide(req, s.store, now)
+	if len(cd.Errors) > 0 {
+		st.errors.Add(1)
+	}
+	if cd.Decision != d.Decision {
+		st.flip(flipKey{rule: reasonKey(cd.Reasons), from: d.Decision, to: cd.Decision})
+	}
+	if cn.inCohort(req, s.store) {
+		st.cohort.Add(1)
+		return cd
+	}
+	return d
+}
+
+func (st *rolloutStats) flip(k flipKey) {
+	st.flips.Add(1)
+	st.mu.Lock()
+	st.byRule[k]++
+	st.mu.Unlock()
+}
+
+// reasonKey names what decided a candidate's answer: its first rule, or the
+// layer of an implicit denial, or the message.
+func reasonKey(rs []api.Reason) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	r := rs[0]
+	switch {
+	case r.Rule != "":
+		return r.Policy + "/" + r.Rule
+	case r.Layer != "":
+		return "layer " + r.Layer
+	default:
+		return r.Message
+	}
+}
+
+// counters is a copy of the shadow counters, flips sorted by count.
+func (cn *canary) counters() *api.RolloutCounters {
+	st := cn.stats
+	c := &api.RolloutCounters{Samples: st.samples.Load(), Flips: st.flips.Load(), Errors: st.errors.Load(),
+		Cohort: st.cohort.Load(), ByRule: []api.RolloutFlips{}}
+	st.mu.Lock()
+	for k, n := range st.byRule {
+		c.ByRule = append(c.ByRule, api.RolloutFlips{Rule: k.rule, From: k.from, To: k.to, Count: n})
+	}
+	st.mu.Unlock()
+	slices.SortFunc(c.ByRule, func(a, b api.RolloutFlips) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Rule, b.Rule),
+			cmp.Compare(a.From, b.From), cmp.Compare(a.To, b.To))
+	})
+	return c
+}
+
+// inCohort says whether the candidate serves req's subject. With a
+// selector: every selector key matches the subject's property, the stored
+// value winning over the caller's (as in decisions); a list property
+// matches if it holds the value. Otherwise: a stable hash of the rollout id
+// and the subject id, so a subject stays in or out for the whole rollout
+// and every node agrees, and each rollout draws a fresh cohort.
+func (cn *canary) inCohort(req *api.CheckRequest, ents interface {
+	Entity(typ, id string) (map[string]any, bool)
+}) bool {
+	sub := &req.Subject
+	if sel := cn.r.Cohort.Selector; len(sel) > 0 {
+		stored, _ := ents.Entity(sub.Type, sub.ID)
+		for k, want := range sel {
+			v, ok := stored[k]
+			if !ok {
+				v, ok = sub.Properties[k]
+			}
+			if !ok || !propertyMatches(v, want) {
+				return false
+			}
+		}
+		return true
+	}
+	if sub.ID == "" {
+		return false
+	}
+	return CohortBucket(cn.r.ID, sub.ID) < cn.threshold
+}
+
+// CohortBucket is the bucket (0–9999) of a subject in rollout id: FNV-1a 64
+// of "id/subject" modulo 10,000. A percent cohort p holds the buckets below
+// p·100.
+func CohortBucket(rolloutID uint64, subject string) uint64 {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	var num [20]byte
+	for _, c := range strconv.AppendUint(num[:0], rolloutID, 10) {
+		h = (h ^ uint64(c)) * prime
+	}
+	h = (h ^ '/') * prime
+	for i := 0; i < len(subject); i++ {
+		h = (h ^ uint64(subject[i])) * prime
+	}
+	return h % 10000
+}
+
+func propertyMatches(v, want any) bool {
+	if list, ok := v.([]any); ok {
+		return slices.ContainsFunc(list, func(e any) bool { return scalarEqual(e, want) })
+	}
+	return scalarEqual(v, want)
+}
+
+// scalarEqual compares JSON scalars; numbers by value whatever their Go
+// type.
+func scalarEqual(a, b any) bool {
+	if fa, ok := number(a); ok {
+		fb, ok := number(b)
+		return ok && fa == fb
+	}
+	switch a := a.(type) {
+	case string:
+		b, ok := b.(string)
+		return ok && a == b
+	case bool:
+		b, ok := b.(bool)
+		return ok && a == b
+	}
+	return false
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	}
+	return 0, false
+}

@@ -1,0 +1,196 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/store"
+)
+
+// codeRolloutActive answers a start while another rollout is active.
+const codeRolloutActive = "rollout_active"
+
+func (s *Server) handleStartRollout(w http.ResponseWriter, r *http.Request) {
+	var req api.RolloutRequest
+	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if req.Candidate == 0 {
+		badRequest(w, errors.New("candidate is missing: give the version to canary, e.g. {\"candidate\": 7, \"percent\": 10}"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	ro, err := s.store.StartRollout(ctx, req, param(r, "author", headerAuthor), s.now())
+	if err != nil {
+		s.writeRolloutError(w, err)
+		return
+	}
+	s.log.Info("canary rollout started", "id", ro.ID, "candidate", ro.Candidate, "base", ro.Base, "by", ro.StartedBy)
+	writeJSON(w, http.StatusOK, api.RolloutStatus{Rollout: &ro, Revision: ro.Revision})
+}
+
+func (s *Server) handleAbortRollout(w http.ResponseWriter, r *http.Request) {
+	s.endRollout(w, r, s.store.AbortRollout)
+}
+
+func (s *Server) handlePromoteRollout(w http.ResponseWriter, r *http.Request) {
+	s.endRollout(w, r, s.store.PromoteRollout)
+}
+
+func (s *Server) endRollout(w http.ResponseWriter, r *http.Request,
+	end func(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)) {
+	var req api.RolloutEndRequest
+	if r.ContentLength != 0 {
+		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+			badRequest(w, err)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	ro, err := end(ctx, req.ID, req.Reason, param(r, "author", headerAuthor), s.now())
+	if err != nil {
+		s.writeRolloutError(w, err)
+		return
+	}
+	s.log.Info("canary rollout ended", "id", ro.ID, "state", ro.State, "by", ro.EndedBy, "reason", ro.Reason, "promoted_version", ro.Promoted)
+	writeJSON(w, http.StatusOK, api.RolloutStatus{Rollout: &ro, Revision: ro.Revision})
+}
+
+func (s *Server) handleCurrentRollout(w http.ResponseWriter, r *http.Request) {
+	if !s.waitRevision(w, r.Context(), minRevisionParam(r)) {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.rolloutStatus())
+}
+
+// rolloutStatus is the latest rollout and, while it is active on this node,
+// this node's counters.
+func (s *Server) rolloutStatus() api.RolloutStatus {
+	rev := s.store.AppliedRevision()
+	st := api.RolloutStatus{Revision: rev}
+	if ro, ok := s.store.Rollout(); ok {
+		st.Rollout = ro
+	}
+	if cn := s.bundles.canary(); cn != nil && st.Rollout != nil && cn.r.ID == st.Rollout.ID {
+		st.Counters = cn.counters()
+		st.Counters.Node = s.cfg.NodeID
+	}
+	return st
+}
+
+func (s *Server) writeRolloutError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrRolloutActive):
+		writeError(w, http.StatusConflict, codeRolloutActive, err.Error()+": abort or promote it first (GET /v1/rollouts/current)")
+	case errors.Is(err, store.ErrNoRollout):
+		writeError(w, http.StatusNotFound, codeNotFound, err.Error()+": GET /v1/rollouts/current shows the latest")
+	case errors.Is(err, store.ErrBadCommand):
+		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+	default:
+		s.writeStoreError(w, err)
+	}
+}
+
+// RunRolloutGuard checks this node's shadow counters against the active
+// rollout's abort policy every interval and, when a threshold is exceeded,
+// asks the leader to abort the rollout (directly on the leader, else over
+// its HTTP API). The abort then applies on every node through Raft. It
+// returns when ctx ends; the node owns the goroutine.
+func (s *Server) RunRolloutGuard(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cn := s.bundles.canary()
+		if cn == nil {
+			continue
+		}
+		reason, ok := cn.exceeded()
+		if !ok {
+			continue
+		}
+		if s.cfg.NodeID != "" {
+			reason = "node " + s.cfg.NodeID + ": " + reason
+		}
+		if err := s.proposeAbort(ctx, cn.r.ID, reason); err != nil {
+			s.log.Warn("automatic rollout abort not committed yet; retrying", "id", cn.r.ID, "reason", reason, "err", err)
+			continue
+		}
+		s.log.Warn("canary rollout aborted automatically", "id", cn.r.ID, "reason", reason)
+	}
+}
+
+// exceeded says whether the counters break the abort policy, and how.
+func (cn *canary) exceeded() (string, bool) {
+	p := cn.r.Abort
+	n := cn.stats.samples.Load()
+	if n == 0 || n < p.MinSamples {
+		return "", false
+	}
+	for _, c := range []struct {
+		name  string
+		count uint64
+		max   *float64
+	}{{"flip", cn.stats.flips.Load(), p.MaxFlipRate}, {"error", cn.stats.errors.Load(), p.MaxErrorRate}} {
+		if c.max == nil {
+			continue
+		}
+		if rate := float64(c.count) / float64(n); rate > *c.max {
+			return fmt.Sprintf("%s rate %.4f (%d of %d shadow decisions) above max_%s_rate %g", c.name, rate, c.count, n, c.name, *c.max), true
+		}
+	}
+	return "", false
+}
+
+// proposeAbort aborts rollout id through the leader. A rollout that is no
+// longer active counts as done.
+func (s *Server) proposeAbort(ctx context.Context, id uint64, reason string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	by := "auto-abort"
+	if s.store.IsLeader() {
+		_, err := s.store.AbortRollout(ctx, id, reason, by, s.now())
+		if errors.Is(err, store.ErrNoRollout) {
+			return nil
+		}
+		return err
+	}
+	leader := s.store.LeaderHTTP()
+	if leader == "" {
+		return errors.New("no leader known")
+	}
+	body, _ := json.Marshal(api.RolloutEndRequest{ID: id, Reason: reason})
+	u := url.URL{Scheme: "http", Host: leader, Path: "/v1/rollouts/abort"}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(headerAuthor, by)
+	req.Header.Set(headerForwarded, "1")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	return fmt.Errorf("leader %s answered %s: %s", leader, resp.Status, bytes.TrimSpace(msg))
+}

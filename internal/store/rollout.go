@@ -1,0 +1,228 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/aibos/kernel/api"
+)
+
+// Rollout command types: at most one rollout is active; start needs none
+// active, abort and promote need one.
+const (
+	cmdRolloutStart   = "rollout.start"
+	cmdRolloutAbort   = "rollout.abort"
+	cmdRolloutPromote = "rollout.promote"
+)
+
+// ChangeRollout is the Change kind of a rollout started, aborted or
+// promoted; Rollout is set, and Candidate while it is active. A promote
+// also sets Version: the new version with the candidate's files.
+const ChangeRollout = "rollout"
+
+// DefaultMinSamples is the abort policy's MinSamples when none is given.
+const DefaultMinSamples = 100
+
+var (
+	// ErrRolloutActive: a rollout is already active (abort or promote it
+	// first).
+	ErrRolloutActive = errors.New("store: a rollout is already active")
+	// ErrNoRollout: no rollout is active (or not the one named).
+	ErrNoRollout = errors.New("store: no such active rollout")
+)
+
+// rolloutStartCmd starts a rollout. ID, base and revision are assigned by
+// the state machine.
+type rolloutStartCmd struct {
+	Candidate uint64                 `json:"candidate"`
+	Cohort    api.RolloutCohort      `json:"cohort"`
+	Abort     api.RolloutAbortPolicy `json:"abort"`
+	By        string                 `json:"by,omitempty"`
+	Time      time.Time              `json:"time"`
+}
+
+// rolloutEndCmd aborts or promotes the active rollout (ID 0: whichever is
+// active).
+type rolloutEndCmd struct {
+	ID     uint64    `json:"id,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	By     string    `json:"by,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+// validateRollout checks a start command on its own (the state machine
+// checks it against the state).
+func validateRollout(p *rolloutStartCmd) error {
+	if p.Candidate == 0 {
+		return errors.New("candidate is missing: give the version to canary")
+	}
+	c := p.Cohort
+	if math.IsNaN(c.Percent) || c.Percent < 0 || c.Percent > 100 {
+		return fmt.Errorf("percent %v is not between 0 and 100", c.Percent)
+	}
+	if len(c.Selector) > 0 && c.Percent != 0 {
+		return errors.New("give either percent or selector, not both")
+	}
+	for name, r := range map[string]*float64{"max_flip_rate": p.Abort.MaxFlipRate, "max_error_rate": p.Abort.MaxErrorRate} {
+		if r != nil && (math.IsNaN(*r) || *r < 0 || *r > 1) {
+			return fmt.Errorf("%s %v is not between 0 and 1", name, *r)
+		}
+	}
+	return nil
+}
+
+// applyRollout applies the three rollout commands.
+func (f *fsm) applyRollout(c command) (Change, applyResult, error) {
+	if c.Type == cmdRolloutStart {
+		var p rolloutStartCmd
+		if err := decodePayload(c, &p); err != nil {
+			return Change{}, applyResult{}, err
+		}
+		if err := validateRollout(&p); err != nil {
+			return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if r := f.st.rollout; r != nil && r.State == api.RolloutActive {
+			return Change{}, applyResult{}, fmt.Errorf("%w: rollout %d of version %d", ErrRolloutActive, r.ID, r.Candidate)
+		}
+		n := uint64(len(f.st.versions))
+		if p.Candidate > n {
+			return Change{}, applyResult{}, fmt.Errorf("%w: %d", ErrNoSuchVersion, p.Candidate)
+		}
+		if p.Candidate == n {
+			return Change{}, applyResult{}, fmt.Errorf("%w: %s: version %d is already the current version", ErrBadCommand, c.Type, n)
+		}
+		f.st.revision++
+		r := &api.Rollout{
+			ID: f.st.revision, State: api.RolloutActive, Candidate: p.Candidate, Base: n,
+			Cohort: p.Cohort, Abort: p.Abort, StartedBy: p.By, StartedAt: p.Time, Revision: f.st.revision,
+		}
+		r.Cohort.Selector = normProps(r.Cohort.Selector)
+		f.st.rollout = r
+		return f.rolloutChangeLocked(nil)
+	}
+
+	var p rolloutEndCmd
+	if err := decodePayload(c, &p); err != nil {
+		return Change{}, applyResult{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := f.st.rollout
+	if old == nil || old.State != api.RolloutActive || (p.ID != 0 && p.ID != old.ID) {
+		return Change{}, applyResult{}, fmt.Errorf("%w (asked for id %d)", ErrNoRollout, p.ID)
+	}
+	r := *old // stored values are immutable: replace, never modify
+	r.EndedBy, r.EndedAt, r.Reason = p.By, p.Time, p.Reason
+	switch c.Type {
+	case cmdRolloutAbort:
+		r.State = api.RolloutAborted
+		f.st.revision++
+		r.Revision = f.st.revision
+		f.st.rollout = &r
+		return f.rolloutChangeLocked(nil)
+	case cmdRolloutPromote:
+		// Like a rollback: a new version with the candidate's files, so the
+		// version history says when the candidate became current.
+		cand := f.st.versions[r.Candidate-1]
+		msg := fmt.Sprintf("promoted canary rollout %d of version %d", r.ID, r.Candidate)
+		if p.Reason != "" {
+			msg += ": " + p.Reason
+		}
+		bv := &api.BundleVersion{
+			VersionInfo: api.VersionInfo{Hash: cand.Hash, Message: msg, Author: p.By, Time: p.Time},
+			Files:       cand.Files,
+		}
+		_, _, _ = f.addVersionLocked(bv)
+		r.State = api.RolloutPromoted
+		r.Promoted = bv.Version
+		r.Revision = f.st.revision
+		f.st.rollout = &r
+		return f.rolloutChangeLocked(bv)
+	default:
+		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
+	}
+}
+
+// rolloutChangeLocked reports the rollout as it now is; the revision has
+// been bumped already.
+func (f *fsm) rolloutChangeLocked(v *api.BundleVersion) (Change, applyResult, error) {
+	r := f.st.rollout
+	ch := Change{Revision: f.st.revision, Kind: ChangeRollout, Version: v, Rollout: r, Candidate: f.candidateLocked()}
+	res := applyResult{Revision: f.st.revision, Rollout: r}
+	if v != nil {
+		vi := v.VersionInfo
+		res.Version = &vi
+	}
+	return ch, res, nil
+}
+
+// candidateLocked is the candidate version of the active rollout, or nil.
+func (f *fsm) candidateLocked() *api.BundleVersion {
+	r := f.st.rollout
+	if r == nil || r.State != api.RolloutActive || r.Candidate == 0 || r.Candidate > uint64(len(f.st.versions)) {
+		return nil
+	}
+	return f.st.versions[r.Candidate-1]
+}
+
+// StartRollout starts a canary rollout of version req.Candidate (which must
+// exist and not be the current version) with no other rollout active.
+// MinSamples defaults to DefaultMinSamples. Leader only.
+func (s *Store) StartRollout(ctx context.Context, req api.RolloutRequest, by string, now time.Time) (api.Rollout, error) {
+	p := rolloutStartCmd{
+		Candidate: req.Candidate, Cohort: api.RolloutCohort{Percent: req.Percent, Selector: req.Selector},
+		Abort: req.Abort, By: by, Time: now,
+	}
+	if p.Abort.MinSamples == 0 {
+		p.Abort.MinSamples = DefaultMinSamples
+	}
+	if err := validateRollout(&p); err != nil {
+		return api.Rollout{}, fmt.Errorf("%w: %v", ErrBadCommand, err)
+	}
+	return s.proposeRollout(ctx, cmdRolloutStart, p)
+}
+
+// AbortRollout ends the active rollout (id 0: whichever is active; else
+// only that one) without changing the current version. Leader only.
+func (s *Store) AbortRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error) {
+	return s.proposeRollout(ctx, cmdRolloutAbort, rolloutEndCmd{ID: id, Reason: reason, By: by, Time: now})
+}
+
+// PromoteRollout ends the active rollout by publishing the candidate's
+// files as a new version (Rollout.Promoted), in the same entry. Leader
+// only.
+func (s *Store) PromoteRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error) {
+	return s.proposeRollout(ctx, cmdRolloutPromote, rolloutEndCmd{ID: id, Reason: reason, By: by, Time: now})
+}
+
+func (s *Store) proposeRollout(ctx context.Context, typ string, payload any) (api.Rollout, error) {
+	res, err := s.propose(ctx, typ, payload)
+	if err != nil {
+		return api.Rollout{}, err
+	}
+	return *res.Rollout, nil
+}
+
+// Rollout returns the latest rollout (active or ended), false if none was
+// ever started. Shared, read-only.
+func (s *Store) Rollout() (*api.Rollout, bool) {
+	f := s.fsm
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.rollout, f.st.rollout != nil
+}
+
+// RolloutCandidate returns the candidate version of the active rollout,
+// false if none is active. Files are shared and must not be modified.
+func (s *Store) RolloutCandidate() (*api.BundleVersion, bool) {
+	f := s.fsm
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	c := f.candidateLocked()
+	return c, c != nil
+}
