@@ -21,6 +21,10 @@ var fuzzEndpoints = []struct{ method, path string }{
 	{"PUT", "/v1/entities"},
 	{"POST", "/v1/cluster/join"},
 	{"POST", "/v1/cluster/remove"},
+	{"POST", "/v1/rollouts"},
+	{"POST", "/v1/rollouts/abort"},
+	{"POST", "/v1/rollouts/promote"},
+	{"POST", "/v1/policies/simulate?since=1h"},
 }
 
 // FuzzAPIBodies sends arbitrary bodies to every decoding endpoint of a real
@@ -38,6 +42,8 @@ func FuzzAPIBodies(f *testing.F) {
 		`{"id":"n9","raft":"127.0.0.1:1","http":"127.0.0.1:2","voter":false}`,
 		`{"id":"n9"}`,
 		`{"action":{"name":"data.query"},"min_revision":18446744073709551615}`,
+		`{"candidate":1,"percent":10,"abort":{"max_flip_rate":0.5,"min_samples":10}}`,
+		`{"reason":"by hand"}`,
 	}
 	for i, s := range seeds {
 		f.Add(uint8(i), []byte(s))
