@@ -31,14 +31,19 @@ type RolloutAbortPolicy struct {
 // Rollout is a canary rollout of a candidate bundle version, as replicated.
 type Rollout struct {
 	// ID is the revision that started the rollout.
-	ID        uint64             `json:"id"`
-	State     string             `json:"state"`
-	Candidate uint64             `json:"candidate"`
-	Base      uint64             `json:"base"` // the current version when it started
-	Cohort    RolloutCohort      `json:"cohort"`
-	Abort     RolloutAbortPolicy `json:"abort"`
-	StartedBy string             `json:"started_by,omitempty"`
-	StartedAt time.Time          `json:"started_at"`
+	ID    uint64 `json:"id"`
+	State string `json:"state"`
+	// Candidate is the version served to the cohort. A staged candidate
+	// (files sent with the start) is numbered as the next version, which a
+	// promote publishes; until then it is not in the version list.
+	Candidate     uint64             `json:"candidate"`
+	Staged        bool               `json:"staged,omitempty"`
+	CandidateHash string             `json:"candidate_hash,omitempty"`
+	Base          uint64             `json:"base"` // the current version when it started
+	Cohort        RolloutCohort      `json:"cohort"`
+	Abort         RolloutAbortPolicy `json:"abort"`
+	StartedBy     string             `json:"started_by,omitempty"`
+	StartedAt     time.Time          `json:"started_at"`
 	// Set when it ended.
 	EndedBy  string    `json:"ended_by,omitempty"`
 	EndedAt  time.Time `json:"ended_at,omitzero"`
@@ -47,9 +52,12 @@ type Rollout struct {
 	Revision uint64    `json:"revision"`                   // of the last change
 }
 
-// RolloutRequest starts a rollout (POST /v1/rollouts).
+// RolloutRequest starts a rollout (POST /v1/rollouts) of exactly one of an
+// existing version (Candidate) or a new bundle staged by the rollout
+// (Files, validated like a publish).
 type RolloutRequest struct {
-	Candidate uint64             `json:"candidate"`
+	Candidate uint64             `json:"candidate,omitempty"`
+	Files     []File             `json:"files,omitempty"`
 	Percent   float64            `json:"percent,omitempty"`
 	Selector  map[string]any     `json:"selector,omitempty"`
 	Abort     RolloutAbortPolicy `json:"abort"`

@@ -8,8 +8,9 @@ import (
 	"github.com/aibos/kernel/api"
 )
 
-// StartRollout starts a canary rollout of req.Candidate; author, if set,
-// is recorded as who started it.
+// StartRollout starts a canary rollout of req.Candidate (an existing
+// version) or of req.Files (a new bundle, staged as the next version until
+// promoted); author, if set, is recorded as who started it.
 func (c *Client) StartRollout(ctx context.Context, req api.RolloutRequest, author string) (api.RolloutStatus, error) {
 	var st api.RolloutStatus
 	err := c.doJSON(ctx, http.MethodPost, "/v1/rollouts"+authorQuery(author), req, &st)

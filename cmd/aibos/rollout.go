@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/policy"
 )
 
 // cmdRollout runs `aibos rollout start|status|abort|promote`.
@@ -27,11 +28,13 @@ func cmdRollout(args []string, stdout, stderr io.Writer) int {
 		percent, maxFlip, maxE *float64
 		minSamples             *uint64
 		selector, reason       *string
+		bundle                 *string
 		id                     *uint64
 	)
 	switch sub {
 	case "start":
-		candidate = fs.Uint64("candidate", 0, "the version to canary (required)")
+		candidate = fs.Uint64("candidate", 0, "the existing version to canary (or --bundle)")
+		bundle = fs.String("bundle", "", "a new bundle (file or directory) to canary, staged as the next version until promoted (or --candidate)")
 		percent = fs.Float64("percent", 0, "percent of subjects (by a stable hash of their id) served the candidate")
 		selector = fs.String("selector", "", "serve subjects whose properties match instead: key=value,key=value")
 		maxFlip = fs.Float64("max-flip-rate", -1, "abort when more than this fraction of shadow decisions flip (0-1; -1: no limit)")
@@ -56,12 +59,18 @@ func cmdRollout(args []string, stdout, stderr io.Writer) int {
 	var st api.RolloutStatus
 	switch sub {
 	case "start":
-		if *candidate == 0 {
-			fmt.Fprintln(stderr, "aibos rollout start: --candidate V is required")
+		if (*candidate == 0) == (*bundle == "") {
+			fmt.Fprintln(stderr, "aibos rollout start: give exactly one of --candidate V (an existing version) or --bundle PATH (a new bundle)")
 			return exitInvalid
 		}
 		req := api.RolloutRequest{Candidate: *candidate, Percent: *percent,
 			Abort: api.RolloutAbortPolicy{MinSamples: *minSamples}}
+		if *bundle != "" {
+			if req.Files, err = policy.ReadPath(*bundle); err != nil {
+				fmt.Fprintf(stderr, "aibos rollout start: %v\n", err)
+				return exitInvalid
+			}
+		}
 		if *maxFlip >= 0 {
 			req.Abort.MaxFlipRate = maxFlip
 		}
@@ -105,8 +114,12 @@ func printRollout(w io.Writer, st api.RolloutStatus) {
 		sel, _ := json.Marshal(r.Cohort.Selector)
 		cohort = "subjects matching " + string(sel)
 	}
-	fmt.Fprintf(w, "rollout %d: %s — candidate version %d (base %d) for %s, started by %s at %s\n",
-		r.ID, r.State, r.Candidate, r.Base, cohort, r.StartedBy, r.StartedAt.Format("2006-01-02 15:04:05Z07:00"))
+	staged := ""
+	if r.Staged {
+		staged = ", staged"
+	}
+	fmt.Fprintf(w, "rollout %d: %s — candidate version %d (hash %s%s; base %d) for %s, started by %s at %s\n",
+		r.ID, r.State, r.Candidate, r.CandidateHash, staged, r.Base, cohort, r.StartedBy, r.StartedAt.Format("2006-01-02 15:04:05Z07:00"))
 	if r.State != api.RolloutActive {
 		fmt.Fprintf(w, "ended by %s at %s", r.EndedBy, r.EndedAt.Format("2006-01-02 15:04:05Z07:00"))
 		if r.Reason != "" {

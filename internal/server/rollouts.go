@@ -12,30 +12,49 @@ import (
 	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/engine"
+	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/store"
 )
 
-// codeRolloutActive answers a start while another rollout is active.
+// codeRolloutActive answers a start, a publish or a rollback while a
+// rollout is active.
 const codeRolloutActive = "rollout_active"
+
+// maxStagedBody bounds a start with files: a bundle of the largest size,
+// base64-encoded, plus the rest of the request.
+const maxStagedBody = policy.MaxBundleSize/3*4 + 1<<20
 
 func (s *Server) handleStartRollout(w http.ResponseWriter, r *http.Request) {
 	var req api.RolloutRequest
-	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+	if err := decodeJSON(r, max(s.cfg.MaxBodyBytes, maxStagedBody), &req); err != nil {
 		badRequest(w, err)
 		return
 	}
-	if req.Candidate == 0 {
-		badRequest(w, errors.New("candidate is missing: give the version to canary, e.g. {\"candidate\": 7, \"percent\": 10}"))
+	switch {
+	case req.Candidate == 0 && len(req.Files) == 0:
+		badRequest(w, errors.New("candidate is missing: give the version to canary, e.g. {\"candidate\": 7, \"percent\": 10}, or a new bundle as files: [{\"name\", \"data\" (base64)}]"))
 		return
+	case req.Candidate != 0 && len(req.Files) > 0:
+		badRequest(w, errors.New("give either candidate (an existing version) or files (a new bundle), not both"))
+		return
+	}
+	now := s.now()
+	if len(req.Files) > 0 {
+		// Validated like a publish: a staged candidate is promoted as is.
+		if _, err := engine.Prepare(req.Files, engine.Options{}, now); err != nil {
+			writeBundleError(w, err)
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
-	ro, err := s.store.StartRollout(ctx, req, param(r, "author", headerAuthor), s.now())
+	ro, err := s.store.StartRollout(ctx, req, param(r, "author", headerAuthor), now)
 	if err != nil {
 		s.writeRolloutError(w, err)
 		return
 	}
-	s.log.Info("canary rollout started", "id", ro.ID, "candidate", ro.Candidate, "base", ro.Base, "by", ro.StartedBy)
+	s.log.Info("canary rollout started", "id", ro.ID, "candidate", ro.Candidate, "staged", ro.Staged, "base", ro.Base, "by", ro.StartedBy)
 	writeJSON(w, http.StatusOK, api.RolloutStatus{Rollout: &ro, Revision: ro.Revision})
 }
 

@@ -64,6 +64,10 @@ type state struct {
 	entities map[entityKey]map[string]any
 	nodes    map[string]nodeMeta
 	rollout  *api.Rollout // the latest, active or ended; nil if none
+	// staged is the candidate of the active rollout when it was started
+	// with files (rollout.Staged); nil otherwise. Not a version until
+	// promoted.
+	staged *api.BundleVersion
 }
 
 func newState() state {
@@ -137,6 +141,9 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if err := f.frozenLocked(c.Type); err != nil {
+			return Change{}, applyResult{}, err
+		}
 		return f.addVersionLocked(bv)
 
 	case cmdBundleRollback:
@@ -146,6 +153,9 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if err := f.frozenLocked(c.Type); err != nil {
+			return Change{}, applyResult{}, err
+		}
 		if p.To == 0 || p.To > uint64(len(f.st.versions)) {
 			return Change{}, applyResult{}, fmt.Errorf("%w: %d", ErrNoSuchVersion, p.To)
 		}
@@ -275,6 +285,7 @@ func (f *fsm) captureLocked() *fsmSnapshot {
 		entities: make([]api.Entity, 0, len(f.st.entities)),
 		nodes:    make([]nodeMeta, 0, len(f.st.nodes)),
 		rollout:  f.st.rollout,
+		staged:   f.st.staged,
 	}
 	for k, p := range f.st.entities {
 		s.entities = append(s.entities, api.Entity{Type: k.typ, ID: k.id, Properties: p})

@@ -11,7 +11,9 @@ import (
 )
 
 // Rollout command types: at most one rollout is active; start needs none
-// active, abort and promote need one.
+// active, abort and promote need one. While one is active the bundle is
+// frozen: publish and rollback are rejected (ErrRolloutActive), so a staged
+// candidate's number (the next version) stays the one a promote publishes.
 const (
 	cmdRolloutStart   = "rollout.start"
 	cmdRolloutAbort   = "rollout.abort"
@@ -27,17 +29,22 @@ const ChangeRollout = "rollout"
 const DefaultMinSamples = 100
 
 var (
-	// ErrRolloutActive: a rollout is already active (abort or promote it
+	// ErrRolloutActive: a rollout is active, so another cannot start and
+	// the bundle cannot be published or rolled back (abort or promote it
 	// first).
-	ErrRolloutActive = errors.New("store: a rollout is already active")
+	ErrRolloutActive = errors.New("store: a rollout is active")
 	// ErrNoRollout: no rollout is active (or not the one named).
 	ErrNoRollout = errors.New("store: no such active rollout")
 )
 
-// rolloutStartCmd starts a rollout. ID, base and revision are assigned by
-// the state machine.
+// rolloutStartCmd starts a rollout of an existing version (Candidate) or of
+// staged files (Files, with Hash computed by the proposer). ID, base,
+// revision and a staged candidate's number are assigned by the state
+// machine.
 type rolloutStartCmd struct {
-	Candidate uint64                 `json:"candidate"`
+	Candidate uint64                 `json:"candidate,omitempty"`
+	Files     []api.File             `json:"files,omitempty"`
+	Hash      string                 `json:"hash,omitempty"`
 	Cohort    api.RolloutCohort      `json:"cohort"`
 	Abort     api.RolloutAbortPolicy `json:"abort"`
 	By        string                 `json:"by,omitempty"`
@@ -56,8 +63,18 @@ type rolloutEndCmd struct {
 // validateRollout checks a start command on its own (the state machine
 // checks it against the state).
 func validateRollout(p *rolloutStartCmd) error {
-	if p.Candidate == 0 {
-		return errors.New("candidate is missing: give the version to canary")
+	switch {
+	case p.Candidate == 0 && len(p.Files) == 0:
+		return errors.New("candidate is missing: give the version to canary, or the files of a new bundle")
+	case p.Candidate != 0 && len(p.Files) > 0:
+		return errors.New("give either candidate or files, not both")
+	case len(p.Files) > 0:
+		if err := validateFiles(p.Files); err != nil {
+			return err
+		}
+		if p.Hash == "" {
+			return errors.New("staged files without their hash")
+		}
 	}
 	c := p.Cohort
 	if math.IsNaN(c.Percent) || c.Percent < 0 || c.Percent > 100 {
@@ -90,19 +107,37 @@ func (f *fsm) applyRollout(c command) (Change, applyResult, error) {
 			return Change{}, applyResult{}, fmt.Errorf("%w: rollout %d of version %d", ErrRolloutActive, r.ID, r.Candidate)
 		}
 		n := uint64(len(f.st.versions))
-		if p.Candidate > n {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %d", ErrNoSuchVersion, p.Candidate)
-		}
-		if p.Candidate == n {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %s: version %d is already the current version", ErrBadCommand, c.Type, n)
+		var staged *api.BundleVersion
+		cand, hash := p.Candidate, p.Hash
+		if len(p.Files) > 0 {
+			// Numbered as the next version: the bundle stays frozen until
+			// the rollout ends, so a promote publishes exactly that one.
+			cand = n + 1
+			staged = &api.BundleVersion{
+				VersionInfo: api.VersionInfo{Version: cand, Parent: n, Hash: p.Hash, Author: p.By, Time: p.Time},
+				Files:       p.Files,
+			}
+		} else {
+			if cand > n {
+				return Change{}, applyResult{}, fmt.Errorf("%w: %d", ErrNoSuchVersion, cand)
+			}
+			if cand == n {
+				return Change{}, applyResult{}, fmt.Errorf("%w: %s: version %d is already the current version", ErrBadCommand, c.Type, n)
+			}
+			hash = f.st.versions[cand-1].Hash
 		}
 		f.st.revision++
 		r := &api.Rollout{
-			ID: f.st.revision, State: api.RolloutActive, Candidate: p.Candidate, Base: n,
-			Cohort: p.Cohort, Abort: p.Abort, StartedBy: p.By, StartedAt: p.Time, Revision: f.st.revision,
+			ID: f.st.revision, State: api.RolloutActive, Candidate: cand, Staged: staged != nil, CandidateHash: hash,
+			Base: n, Cohort: p.Cohort, Abort: p.Abort, StartedBy: p.By, StartedAt: p.Time, Revision: f.st.revision,
 		}
 		r.Cohort.Selector = normProps(r.Cohort.Selector)
+		if staged != nil {
+			staged.Revision = f.st.revision
+			staged.Message = fmt.Sprintf("candidate of rollout %d", r.ID)
+		}
 		f.st.rollout = r
+		f.st.staged = staged
 		return f.rolloutChangeLocked(nil)
 	}
 
@@ -124,12 +159,23 @@ func (f *fsm) applyRollout(c command) (Change, applyResult, error) {
 		f.st.revision++
 		r.Revision = f.st.revision
 		f.st.rollout = &r
+		f.st.staged = nil
 		return f.rolloutChangeLocked(nil)
 	case cmdRolloutPromote:
 		// Like a rollback: a new version with the candidate's files, so the
 		// version history says when the candidate became current.
-		cand := f.st.versions[r.Candidate-1]
+		// A staged candidate becomes exactly the version it was numbered
+		// as: the freeze guarantees it, and a broken invariant rejects the
+		// promote rather than renumber.
+		cand := f.candidateLocked()
+		n := uint64(len(f.st.versions))
+		if cand == nil || (r.Staged && r.Candidate != n+1) {
+			return Change{}, applyResult{}, fmt.Errorf("%w: %s: candidate %d of rollout %d cannot be published after version %d", ErrBadCommand, c.Type, r.Candidate, r.ID, n)
+		}
 		msg := fmt.Sprintf("promoted canary rollout %d of version %d", r.ID, r.Candidate)
+		if r.Staged {
+			msg = fmt.Sprintf("promoted canary rollout %d", r.ID)
+		}
 		if p.Reason != "" {
 			msg += ": " + p.Reason
 		}
@@ -142,6 +188,7 @@ func (f *fsm) applyRollout(c command) (Change, applyResult, error) {
 		r.Promoted = bv.Version
 		r.Revision = f.st.revision
 		f.st.rollout = &r
+		f.st.staged = nil
 		return f.rolloutChangeLocked(bv)
 	default:
 		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
@@ -161,22 +208,41 @@ func (f *fsm) rolloutChangeLocked(v *api.BundleVersion) (Change, applyResult, er
 	return ch, res, nil
 }
 
-// candidateLocked is the candidate version of the active rollout, or nil.
+// candidateLocked is the candidate version of the active rollout (the
+// staged one if it has files), or nil.
 func (f *fsm) candidateLocked() *api.BundleVersion {
 	r := f.st.rollout
-	if r == nil || r.State != api.RolloutActive || r.Candidate == 0 || r.Candidate > uint64(len(f.st.versions)) {
+	switch {
+	case r == nil || r.State != api.RolloutActive:
+		return nil
+	case r.Staged:
+		return f.st.staged
+	case r.Candidate == 0 || r.Candidate > uint64(len(f.st.versions)):
 		return nil
 	}
 	return f.st.versions[r.Candidate-1]
 }
 
-// StartRollout starts a canary rollout of version req.Candidate (which must
-// exist and not be the current version) with no other rollout active.
-// MinSamples defaults to DefaultMinSamples. Leader only.
+// frozenLocked rejects a bundle change while a rollout is active.
+func (f *fsm) frozenLocked(typ string) error {
+	if r := f.st.rollout; r != nil && r.State == api.RolloutActive {
+		return fmt.Errorf("%w: %s: rollout %d of version %d freezes the bundle", ErrRolloutActive, typ, r.ID, r.Candidate)
+	}
+	return nil
+}
+
+// StartRollout starts a canary rollout with no other rollout active, of
+// version req.Candidate (which must exist and not be the current version)
+// or of req.Files, staged as the next version (the caller validates them
+// as a bundle; they are stored verbatim). MinSamples defaults to
+// DefaultMinSamples. Leader only.
 func (s *Store) StartRollout(ctx context.Context, req api.RolloutRequest, by string, now time.Time) (api.Rollout, error) {
 	p := rolloutStartCmd{
-		Candidate: req.Candidate, Cohort: api.RolloutCohort{Percent: req.Percent, Selector: req.Selector},
+		Candidate: req.Candidate, Files: req.Files, Cohort: api.RolloutCohort{Percent: req.Percent, Selector: req.Selector},
 		Abort: req.Abort, By: by, Time: now,
+	}
+	if len(p.Files) > 0 {
+		p.Hash = HashFiles(p.Files)
 	}
 	if p.Abort.MinSamples == 0 {
 		p.Abort.MinSamples = DefaultMinSamples

@@ -123,9 +123,158 @@ func TestDecodeSnapshotRejectsBadRollout(t *testing.T) {
 		"two rollouts":   `{"format":1,"revision":1,"versions":0,"nodes":0,"entities":0,"rollouts":2}`,
 		"no candidate":   `{"format":1,"revision":1,"versions":0,"nodes":0,"entities":0,"rollouts":1}` + "\n" + `{"rollout":{"id":1,"state":"active","candidate":1}}`,
 		"out of place":   `{"format":1,"revision":1,"versions":1,"nodes":0,"entities":0,"rollouts":1}` + "\n" + `{"rollout":{"id":1,"candidate":1}}`,
+		"staged without candidate": `{"format":1,"revision":1,"versions":0,"nodes":0,"entities":0,"rollouts":1}` + "\n" +
+			`{"rollout":{"id":1,"state":"active","candidate":1,"staged":true}}`,
+		"staged of wrong number": `{"format":1,"revision":1,"versions":0,"nodes":0,"entities":0,"rollouts":1}` + "\n" +
+			`{"rollout":{"id":1,"state":"active","candidate":2,"staged":true},"staged":{"version":2,"files":[]}}`,
+		"candidate of ended rollout": `{"format":1,"revision":1,"versions":0,"nodes":0,"entities":0,"rollouts":1}` + "\n" +
+			`{"rollout":{"id":1,"state":"aborted","candidate":1,"staged":true},"staged":{"version":1,"files":[]}}`,
 	} {
 		if _, err := decodeSnapshot(bytes.NewReader([]byte(s))); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestRolloutStaged: a rollout of files stages them as version n+1 outside
+// the version list; abort drops them, promote publishes exactly n+1 with
+// their hash and files.
+func TestRolloutStaged(t *testing.T) {
+	var changes []Change
+	f := newFSM(func(c Change) { changes = append(changes, c) })
+	for _, c := range [][]byte{
+		mustCmd(t, cmdBundlePublish, publishCmd{Files: files("a", "1"), Hash: "h1", Time: t0}),
+		mustCmd(t, cmdBundlePublish, publishCmd{Files: files("a", "2"), Hash: "h2", Time: t0}),
+	} {
+		if err, ok := applyRaw(f, c).(error); ok {
+			t.Fatal(err)
+		}
+	}
+	for name, p := range map[string]rolloutStartCmd{
+		"candidate and files": {Candidate: 1, Files: files("a", "3"), Hash: "h3", Time: t0},
+		"files without hash":  {Files: files("a", "3"), Time: t0},
+		"bad file name":       {Files: files("", "3"), Hash: "h3", Time: t0},
+	} {
+		if err, ok := applyRaw(f, mustCmd(t, cmdRolloutStart, p)).(error); !ok || !errors.Is(err, ErrBadCommand) {
+			t.Errorf("%s: got %v, want ErrBadCommand", name, err)
+		}
+	}
+	if f.st.revision != 2 {
+		t.Fatalf("rejected commands moved the revision to %d", f.st.revision)
+	}
+
+	stage := func() api.Rollout {
+		t.Helper()
+		res, ok := applyRaw(f, mustCmd(t, cmdRolloutStart, rolloutStartCmd{Files: files("a", "3"), Hash: "h3", By: "ann", Time: t0})).(applyResult)
+		if !ok {
+			t.Fatal("staged start rejected")
+		}
+		return *res.Rollout
+	}
+	ro := stage()
+	if !ro.Staged || ro.Candidate != 3 || ro.CandidateHash != "h3" || ro.Base != 2 || ro.ID != 3 {
+		t.Fatalf("staged start %+v", ro)
+	}
+	c := changes[len(changes)-1]
+	if c.Candidate == nil || c.Candidate.Version != 3 || c.Candidate.Hash != "h3" || c.Candidate.Parent != 2 ||
+		c.Candidate.Message != "candidate of rollout 3" || c.Candidate.Author != "ann" || string(c.Candidate.Files[0].Data) != "3" {
+		t.Fatalf("staged candidate %+v", c.Candidate)
+	}
+	if len(f.st.versions) != 2 {
+		t.Fatalf("staging added a version: %d", len(f.st.versions))
+	}
+
+	res := applyRaw(f, mustCmd(t, cmdRolloutAbort, rolloutEndCmd{Time: t0})).(applyResult)
+	if res.Rollout.State != api.RolloutAborted || f.st.staged != nil || len(f.st.versions) != 2 || changes[len(changes)-1].Candidate != nil {
+		t.Fatalf("abort: %+v, staged %v, %d versions", res.Rollout, f.st.staged, len(f.st.versions))
+	}
+
+	ro = stage()
+	if ro.Candidate != 3 {
+		t.Fatalf("second staged start of version %d", ro.Candidate)
+	}
+	res = applyRaw(f, mustCmd(t, cmdRolloutPromote, rolloutEndCmd{Reason: "good", By: "bob", Time: t0})).(applyResult)
+	if res.Rollout.State != api.RolloutPromoted || res.Rollout.Promoted != 3 || res.Version.Version != 3 || f.st.staged != nil {
+		t.Fatalf("promote: %+v %+v", res.Rollout, res.Version)
+	}
+	v3 := f.st.versions[2]
+	if v3.Hash != "h3" || string(v3.Files[0].Data) != "3" || v3.Parent != 2 || v3.Author != "bob" || v3.Message != "promoted canary rollout 5: good" {
+		t.Fatalf("promoted version %+v", v3.VersionInfo)
+	}
+}
+
+// TestRolloutFreezesBundle: publish and rollback are rejected while a
+// rollout is active, changing nothing, and accepted again once it ends.
+func TestRolloutFreezesBundle(t *testing.T) {
+	for _, staged := range []bool{false, true} {
+		f := seededFSM(t)
+		p := rolloutStartCmd{Candidate: 1, Time: t0}
+		if staged {
+			p = rolloutStartCmd{Files: files("a", "9"), Hash: "h9", Time: t0}
+		}
+		if err, ok := applyRaw(f, mustCmd(t, cmdRolloutStart, p)).(error); ok {
+			t.Fatal(err)
+		}
+		before := dump(t, f)
+		for name, cmd := range map[string][]byte{
+			"publish":  mustCmd(t, cmdBundlePublish, publishCmd{Files: files("a", "4"), Hash: "h4", Time: t0}),
+			"rollback": mustCmd(t, cmdBundleRollback, rollbackCmd{To: 1, Time: t0}),
+		} {
+			if err, ok := applyRaw(f, cmd).(error); !ok || !errors.Is(err, ErrRolloutActive) {
+				t.Errorf("staged %v: %s during a rollout: got %v, want ErrRolloutActive", staged, name, err)
+			}
+		}
+		if !bytes.Equal(dump(t, f), before) {
+			t.Fatalf("staged %v: a rejected command changed the state", staged)
+		}
+		if err, ok := applyRaw(f, mustCmd(t, cmdRolloutAbort, rolloutEndCmd{Time: t0})).(error); ok {
+			t.Fatal(err)
+		}
+		if err, ok := applyRaw(f, mustCmd(t, cmdBundlePublish, publishCmd{Files: files("a", "4"), Hash: "h4", Time: t0})).(error); ok {
+			t.Fatalf("staged %v: publish after the rollout: %v", staged, err)
+		}
+	}
+}
+
+// TestRolloutSnapshotStaged: a staged candidate survives a snapshot and
+// restore, and the restored replica promotes it like the original.
+func TestRolloutSnapshotStaged(t *testing.T) {
+	f := seededFSM(t)
+	if err, ok := applyRaw(f, mustCmd(t, cmdRolloutStart, rolloutStartCmd{
+		Files: files("a", "9"), Hash: "h9", Cohort: api.RolloutCohort{Percent: 10}, By: "ann", Time: t0,
+	})).(error); ok {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := f.captureLocked().write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var got Change
+	g := newFSM(func(c Change) { got = c })
+	if err := g.Restore(readCloser{&buf}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dump(t, g), dump(t, f)) {
+		t.Fatalf("restored state differs:\n%s\nwant\n%s", dump(t, g), dump(t, f))
+	}
+	if got.Candidate == nil || got.Candidate.Version != 4 || got.Candidate.Hash != "h9" || !got.Rollout.Staged || len(g.st.versions) != 3 {
+		t.Fatalf("restore change %+v, candidate %+v", got, got.Candidate)
+	}
+	a := applyRaw(f, mustCmd(t, cmdRolloutPromote, rolloutEndCmd{Time: t0}))
+	b := applyRaw(g, mustCmd(t, cmdRolloutPromote, rolloutEndCmd{Time: t0}))
+	if r, ok := b.(applyResult); !ok || r.Version.Version != 4 || !bytes.Equal(dump(t, g), dump(t, f)) {
+		t.Fatalf("promote after restore: %v / %v", a, b)
+	}
+	// Ended staged rollouts round-trip too (an aborted one names a version
+	// that was never published).
+	if err, ok := applyRaw(f, mustCmd(t, cmdRolloutStart, rolloutStartCmd{Files: files("a", "8"), Hash: "h8", Time: t0})).(error); ok {
+		t.Fatal(err)
+	}
+	if err, ok := applyRaw(f, mustCmd(t, cmdRolloutAbort, rolloutEndCmd{Time: t0})).(error); ok {
+		t.Fatal(err)
+	}
+	st, err := decodeSnapshot(bytes.NewReader(dump(t, f)))
+	if err != nil || st.rollout.State != api.RolloutAborted || st.rollout.Candidate != 5 || st.staged != nil {
+		t.Fatalf("aborted staged rollout: %+v %v", st.rollout, err)
 	}
 }

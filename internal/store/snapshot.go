@@ -40,6 +40,11 @@ type snapshotRecord struct {
 	Node    *nodeMeta          `json:"node,omitempty"`
 	Entity  *api.Entity        `json:"entity,omitempty"`
 	Rollout *api.Rollout       `json:"rollout,omitempty"`
+	// Staged goes with Rollout, in the same record, when the active
+	// rollout's candidate is staged. A snapshot without one encodes as
+	// before; a node that predates staging refuses one with it (unknown
+	// field) rather than drop the candidate.
+	Staged *api.BundleVersion `json:"staged,omitempty"`
 }
 
 // fsmSnapshot is a point-in-time copy of references into the state.
@@ -49,6 +54,7 @@ type fsmSnapshot struct {
 	entities []api.Entity
 	nodes    []nodeMeta
 	rollout  *api.Rollout
+	staged   *api.BundleVersion
 }
 
 // Persist writes the snapshot to the sink. It runs concurrently with Apply,
@@ -117,9 +123,31 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 		}
 	}
 	if s.rollout != nil {
-		if err := enc.Encode(snapshotRecord{Rollout: s.rollout}); err != nil {
+		if err := enc.Encode(snapshotRecord{Rollout: s.rollout, Staged: s.staged}); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkSnapshotRollout checks the rollout record against the n versions
+// before it: an active staged rollout carries its candidate, numbered
+// n+1; any other names an existing version, except an aborted staged one,
+// whose candidate was never published.
+func checkSnapshotRollout(r *api.Rollout, staged *api.BundleVersion, n uint64) error {
+	active := r.State == api.RolloutActive
+	switch {
+	case r.Candidate == 0:
+		return errors.New("rollout without a candidate")
+	case r.Staged && active:
+		if staged == nil || staged.Version != r.Candidate || r.Candidate != n+1 {
+			return fmt.Errorf("active staged rollout of version %d without that candidate after %d versions", r.Candidate, n)
+		}
+	case staged != nil:
+		return errors.New("a staged candidate without an active staged rollout")
+	case r.Staged && r.State == api.RolloutAborted:
+	case r.Candidate > n:
+		return fmt.Errorf("rollout of missing version %d", r.Candidate)
 	}
 	return nil
 }
@@ -159,7 +187,7 @@ func decodeSnapshot(r io.Reader) (state, error) {
 		if err := dec.Decode(&rec); err != nil {
 			return state{}, fmt.Errorf("record %d: %w", i, err)
 		}
-		if i < total && rec.Rollout != nil {
+		if i < total && (rec.Rollout != nil || rec.Staged != nil) {
 			return state{}, fmt.Errorf("record %d: rollout before the last entity", i)
 		}
 		switch {
@@ -168,10 +196,10 @@ func decodeSnapshot(r io.Reader) (state, error) {
 			if r == nil || rec.Version != nil || rec.Node != nil || rec.Entity != nil {
 				return state{}, fmt.Errorf("record %d: want a rollout", i)
 			}
-			if r.Candidate == 0 || r.Candidate > uint64(len(st.versions)) {
-				return state{}, fmt.Errorf("record %d: rollout of missing version %d", i, r.Candidate)
+			if err := checkSnapshotRollout(r, rec.Staged, uint64(len(st.versions))); err != nil {
+				return state{}, fmt.Errorf("record %d: %w", i, err)
 			}
-			st.rollout = r
+			st.rollout, st.staged = r, rec.Staged
 		case i < h.Versions:
 			v := rec.Version
 			if v == nil || rec.Node != nil || rec.Entity != nil {
