@@ -111,21 +111,9 @@ type PublishOptions struct {
 // Publish publishes a bundle's files as a new version. One file is sent as
 // it is; several are sent as a tar archive.
 func (c *Client) Publish(ctx context.Context, files []api.File, o PublishOptions) (api.PublishResponse, error) {
-	var body []byte
-	ctype := "application/yaml"
-	q := url.Values{}
-	switch len(files) {
-	case 0:
-		return api.PublishResponse{}, errors.New("client: no bundle files to publish")
-	case 1:
-		body = files[0].Data
-		q.Set("name", files[0].Name)
-	default:
-		var err error
-		if body, err = tarFiles(files); err != nil {
-			return api.PublishResponse{}, err
-		}
-		ctype = "application/x-tar"
+	body, ctype, q, err := bundleBody(files)
+	if err != nil {
+		return api.PublishResponse{}, err
 	}
 	if o.Message != "" {
 		q.Set("message", o.Message)
@@ -137,8 +125,40 @@ func (c *Client) Publish(ctx context.Context, files []api.File, o PublishOptions
 		q.Set("dry_run", "true")
 	}
 	var resp api.PublishResponse
-	err := c.do(ctx, http.MethodPut, "/v1/policies?"+q.Encode(), ctype, body, &resp)
+	err = c.do(ctx, http.MethodPut, "/v1/policies?"+q.Encode(), ctype, body, &resp)
 	return resp, err
+}
+
+// Simulate asks a node to replay the decisions it logged during the last
+// since against a candidate bundle and report what would change. Only the
+// answering node's log is read (each node logs its own decisions). A long
+// log may take longer than the HTTP client's timeout: give the Client an
+// HTTPClient with a longer one.
+func (c *Client) Simulate(ctx context.Context, files []api.File, since time.Duration) (api.SimulationReport, error) {
+	body, ctype, q, err := bundleBody(files)
+	if err != nil {
+		return api.SimulationReport{}, err
+	}
+	q.Set("since", since.String())
+	var rep api.SimulationReport
+	err = c.do(ctx, http.MethodPost, "/v1/policies/simulate?"+q.Encode(), ctype, body, &rep)
+	return rep, err
+}
+
+// bundleBody encodes bundle files as a request body: one file as it is
+// (named in the query), several as a tar archive.
+func bundleBody(files []api.File) (body []byte, ctype string, q url.Values, err error) {
+	q = url.Values{}
+	switch len(files) {
+	case 0:
+		return nil, "", nil, errors.New("client: no bundle files")
+	case 1:
+		q.Set("name", files[0].Name)
+		return files[0].Data, "application/yaml", q, nil
+	default:
+		body, err = tarFiles(files)
+		return body, "application/x-tar", q, err
+	}
 }
 
 func tarFiles(files []api.File) ([]byte, error) {

@@ -1,23 +1,21 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/policy"
-	"github.com/aibos/kernel/internal/simulate"
 )
 
 // policySimulate asks one node to replay its logged decisions against a
@@ -38,63 +36,25 @@ func policySimulate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos policy simulate: %v\n", err)
 		return exitInvalid
 	}
-	body, err := tarBundle(files)
-	if err != nil {
-		fmt.Fprintf(stderr, "aibos policy simulate: %v\n", err)
-		return exitInvalid
-	}
-	base := strings.TrimSuffix(strings.Split(*server, ",")[0], "/")
-	hc := &http.Client{Timeout: 10 * time.Minute}
-	resp, err := hc.Post(base+"/v1/policies/simulate?since="+url.QueryEscape(since.String()), "application/x-tar", bytes.NewReader(body))
+	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: &http.Client{Timeout: 10 * time.Minute}})
 	if err != nil {
 		return apiFail(stderr, "policy simulate", err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	rep, err := c.Simulate(context.Background(), files, *since)
 	if err != nil {
 		return apiFail(stderr, "policy simulate", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var eb api.ErrorBody
-		if json.Unmarshal(data, &eb) == nil && eb.Error.Message != "" {
-			fmt.Fprintf(stderr, "aibos policy simulate: %s: %s\n", resp.Status, eb.Error.Message)
-			for _, d := range eb.Error.Details {
-				fmt.Fprintf(stderr, "  %s\n", d)
-			}
-			return exitInvalid
-		}
-		return apiFail(stderr, "policy simulate", fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(data)))
 	}
 	if *asJSON {
-		stdout.Write(data)
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
 		return exitOK
-	}
-	var rep simulate.Report
-	if err := json.Unmarshal(data, &rep); err != nil {
-		return apiFail(stderr, "policy simulate", fmt.Errorf("decode report: %w", err))
 	}
 	printReport(stdout, &rep, *since)
 	return exitOK
 }
 
-func tarBundle(files []api.File) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f.Name, Mode: 0o644, Size: int64(len(f.Data)), Typeflag: tar.TypeReg}); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(f.Data); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-func printReport(w io.Writer, rep *simulate.Report, since time.Duration) {
+func printReport(w io.Writer, rep *api.SimulationReport, since time.Duration) {
 	fmt.Fprintf(w, "replayed %d logged decisions of the last %s on this node in %s: %d would change, %d with condition errors\n",
 		rep.Replayed, since, time.Duration(rep.Took).Round(time.Millisecond), rep.Changed, rep.Errors)
 	if rep.Changed == 0 {

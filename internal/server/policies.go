@@ -24,19 +24,8 @@ const (
 )
 
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, policy.MaxBundleSize))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("bundle larger than %d bytes", mbe.Limit))
-			return
-		}
-		badRequest(w, fmt.Errorf("read body: %w", err))
-		return
-	}
-	files, err := bundleFiles(r, body)
-	if err != nil {
-		badRequest(w, err)
+	files, ok := readBundle(w, r)
+	if !ok {
 		return
 	}
 	now := s.now()
@@ -60,6 +49,28 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("bundle published", "version", vi.Version, "revision", vi.Revision, "author", vi.Author)
 	writeJSON(w, http.StatusOK, api.PublishResponse{Version: vi.Version, Revision: vi.Revision, Hash: vi.Hash, Warnings: warnings})
+}
+
+// readBundle reads a request body that carries a bundle (see bundleFiles).
+// It writes the error and returns false when the body is too large or not a
+// bundle.
+func readBundle(w http.ResponseWriter, r *http.Request) ([]api.File, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, policy.MaxBundleSize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("bundle larger than %d bytes", mbe.Limit))
+			return nil, false
+		}
+		badRequest(w, fmt.Errorf("read body: %w", err))
+		return nil, false
+	}
+	files, err := bundleFiles(r, body)
+	if err != nil {
+		badRequest(w, err)
+		return nil, false
+	}
+	return files, true
 }
 
 // bundleFiles turns a publish body into bundle files: a tar of a directory
@@ -98,10 +109,10 @@ func writeBundleError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &list):
 		writeError(w, http.StatusBadRequest, codeInvalidBundle,
-			fmt.Sprintf("the bundle is invalid (%d errors); nothing was published", len(list)), list.Strings()...)
+			fmt.Sprintf("the bundle is invalid (%d errors); nothing was changed", len(list)), list.Strings()...)
 	case errors.As(err, &tf):
 		writeError(w, http.StatusBadRequest, codeTestsFailed,
-			fmt.Sprintf("%d bundle test case(s) failed; nothing was published", len(tf.Failed)), tf.Details()...)
+			fmt.Sprintf("%d bundle test case(s) failed; nothing was changed", len(tf.Failed)), tf.Details()...)
 	default:
 		writeError(w, http.StatusBadRequest, codeInvalidBundle, err.Error())
 	}

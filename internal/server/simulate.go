@@ -1,15 +1,12 @@
 package server
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/engine"
-	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/simulate"
 )
 
@@ -39,19 +36,8 @@ func (s *Server) handleSimulate(w http.ResponseWriter, r *http.Request) {
 		}
 		since = d
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, policy.MaxBundleSize))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("bundle larger than %d bytes", mbe.Limit))
-			return
-		}
-		badRequest(w, fmt.Errorf("read body: %w", err))
-		return
-	}
-	files, err := bundleFiles(r, body)
-	if err != nil {
-		badRequest(w, err)
+	files, ok := readBundle(w, r)
+	if !ok {
 		return
 	}
 	candidate, err := engine.Load(files, engine.Options{})

@@ -37,36 +37,12 @@ type Options struct {
 	Workers int
 }
 
-// Report says what a candidate bundle would have decided differently. A
-// flip is "recorded→candidate", e.g. "allow→deny". The baseline is each
-// decision as recorded, with the bundle version then current.
-type Report struct {
-	Since    time.Time `json:"since"`
-	Replayed int       `json:"replayed"`
-	Changed  int       `json:"changed"`
-	// Errors counts candidate decisions that had condition errors.
-	Errors int            `json:"errors"`
-	Flips  map[string]int `json:"flips"`
-	// ByAction, ByRule and BySubject count flips per action name, per
-	// rule that determined the candidate's decision, and per subject
-	// ("type:id").
-	ByAction  map[string]map[string]int `json:"by_action"`
-	ByRule    map[string]map[string]int `json:"by_rule"`
-	BySubject map[string]map[string]int `json:"by_subject"`
-	Samples   []Change                  `json:"samples"`
-	Took      api.Duration              `json:"took"`
-}
-
-// Change is one decision that would change.
-type Change struct {
-	Time          time.Time        `json:"time"`
-	Request       api.CheckRequest `json:"request"`
-	Version       uint64           `json:"version"`
-	Recorded      api.Effect       `json:"recorded"`
-	RecordedRule  string           `json:"recorded_rule,omitempty"`
-	Candidate     api.Effect       `json:"candidate"`
-	CandidateRule string           `json:"candidate_rule,omitempty"`
-}
+// Report and Change are the wire types of a simulation (package api), so
+// the server answers with them and the SDK decodes them.
+type (
+	Report = api.SimulationReport
+	Change = api.SimulatedChange
+)
 
 // Flip names a change of decision.
 func Flip(from, to api.Effect) string { return string(from) + "→" + string(to) }
@@ -85,7 +61,7 @@ func inc(m map[string]map[string]int, key, flip string) {
 	g[flip]++
 }
 
-func (r *Report) add(o *Report, samples int) {
+func addReport(r, o *Report, samples int) {
 	r.Replayed += o.Replayed
 	r.Changed += o.Changed
 	r.Errors += o.Errors
@@ -161,7 +137,7 @@ func Replay(ctx context.Context, src Source, candidate *engine.Bundle, opts Opti
 	rep := newReport()
 	rep.Since = opts.Since
 	for i := range parts {
-		rep.add(&parts[i], opts.Samples)
+		addReport(&rep, &parts[i], opts.Samples)
 	}
 	if rep.Samples == nil {
 		rep.Samples = []Change{}
