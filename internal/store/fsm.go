@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/broadcast"
 )
 
 // Kinds of Change.
@@ -88,7 +89,7 @@ type fsm struct {
 	// applied is the revision whose change (and OnApply) is complete;
 	// revWait is broadcast when it moves.
 	applied atomic.Uint64
-	revWait notifier
+	revWait broadcast.Notifier
 }
 
 func newFSM(onApply func(Change)) *fsm {
@@ -116,7 +117,7 @@ func (f *fsm) changed(ch Change) {
 		f.onApply(ch)
 	}
 	f.applied.Store(ch.Revision)
-	f.revWait.broadcast()
+	f.revWait.Broadcast()
 }
 
 // apply decodes and validates outside the lock (both are pure), then
@@ -314,29 +315,4 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Unlock()
 	f.changed(Change{Revision: st.revision, Kind: ChangeRestore, Version: cur, Rollout: st.rollout, Candidate: cand})
 	return nil
-}
-
-// notifier wakes every goroutine waiting for "something changed". A waiter
-// takes the channel, re-checks its condition, then blocks on the channel.
-type notifier struct {
-	mu sync.Mutex
-	ch chan struct{} // guarded by mu; nil when nobody waits
-}
-
-func (n *notifier) wait() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ch == nil {
-		n.ch = make(chan struct{})
-	}
-	return n.ch
-}
-
-func (n *notifier) broadcast() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ch != nil {
-		close(n.ch)
-		n.ch = nil
-	}
 }

@@ -44,7 +44,7 @@ func (s *Store) LeaderHTTP() string {
 // or when ctx ends or the store closes.
 func (s *Store) WaitForLeader(ctx context.Context) error {
 	for {
-		ch := s.leaderWait.wait()
+		ch := s.leaderWait.Wait()
 		if s.LeaderID() != "" {
 			return nil
 		}
@@ -183,9 +183,9 @@ func (s *Store) watchLeader(obs <-chan raft.Observation) {
 	for {
 		select {
 		case <-obs:
-			s.leaderWait.broadcast()
+			s.leaderWait.Broadcast()
 		case <-s.ctx.Done():
-			s.leaderWait.broadcast()
+			s.leaderWait.Broadcast()
 			return
 		}
 	}

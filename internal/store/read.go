@@ -62,7 +62,7 @@ func (s *Store) AppliedRevision() uint64 { return s.fsm.applied.Load() }
 // channel; nothing polls.
 func (s *Store) WaitForRevision(ctx context.Context, rev uint64) error {
 	for {
-		ch := s.fsm.revWait.wait()
+		ch := s.fsm.revWait.Wait()
 		if s.fsm.applied.Load() >= rev {
 			return nil
 		}

@@ -26,6 +26,8 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
+
+	"github.com/aibos/kernel/internal/broadcast"
 )
 
 // Sentinel errors. Callers branch on them with errors.Is.
@@ -125,7 +127,7 @@ type Store struct {
 	metrics  *metrics
 
 	observer   *raft.Observer
-	leaderWait notifier
+	leaderWait broadcast.Notifier
 
 	ctx    context.Context // canceled by Close/Kill; stops background work
 	cancel context.CancelFunc

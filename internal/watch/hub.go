@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/broadcast"
 )
 
 // Source is what the hub needs of the local replica. *store.Store is one.
@@ -71,7 +72,7 @@ type Hub struct {
 	src Source
 	log *slog.Logger
 
-	wake notifier
+	wake broadcast.Notifier
 
 	// closing is closed by Close: subscribers say goodbye and return.
 	// ctx is cancelled by Kill (or at the end of Close): in-flight writes
@@ -126,7 +127,7 @@ func New(cfg Config) (*Hub, error) {
 // watchers (one mutex and one channel close), so it is safe to call from
 // Raft's apply goroutine; call it after the new version is readable from
 // the Source.
-func (h *Hub) Notify() { h.wake.broadcast() }
+func (h *Hub) Notify() { h.wake.Broadcast() }
 
 // Subscribers is the number of connected watchers.
 func (h *Hub) Subscribers() int { return int(h.subs.Load()) }
@@ -227,29 +228,4 @@ func (h *Hub) current() uint64 {
 		return 0
 	}
 	return v.Version
-}
-
-// notifier wakes every goroutine waiting for "something changed". A waiter
-// takes the channel, re-checks its condition, then blocks on the channel.
-type notifier struct {
-	mu sync.Mutex
-	ch chan struct{} // guarded by mu; nil when nobody waits
-}
-
-func (n *notifier) wait() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ch == nil {
-		n.ch = make(chan struct{})
-	}
-	return n.ch
-}
-
-func (n *notifier) broadcast() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ch != nil {
-		close(n.ch)
-		n.ch = nil
-	}
 }

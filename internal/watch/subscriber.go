@@ -54,7 +54,7 @@ func (s *subscriber) run(ctx context.Context, start uint64) error {
 	for {
 		// Take the wake-up channel before reading the replica: a version
 		// applied after the read closes this channel.
-		wake := h.wake.wait()
+		wake := h.wake.Wait()
 		for cur := h.current(); s.last < cur; cur = h.current() {
 			if lag := cur - max(s.last, start); lag > h.cfg.MaxLag {
 				s.lag = lag
