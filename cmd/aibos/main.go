@@ -26,6 +26,7 @@ Usage:
   aibos policy versions                   list a cluster's bundle versions
   aibos policy rollback --to V            publish version V's content as a new version
   aibos policy diff A B                   semantic changes between two bundles (paths or versions)
+  aibos policy simulate PATH --since 1h   replay a node's logged decisions against a candidate bundle
   aibos rollout start|status|abort|promote  canary a bundle version to a cohort (see -h of each)
   aibos check [flags]                     ask a cluster for a decision
   aibos entities put FILE                 upsert entities ({"entities": [...]}) in a cluster
@@ -35,8 +36,8 @@ Usage:
 
 Run "aibos COMMAND -h" for the flags of a command.
 
-Exit codes: 0 ok; 1 failed bundle tests, or a decision other than allow
-with --fail-on-deny; 2 invalid input (flags, bundle, request) or an error
+Exit codes: 0 ok; 1 failed bundle tests, a decision other than allow
+with --fail-on-deny, or lint warnings with --strict; 2 invalid input (flags, bundle, request) or an error
 answer from the server.
 `
 
