@@ -30,6 +30,7 @@ Usage:
   aibos rollout start|status|abort|promote  canary a bundle version to a cohort (see -h of each)
   aibos check [flags]                     ask a cluster for a decision
   aibos entities put FILE                 upsert entities ({"entities": [...]}) in a cluster
+  aibos agent register|list|get|retire|rotate  the agent registry (register FILE prints the token once)
   aibos cluster status                    show a cluster's members
   aibos bench [flags]                     drive a node with decisions and report throughput/latency
   aibos failover-bench [flags]            measure leader failover on a local 3-node cluster
@@ -62,6 +63,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCheck(rest, stdin, stdout, stderr)
 	case "entities":
 		return cmdEntities(rest, stdin, stdout, stderr)
+	case "agent":
+		return cmdAgent(rest, stdin, stdout, stderr)
 	case "cluster":
 		return cmdCluster(rest, stdout, stderr)
 	case "bench":

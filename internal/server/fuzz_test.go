@@ -25,6 +25,10 @@ var fuzzEndpoints = []struct{ method, path string }{
 	{"POST", "/v1/rollouts/abort"},
 	{"POST", "/v1/rollouts/promote"},
 	{"POST", "/v1/policies/simulate?since=1h"},
+	{"POST", "/v1/agents"},
+	{"PATCH", "/v1/agents/a1"},
+	{"POST", "/v1/agents/a1/retire"},
+	{"POST", "/v1/agents/a1/credentials/rotate"},
 }
 
 // FuzzAPIBodies sends arbitrary bodies to every decoding endpoint of a real
@@ -44,6 +48,8 @@ func FuzzAPIBodies(f *testing.F) {
 		`{"action":{"name":"data.query"},"min_revision":18446744073709551615}`,
 		`{"candidate":1,"percent":10,"abort":{"max_flip_rate":0.5,"min_samples":10}}`,
 		`{"reason":"by hand"}`,
+		`{"id":"a1","version":"1","tenant":"acme","capabilities":["data.*"],"labels":{"team":"x"},"skills":[{"id":"s"}],"endpoints":[{"url":"https://a.example","protocol":"a2a"}]}`,
+		`{"description":"d","labels":{}}`,
 	}
 	for i, s := range seeds {
 		f.Add(uint8(i), []byte(s))

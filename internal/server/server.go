@@ -44,6 +44,12 @@ type Store interface {
 	AbortRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
 	PromoteRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
 	Rollout() (*api.Rollout, bool)
+	RegisterAgent(ctx context.Context, m api.AgentManifest, tokenHash string, now time.Time) (api.Agent, bool, error)
+	UpdateAgent(ctx context.Context, id string, u api.AgentUpdate, now time.Time) (api.Agent, error)
+	RetireAgent(ctx context.Context, id string, now time.Time) (api.Agent, error)
+	SetAgentCredential(ctx context.Context, id, tokenHash string, now time.Time) (api.Agent, error)
+	Agent(id string) (api.Agent, bool)
+	Agents() []api.Agent
 }
 
 var _ Store = (*store.Store)(nil)
@@ -162,6 +168,14 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/rollouts/current", s.handleCurrentRollout)
 	m.HandleFunc("POST /v1/rollouts/abort", s.leaderOnly(s.handleAbortRollout))
 	m.HandleFunc("POST /v1/rollouts/promote", s.leaderOnly(s.handlePromoteRollout))
+
+	m.HandleFunc("POST /v1/agents", s.leaderOnly(s.handleRegisterAgent))
+	m.HandleFunc("GET /v1/agents", s.handleListAgents)
+	m.HandleFunc("GET /v1/agents/{id}", s.handleGetAgent)
+	m.HandleFunc("PATCH /v1/agents/{id}", s.leaderOnly(s.handleUpdateAgent))
+	m.HandleFunc("POST /v1/agents/{id}/retire", s.leaderOnly(s.handleRetireAgent))
+	m.HandleFunc("POST /v1/agents/{id}/credentials/rotate", s.leaderOnly(s.handleRotateAgentCredential))
+	m.HandleFunc("DELETE /v1/agents/{id}/credentials", s.leaderOnly(s.handleRevokeAgentCredential))
 
 	m.HandleFunc("GET /v1/cluster", s.handleCluster)
 	m.HandleFunc("POST /v1/cluster/join", s.leaderOnly(s.handleJoin))

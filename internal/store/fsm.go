@@ -43,6 +43,7 @@ type applyResult struct {
 	Revision uint64
 	Version  *api.VersionInfo
 	Rollout  *api.Rollout
+	Agent    *api.Agent
 }
 
 type entityKey struct{ typ, id string }
@@ -69,12 +70,18 @@ type state struct {
 	// with files (rollout.Staged); nil otherwise. Not a version until
 	// promoted.
 	staged *api.BundleVersion
+	// agents are the registered agents by id; agentTokens maps a
+	// credential's hash to its agent's id.
+	agents      map[string]*agentRecord
+	agentTokens map[string]string
 }
 
 func newState() state {
 	return state{
-		entities: make(map[entityKey]map[string]any),
-		nodes:    make(map[string]nodeMeta),
+		entities:    make(map[entityKey]map[string]any),
+		nodes:       make(map[string]nodeMeta),
+		agents:      make(map[string]*agentRecord),
+		agentTokens: make(map[string]string),
 	}
 }
 
@@ -227,6 +234,9 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 	case cmdRolloutStart, cmdRolloutAbort, cmdRolloutPromote:
 		return f.applyRollout(c)
 
+	case cmdAgentRegister, cmdAgentUpdate, cmdAgentRetire, cmdAgentCredentialSet:
+		return f.applyAgent(c)
+
 	default:
 		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
 	}
@@ -287,6 +297,10 @@ func (f *fsm) captureLocked() *fsmSnapshot {
 		nodes:    make([]nodeMeta, 0, len(f.st.nodes)),
 		rollout:  f.st.rollout,
 		staged:   f.st.staged,
+		agents:   make([]*agentRecord, 0, len(f.st.agents)),
+	}
+	for _, a := range f.st.agents {
+		s.agents = append(s.agents, a)
 	}
 	for k, p := range f.st.entities {
 		s.entities = append(s.entities, api.Entity{Type: k.typ, ID: k.id, Properties: p})

@@ -9,9 +9,19 @@ import (
 // Entity returns the stored properties of an entity from the local replica.
 // The map is shared and must not be modified. This is on the path of every
 // decision: one read-lock and one map lookup, no copy.
+//
+// A registered agent is the entity {type: agent, id}: its registry
+// properties (api.Agent.Properties) win over a stored entity of the same
+// type and id, which stays stored but unseen while the agent is registered.
 func (s *Store) Entity(typ, id string) (map[string]any, bool) {
 	f := s.fsm
 	f.mu.RLock()
+	if typ == api.EntityTypeAgent {
+		if a, ok := f.st.agents[id]; ok {
+			f.mu.RUnlock()
+			return a.props, true
+		}
+	}
 	p, ok := f.st.entities[entityKey{typ, id}]
 	f.mu.RUnlock()
 	return p, ok

@@ -31,6 +31,10 @@ type snapshotHeader struct {
 	// Rollouts is 1 when a rollout record follows the entities (omitted
 	// when 0, so a state without rollouts encodes as before).
 	Rollouts int `json:"rollouts,omitempty"`
+	// Agents counts the agent records after the rollout (omitted when 0,
+	// so a state without agents encodes as before; a node that predates
+	// agents refuses a snapshot with some rather than drop them).
+	Agents int `json:"agents,omitempty"`
 }
 
 // snapshotRecord has exactly one field set. New kinds of state add a field
@@ -45,6 +49,7 @@ type snapshotRecord struct {
 	// before; a node that predates staging refuses one with it (unknown
 	// field) rather than drop the candidate.
 	Staged *api.BundleVersion `json:"staged,omitempty"`
+	Agent  *agentRecord       `json:"agent,omitempty"`
 }
 
 // fsmSnapshot is a point-in-time copy of references into the state.
@@ -55,6 +60,7 @@ type fsmSnapshot struct {
 	nodes    []nodeMeta
 	rollout  *api.Rollout
 	staged   *api.BundleVersion
+	agents   []*agentRecord
 }
 
 // Persist writes the snapshot to the sink. It runs concurrently with Apply,
@@ -95,6 +101,7 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 		return a.ID < b.ID
 	})
 	sort.Slice(s.nodes, func(i, j int) bool { return s.nodes[i].ID < s.nodes[j].ID })
+	sort.Slice(s.agents, func(i, j int) bool { return s.agents[i].Agent.ID < s.agents[j].Agent.ID })
 
 	enc := json.NewEncoder(w)
 	h := snapshotHeader{
@@ -104,6 +111,7 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	if s.rollout != nil {
 		h.Rollouts = 1
 	}
+	h.Agents = len(s.agents)
 	if err := enc.Encode(h); err != nil {
 		return err
 	}
@@ -124,6 +132,11 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	}
 	if s.rollout != nil {
 		if err := enc.Encode(snapshotRecord{Rollout: s.rollout, Staged: s.staged}); err != nil {
+			return err
+		}
+	}
+	for _, a := range s.agents {
+		if err := enc.Encode(snapshotRecord{Agent: a}); err != nil {
 			return err
 		}
 	}
@@ -163,6 +176,32 @@ func readSnapshot(r io.Reader) (state, error) {
 	return decodeSnapshot(zr)
 }
 
+// restoreAgent adds an agent record to st, checking it as Apply would
+// have made it.
+func restoreAgent(st *state, rec *snapshotRecord) error {
+	a := rec.Agent
+	if a == nil || rec.Version != nil || rec.Node != nil || rec.Entity != nil || rec.Rollout != nil || rec.Staged != nil {
+		return errors.New("want an agent")
+	}
+	if err := ValidateAgentManifest(&a.Agent.AgentManifest); err != nil {
+		return fmt.Errorf("agent %q: %w", a.Agent.ID, err)
+	}
+	if a.Agent.State != api.AgentActive && a.Agent.State != api.AgentRetired {
+		return fmt.Errorf("agent %q: unknown state %q", a.Agent.ID, a.Agent.State)
+	}
+	if _, dup := st.agents[a.Agent.ID]; dup {
+		return fmt.Errorf("agent %q appears twice", a.Agent.ID)
+	}
+	if a.TokenHash != "" {
+		if _, dup := st.agentTokens[a.TokenHash]; dup {
+			return fmt.Errorf("agent %q: credential shared with another agent", a.Agent.ID)
+		}
+		st.agentTokens[a.TokenHash] = a.Agent.ID
+	}
+	st.agents[a.Agent.ID] = newAgentRecord(a.Agent, a.TokenHash, a.Digests)
+	return nil
+}
+
 func decodeSnapshot(r io.Reader) (state, error) {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
@@ -173,7 +212,7 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	if h.Format != snapshotFormat {
 		return state{}, fmt.Errorf("unknown snapshot format %d (this node reads %d)", h.Format, snapshotFormat)
 	}
-	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 {
+	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 {
 		return state{}, errors.New("negative count in header")
 	}
 	if h.Rollouts != 0 && h.Rollouts != 1 {
@@ -182,7 +221,7 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	st := newState()
 	st.revision = h.Revision
 	total := h.Versions + h.Nodes + h.Entities
-	for i := 0; i < total+h.Rollouts; i++ {
+	for i := 0; i < total+h.Rollouts+h.Agents; i++ {
 		var rec snapshotRecord
 		if err := dec.Decode(&rec); err != nil {
 			return state{}, fmt.Errorf("record %d: %w", i, err)
@@ -190,7 +229,14 @@ func decodeSnapshot(r io.Reader) (state, error) {
 		if i < total && (rec.Rollout != nil || rec.Staged != nil) {
 			return state{}, fmt.Errorf("record %d: rollout before the last entity", i)
 		}
+		if i < total+h.Rollouts && rec.Agent != nil {
+			return state{}, fmt.Errorf("record %d: agent before the rollout", i)
+		}
 		switch {
+		case i >= total+h.Rollouts:
+			if err := restoreAgent(&st, &rec); err != nil {
+				return state{}, fmt.Errorf("record %d: %w", i, err)
+			}
 		case i == total:
 			r := rec.Rollout
 			if r == nil || rec.Version != nil || rec.Node != nil || rec.Entity != nil {
