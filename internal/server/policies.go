@@ -221,6 +221,8 @@ func (s *Server) writeStoreError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusServiceUnavailable, codeOutcomeUnknown, "leadership changed while the write was committing: it may or may not have been applied; read the state before retrying")
 	case errors.Is(err, store.ErrRolloutActive):
 		writeError(w, http.StatusConflict, codeRolloutActive, err.Error()+": a rollout freezes the bundle; promote or abort it first (GET /v1/rollouts/current)")
+	case errors.Is(err, store.ErrBadCommand):
+		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
 	case errors.Is(err, store.ErrNoSuchVersion), errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, codeNotFound, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
