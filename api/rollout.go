@@ -72,12 +72,13 @@ type RolloutEndRequest struct {
 
 // RolloutFlips counts shadow decisions that flipped from one effect to
 // another, for one rule of the candidate's answer (policy/rule, or the
-// layer for an implicit denial).
+// layer for an implicit denial) and one action.
 type RolloutFlips struct {
-	Rule  string `json:"rule"`
-	From  Effect `json:"from"`
-	To    Effect `json:"to"`
-	Count uint64 `json:"count"`
+	Rule   string `json:"rule"`
+	Action string `json:"action"`
+	From   Effect `json:"from"`
+	To     Effect `json:"to"`
+	Count  uint64 `json:"count"`
 }
 
 // RolloutCounters are one node's shadow counters of the active rollout.

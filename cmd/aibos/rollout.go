@@ -134,7 +134,7 @@ func printRollout(w io.Writer, st api.RolloutStatus) {
 		fmt.Fprintf(w, "node %s: %d shadow decisions, %d flips, %d candidate errors, %d served by the candidate\n",
 			c.Node, c.Samples, c.Flips, c.Errors, c.Cohort)
 		for _, f := range c.ByRule {
-			fmt.Fprintf(w, "  %6d  %s → %s  %s\n", f.Count, f.From, f.To, f.Rule)
+			fmt.Fprintf(w, "  %6d  %s → %s  %s  (%s)\n", f.Count, f.From, f.To, f.Action, f.Rule)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -39,9 +40,13 @@ type rolloutStats struct {
 }
 
 type flipKey struct {
-	rule     string
-	from, to api.Effect
+	rule, action string
+	from, to     api.Effect
 }
+
+// maxFlipKeys bounds the distinct (rule, action, change) counters of a
+// rollout; past it, flips of new keys are counted under action "(other)".
+const maxFlipKeys = 10_000
 
 // ApplyRollout makes r (with its candidate version) the rollout this node
 // serves, or ends it when r is nil or no longer active. Called from the
@@ -93,7 +98,7 @@ func (s *Server) decideCanary(cn *canary, cur *engine.Bundle, req *api.CheckRequ
 		st.errors.Add(1)
 	}
 	if cd.Decision != d.Decision {
-		st.flip(flipKey{rule: reasonKey(cd.Reasons), from: d.Decision, to: cd.Decision})
+		st.flip(flipKey{rule: reasonKey(cd.Reasons), action: req.Action.Name, from: d.Decision, to: cd.Decision})
 	}
 	if cn.inCohort(req, s.store) {
 		st.cohort.Add(1)
@@ -105,8 +110,17 @@ func (s *Server) decideCanary(cn *canary, cur *engine.Bundle, req *api.CheckRequ
 func (st *rolloutStats) flip(k flipKey) {
 	st.flips.Add(1)
 	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, seen := st.byRule[k]; !seen {
+		if len(st.byRule) >= maxFlipKeys {
+			k.action = "(other)"
+		} else {
+			// The request's strings may share memory with its body: keep a
+			// copy, not the body.
+			k.action = strings.Clone(k.action)
+		}
+	}
 	st.byRule[k]++
-	st.mu.Unlock()
 }
 
 // reasonKey names what decided a candidate's answer: its first rule, or the
@@ -133,11 +147,11 @@ func (cn *canary) counters() *api.RolloutCounters {
 		Cohort: st.cohort.Load(), ByRule: []api.RolloutFlips{}}
 	st.mu.Lock()
 	for k, n := range st.byRule {
-		c.ByRule = append(c.ByRule, api.RolloutFlips{Rule: k.rule, From: k.from, To: k.to, Count: n})
+		c.ByRule = append(c.ByRule, api.RolloutFlips{Rule: k.rule, Action: k.action, From: k.from, To: k.to, Count: n})
 	}
 	st.mu.Unlock()
 	slices.SortFunc(c.ByRule, func(a, b api.RolloutFlips) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Rule, b.Rule),
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Action, b.Action),
 			cmp.Compare(a.From, b.From), cmp.Compare(a.To, b.To))
 	})
 	return c

@@ -106,9 +106,9 @@ func TestRolloutPercentCohort(t *testing.T) {
 	if cn == nil || cn.Node != "n1" || cn.Samples != 2*n || cn.Flips != 2*n || cn.Errors != 0 || cn.Cohort < 2*850 || len(cn.ByRule) != 1 {
 		t.Fatalf("counters %+v", cn)
 	}
-	// Every flip, cohort member or not, is named by the candidate's rule:
-	// it denied where the current bundle allowed.
-	if f := cn.ByRule[0]; f.Rule != "reads/reads-deny" || f.From != api.Allow || f.To != api.Deny || f.Count != 2*n {
+	// Every flip, cohort member or not, is named by the candidate's rule
+	// and the action: it denied where the current bundle allowed.
+	if f := cn.ByRule[0]; f.Rule != "reads/reads-deny" || f.Action != "doc.read" || f.From != api.Allow || f.To != api.Deny || f.Count != 2*n {
 		t.Fatalf("flips %+v", cn.ByRule)
 	}
 }
