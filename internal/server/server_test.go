@@ -14,30 +14,17 @@ import (
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/node"
+	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
 // startNode runs a real single-node kernel (Raft, store, HTTP) on loopback.
 func startNode(t testing.TB, mod ...func(*node.Config)) (*node.Node, *client.Client) {
 	t.Helper()
-	cfg := node.Config{
-		NodeID:   "n1",
-		HTTPAddr: "127.0.0.1:0",
-		RaftAddr: "127.0.0.1:0",
-		DataDir:  t.TempDir(),
-	}
+	cfg := nodetest.Config(t, "n1")
 	for _, m := range mod {
 		m(&cfg)
 	}
-	n, err := node.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := n.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n := nodetest.Start(t, cfg)
 	c, err := client.New([]string{n.URL()}, client.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -9,69 +9,34 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/node"
+	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
-// waitLong bounds every wait: generous, since elections and publishes on a
-// loaded 2-core machine under -race can take seconds. Nothing here asserts
-// how long anything took.
-const waitLong = 60 * time.Second
+const waitLong = nodetest.WaitLong
 
-func nodeConfig(t testing.TB, id string) node.Config {
-	return node.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir()}
-}
+func nodeConfig(t testing.TB, id string) node.Config { return nodetest.Config(t, id) }
 
 func startNode(t testing.TB, cfg node.Config) *node.Node {
 	t.Helper()
-	n, err := node.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-	defer cancel()
-	if err := n.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return nodetest.Start(t, cfg)
 }
 
 // startCluster starts one bootstrapping voter and joins the others to it;
 // nonVoters of them join as non-voters.
 func startCluster(t testing.TB, voters, nonVoters int, mod func(*node.Config)) []*node.Node {
 	t.Helper()
-	var nodes []*node.Node
-	for i := range voters + nonVoters {
-		cfg := nodeConfig(t, fmt.Sprintf("n%d", i+1))
-		if i > 0 {
-			cfg.Join = nodes[0].HTTPAddr()
-			cfg.NonVoter = i >= voters
-		}
-		if mod != nil {
-			mod(&cfg)
-		}
-		nodes = append(nodes, startNode(t, cfg))
-	}
-	return nodes
+	return nodetest.Cluster(t, voters, nonVoters, mod)
 }
 
 func newClient(t testing.TB, nodes ...*node.Node) *client.Client {
 	t.Helper()
-	var urls []string
-	for _, n := range nodes {
-		urls = append(urls, n.URL())
-	}
-	c, err := client.New(urls, client.Options{RetryFor: waitLong})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return nodetest.Client(t, nodes...)
 }
 
 // bundle is a valid bundle whose one rule is named after i, so a decision
