@@ -124,7 +124,7 @@ type InvokeResponse struct {
 	ApprovalID   string          `json:"approval_id,omitempty"`
 	ArgsDigest   string          `json:"args_digest"`
 	Cost         float64         `json:"cost,omitempty"`
-	Error        *ErrorBody      `json:"error,omitempty"`
+	Error        *ErrorDetail    `json:"error,omitempty"`
 	// Warnings: soft budget thresholds crossed by this call.
 	Warnings []string `json:"warnings,omitempty"`
 	// Replayed: the stored answer of an earlier call with the same
