@@ -29,6 +29,9 @@ type Error struct {
 	Code    string
 	Message string
 	Details []string
+	// Body is the answer as received (an invocation's refusal carries the
+	// whole api.InvokeResponse).
+	Body []byte
 }
 
 func (e *Error) Error() string {
@@ -254,17 +257,22 @@ func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) e
 // do sends a request to a node, moving to the next node when one cannot be
 // reached and retrying while there is no leader, for up to RetryFor.
 func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte, out any) error {
+	return c.doH(ctx, method, path, ctype, body, nil, out, safeToRetry)
+}
+
+// doH is do with extra request headers and a retry rule of the caller's.
+func (c *Client) doH(ctx context.Context, method, path, ctype string, body []byte, hdr http.Header, out any, retry func(method, path string, err error) bool) error {
 	deadline := time.Now().Add(c.retryFor)
 	backoff := 20 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		cur := c.next.Load()
 		i := int(cur % uint32(len(c.urls)))
-		err := c.once(ctx, c.urls[i]+path, method, ctype, body, out)
+		err := c.once(ctx, c.urls[i]+path, method, ctype, body, hdr, out)
 		if err == nil {
 			return nil
 		}
 		var apiErr *Error
-		retryable := safeToRetry(method, path, err)
+		retryable := retry(method, path, err)
 		if !errors.As(err, &apiErr) {
 			// Move past the node that could not be reached, unless another
 			// call already did.
@@ -308,7 +316,7 @@ func safeToRetry(method, path string, err error) bool {
 	return false
 }
 
-func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte, out any) error {
+func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte, hdr http.Header, out any) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -319,6 +327,9 @@ func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte,
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", ctype)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -332,9 +343,9 @@ func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte,
 	if resp.StatusCode >= 300 {
 		var eb api.ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
-			return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Details: eb.Error.Details}
+			return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Details: eb.Error.Details, Body: data}
 		}
-		return &Error{Status: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode), Message: strings.TrimSpace(string(data))}
+		return &Error{Status: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode), Message: strings.TrimSpace(string(data)), Body: data}
 	}
 	if out == nil {
 		return nil
