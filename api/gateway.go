@@ -211,7 +211,9 @@ type KillSwitch struct {
 	Active    bool      `json:"active"`
 	LiftedBy  string    `json:"lifted_by,omitempty"`
 	LiftedAt  time.Time `json:"lifted_at,omitzero"`
-	Revision  uint64    `json:"revision,omitempty"`
+	// LiftReason is the reason given when it was lifted, if any.
+	LiftReason string `json:"lift_reason,omitempty"`
+	Revision   uint64 `json:"revision,omitempty"`
 }
 
 // KillRequest is the body of POST /v1/kill.

@@ -15,6 +15,10 @@ const (
 	// starts. Two changes in quick succession may arrive as one event with
 	// the later state.
 	WatchRollout = "rollout"
+	// WatchKill carries a kill switch when it is set or lifted, and every
+	// active one when a watch starts. Like rollouts it is state: a switch
+	// set and lifted between two wake-ups arrives once, lifted.
+	WatchKill = "kill"
 )
 
 // WatchEvent is one message of GET /v1/watch, a JSON text message of the
@@ -40,6 +44,10 @@ type WatchEvent struct {
 	// Rollout events only: the rollout's state; Revision is that of its
 	// last change, Version the current bundle version.
 	Rollout *Rollout `json:"rollout,omitempty"`
+
+	// Kill events only: the switch's state; Revision is that of its last
+	// change (set or lift), Version the current bundle version.
+	Kill *KillSwitch `json:"kill,omitempty"`
 }
 
 // VersionInfo returns the version metadata of a bundle event.

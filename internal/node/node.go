@@ -160,6 +160,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 				n.Bundles.ApplyRollout(c.Rollout, c.Candidate)
 				n.Watch.Notify()
 			}
+			if c.Kind == store.ChangeKill {
+				n.Watch.Notify()
+			}
 		},
 	})
 	if err != nil {
@@ -338,3 +341,5 @@ func (r replica) Current() (api.BundleVersion, bool)         { return r.n.Store.
 func (r replica) Version(v uint64) (api.BundleVersion, bool) { return r.n.Store.Version(v) }
 func (r replica) AppliedRevision() uint64                    { return r.n.Store.AppliedRevision() }
 func (r replica) Rollout() (*api.Rollout, bool)              { return r.n.Store.Rollout() }
+func (r replica) Kills() []api.KillSwitch                    { return r.n.Store.Kills() }
+func (r replica) KillRevision() uint64                       { return r.n.Store.KillRevision() }

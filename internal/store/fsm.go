@@ -35,15 +35,25 @@ type Change struct {
 	// Shared, read-only.
 	Rollout   *api.Rollout
 	Candidate *api.BundleVersion
+	// Approval is the approval created, decided, consumed or voided (Kind
+	// approval). Shared, read-only.
+	Approval *api.Approval
+	// Kill is the kill switch set or lifted (Kind kill); Voided the
+	// approvals its setting voided, by id. Shared, read-only.
+	Kill   *api.KillSwitch
+	Voided []*api.Approval
 }
 
 // applyResult is the response of a successfully applied command, returned
 // to the proposer through raft's ApplyFuture.
 type applyResult struct {
-	Revision uint64
-	Version  *api.VersionInfo
-	Rollout  *api.Rollout
-	Agent    *api.Agent
+	Revision  uint64
+	Version   *api.VersionInfo
+	Rollout   *api.Rollout
+	Agent     *api.Agent
+	Orchestra *api.Orchestra
+	Approval  *api.Approval
+	Kill      *api.KillSwitch
 }
 
 type entityKey struct{ typ, id string }
@@ -74,6 +84,15 @@ type state struct {
 	// credential's hash to its agent's id.
 	agents      map[string]*agentRecord
 	agentTokens map[string]string
+	// orchestras are the catalog by name; catalogRev is the revision of
+	// its last change (persisted: a delete leaves no other trace).
+	orchestras map[string]*api.Orchestra
+	catalogRev uint64
+	// approvals by id; kills by id, killRev the revision of the last set
+	// or lift (derived: the highest Revision among kills).
+	approvals map[string]*api.Approval
+	kills     map[string]*api.KillSwitch
+	killRev   uint64
 }
 
 func newState() state {
@@ -82,6 +101,9 @@ func newState() state {
 		nodes:       make(map[string]nodeMeta),
 		agents:      make(map[string]*agentRecord),
 		agentTokens: make(map[string]string),
+		orchestras:  make(map[string]*api.Orchestra),
+		approvals:   make(map[string]*api.Approval),
+		kills:       make(map[string]*api.KillSwitch),
 	}
 }
 
@@ -237,6 +259,15 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 	case cmdAgentRegister, cmdAgentUpdate, cmdAgentRetire, cmdAgentCredentialSet:
 		return f.applyAgent(c)
 
+	case cmdOrchestraPut, cmdOrchestraDelete:
+		return f.applyCatalog(c)
+
+	case cmdApprovalCreate, cmdApprovalDecide, cmdApprovalConsume:
+		return f.applyApproval(c)
+
+	case cmdKillSet, cmdKillLift:
+		return f.applyKill(c)
+
 	default:
 		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
 	}
@@ -298,9 +329,23 @@ func (f *fsm) captureLocked() *fsmSnapshot {
 		rollout:  f.st.rollout,
 		staged:   f.st.staged,
 		agents:   make([]*agentRecord, 0, len(f.st.agents)),
+
+		catalogRev: f.st.catalogRev,
+		orchestras: make([]*api.Orchestra, 0, len(f.st.orchestras)),
+		approvals:  make([]*api.Approval, 0, len(f.st.approvals)),
+		kills:      make([]*api.KillSwitch, 0, len(f.st.kills)),
 	}
 	for _, a := range f.st.agents {
 		s.agents = append(s.agents, a)
+	}
+	for _, o := range f.st.orchestras {
+		s.orchestras = append(s.orchestras, o)
+	}
+	for _, a := range f.st.approvals {
+		s.approvals = append(s.approvals, a)
+	}
+	for _, k := range f.st.kills {
+		s.kills = append(s.kills, k)
 	}
 	for k, p := range f.st.entities {
 		s.entities = append(s.entities, api.Entity{Type: k.typ, ID: k.id, Properties: p})

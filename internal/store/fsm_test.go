@@ -235,11 +235,19 @@ func FuzzApply(f *testing.F) {
 		`{"type":"bundle.rollback","payload":{"to":2}}`,
 		`{"type":"entities.put","payload":{"entities":[{"type":"u","id":"1","properties":{"n":1e400}}]}}`,
 		`{"type":"x"}`, `{}`, `[]`, `"str"`, `{"type":"node.set","payload":null}`,
+		`{"type":"approval.consume","payload":{"id":"ap-pending","invocation_id":"i","time":"2025-01-02T03:05:05Z"}}`,
+		`{"type":"kill.set","payload":{"kill":{"id":"k","scope":"tenant","target":"acme","reason":"r","by":"b","created_at":"2025-01-02T03:04:05Z","active":true}}}`,
 	} {
 		f.Add([]byte(s))
 	}
+	for _, c := range gatewaySeedCommands(f) {
+		f.Add(c)
+	}
+	for _, c := range gatewayFuzzSeeds(f) {
+		f.Add(c)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m := seededFSM(t)
+		m := gatewayFSM(t)
 		before, rev := dump(t, m), m.applied.Load()
 		switch r := applyRaw(m, data).(type) {
 		case error:
@@ -271,7 +279,7 @@ func FuzzApply(f *testing.F) {
 
 // FuzzDecodeSnapshot: arbitrary snapshot bytes never panic the decoder.
 func FuzzDecodeSnapshot(f *testing.F) {
-	m := seededFSM(f)
+	m := gatewayFSM(f)
 	m.mu.RLock()
 	s := m.captureLocked()
 	m.mu.RUnlock()

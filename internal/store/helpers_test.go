@@ -200,3 +200,25 @@ func files(kv ...string) []api.File {
 }
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// roundTrip persists f's state and restores it into a new state machine,
+// failing unless both encode to the same bytes.
+func roundTrip(t testing.TB, f *fsm) *fsm {
+	t.Helper()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := snap.(*fsmSnapshot).write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	g := newFSM(nil)
+	if err := g.Restore(readCloser{&buf}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dump(t, g), dump(t, f)) {
+		t.Fatalf("restored state differs:\n%s\nwant\n%s", dump(t, g), dump(t, f))
+	}
+	return g
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -35,6 +36,15 @@ type snapshotHeader struct {
 	// so a state without agents encodes as before; a node that predates
 	// agents refuses a snapshot with some rather than drop them).
 	Agents int `json:"agents,omitempty"`
+	// The gateway's state follows the agents: orchestras (by name), then
+	// approvals and kill switches (by id). Every count, and the catalog's
+	// revision, is omitted when 0, so a state without them encodes as
+	// before; an older node refuses the unknown fields rather than drop
+	// them.
+	CatalogRevision uint64 `json:"catalog_revision,omitempty"`
+	Orchestras      int    `json:"orchestras,omitempty"`
+	Approvals       int    `json:"approvals,omitempty"`
+	Kills           int    `json:"kills,omitempty"`
 }
 
 // snapshotRecord has exactly one field set. New kinds of state add a field
@@ -48,8 +58,24 @@ type snapshotRecord struct {
 	// rollout's candidate is staged. A snapshot without one encodes as
 	// before; a node that predates staging refuses one with it (unknown
 	// field) rather than drop the candidate.
-	Staged *api.BundleVersion `json:"staged,omitempty"`
-	Agent  *agentRecord       `json:"agent,omitempty"`
+	Staged    *api.BundleVersion `json:"staged,omitempty"`
+	Agent     *agentRecord       `json:"agent,omitempty"`
+	Orchestra *api.Orchestra     `json:"orchestra,omitempty"`
+	Approval  *api.Approval      `json:"approval,omitempty"`
+	Kill      *api.KillSwitch    `json:"kill,omitempty"`
+}
+
+// kinds counts the kinds of state a record holds (Staged goes with
+// Rollout and is not counted): a valid record holds exactly one.
+func (r *snapshotRecord) kinds() int {
+	n := 0
+	for _, set := range []bool{r.Version != nil, r.Node != nil, r.Entity != nil, r.Rollout != nil,
+		r.Agent != nil, r.Orchestra != nil, r.Approval != nil, r.Kill != nil} {
+		if set {
+			n++
+		}
+	}
+	return n
 }
 
 // fsmSnapshot is a point-in-time copy of references into the state.
@@ -61,6 +87,11 @@ type fsmSnapshot struct {
 	rollout  *api.Rollout
 	staged   *api.BundleVersion
 	agents   []*agentRecord
+
+	catalogRev uint64
+	orchestras []*api.Orchestra
+	approvals  []*api.Approval
+	kills      []*api.KillSwitch
 }
 
 // Persist writes the snapshot to the sink. It runs concurrently with Apply,
@@ -102,6 +133,9 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	})
 	sort.Slice(s.nodes, func(i, j int) bool { return s.nodes[i].ID < s.nodes[j].ID })
 	sort.Slice(s.agents, func(i, j int) bool { return s.agents[i].Agent.ID < s.agents[j].Agent.ID })
+	sort.Slice(s.orchestras, func(i, j int) bool { return s.orchestras[i].Name < s.orchestras[j].Name })
+	sort.Slice(s.approvals, func(i, j int) bool { return s.approvals[i].ID < s.approvals[j].ID })
+	sort.Slice(s.kills, func(i, j int) bool { return s.kills[i].ID < s.kills[j].ID })
 
 	enc := json.NewEncoder(w)
 	h := snapshotHeader{
@@ -112,6 +146,8 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 		h.Rollouts = 1
 	}
 	h.Agents = len(s.agents)
+	h.CatalogRevision = s.catalogRev
+	h.Orchestras, h.Approvals, h.Kills = len(s.orchestras), len(s.approvals), len(s.kills)
 	if err := enc.Encode(h); err != nil {
 		return err
 	}
@@ -137,6 +173,21 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	}
 	for _, a := range s.agents {
 		if err := enc.Encode(snapshotRecord{Agent: a}); err != nil {
+			return err
+		}
+	}
+	for _, o := range s.orchestras {
+		if err := enc.Encode(snapshotRecord{Orchestra: o}); err != nil {
+			return err
+		}
+	}
+	for _, a := range s.approvals {
+		if err := enc.Encode(snapshotRecord{Approval: a}); err != nil {
+			return err
+		}
+	}
+	for _, k := range s.kills {
+		if err := enc.Encode(snapshotRecord{Kill: k}); err != nil {
 			return err
 		}
 	}
@@ -180,7 +231,7 @@ func readSnapshot(r io.Reader) (state, error) {
 // have made it.
 func restoreAgent(st *state, rec *snapshotRecord) error {
 	a := rec.Agent
-	if a == nil || rec.Version != nil || rec.Node != nil || rec.Entity != nil || rec.Rollout != nil || rec.Staged != nil {
+	if a == nil || rec.Staged != nil {
 		return errors.New("want an agent")
 	}
 	if err := ValidateAgentManifest(&a.Agent.AgentManifest); err != nil {
@@ -212,7 +263,7 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	if h.Format != snapshotFormat {
 		return state{}, fmt.Errorf("unknown snapshot format %d (this node reads %d)", h.Format, snapshotFormat)
 	}
-	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 {
+	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 || h.Orchestras < 0 || h.Approvals < 0 || h.Kills < 0 {
 		return state{}, errors.New("negative count in header")
 	}
 	if h.Rollouts != 0 && h.Rollouts != 1 {
@@ -220,11 +271,22 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	}
 	st := newState()
 	st.revision = h.Revision
+	st.catalogRev = h.CatalogRevision
 	total := h.Versions + h.Nodes + h.Entities
-	for i := 0; i < total+h.Rollouts+h.Agents; i++ {
+	core := total + h.Rollouts + h.Agents
+	for i := 0; i < core+h.Orchestras+h.Approvals+h.Kills; i++ {
 		var rec snapshotRecord
 		if err := dec.Decode(&rec); err != nil {
 			return state{}, fmt.Errorf("record %d: %w", i, err)
+		}
+		if rec.kinds() != 1 {
+			return state{}, fmt.Errorf("record %d: holds %d kinds of state, want 1", i, rec.kinds())
+		}
+		if i >= core {
+			if err := restoreGateway(&st, &rec, i-core, h); err != nil {
+				return state{}, fmt.Errorf("record %d: %w", i, err)
+			}
+			continue
 		}
 		if i < total && (rec.Rollout != nil || rec.Staged != nil) {
 			return state{}, fmt.Errorf("record %d: rollout before the last entity", i)
@@ -273,4 +335,61 @@ func decodeSnapshot(r io.Reader) (state, error) {
 		return state{}, errors.New("trailing data after the last record")
 	}
 	return st, nil
+}
+
+// restoreGateway adds record j of the gateway's part (orchestras, then
+// approvals, then kill switches) to st, checking it as Apply would have
+// made it.
+func restoreGateway(st *state, rec *snapshotRecord, j int, h snapshotHeader) error {
+	switch {
+	case j < h.Orchestras:
+		o := rec.Orchestra
+		if o == nil {
+			return errors.New("want an orchestra")
+		}
+		if err := ValidateOrchestra(o); err != nil {
+			return err
+		}
+		for name := range st.orchestras {
+			if overlaps(name, o.Name) {
+				return fmt.Errorf("orchestra %q overlaps %q", o.Name, name)
+			}
+		}
+		st.orchestras[o.Name] = o
+	case j < h.Orchestras+h.Approvals:
+		a := rec.Approval
+		if a == nil {
+			return errors.New("want an approval")
+		}
+		switch a.State {
+		case api.ApprovalPending, api.ApprovalApproved, api.ApprovalDenied, api.ApprovalConsumed, api.ApprovalVoided:
+		default:
+			return fmt.Errorf("approval %q: unknown state %q", a.ID, a.State)
+		}
+		fresh := *a
+		fresh.State, fresh.DecidedBy, fresh.DecidedAt, fresh.Reason, fresh.ConsumedBy, fresh.ConsumedAt = "", "", time.Time{}, "", "", time.Time{}
+		if err := validateNewApproval(&fresh); err != nil {
+			return err
+		}
+		if _, dup := st.approvals[a.ID]; dup {
+			return fmt.Errorf("approval %q appears twice", a.ID)
+		}
+		st.approvals[a.ID] = a
+	default:
+		k := rec.Kill
+		if k == nil {
+			return errors.New("want a kill switch")
+		}
+		fresh := *k
+		fresh.LiftedBy, fresh.LiftedAt, fresh.LiftReason = "", time.Time{}, ""
+		if err := validateNewKill(&fresh); err != nil {
+			return err
+		}
+		if _, dup := st.kills[k.ID]; dup {
+			return fmt.Errorf("kill switch %q appears twice", k.ID)
+		}
+		st.kills[k.ID] = k
+		st.killRev = max(st.killRev, k.Revision)
+	}
+	return nil
 }

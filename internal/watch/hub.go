@@ -37,6 +37,16 @@ type RolloutSource interface {
 	Rollout() (*api.Rollout, bool)
 }
 
+// KillSource is what the hub needs to send kill switch events; a Source
+// that also implements it (as *store.Store does) gets them.
+type KillSource interface {
+	// Kills lists the kill switches the replica keeps, active and lifted.
+	Kills() []api.KillSwitch
+	// KillRevision is the revision of the last switch set or lifted (0:
+	// none); the hub reads Kills only when it moved.
+	KillRevision() uint64
+}
+
 // Config configures a Hub. The zero value of a field takes the default in
 // parentheses.
 type Config struct {
@@ -89,6 +99,7 @@ type Hub struct {
 	subs atomic.Int64
 
 	rollouts RolloutSource // nil: the source has no rollouts
+	kills    KillSource    // nil: the source has no kill switches
 
 	// encoded holds the last version's message without and with content.
 	encoded [2]atomic.Pointer[encodedVersion]
@@ -120,6 +131,7 @@ func New(cfg Config) (*Hub, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{cfg: cfg, src: cfg.Source, log: cfg.Logger, closing: make(chan struct{}), ctx: ctx, cancel: cancel}
 	h.rollouts, _ = cfg.Source.(RolloutSource)
+	h.kills, _ = cfg.Source.(KillSource)
 	return h, nil
 }
 

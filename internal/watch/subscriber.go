@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,8 @@ type subscriber struct {
 	last    uint64 // the last version sent (or the watcher's from)
 	lag     uint64 // how far behind it was when closed as slow
 	rollout uint64 // the revision of the last rollout state sent or skipped
+	kill    uint64 // the highest kill switch revision sent or skipped
+	killsOn bool   // the active kill switches were sent on connect
 
 	deadline *time.Timer // cuts the connection when a write takes too long
 	timedOut atomic.Bool // set by deadline
@@ -71,6 +74,9 @@ func (s *subscriber) run(ctx context.Context, start uint64) error {
 			}
 		}
 		if err := s.sendRollout(ctx); err != nil {
+			return err
+		}
+		if err := s.sendKills(ctx); err != nil {
 			return err
 		}
 		select {
@@ -131,6 +137,36 @@ func (s *subscriber) sendRollout(ctx context.Context) error {
 	}
 	s.rollout = r.Revision
 	return s.write(ctx, &api.WatchEvent{Type: api.WatchRollout, Version: s.last, Revision: r.Revision, Rollout: r})
+}
+
+// sendKills sends, the first time, every active kill switch; later, every
+// switch set or lifted since the last one sent, in revision order. Like
+// rollouts it sends state: a switch set and lifted between two wake-ups
+// is sent once, lifted. A switch's revision is that of its last change,
+// and revisions only grow, so nothing is sent twice or missed.
+func (s *subscriber) sendKills(ctx context.Context) error {
+	src := s.h.kills
+	if src == nil || s.killsOn && src.KillRevision() <= s.kill {
+		return nil
+	}
+	first := !s.killsOn
+	s.killsOn = true
+	var send []api.KillSwitch
+	last := s.kill
+	for _, k := range src.Kills() {
+		if first && k.Active || !first && k.Revision > s.kill {
+			send = append(send, k)
+		}
+		last = max(last, k.Revision)
+	}
+	s.kill = last
+	sort.Slice(send, func(i, j int) bool { return send[i].Revision < send[j].Revision })
+	for i := range send {
+		if err := s.write(ctx, &api.WatchEvent{Type: api.WatchKill, Version: s.last, Revision: send[i].Revision, Kill: &send[i]}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // encodedVersion is the message of one version, as sent.
