@@ -355,6 +355,10 @@ func (l *Log) flush() position {
 	}
 }
 
+// Err returns the write or sync error after which the log refuses appends
+// (wrapping ErrFailed), or nil: a node reports it in its health.
+func (l *Log) Err() error { return l.failed() }
+
 func (l *Log) failed() error {
 	if p := l.failure.Load(); p != nil {
 		return *p

@@ -589,3 +589,18 @@ type fakeClock struct{ ns atomic.Int64 }
 func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
 func (c *fakeClock) add(d time.Duration) { c.ns.Add(int64(d)) }
+
+func TestOpenRefusesTruncatedLog(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 10, 0)
+	path := segFiles(t, dir)[0]
+	offs, _, _ := frameOffsets(t, path)
+	os.Truncate(path, int64(offs[8])) // records 9 and 10, acknowledged, are gone
+	_, err := Open(Config{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "seq 10") || !strings.Contains(err.Error(), "verify") {
+		t.Fatalf("Open of a truncated log: %v", err)
+	}
+	if info, _ := os.Stat(path); info.Size() != int64(offs[8]) {
+		t.Errorf("Open changed the evidence: %d bytes", info.Size())
+	}
+}
