@@ -31,6 +31,7 @@ Usage:
   aibos check [flags]                     ask a cluster for a decision
   aibos entities put FILE                 upsert entities ({"entities": [...]}) in a cluster
   aibos agent register|list|get|retire|rotate  the agent registry (register FILE prints the token once)
+  aibos audit verify|query|export         check or read a node's audit log (see aibos audit -h)
   aibos cluster status                    show a cluster's members
   aibos bench [flags]                     drive a node with decisions and report throughput/latency
   aibos failover-bench [flags]            measure leader failover on a local 3-node cluster
@@ -65,6 +66,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdEntities(rest, stdin, stdout, stderr)
 	case "agent":
 		return cmdAgent(rest, stdin, stdout, stderr)
+	case "audit":
+		return cmdAudit(rest, stdout, stderr)
 	case "cluster":
 		return cmdCluster(rest, stdout, stderr)
 	case "bench":

@@ -1,0 +1,717 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures a Log. The zero value of a field takes the default in
+// parentheses.
+type Config struct {
+	// Dir holds the segment files and the head file; created if missing.
+	// A node uses DATA/audit. Required.
+	Dir string
+	// Node is written into records that do not name one.
+	Node string
+	// Redact lists dotted field paths ("ssn", "customer.email") removed
+	// from the Args and the Result of every record: the value becomes
+	// "[redacted]" and the path is listed in Redacted. Where a step meets
+	// an array, the rest of the path applies to each element.
+	Redact []string
+	// SegmentBytes is the size at which a segment is closed and the next
+	// begun. (64 MiB)
+	SegmentBytes int64
+	// Retention is how long records are kept: a whole segment is deleted
+	// once the next segment began before now − Retention. Checked at Open
+	// and hourly. (30 days)
+	Retention time.Duration
+	// FsyncInterval bounds how long a record given to Append stays written
+	// but not synced; a crash of the machine can lose that window of
+	// Append'ed records. AppendSync does not wait for it: its batch is
+	// synced at once. (2 ms)
+	FsyncInterval time.Duration
+	// QueueSize bounds the records waiting for the writer; Append blocks
+	// when it is full. (65,536)
+	QueueSize int
+	// Now is the clock of records without a time, segment names and
+	// retention. (time.Now)
+	Now func() time.Time
+
+	// beforeBatch, if set, runs in the writer before each batch; tests
+	// stall the writer with it.
+	beforeBatch func()
+}
+
+// Stats are counters of a Log since it was opened.
+type Stats struct {
+	Written      uint64 `json:"written"`       // records written to a segment
+	Fsyncs       uint64 `json:"fsyncs"`        // group commits (segment syncs)
+	Blocked      uint64 `json:"blocked"`       // appends that waited for room in the queue
+	BlockedNanos uint64 `json:"blocked_nanos"` // time appends spent waiting
+	Failed       uint64 `json:"failed"`        // records not written: too large, or the log was closed or had failed
+	QueueLen     int    `json:"queue_len"`     // records waiting now
+	Segments     int    `json:"segments"`      // segment files now
+}
+
+var (
+	// ErrClosed is returned by AppendSync on a closed log.
+	ErrClosed = errors.New("audit: log is closed")
+	// ErrFailed wraps the write or sync error after which the log refuses
+	// every append: records acknowledged before it are durable, none after.
+	ErrFailed = errors.New("audit: log failed; reopen it once the disk is fixed")
+)
+
+// item is what the queue carries: a record, a record with a waiter
+// (AppendSync), or a waiter alone (a flush barrier).
+type item struct {
+	r *Record
+	w chan result
+}
+
+type result struct {
+	seq uint64
+	err error
+	pos position // of a barrier: how far the segments are written
+}
+
+// position is the end of what the writer has written.
+type position struct {
+	segment string // file name of the current segment; "" if none yet
+	size    int64
+}
+
+type waiter struct {
+	w   chan result
+	seq uint64
+}
+
+// syncJob asks the syncer to sync f up to the record (seq, chain), then
+// update the head file and release the waiters; close closes f after.
+type syncJob struct {
+	f       *os.File
+	seq     uint64
+	chain   [32]byte
+	waiters []waiter
+	close   bool
+}
+
+// Log is an open audit log. Its methods are safe for concurrent use.
+type Log struct {
+	cfg   Config
+	red   *redactor
+	queue chan item
+	syncq chan syncJob
+	stop  chan struct{}
+	done  chan struct{} // closed once the writer and the syncer have exited
+
+	closed  atomic.Bool
+	failure atomic.Pointer[error]
+	stats   struct {
+		written, fsyncs, blocked, blockedNanos, failed atomic.Uint64
+		segments                                       atomic.Int64
+	}
+	// readers is held by in-process readers (Query, Export, Verify);
+	// retention skips a round rather than delete under them.
+	readers sync.RWMutex
+
+	closeOnce sync.Once
+	closeErr  error // set by the writer and syncer before done closes
+
+	// Owned by the writer goroutine (and by Open before it starts).
+	f        *os.File
+	segName  string
+	segSize  int64
+	buf      []byte
+	seq      uint64
+	chain    [32]byte
+	unsynced bool
+	pending  uint64 // records in buf
+
+	// Owned by the syncer.
+	head *os.File
+}
+
+// Open opens or creates the log in cfg.Dir, recovers it (a torn last
+// record, from a crash while writing, is truncated), deletes expired
+// segments, and starts the writer. It refuses a log whose head file says
+// more was acknowledged than the segments hold: that is a truncated or
+// damaged log, for Verify and a person to look at.
+func Open(cfg Config) (*Log, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("audit: Dir is required")
+	}
+	if cfg.SegmentBytes <= 0 {
+		cfg.SegmentBytes = 64 << 20
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 30 * 24 * time.Hour
+	}
+	if cfg.FsyncInterval <= 0 {
+		cfg.FsyncInterval = 2 * time.Millisecond
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 1 << 16
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	red, err := newRedactor(cfg.Redact)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	l := &Log{cfg: cfg, red: red, queue: make(chan item, cfg.QueueSize), syncq: make(chan syncJob, 64),
+		stop: make(chan struct{}), done: make(chan struct{}), chain: genesis}
+	if err := l.recover(); err != nil {
+		return nil, err
+	}
+	l.expire()
+	go l.run()
+	return l, nil
+}
+
+// recover finds the last record (truncating a torn tail) and brings the
+// head file up to it.
+func (l *Log) recover() error {
+	dir := l.cfg.Dir
+	h, haveHead, err := readHead(dir)
+	if err != nil {
+		return fmt.Errorf("audit: %s: head file is damaged (%v); run `aibos audit verify`, then move the directory aside to start a new log", dir, err)
+	}
+	segs, _, err := listSegments(dir)
+	if err != nil {
+		return err
+	}
+	if haveHead {
+		l.seq, l.chain = h.seq, h.chain
+	}
+	for len(segs) > 0 {
+		last := segs[len(segs)-1]
+		data, err := os.ReadFile(last.path)
+		if err != nil {
+			return fmt.Errorf("audit: recover: %w", err)
+		}
+		if len(data) < segHeaderSize && (!haveHead || h.seq < last.firstSeq) {
+			// Created by a crash before its header was whole: it holds
+			// nothing acknowledged.
+			if err := os.Remove(last.path); err != nil {
+				return fmt.Errorf("audit: recover: %w", err)
+			}
+			segs = segs[:len(segs)-1]
+			continue
+		}
+		var seq uint64
+		var chain [32]byte
+		hdr, valid, err := scanSegment(data, func(fr frame) bool { seq, chain = fr.seq, fr.chain; return true })
+		if err != nil {
+			return fmt.Errorf("audit: %s: segment header is damaged; run `aibos audit verify`", last.path)
+		}
+		if seq == 0 {
+			seq, chain = hdr.firstSeq-1, hdr.prev
+		}
+		if haveHead && h.seq > seq {
+			return fmt.Errorf("audit: %s: the head file says seq %d was written but the log ends at seq %d: records are missing; run `aibos audit verify`", dir, h.seq, seq)
+		}
+		if valid < len(data) {
+			if err := truncate(last.path, int64(valid)); err != nil {
+				return err
+			}
+		}
+		l.seq, l.chain = seq, chain
+		break
+	}
+	f, err := os.OpenFile(filepath.Join(dir, headName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	l.head = f
+	if _, err := f.WriteAt(encodeHead(head{l.seq, l.chain}), 0); err != nil {
+		f.Close()
+		return fmt.Errorf("audit: write head: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("audit: sync head: %w", err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+func truncate(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("audit: truncate torn tail: %w", err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("audit: truncate torn tail of %s: %w", path, err)
+	}
+	return f.Sync()
+}
+
+// syncDir makes created and removed directory entries durable.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// Append queues r for the writer and returns: it is the decision path's
+// call, a channel send. When the queue is full it waits for room (and
+// counts the wait) rather than drop. r belongs to the log from then on:
+// neither the caller nor anyone else may modify it. Appends concurrent
+// with or after Close are not written (they are counted as failed).
+func (l *Log) Append(r *Record) {
+	if !l.closed.Load() {
+		select {
+		case l.queue <- item{r: r}:
+			return
+		default:
+		}
+	}
+	l.appendSlow(context.Background(), item{r: r})
+}
+
+func (l *Log) appendSlow(ctx context.Context, it item) error {
+	if l.closed.Load() {
+		l.stats.failed.Add(1)
+		return ErrClosed
+	}
+	l.stats.blocked.Add(1)
+	start := time.Now()
+	defer func() { l.stats.blockedNanos.Add(uint64(time.Since(start))) }()
+	select {
+	case l.queue <- it:
+		return nil
+	case <-l.stop:
+		l.stats.failed.Add(1)
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// AppendSync writes r and returns its seq once it is synced to disk,
+// together with whatever else was queued (group commit). It fails if the
+// log is closed or has failed, or if ctx ends first (then r may still be
+// written). r must not be modified until it returns.
+func (l *Log) AppendSync(ctx context.Context, r *Record) (uint64, error) {
+	if l.closed.Load() {
+		l.stats.failed.Add(1)
+		return 0, ErrClosed
+	}
+	if err := l.failed(); err != nil {
+		l.stats.failed.Add(1)
+		return 0, err
+	}
+	it := item{r: r, w: make(chan result, 1)}
+	select {
+	case l.queue <- it:
+	default:
+		if err := l.appendSlow(ctx, it); err != nil {
+			return 0, err
+		}
+	}
+	select {
+	case res := <-it.w:
+		return res.seq, res.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-l.done:
+		select {
+		case res := <-it.w:
+			return res.seq, res.err
+		default:
+			return 0, ErrClosed
+		}
+	}
+}
+
+// flush waits until every record queued before it is written (not
+// necessarily synced) and returns how far the segments are written.
+func (l *Log) flush() position {
+	w := make(chan result, 1)
+	select {
+	case l.queue <- item{w: w}:
+	case <-l.done:
+		return position{}
+	}
+	select {
+	case res := <-w:
+		return res.pos
+	case <-l.done:
+		return position{}
+	}
+}
+
+// Err returns the write or sync error after which the log refuses appends
+// (wrapping ErrFailed), or nil: a node reports it in its health.
+func (l *Log) Err() error { return l.failed() }
+
+func (l *Log) failed() error {
+	if p := l.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (l *Log) fail(err error) {
+	err = fmt.Errorf("%w: %w", ErrFailed, err)
+	l.failure.CompareAndSwap(nil, &err)
+}
+
+// Stats returns the log's counters.
+func (l *Log) Stats() Stats {
+	return Stats{
+		Written: l.stats.written.Load(), Fsyncs: l.stats.fsyncs.Load(),
+		Blocked: l.stats.blocked.Load(), BlockedNanos: l.stats.blockedNanos.Load(),
+		Failed: l.stats.failed.Load(), QueueLen: len(l.queue), Segments: int(l.stats.segments.Load()),
+	}
+}
+
+// Close writes and syncs what is queued, updates the head file and stops
+// the writer. It is idempotent; producers should stop appending first.
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() {
+		l.closed.Store(true)
+		close(l.stop)
+		<-l.done
+	})
+	return l.closeErr
+}
+
+// maxBatch bounds the records the writer takes before writing them.
+const maxBatch = 4096
+
+// run is the writer: it owns the segment files and the chain. It encodes
+// a batch of whatever is queued, writes it with one system call, and hands
+// syncing to the syncer, so that encoding the next batch overlaps the
+// previous fsync.
+func (l *Log) run() {
+	syncerDone := make(chan struct{})
+	go l.syncer(syncerDone)
+	defer func() {
+		close(l.syncq)
+		<-syncerDone
+		close(l.done)
+	}()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
+	expire := time.NewTicker(time.Hour)
+	defer expire.Stop()
+	var waiters []waiter
+	var barriers []chan result
+	for {
+		select {
+		case it := <-l.queue:
+			if l.cfg.beforeBatch != nil {
+				l.cfg.beforeBatch()
+			}
+			waiters, barriers = waiters[:0], barriers[:0]
+			waiters, barriers = l.handle(it, waiters, barriers)
+		drain:
+			for n := 1; n < maxBatch && len(l.buf) < 1<<20; n++ {
+				select {
+				case it := <-l.queue:
+					waiters, barriers = l.handle(it, waiters, barriers)
+				default:
+					break drain
+				}
+			}
+			l.commit(waiters, false)
+			for _, b := range barriers {
+				b <- result{pos: position{l.segName, l.segSize}}
+			}
+			if l.unsynced && !armed {
+				timer.Reset(l.cfg.FsyncInterval)
+				armed = true
+			}
+		case <-timer.C:
+			armed = false
+			if l.unsynced {
+				l.commit(nil, true)
+			}
+		case <-expire.C:
+			l.expire()
+		case <-l.stop:
+			waiters, barriers = waiters[:0], barriers[:0]
+			for more := true; more; {
+				select {
+				case it := <-l.queue:
+					waiters, barriers = l.handle(it, waiters, barriers)
+				default:
+					more = false
+				}
+			}
+			l.commit(waiters, true)
+			for _, b := range barriers {
+				b <- result{pos: position{l.segName, l.segSize}}
+			}
+			if l.f != nil {
+				// After the commit's sync: this one finds nothing to write.
+				l.syncq <- syncJob{f: l.f, seq: l.seq, chain: l.chain, close: true}
+				l.f = nil
+			}
+			return
+		}
+	}
+}
+
+// handle encodes one queued item into the buffer, or notes a barrier.
+func (l *Log) handle(it item, waiters []waiter, barriers []chan result) ([]waiter, []chan result) {
+	if it.r == nil {
+		return waiters, append(barriers, it.w)
+	}
+	if err := l.failed(); err != nil {
+		l.stats.failed.Add(1)
+		if it.w != nil {
+			it.w <- result{err: err}
+		}
+		return waiters, barriers
+	}
+	seq, err := l.encode(it.r)
+	if err != nil {
+		l.stats.failed.Add(1)
+		if it.w != nil {
+			it.w <- result{err: err}
+		}
+		return waiters, barriers
+	}
+	if it.w != nil {
+		waiters = append(waiters, waiter{it.w, seq})
+	}
+	return waiters, barriers
+}
+
+var zeros [frameReserve]byte
+
+// encode appends the frame of r to the buffer, beginning a segment first
+// if there is none or the current one is full. It does not modify r.
+func (l *Log) encode(r *Record) (uint64, error) {
+	if l.f == nil || l.segSize >= l.cfg.SegmentBytes {
+		if err := l.rotate(); err != nil {
+			l.fail(err)
+			return 0, l.failed()
+		}
+	}
+	t := r.Time
+	if t.IsZero() {
+		t = l.cfg.Now()
+	}
+	node := r.Node
+	if node == "" {
+		node = l.cfg.Node
+	}
+	args, res, redacted := r.Args, r.Result, r.Redacted
+	if l.red != nil {
+		var paths []string
+		args, paths = l.red.apply(args, "args", nil)
+		res, paths = l.red.apply(res, "result", paths)
+		if len(paths) > 0 {
+			redacted = append(slices.Clip(redacted), paths...)
+		}
+	}
+	start := len(l.buf)
+	l.buf = append(l.buf, zeros[:]...)
+	l.buf = appendBody(l.buf, r, node, args, res, redacted)
+	buf, chain, err := sealFrame(l.buf, start, l.chain, l.seq+1, t.UnixNano())
+	l.buf = buf
+	if err != nil {
+		return 0, err
+	}
+	l.seq++
+	l.chain = chain
+	l.segSize += int64(len(l.buf) - start)
+	l.pending++
+	l.unsynced = true
+	return l.seq, nil
+}
+
+// rotate writes the buffer to the current segment, hands it to the syncer
+// to be synced and closed, and begins the next one.
+func (l *Log) rotate() error {
+	if l.f != nil {
+		if err := l.write(); err != nil {
+			return err
+		}
+		l.syncq <- syncJob{f: l.f, seq: l.seq, chain: l.chain, close: true}
+		l.f = nil
+	}
+	name := segmentName(l.seq+1, l.cfg.Now().UnixNano())
+	f, err := os.OpenFile(filepath.Join(l.cfg.Dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("begin segment: %w", err)
+	}
+	syncDir(l.cfg.Dir)
+	l.f, l.segName = f, name
+	l.buf = appendSegHeader(l.buf, segHeader{firstSeq: l.seq + 1, start: l.cfg.Now().UnixNano(), prev: l.chain})
+	l.segSize = int64(len(l.buf))
+	l.stats.segments.Add(1)
+	return nil
+}
+
+// write appends the buffer to the current segment.
+func (l *Log) write() error {
+	if len(l.buf) == 0 {
+		return nil
+	}
+	_, err := l.f.Write(l.buf)
+	if cap(l.buf) > 4<<20 {
+		l.buf = nil
+	} else {
+		l.buf = l.buf[:0]
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", l.segName, err)
+	}
+	l.stats.written.Add(l.pending)
+	l.pending = 0
+	return nil
+}
+
+// commit writes the buffer and, when records wait for durability or sync
+// was asked, hands a sync of everything written so far to the syncer.
+func (l *Log) commit(waiters []waiter, sync bool) {
+	if l.f == nil {
+		// Nothing written yet: any waiters were answered in handle.
+		return
+	}
+	if err := l.failed(); err == nil {
+		if err := l.write(); err != nil {
+			l.fail(err)
+		}
+	}
+	if err := l.failed(); err != nil {
+		l.buf = l.buf[:0]
+		for _, w := range waiters {
+			w.w <- result{err: err}
+		}
+		return
+	}
+	if len(waiters) == 0 && !sync {
+		return
+	}
+	l.syncq <- syncJob{f: l.f, seq: l.seq, chain: l.chain, waiters: slices.Clone(waiters)}
+	l.unsynced = false
+}
+
+// syncer syncs segments, updates the head file and releases waiters, in
+// the order of its jobs; it takes every job queued at once, so one fsync
+// commits them all.
+func (l *Log) syncer(done chan struct{}) {
+	defer close(done)
+	var jobs []syncJob
+	for job := range l.syncq {
+		jobs = append(jobs[:0], job)
+		for more := true; more; {
+			select {
+			case j, ok := <-l.syncq:
+				if !ok {
+					more = false
+					break
+				}
+				jobs = append(jobs, j)
+			default:
+				more = false
+			}
+		}
+		err := l.failed()
+		var cur *os.File
+		for _, j := range jobs {
+			if err == nil && cur != nil && j.f != cur {
+				err = l.syncFile(cur)
+			}
+			cur = j.f
+			if j.close {
+				if err == nil {
+					err = l.syncFile(cur)
+				}
+				if cerr := cur.Close(); cerr != nil && err == nil {
+					err = fmt.Errorf("close segment: %w", cerr)
+				}
+				cur = nil
+			}
+		}
+		if err == nil && cur != nil {
+			err = l.syncFile(cur)
+		}
+		last := jobs[len(jobs)-1]
+		if err == nil {
+			// Written after the segments are synced, so the head never
+			// names a record that is not durable. Not synced itself: a
+			// head lost in a machine crash is an older head, which is
+			// still true (DESIGN.md).
+			if _, werr := l.head.WriteAt(encodeHead(head{last.seq, last.chain}), 0); werr != nil {
+				err = fmt.Errorf("write head: %w", werr)
+			}
+		}
+		if err != nil {
+			l.fail(err)
+			err = l.failed()
+		}
+		for _, j := range jobs {
+			for _, w := range j.waiters {
+				w.w <- result{seq: w.seq, err: err}
+			}
+		}
+	}
+	// The writer has stopped: make the head durable and close it.
+	err := l.head.Sync()
+	if cerr := l.head.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = l.failed()
+	}
+	l.closeErr = err
+}
+
+func (l *Log) syncFile(f *os.File) error {
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", filepath.Base(f.Name()), err)
+	}
+	l.stats.fsyncs.Add(1)
+	return nil
+}
+
+// expire deletes whole segments whose every record is older than the
+// retention: those followed by a segment that began before the cutoff.
+// The newest segment is never deleted. It skips a round while in-process
+// readers hold the segments.
+func (l *Log) expire() {
+	if !l.readers.TryLock() {
+		return
+	}
+	defer l.readers.Unlock()
+	segs, _, err := listSegments(l.cfg.Dir)
+	if err != nil {
+		return
+	}
+	cutoff := l.cfg.Now().Add(-l.cfg.Retention)
+	removed := 0
+	for i := 0; i+1 < len(segs); i++ {
+		if segs[i+1].start.After(cutoff) {
+			break
+		}
+		if err := os.Remove(segs[i].path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		removed++
+	}
+	if removed > 0 {
+		syncDir(l.cfg.Dir)
+	}
+	l.stats.segments.Store(int64(len(segs) - removed))
+}

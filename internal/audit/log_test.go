@@ -1,0 +1,606 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func open(t testing.TB, cfg Config) *Log {
+	t.Helper()
+	l, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// decision is a typical decision record (~250 bytes of JSON).
+func decision(i int) *Record {
+	return &Record{
+		Kind: KindDecision, Agent: fmt.Sprintf("agent-%d", i%7), AgentVersion: "1.4.2", Tenant: "acme",
+		Subject: "agent:agent-42", Action: fmt.Sprintf("crm.read.%d", i%5), Resource: "customer:c-1001",
+		Decision: []string{"allow", "deny"}[i%2], Version: 17, Rules: []string{"tenant-acme/allow-crm-read"},
+		DurationNS: 812,
+	}
+}
+
+func queryAll(t testing.TB, l *Log, f Filter) []Record {
+	t.Helper()
+	recs, err := l.Query(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func mustVerify(t testing.TB, dir string) Report {
+	t.Helper()
+	rep, err := Verify(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	l := open(t, Config{Dir: dir, Node: "n1", Now: func() time.Time { return at }})
+	full := &Record{
+		Kind: KindInvocation, Agent: "a1", AgentVersion: "2", Tenant: "acme", Subject: "agent:a1",
+		Action: "payments.refund", Resource: "order:o-9", Decision: "allow", Version: 3,
+		Rules: []string{"p/r1", "p/r2"}, InvocationID: "inv-1", ApprovalID: "ap-1", Status: "ok",
+		Error: "line1\nline2 \"quoted\" \u2028 é", Cost: 0.125, DurationNS: 1500, ArgsDigest: "sha256:ab",
+		Args: json.RawMessage(`{"amount": 12.5,
+ "currency": "EUR"}`), Result: json.RawMessage(`[1,2,3]`), By: "alice", Reason: "ticket 7",
+		Time: at.Add(-time.Second),
+	}
+	seq, err := l.AppendSync(context.Background(), full)
+	if err != nil || seq != 1 {
+		t.Fatalf("AppendSync = %d, %v", seq, err)
+	}
+	l.Append(&Record{Kind: KindKill})
+	recs := queryAll(t, l, Filter{})
+	if len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	want := *full
+	want.Seq, want.Node = 1, "n1"
+	want.Args = json.RawMessage(`{"amount":12.5,"currency":"EUR"}`)
+	got := recs[0]
+	if !got.Time.Equal(want.Time) {
+		t.Errorf("time %v, want %v", got.Time, want.Time)
+	}
+	got.Time, want.Time = time.Time{}, time.Time{}
+	gj, _ := json.Marshal(got)
+	wj, _ := json.Marshal(want)
+	if !bytes.Equal(gj, wj) {
+		t.Errorf("record\n got %s\nwant %s", gj, wj)
+	}
+	if k := recs[1]; k.Seq != 2 || k.Kind != KindKill || !k.Time.Equal(at) || k.Node != "n1" {
+		t.Errorf("second record %+v", k)
+	}
+	if st := l.Stats(); st.Written != 2 || st.Fsyncs == 0 || st.Segments != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if rep := mustVerify(t, dir); !rep.OK() || rep.Records != 2 || rep.FirstSeq != 1 || rep.LastSeq != 2 || len(rep.Head) != 64 {
+		t.Errorf("verify %+v", rep)
+	}
+	if _, err := l.AppendSync(context.Background(), decision(0)); !errors.Is(err, ErrClosed) {
+		t.Errorf("AppendSync after Close: %v", err)
+	}
+}
+
+func TestRestartContinuesSeqAndChain(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, SegmentBytes: 2 << 10}
+	l := open(t, cfg)
+	for i := range 50 {
+		l.Append(decision(i))
+	}
+	l.Close()
+	l = open(t, cfg)
+	seq, err := l.AppendSync(context.Background(), decision(50))
+	if err != nil || seq != 51 {
+		t.Fatalf("after restart: seq %d, %v", seq, err)
+	}
+	for i := 51; i < 60; i++ {
+		l.Append(decision(i))
+	}
+	recs := queryAll(t, l, Filter{Limit: 1000})
+	if len(recs) != 60 {
+		t.Fatalf("%d records", len(recs))
+	}
+	for i, r := range recs {
+		if r.Seq != uint64(i+1) || r.Action != decision(i).Action {
+			t.Fatalf("record %d = seq %d action %s", i, r.Seq, r.Action)
+		}
+	}
+	l.Close()
+	rep := mustVerify(t, dir)
+	if !rep.OK() || rep.Records != 60 || rep.Segments < 4 {
+		t.Fatalf("verify after restart: %+v", rep)
+	}
+}
+
+// writeLog writes n decisions in segments of about segBytes and closes.
+func writeLog(t testing.TB, dir string, n int, segBytes int64) {
+	t.Helper()
+	l := open(t, Config{Dir: dir, SegmentBytes: segBytes})
+	for i := range n {
+		l.Append(decision(i))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func segFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*"+segSuffix))
+	return files
+}
+
+// frameOffsets returns the offset and seq of every frame of a segment.
+func frameOffsets(t testing.TB, path string) (offs []int, seqs []uint64, data []byte) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := segHeaderSize
+	scanSegment(data, func(fr frame) bool {
+		offs, seqs = append(offs, off), append(seqs, fr.seq)
+		off += frameHeader + len(fr.payload)
+		return true
+	})
+	return offs, seqs, data
+}
+
+func TestTornTailIsTruncated(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 10, 0)
+	path := segFiles(t, dir)[0]
+	info, _ := os.Stat(path)
+	// The head says 10; a crash while writing seq 11 leaves a torn frame.
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	var torn []byte
+	torn = append(torn, zeros[:]...)
+	torn = appendBody(torn, decision(10), "", nil, nil, nil)
+	var h [32]byte
+	torn, _, _ = sealFrame(torn, 0, h, 11, 1)
+	f.Write(torn[:len(torn)-9])
+	f.Close()
+	rep := mustVerify(t, dir)
+	if !rep.OK() || len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "incomplete last record") {
+		t.Fatalf("torn tail before Open: %+v", rep)
+	}
+
+	l := open(t, Config{Dir: dir})
+	if after, _ := os.Stat(path); after.Size() != info.Size() {
+		t.Errorf("segment is %d bytes after recovery, want %d", after.Size(), info.Size())
+	}
+	seq, err := l.AppendSync(context.Background(), decision(10))
+	if err != nil || seq != 11 {
+		t.Fatalf("after a torn tail: seq %d, %v", seq, err)
+	}
+	l.Close()
+	if rep := mustVerify(t, dir); !rep.OK() || rep.Records != 11 || len(rep.Notes) != 0 {
+		t.Fatalf("verify after recovery: %+v", rep)
+	}
+}
+
+func TestTamperIsDetected(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper func(t *testing.T, dir string) (seg string, seq uint64)
+		want   string
+	}{
+		{"flip a byte", func(t *testing.T, dir string) (string, uint64) {
+			path := segFiles(t, dir)[1]
+			offs, seqs, data := frameOffsets(t, path)
+			data[offs[2]+frameReserve+5] ^= 0x20
+			os.WriteFile(path, data, 0o644)
+			return filepath.Base(path), seqs[2]
+		}, "checksum"},
+		{"modify and fix the checksum", func(t *testing.T, dir string) (string, uint64) {
+			path := segFiles(t, dir)[1]
+			offs, seqs, data := frameOffsets(t, path)
+			fr, n, _ := nextFrame(data[offs[1]:])
+			i := bytes.Index(fr.body, []byte("deny"))
+			if i < 0 {
+				i = bytes.Index(fr.body, []byte("allow"))
+			}
+			fr.body[i] = 'X'
+			putCRC(data[offs[1] : offs[1]+n])
+			os.WriteFile(path, data, 0o644)
+			return filepath.Base(path), seqs[1]
+		}, "chain value does not match"},
+		{"delete a record", func(t *testing.T, dir string) (string, uint64) {
+			path := segFiles(t, dir)[1]
+			offs, seqs, data := frameOffsets(t, path)
+			data = append(data[:offs[2]:offs[2]], data[offs[3]:]...)
+			os.WriteFile(path, data, 0o644)
+			return filepath.Base(path), seqs[3]
+		}, "missing"},
+		{"swap two records", func(t *testing.T, dir string) (string, uint64) {
+			path := segFiles(t, dir)[1]
+			offs, seqs, data := frameOffsets(t, path)
+			a, b, c := data[offs[1]:offs[2]], data[offs[2]:offs[3]], data[offs[3]:]
+			out := append(append(append(append([]byte{}, data[:offs[1]]...), b...), a...), c...)
+			os.WriteFile(path, out, 0o644)
+			return filepath.Base(path), seqs[2]
+		}, "seq"},
+		{"insert a record", func(t *testing.T, dir string) (string, uint64) {
+			path := segFiles(t, dir)[1]
+			offs, seqs, data := frameOffsets(t, path)
+			dup := data[offs[1]:offs[2]]
+			out := append(append(append([]byte{}, data[:offs[2]]...), dup...), data[offs[2]:]...)
+			os.WriteFile(path, out, 0o644)
+			return filepath.Base(path), seqs[1]
+		}, "reordered or duplicated"},
+		{"remove a middle segment", func(t *testing.T, dir string) (string, uint64) {
+			files := segFiles(t, dir)
+			_, seqs, _ := frameOffsets(t, files[1])
+			os.Remove(files[1])
+			return filepath.Base(files[2]), seqs[0]
+		}, "are missing"},
+		{"truncate the tail", func(t *testing.T, dir string) (string, uint64) {
+			files := segFiles(t, dir)
+			last := files[len(files)-1]
+			offs, seqs, _ := frameOffsets(t, last)
+			os.Truncate(last, int64(offs[len(offs)-1]))
+			return headName, seqs[len(seqs)-1]
+		}, "tail truncated"},
+		{"remove the last segment", func(t *testing.T, dir string) (string, uint64) {
+			files := segFiles(t, dir)
+			_, seqs, _ := frameOffsets(t, files[len(files)-2])
+			os.Remove(files[len(files)-1])
+			return headName, seqs[len(seqs)-1] + 1
+		}, "tail truncated"},
+		{"rewrite the chain from a record on", func(t *testing.T, dir string) (string, uint64) {
+			return rewriteFrom(t, dir)
+		}, "differs from the head file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeLog(t, dir, 60, 2<<10)
+			if n := len(segFiles(t, dir)); n < 5 {
+				t.Fatalf("%d segments", n)
+			}
+			seg, seq := tc.tamper(t, dir)
+			rep := mustVerify(t, dir)
+			if rep.OK() {
+				t.Fatalf("not detected: %+v", rep)
+			}
+			t.Log(rep.Problems)
+			p := rep.Problems[0]
+			if p.Segment != seg || p.Seq != seq || !strings.Contains(p.Message, tc.want) {
+				t.Fatalf("first problem %v; want segment %s seq %d with %q (all: %v)", p, seg, seq, tc.want, rep.Problems)
+			}
+			if seg != headName && p.Offset == 0 && !strings.Contains(tc.name, "segment") {
+				t.Errorf("no offset: %v", p)
+			}
+		})
+	}
+}
+
+// putCRC recomputes the checksum of a frame whose contents were changed.
+func putCRC(fr []byte) {
+	binary.LittleEndian.PutUint32(fr[4:], crc32.Checksum(fr[8:], crcTable))
+}
+
+// rewriteFrom changes a record of the last segment and recomputes the
+// chain to the end, as an attacker without the head file would: only the
+// head file shows it.
+func rewriteFrom(t *testing.T, dir string) (string, uint64) {
+	files := segFiles(t, dir)
+	path := files[len(files)-1]
+	offs, seqs, data := frameOffsets(t, path)
+	h, _ := parseSegHeader(data)
+	chain := h.prev
+	for i, off := range offs {
+		fr, n, _ := nextFrame(data[off:])
+		if i == 0 {
+			fr.body[bytes.IndexByte(fr.body, 'a')] = 'b'
+		}
+		chain = chainOf(chain, fr.payload)
+		copy(data[off+8:off+40], chain[:])
+		putCRC(data[off : off+n])
+	}
+	os.WriteFile(path, data, 0o644)
+	return headName, seqs[len(seqs)-1]
+}
+
+func TestRetention(t *testing.T) {
+	var clock fakeClock
+	clock.set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, Now: clock.now, SegmentBytes: 1, Retention: time.Hour}
+	l := open(t, cfg)
+	for i := range 5 {
+		clock.add(30 * time.Minute)
+		if _, err := l.AppendSync(context.Background(), decision(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	// Each record has its own segment, begun at +30m ... +150m. Now is
+	// +150m, the cutoff +90m: the segments of +30m and +60m are wholly
+	// older (the next began at or before the cutoff).
+	l = open(t, cfg)
+	if n := len(segFiles(t, dir)); n != 3 {
+		t.Fatalf("%d segments left, want 3", n)
+	}
+	recs := queryAll(t, l, Filter{})
+	if len(recs) != 3 || recs[0].Seq != 3 {
+		t.Fatalf("records left: %d, first %+v", len(recs), recs)
+	}
+	if st := l.Stats(); st.Segments != 3 {
+		t.Errorf("stats %+v", st)
+	}
+	l.Close()
+	rep := mustVerify(t, dir)
+	if !rep.OK() || rep.FirstSeq != 3 || len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "retention") {
+		t.Fatalf("verify after retention: %+v", rep)
+	}
+}
+
+func TestRedaction(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, Config{Dir: dir, Redact: []string{"ssn", "customer.email", "items.card.number", "absent.x"}})
+	r := &Record{
+		Kind:   KindInvocation,
+		Args:   json.RawMessage(`{"ssn":"123-45-6789","customer":{"email":"a@b.c","name":"Ann"},"items":[{"card":{"number":"4111","exp":"12/30"}},{"card":{"number":"5500"}},{"other":1}],"n":12345678901234567890}`),
+		Result: json.RawMessage(`{"customer":{"email":"x@y.z"},"ok":true}`),
+	}
+	orig := string(r.Args)
+	if _, err := l.AppendSync(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	l.Append(&Record{Kind: KindInvocation, Args: json.RawMessage(`{"plain":1}`)})
+	recs := queryAll(t, l, Filter{})
+	wantArgs := `{"customer":{"email":"[redacted]","name":"Ann"},"items":[{"card":{"exp":"12/30","number":"[redacted]"}},{"card":{"number":"[redacted]"}},{"other":1}],"n":12345678901234567890,"ssn":"[redacted]"}`
+	if got := string(recs[0].Args); got != wantArgs {
+		t.Errorf("args\n got %s\nwant %s", got, wantArgs)
+	}
+	if got := string(recs[0].Result); got != `{"customer":{"email":"[redacted]"},"ok":true}` {
+		t.Errorf("result %s", got)
+	}
+	if got := strings.Join(recs[0].Redacted, " "); got != "args.ssn args.customer.email args.items.card.number result.customer.email" {
+		t.Errorf("redacted %q", got)
+	}
+	if string(r.Args) != orig || r.Redacted != nil {
+		t.Error("the caller's record was modified")
+	}
+	if got := string(recs[1].Args); got != `{"plain":1}` || recs[1].Redacted != nil {
+		t.Errorf("untouched record: %s %v", got, recs[1].Redacted)
+	}
+	if _, err := Open(Config{Dir: t.TempDir(), Redact: []string{"a..b"}}); err == nil {
+		t.Error("an empty path step was accepted")
+	}
+}
+
+func TestBackpressureBlocksRatherThanDrops(t *testing.T) {
+	release := make(chan struct{})
+	var stalled atomic.Bool
+	l := open(t, Config{Dir: t.TempDir(), QueueSize: 2, beforeBatch: func() {
+		if stalled.CompareAndSwap(false, true) {
+			<-release
+		}
+	}})
+	l.Append(decision(0)) // taken by the writer, which stalls
+	for l.Stats().QueueLen != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	l.Append(decision(1))
+	l.Append(decision(2)) // the queue is full now
+	done := make(chan struct{})
+	go func() {
+		l.Append(decision(3))
+		close(done)
+	}()
+	for l.Stats().Blocked == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatal("Append returned on a full queue")
+	default:
+	}
+	close(release)
+	<-done
+	recs := queryAll(t, l, Filter{})
+	if len(recs) != 4 {
+		t.Fatalf("%d records, want 4 (none dropped)", len(recs))
+	}
+	if st := l.Stats(); st.Blocked != 1 || st.BlockedNanos == 0 || st.Failed != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestAppendSyncIsDurable(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, Config{Dir: dir, FsyncInterval: time.Hour})
+	for i := range 20 {
+		l.Append(decision(i))
+	}
+	seq, err := l.AppendSync(context.Background(), &Record{Kind: KindInvocation, InvocationID: "inv-7"})
+	if err != nil || seq != 21 {
+		t.Fatalf("AppendSync = %d, %v", seq, err)
+	}
+	// A copy of the directory now is what a kill -9 would leave: no
+	// drain, no Close.
+	cp := t.TempDir()
+	copyDir(t, dir, cp)
+	l2 := open(t, Config{Dir: cp})
+	recs := queryAll(t, l2, Filter{InvocationID: "inv-7"})
+	if len(recs) != 1 || recs[0].Seq != 21 {
+		t.Fatalf("after a kill: %+v", recs)
+	}
+	l2.Close()
+	if rep := mustVerify(t, cp); !rep.OK() || rep.LastSeq != 21 {
+		t.Fatalf("verify the copy: %+v", rep)
+	}
+	if st := l.Stats(); st.Fsyncs == 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func copyDir(t testing.TB, from, to string) {
+	t.Helper()
+	ents, _ := os.ReadDir(from)
+	for _, e := range ents {
+		data, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(to, e.Name()), data, 0o644)
+	}
+}
+
+func TestFailClosed(t *testing.T) {
+	l := open(t, Config{Dir: t.TempDir()})
+	if _, err := l.AppendSync(context.Background(), decision(0)); err != nil {
+		t.Fatal(err)
+	}
+	l.fail(errors.New("disk on fire"))
+	_, err := l.AppendSync(context.Background(), decision(1))
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("AppendSync after a failure: %v", err)
+	}
+	if err := l.Close(); !errors.Is(err, ErrFailed) {
+		t.Errorf("Close after a failure: %v", err)
+	}
+}
+
+func TestTooLargeRecordIsRefused(t *testing.T) {
+	l := open(t, Config{Dir: t.TempDir()})
+	big := &Record{Kind: "x", Reason: strings.Repeat("a", maxPayload)}
+	if _, err := l.AppendSync(context.Background(), big); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("too large: %v", err)
+	}
+	if seq, err := l.AppendSync(context.Background(), decision(0)); err != nil || seq != 1 {
+		t.Fatalf("after a refused record: %d, %v", seq, err)
+	}
+}
+
+func TestQueryFiltersAndOrder(t *testing.T) {
+	var clock fakeClock
+	t0 := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	clock.set(t0)
+	l := open(t, Config{Dir: t.TempDir(), Now: clock.now, SegmentBytes: 4 << 10})
+	for i := range 100 {
+		clock.add(time.Minute)
+		r := decision(i)
+		r.Time = clock.now()
+		if i%10 == 0 {
+			r.Kind, r.InvocationID = KindInvocation, fmt.Sprint("inv-", i)
+		}
+		l.Append(r)
+	}
+	seqs := func(rs []Record) string {
+		var b strings.Builder
+		for _, r := range rs {
+			fmt.Fprint(&b, r.Seq, " ")
+		}
+		return strings.TrimSpace(b.String())
+	}
+	for _, tc := range []struct {
+		name string
+		f    Filter
+		want string
+	}{
+		{"limit", Filter{Limit: 3}, "1 2 3"},
+		{"desc", Filter{Limit: 3, Desc: true}, "100 99 98"},
+		{"agent", Filter{Agent: "agent-3", Limit: 4}, "4 11 18 25"},
+		{"action and decision", Filter{Action: "crm.read.1", Decision: "deny", Limit: 3}, "2 12 22"},
+		{"kind", Filter{Kind: KindInvocation, Desc: true, Limit: 2}, "91 81"},
+		{"invocation", Filter{InvocationID: "inv-50"}, "51"},
+		{"since until", Filter{Since: t0.Add(90 * time.Minute), Until: t0.Add(93 * time.Minute)}, "90 91 92"},
+		{"since desc", Filter{Since: t0.Add(98 * time.Minute), Desc: true}, "100 99 98"},
+		{"nothing", Filter{Agent: "nobody"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := seqs(queryAll(t, l, tc.f)); got != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+	if _, err := l.Query(Filter{Limit: MaxLimit + 1}); !errors.Is(err, ErrBadFilter) {
+		t.Errorf("limit over the maximum: %v", err)
+	}
+	if n := len(queryAll(t, l, Filter{})); n != DefaultLimit {
+		t.Errorf("default limit: %d", n)
+	}
+}
+
+func TestExport(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, Config{Dir: dir, SegmentBytes: 4 << 10})
+	for i := range 150 {
+		l.Append(decision(i))
+	}
+	l.Append(&Record{})
+	var buf bytes.Buffer
+	if err := l.Export(&buf, Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 151 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	for i, ln := range lines {
+		var r Record
+		if err := json.Unmarshal([]byte(ln), &r); err != nil || r.Seq != uint64(i+1) || r.Time.IsZero() {
+			t.Fatalf("line %d %q: %v", i, ln, err)
+		}
+	}
+	buf.Reset()
+	if err := l.Export(&buf, Filter{Agent: "agent-2", Desc: true, Limit: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(buf.String(), "\n"); got != 2 || !strings.HasPrefix(buf.String(), `{"seq":150,`) {
+		t.Errorf("filtered export %q", buf.String())
+	}
+}
+
+// fakeClock is a clock the test moves; the writer goroutine reads it.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
+func (c *fakeClock) add(d time.Duration) { c.ns.Add(int64(d)) }
+
+func TestOpenRefusesTruncatedLog(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 10, 0)
+	path := segFiles(t, dir)[0]
+	offs, _, _ := frameOffsets(t, path)
+	os.Truncate(path, int64(offs[8])) // records 9 and 10, acknowledged, are gone
+	_, err := Open(Config{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "seq 10") || !strings.Contains(err.Error(), "verify") {
+		t.Fatalf("Open of a truncated log: %v", err)
+	}
+	if info, _ := os.Stat(path); info.Size() != int64(offs[8]) {
+		t.Errorf("Open changed the evidence: %d bytes", info.Size())
+	}
+}
