@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/policy"
+)
+
+// KillsChanged reloads the active kill switches from the store and cancels
+// every running invocation in their scope. The node calls it from the
+// store's apply hook, so a kill switch takes effect on each node as soon
+// as the node applies it; it does no I/O.
+func (g *Gateway) KillsChanged() {
+	ks := g.cfg.Store.ActiveKills()
+	g.kills.Store(&ks)
+	if len(ks) == 0 {
+		return
+	}
+	g.flightMu.Lock()
+	var hit []*flight
+	var by []api.KillSwitch
+	for _, f := range g.flights {
+		for i := range ks {
+			if killMatches(&ks[i], f.agent, f.tenant, f.action) {
+				hit, by = append(hit, f), append(by, ks[i])
+				break
+			}
+		}
+	}
+	g.flightMu.Unlock()
+	for i, f := range hit {
+		f.cancel(errKilled{by[i]})
+		g.metrics.killed.Inc()
+		g.log.Warn("invocation cancelled by kill switch", "invocation", f.id, "agent", f.agent, "action", f.action, "kill", by[i].ID)
+	}
+}
+
+// killFor is the first active kill switch whose scope covers the agent and
+// action; nil if none.
+func (g *Gateway) killFor(a *api.Agent, action string) *api.KillSwitch {
+	p := g.kills.Load()
+	if p == nil {
+		return nil
+	}
+	for i := range *p {
+		if k := &(*p)[i]; killMatches(k, a.ID, a.Tenant, action) {
+			return k
+		}
+	}
+	return nil
+}
+
+func killMatches(k *api.KillSwitch, agent, tenant, action string) bool {
+	switch k.Scope {
+	case api.KillGlobal:
+		return true
+	case api.KillTenant:
+		return tenant == k.Target
+	case api.KillAgent:
+		return agent == k.Target
+	case api.KillAction:
+		return policy.MatchPattern(k.Target, action)
+	}
+	return false
+}
