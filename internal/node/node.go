@@ -16,13 +16,17 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/audit"
 	"github.com/aibos/kernel/internal/decisionlog"
+	"github.com/aibos/kernel/internal/gateway"
+	"github.com/aibos/kernel/internal/gateway/limits"
 	"github.com/aibos/kernel/internal/server"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
@@ -59,6 +63,20 @@ type Config struct {
 	// DataDir/decisions for simulation (0.1); 1 logs all; negative: none.
 	// See internal/decisionlog/DESIGN.md.
 	DecisionLogSample float64
+	// AuditRedact are field paths redacted from every audit record's
+	// arguments and results; AuditRetention how long records are kept
+	// (see internal/audit).
+	AuditRedact    []string
+	AuditRetention time.Duration
+	// NoDecisionAudit leaves /v1/check decisions out of the audit log;
+	// invocations are always recorded.
+	NoDecisionAudit bool
+	// RedisAddr holds the gateway's rate limits, budgets and idempotency
+	// keys in Redis, shared by every node; empty: in DataDir, per node.
+	RedisAddr     string
+	RedisPassword string
+	// Gateway tunes the agent gateway (approval TTL, timeouts, ...).
+	Gateway gateway.Config
 }
 
 // Node is one running kernel node.
@@ -71,6 +89,10 @@ type Node struct {
 	Watch   *watch.Hub
 	// Decisions is the node's decision log; nil if disabled.
 	Decisions *decisionlog.Log
+	// Audit is the node's audit log; Counter the gateway's counter store.
+	Audit   *audit.Log
+	Counter limits.Counter
+	gw      atomic.Pointer[gateway.Gateway]
 
 	http    *http.Server
 	ln      net.Listener
@@ -163,6 +185,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			if c.Kind == store.ChangeKill {
 				n.Watch.Notify()
 			}
+			n.gatewayHook(c)
 		},
 	})
 	if err != nil {
@@ -180,20 +203,39 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		dlog, dsrc = n.Decisions, n.Decisions
 	}
+	if n.Audit, err = openAudit(cfg, reg); err == nil {
+		n.Counter, err = openCounter(cfg)
+	}
+	if err != nil {
+		n.closeGateway()
+		n.closeDecisions()
+		st.Close()
+		ln.Close()
+		return nil, err
+	}
 	srv, err := server.New(server.Config{
 		Store: st, Bundles: n.Bundles, Region: cfg.Region, Logger: log,
 		Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
 		Watch:       n.Watch,
 		NodeID:      cfg.NodeID,
 		DecisionLog: dlog, Decisions: dsrc,
+		Audit: n.Audit, Counter: n.Counter, Gateway: cfg.Gateway, NoDecisionAudit: cfg.NoDecisionAudit,
 	})
 	if err != nil {
+		n.closeGateway()
 		n.closeDecisions()
 		st.Close()
 		ln.Close()
 		return nil, err
 	}
 	n.Server = srv
+	if gw := srv.Gateway(); gw != nil {
+		n.gw.Store(gw)
+		// A change applied while the gateway was being built reached no
+		// hook: read the state once more.
+		gw.CatalogChanged()
+		gw.KillsChanged()
+	}
 	gctx, stopGuard := context.WithCancel(context.Background())
 	n.stopGuard = stopGuard
 	n.guardWG.Add(1)
@@ -272,6 +314,15 @@ func (n *Node) join(ctx context.Context) error {
 	}
 }
 
+// Config is the node's configuration, its defaults filled in: start a node
+// with it again to restart this one.
+func (n *Node) Config() Config {
+	c := n.cfg
+	c.HTTPAddr = n.HTTPAddr()
+	c.RaftAddr = n.Store.RaftAddr()
+	return c
+}
+
 // HTTPAddr is the address the node serves HTTP on.
 func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }
 
@@ -311,6 +362,7 @@ func (n *Node) Close() error {
 		herr := n.http.Shutdown(ctx)
 		n.serveWG.Wait()
 		n.closeDecisions()
+		n.closeGateway()
 		serr := n.Store.Close()
 		n.closeErr = errors.Join(herr, serr)
 		n.log.Info("node stopped")
@@ -328,6 +380,7 @@ func (n *Node) Kill() error {
 		n.http.Close()
 		n.serveWG.Wait()
 		n.closeDecisions()
+		n.closeGateway()
 		n.closeErr = n.Store.Kill()
 	})
 	return n.closeErr

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/audit"
 )
 
 // MaxBatch bounds the checks of one batch request (and of an AuthZEN
@@ -76,8 +78,46 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 }
 
 // decide makes one decision with the bundle this node holds and records it
-// in the metrics.
+// in the metrics, the decision log and the audit log.
 func (s *Server) decide(req *api.CheckRequest) api.Decision {
+	d := s.decideForGateway(req)
+	if s.cfg.Audit != nil && !s.cfg.NoDecisionAudit {
+		s.cfg.Audit.Append(decisionRecord(req, &d, s.cfg.NodeID, s.now()))
+	}
+	return d
+}
+
+// decisionRecord is the audit record of a decision made for POST
+// /v1/check, its batches and AuthZEN. It names who asked for what and the
+// answer; the request's context is kept only when the decision's audit
+// obligation is "full".
+func decisionRecord(req *api.CheckRequest, d *api.Decision, node string, now time.Time) *audit.Record {
+	r := &audit.Record{
+		Time: now, Node: node, Kind: "decision",
+		Subject: req.Subject.Type + ":" + req.Subject.ID, Action: req.Action.Name,
+		Resource: req.Resource.Type + ":" + req.Resource.ID,
+		Decision: string(d.Decision), Version: d.Version,
+	}
+	if req.Subject.Type == api.EntityTypeAgent {
+		r.Agent = req.Subject.ID
+	}
+	for _, rs := range d.Reasons {
+		if rs.Policy != "" {
+			r.Rules = append(r.Rules, rs.Policy+"/"+rs.Rule)
+		}
+	}
+	if d.Obligations != nil && d.Obligations.Audit == "full" && len(req.Context) > 0 {
+		if b, err := json.Marshal(req.Context); err == nil {
+			r.Args = b
+		}
+	}
+	return r
+}
+
+// decideForGateway decides and records the decision in the metrics and the
+// decision log, but not in the audit log: the gateway records it with the
+// invocation.
+func (s *Server) decideForGateway(req *api.CheckRequest) api.Decision {
 	start := time.Now()
 	// The revision is read before the bundle: the bundle is then at least as
 	// new as the revision the decision reports.

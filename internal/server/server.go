@@ -16,6 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/gateway"
+	"github.com/aibos/kernel/internal/gateway/limits"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
 	"github.com/aibos/kernel/internal/watch"
@@ -50,6 +53,20 @@ type Store interface {
 	SetAgentCredential(ctx context.Context, id, tokenHash string, now time.Time) (api.Agent, error)
 	Agent(id string) (api.Agent, bool)
 	Agents() []api.Agent
+	AgentByToken(token string) (api.Agent, bool)
+	PutOrchestra(ctx context.Context, o api.Orchestra, now time.Time) (api.Orchestra, error)
+	DeleteOrchestra(ctx context.Context, name string, now time.Time) (uint64, error)
+	Orchestra(name string) (api.Orchestra, bool)
+	Orchestras() []api.Orchestra
+	CreateApproval(ctx context.Context, a api.Approval) (api.Approval, error)
+	DecideApproval(ctx context.Context, id string, approve bool, by, reason string, now time.Time) (api.Approval, error)
+	ConsumeApproval(ctx context.Context, id, agent, agentVersion, action, argsDigest, invocationID string, now time.Time) (api.Approval, error)
+	Approval(id string) (api.Approval, bool)
+	Approvals() []api.Approval
+	SetKill(ctx context.Context, k api.KillSwitch) (api.KillSwitch, error)
+	LiftKill(ctx context.Context, id, by, reason string, now time.Time) (api.KillSwitch, error)
+	Kills() []api.KillSwitch
+	ActiveKills() []api.KillSwitch
 }
 
 var _ Store = (*store.Store)(nil)
@@ -83,6 +100,20 @@ type Config struct {
 	// /v1/policies/simulate replays; nil: the endpoint answers 503.
 	DecisionLog DecisionLog
 	Decisions   simulate.Source
+	// Audit is the node's audit log: every decision is appended to it, the
+	// gateway records invocations in it, and GET /v1/audit serves it. nil:
+	// no audit log and no gateway.
+	Audit *audit.Log
+	// NoDecisionAudit leaves the decisions of /v1/check, its batches and
+	// AuthZEN out of the audit log (the gateway's invocations are always
+	// recorded).
+	NoDecisionAudit bool
+	// Counter holds the gateway's rate limits, budgets and idempotency
+	// keys. nil: no gateway (POST /v1/actions/... answers 503).
+	Counter limits.Counter
+	// Gateway tunes the agent gateway; its Store, Decide, Audit, Counter,
+	// Node, Now, Logger and Registerer are set by the server.
+	Gateway gateway.Config
 }
 
 // Server serves the kernel's HTTP API. Create it with New.
@@ -95,6 +126,7 @@ type Server struct {
 	metrics *metrics
 	client  *http.Client
 	mux     *http.ServeMux
+	gw      *gateway.Gateway
 }
 
 // New validates cfg, applies defaults and builds the routes.
@@ -138,9 +170,20 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	if cfg.Audit != nil && cfg.Counter != nil {
+		gc := cfg.Gateway
+		gc.Store, gc.Decide, gc.Audit, gc.Counter = cfg.Store, s.decideForGateway, cfg.Audit, cfg.Counter
+		gc.Node, gc.Now, gc.Logger, gc.Registerer = cfg.NodeID, cfg.Now, cfg.Logger, cfg.Registerer
+		if s.gw, err = gateway.New(gc); err != nil {
+			return nil, err
+		}
+	}
 	s.routes()
 	return s, nil
 }
+
+// Gateway is the server's agent gateway; nil if it runs without one.
+func (s *Server) Gateway() *gateway.Gateway { return s.gw }
 
 func (s *Server) routes() {
 	m := s.mux
@@ -176,6 +219,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/agents/{id}/retire", s.leaderOnly(s.handleRetireAgent))
 	m.HandleFunc("POST /v1/agents/{id}/credentials/rotate", s.leaderOnly(s.handleRotateAgentCredential))
 	m.HandleFunc("DELETE /v1/agents/{id}/credentials", s.leaderOnly(s.handleRevokeAgentCredential))
+
+	s.gatewayRoutes(m)
 
 	m.HandleFunc("GET /v1/cluster", s.handleCluster)
 	m.HandleFunc("POST /v1/cluster/join", s.leaderOnly(s.handleJoin))
