@@ -16,7 +16,7 @@ import (
 	"github.com/aibos/kernel/client"
 )
 
-const agentUsage = "Usage: aibos agent register FILE|- | list [--capability X] [--skill S] [--label k=v] [--tenant T] | get ID | retire ID | rotate ID   [--server URL]"
+const agentUsage = "Usage: aibos agent register FILE|- | import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O] | list [--capability X] [--skill S] [--label k=v] [--tenant T] | get ID | stats ID | retire ID | rotate ID   [--server URL]"
 
 // cmdAgent runs `aibos agent register|list|get|retire|rotate`.
 func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -30,6 +30,7 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	server := serverFlag(fs)
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
 	var f client.AgentFilter
+	var imp api.A2AImport
 	switch sub {
 	case "list":
 		fs.StringVar(&f.Capability, "capability", "", "agents with a capability covering this action")
@@ -37,7 +38,15 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.StringVar(&f.Label, "label", "", "agents with this label (key=value)")
 		fs.StringVar(&f.Tenant, "tenant", "", "agents of this tenant")
 		fs.StringVar(&f.State, "state", "", "active or retired")
-	case "register", "get", "retire", "rotate":
+	case "import-card":
+		fs.StringVar(&imp.ID, "id", "", "the agent's id (default: from the card's name)")
+		fs.StringVar(&imp.Tenant, "tenant", "", "the agent's tenant")
+		fs.StringVar(&imp.Owner, "owner", "", "the agent's owner")
+		fs.Func("capabilities", "action patterns the agent may ask for, comma-separated (the card does not say)", func(v string) error {
+			imp.Capabilities = strings.Split(v, ",")
+			return nil
+		})
+	case "register", "get", "retire", "rotate", "stats":
 	default:
 		fmt.Fprintf(stderr, "aibos agent: unknown subcommand %q\n%s\n", sub, agentUsage)
 		return exitInvalid
@@ -50,7 +59,7 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	} else {
 		var err error
 		if arg, err = parseWithPath(fs, rest); err != nil {
-			fmt.Fprintf(stderr, "aibos agent %s: give the %s\n", sub, map[bool]string{true: "manifest FILE", false: "agent ID"}[sub == "register"])
+			fmt.Fprintf(stderr, "aibos agent %s: give the %s\n", sub, map[bool]string{true: "manifest FILE", false: "agent ID"}[sub == "register" || sub == "import-card"])
 			return exitInvalid
 		}
 	}
@@ -61,15 +70,20 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	var out any
 	switch sub {
-	case "register":
+	case "register", "import-card":
 		data, err := readInput(arg, stdin)
 		if err != nil {
-			fmt.Fprintf(stderr, "aibos agent register: %v\n", err)
+			fmt.Fprintf(stderr, "aibos agent %s: %v\n", sub, err)
 			return exitInvalid
 		}
-		m, err := decodeManifest(data)
+		var m api.AgentManifest
+		if sub == "register" {
+			m, err = decodeManifest(data)
+		} else {
+			m, err = api.ManifestFromA2ACard(data, imp)
+		}
 		if err != nil {
-			fmt.Fprintf(stderr, "aibos agent register: %s: %v\n", arg, err)
+			fmt.Fprintf(stderr, "aibos agent %s: %s: %v\n", sub, arg, err)
 			return exitInvalid
 		}
 		reg, err := c.RegisterAgent(ctx, m)
@@ -106,6 +120,10 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if out, err = c.Agent(ctx, arg); err != nil {
 			return apiFail(stderr, "agent get", err)
 		}
+	case "stats":
+		if out, err = c.AgentStats(ctx, arg); err != nil {
+			return apiFail(stderr, "agent stats", err)
+		}
 	case "retire":
 		a, err := c.RetireAgent(ctx, arg)
 		if err != nil {
@@ -137,18 +155,22 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // unknown fields so a typo is not silently dropped.
 func decodeManifest(data []byte) (api.AgentManifest, error) {
 	var m api.AgentManifest
+	err := decodeStrictYAML(data, &m)
+	return m, err
+}
+
+// decodeStrictYAML decodes a YAML or JSON document (JSON is YAML) into v
+// through its JSON form, refusing unknown fields.
+func decodeStrictYAML(data []byte, v any) error {
 	var doc any
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return m, err
+		return err
 	}
 	j, err := json.Marshal(doc)
 	if err != nil {
-		return m, fmt.Errorf("manifest is not a JSON-compatible document: %v", err)
+		return fmt.Errorf("not a JSON-compatible document: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(j))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return m, err
-	}
-	return m, nil
+	return dec.Decode(v)
 }

@@ -31,6 +31,13 @@ Usage:
   aibos check [flags]                     ask a cluster for a decision
   aibos entities put FILE                 upsert entities ({"entities": [...]}) in a cluster
   aibos agent register|list|get|retire|rotate  the agent registry (register FILE prints the token once)
+  aibos agent import-card CARD.json      register an agent from its A2A Agent Card (--capabilities ...)
+  aibos agent stats ID                    a node's invocation counters for an agent
+  aibos orchestra put|list|get|delete     the action catalog (put FILE: an orchestra and its actions)
+  aibos action list                       the actions agents can invoke
+  aibos invoke ACTION --input JSON        invoke an action as an agent (--token, --idempotency-key, --wait)
+  aibos approval list|get|approve|deny    held invocations waiting for a person
+  aibos kill set|lift|list                kill switches: stop an agent, tenant, action or everything
   aibos audit verify|query|export         check or read a node's audit log (see aibos audit -h)
   aibos cluster status                    show a cluster's members
   aibos bench [flags]                     drive a node with decisions and report throughput/latency
@@ -66,6 +73,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdEntities(rest, stdin, stdout, stderr)
 	case "agent":
 		return cmdAgent(rest, stdin, stdout, stderr)
+	case "orchestra":
+		return cmdOrchestra(rest, stdin, stdout, stderr)
+	case "action":
+		return cmdAction(rest, stdout, stderr)
+	case "invoke":
+		return cmdInvoke(rest, stdin, stdout, stderr)
+	case "approval":
+		return cmdApproval(rest, stdout, stderr)
+	case "kill":
+		return cmdKill(rest, stdout, stderr)
 	case "audit":
 		return cmdAudit(rest, stdout, stderr)
 	case "cluster":

@@ -28,6 +28,15 @@ func cmdServe(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Region, "region", "default", "name of this node's region")
 	sample := fs.Float64("decision-log-sample", 0.1, "fraction of decisions logged in DATA/decisions for `aibos policy simulate` (1: all, 0: none)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&cfg.RedisAddr, "redis", os.Getenv("AIBOS_REDIS"), "Redis address (host:port) for the gateway's rate limits, budgets and idempotency keys, shared by the cluster (env AIBOS_REDIS; empty: kept per node in DATA)")
+	cfg.RedisPassword = os.Getenv("AIBOS_REDIS_PASSWORD")
+	fs.Func("audit-redact", "field path redacted from every audit record's arguments and results, e.g. ssn or customer.email (repeatable)", func(v string) error {
+		cfg.AuditRedact = append(cfg.AuditRedact, v)
+		return nil
+	})
+	auditDecisions := fs.Bool("audit-decisions", true, "record every decision of /v1/check, batches and AuthZEN in the audit log (invocations are always recorded)")
+	fs.DurationVar(&cfg.AuditRetention, "audit-retention", 30*24*time.Hour, "how long audit records are kept")
+	fs.DurationVar(&cfg.Gateway.ApprovalTTL, "approval-ttl", 15*time.Minute, "how long a held invocation can be approved and redeemed")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: aibos serve [flags]\n\nWith no flags: a single-node cluster with its data in ./data, HTTP on 127.0.0.1:8181.\n\n")
 		fs.PrintDefaults()
@@ -40,6 +49,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 		return exitInvalid
 	}
 	cfg.DecisionLogSample = *sample
+	cfg.NoDecisionAudit = !*auditDecisions
 	if *sample == 0 {
 		cfg.DecisionLogSample = -1 // node.Config: negative is no log, zero the default
 	}

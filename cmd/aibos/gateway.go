@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/client"
+)
+
+// The agent gateway's commands: orchestra, action, invoke, approval, kill.
+
+const orchestraUsage = "Usage: aibos orchestra put FILE|- | list | get NAME | delete NAME   [--server URL]"
+
+// cmdOrchestra runs `aibos orchestra put|list|get|delete`.
+func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, orchestraUsage)
+		return exitInvalid
+	}
+	sub, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("orchestra "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	var arg string
+	switch sub {
+	case "list":
+		if err := fs.Parse(rest); err != nil {
+			return exitInvalid
+		}
+	case "put", "get", "delete":
+		var err error
+		if arg, err = parseWithPath(fs, rest); err != nil || arg == "" {
+			fmt.Fprintf(stderr, "aibos orchestra %s: give the %s\n", sub, map[bool]string{true: "orchestra FILE (YAML or JSON)", false: "orchestra NAME"}[sub == "put"])
+			return exitInvalid
+		}
+	default:
+		fmt.Fprintf(stderr, "aibos orchestra: unknown subcommand %q\n%s\n", sub, orchestraUsage)
+		return exitInvalid
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return apiFail(stderr, "orchestra "+sub, err)
+	}
+	ctx := context.Background()
+	switch sub {
+	case "put":
+		data, err := readInput(arg, stdin)
+		if err != nil {
+			fmt.Fprintf(stderr, "aibos orchestra put: %v\n", err)
+			return exitInvalid
+		}
+		var o api.Orchestra
+		if err := decodeStrictYAML(data, &o); err != nil {
+			fmt.Fprintf(stderr, "aibos orchestra put: %s: %v\n", arg, err)
+			return exitInvalid
+		}
+		out, err := c.PutOrchestra(ctx, o)
+		if err != nil {
+			return apiFail(stderr, "orchestra put", err)
+		}
+		fmt.Fprintf(stdout, "orchestra %s with %d actions at revision %d\n", out.Name, len(out.Actions), out.Revision)
+	case "list":
+		os, err := c.Orchestras(ctx)
+		if err != nil {
+			return apiFail(stderr, "orchestra list", err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tBACKEND\tACTIONS\tURL")
+		for _, o := range os {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", o.Name, o.Backend.Type, len(o.Actions), o.Backend.URL)
+		}
+		_ = tw.Flush()
+	case "get":
+		o, err := c.Orchestra(ctx, arg)
+		if err != nil {
+			return apiFail(stderr, "orchestra get", err)
+		}
+		printJSON(stdout, o)
+	case "delete":
+		if err := c.DeleteOrchestra(ctx, arg); err != nil {
+			return apiFail(stderr, "orchestra delete", err)
+		}
+		fmt.Fprintf(stdout, "orchestra %s deleted\n", arg)
+	}
+	return exitOK
+}
+
+// cmdAction runs `aibos action list`.
+func cmdAction(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "list" {
+		fmt.Fprintln(stderr, "Usage: aibos action list [--orchestra NAME] [--risk CLASS] [--server URL]")
+		return exitInvalid
+	}
+	fs := flag.NewFlagSet("action list", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	orch := fs.String("orchestra", "", "only this orchestra's actions")
+	risk := fs.String("risk", "", "only actions of this risk class (read, write, destructive, external)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return exitInvalid
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return apiFail(stderr, "action list", err)
+	}
+	as, err := c.Actions(context.Background(), *orch, *risk)
+	if err != nil {
+		return apiFail(stderr, "action list", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACTION\tORCHESTRA\tRISK\tBACKEND\tDESCRIPTION")
+	for _, a := range as {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Name, a.Orchestra, a.Risk, a.Backend, a.Description)
+	}
+	_ = tw.Flush()
+	return exitOK
+}
+
+// cmdInvoke runs `aibos invoke ACTION`: an agent's call, for scripts and
+// for trying policies out.
+func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("invoke", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	token := fs.String("token", os.Getenv("AIBOS_AGENT_TOKEN"), "the agent's token (env AIBOS_AGENT_TOKEN)")
+	input := fs.String("input", "{}", "the input: JSON, @FILE, or - for stdin")
+	key := fs.String("idempotency-key", "", "make a retried call run once")
+	approval := fs.String("approval", "", "redeem this approved approval")
+	wait := fs.Duration("wait", 0, "when the call is held for approval, wait up to this long for it, then redeem it")
+	action, err := parseWithPath(fs, args)
+	if err != nil || action == "" {
+		fmt.Fprintln(stderr, "Usage: aibos invoke ACTION [--input JSON|@FILE|-] [--token T] [--idempotency-key K] [--approval ID] [--wait 5m] [--server URL]")
+		return exitInvalid
+	}
+	raw := []byte(*input)
+	switch {
+	case *input == "-":
+		raw, err = io.ReadAll(io.LimitReader(stdin, 1<<20))
+	case strings.HasPrefix(*input, "@"):
+		raw, err = os.ReadFile((*input)[1:])
+	}
+	if err == nil && !json.Valid(raw) {
+		err = errors.New("the input is not valid JSON")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos invoke: --input: %v\n", err)
+		return exitInvalid
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return apiFail(stderr, "invoke", err)
+	}
+	ctx := context.Background()
+	req := api.InvokeRequest{Input: raw, ApprovalID: *approval}
+	resp, err := c.Invoke(ctx, *token, action, req, client.InvokeOptions{IdempotencyKey: *key})
+	if err == nil && resp.Status == api.InvocationPendingApproval && *wait > 0 {
+		fmt.Fprintf(stderr, "held for approval %s; waiting up to %s (approve with: aibos approval approve %s --as NAME)\n", resp.ApprovalID, *wait, resp.ApprovalID)
+		deadline := time.Now().Add(*wait)
+		for time.Now().Before(deadline) {
+			a, aerr := c.Approval(ctx, resp.ApprovalID, min(time.Until(deadline), 60*time.Second))
+			if aerr != nil {
+				return apiFail(stderr, "invoke", aerr)
+			}
+			if a.State == api.ApprovalPending {
+				continue
+			}
+			if a.State != api.ApprovalApproved {
+				fmt.Fprintf(stderr, "aibos invoke: approval %s is %s (%s %s)\n", a.ID, a.State, a.DecidedBy, a.Reason)
+				return exitFailed
+			}
+			req.ApprovalID = a.ID
+			resp, err = c.Invoke(ctx, *token, action, req, client.InvokeOptions{IdempotencyKey: *key})
+			break
+		}
+	}
+	if resp.InvocationID != "" {
+		printJSON(stdout, resp)
+	}
+	if err != nil {
+		if resp.InvocationID != "" {
+			return exitFailed
+		}
+		return apiFail(stderr, "invoke", err)
+	}
+	return exitOK
+}
+
+const approvalUsage = "Usage: aibos approval list [--state pending] | get ID [--wait 30s] | approve ID --as NAME [--reason R] | deny ID --as NAME [--reason R]   [--server URL]"
+
+// cmdApproval runs `aibos approval list|get|approve|deny`.
+func cmdApproval(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, approvalUsage)
+		return exitInvalid
+	}
+	sub, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("approval "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	var f client.ApprovalFilter
+	as := fs.String("as", currentUser(), "who decides (recorded with the approval)")
+	reason := fs.String("reason", "", "why (recorded with the approval)")
+	wait := fs.Duration("wait", 0, "get: wait up to this long for a pending approval to be decided")
+	var id string
+	switch sub {
+	case "list":
+		fs.StringVar(&f.State, "state", "pending", "pending, approved, denied, expired, voided, consumed; empty for all")
+		fs.StringVar(&f.Agent, "agent", "", "only this agent's")
+		fs.StringVar(&f.Action, "action", "", "only this action's")
+		if err := fs.Parse(rest); err != nil {
+			return exitInvalid
+		}
+	case "get", "approve", "deny":
+		var err error
+		if id, err = parseWithPath(fs, rest); err != nil || id == "" {
+			fmt.Fprintln(stderr, approvalUsage)
+			return exitInvalid
+		}
+	default:
+		fmt.Fprintf(stderr, "aibos approval: unknown subcommand %q\n%s\n", sub, approvalUsage)
+		return exitInvalid
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return apiFail(stderr, "approval "+sub, err)
+	}
+	ctx := context.Background()
+	switch sub {
+	case "list":
+		list, err := c.Approvals(ctx, f)
+		if err != nil {
+			return apiFail(stderr, "approval list", err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATE\tAGENT\tACTION\tEXPIRES\tARGS")
+		for _, a := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s@%s\t%s\t%s\t%s\n", a.ID, a.State, a.Agent, a.AgentVersion, a.Action, a.ExpiresAt.Format(time.RFC3339), string(a.Input))
+		}
+		_ = tw.Flush()
+		return exitOK
+	case "get":
+		a, err := c.Approval(ctx, id, *wait)
+		if err != nil {
+			return apiFail(stderr, "approval get", err)
+		}
+		printJSON(stdout, a)
+		return exitOK
+	}
+	if strings.TrimSpace(*as) == "" {
+		fmt.Fprintf(stderr, "aibos approval %s: say who decides with --as\n", sub)
+		return exitInvalid
+	}
+	var a api.Approval
+	if sub == "approve" {
+		a, err = c.Approve(ctx, id, *as, *reason)
+	} else {
+		a, err = c.DenyApproval(ctx, id, *as, *reason)
+	}
+	if err != nil {
+		return apiFail(stderr, "approval "+sub, err)
+	}
+	fmt.Fprintf(stdout, "approval %s is %s by %s: %s on %s@%s may run once with the approved arguments until %s\n",
+		a.ID, a.State, a.DecidedBy, a.Action, a.Agent, a.AgentVersion, a.ExpiresAt.Format(time.RFC3339))
+	return exitOK
+}
+
+const killUsage = "Usage: aibos kill set --scope global|tenant|agent|action [--target T] --reason R [--by NAME] | lift ID [--by NAME] [--reason R] | list [--all]   [--server URL]"
+
+// cmdKill runs `aibos kill set|lift|list`.
+func cmdKill(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, killUsage)
+		return exitInvalid
+	}
+	sub, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("kill "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	by := fs.String("by", currentUser(), "who (recorded)")
+	reason := fs.String("reason", "", "why (recorded; required to set)")
+	scope := fs.String("scope", "", "set: global, tenant, agent or action")
+	target := fs.String("target", "", "set: the tenant, agent id or action pattern (none for global)")
+	all := fs.Bool("all", false, "list: lifted kill switches too")
+	var id string
+	switch sub {
+	case "set", "list":
+		if err := fs.Parse(rest); err != nil {
+			return exitInvalid
+		}
+	case "lift":
+		var err error
+		if id, err = parseWithPath(fs, rest); err != nil || id == "" {
+			fmt.Fprintln(stderr, killUsage)
+			return exitInvalid
+		}
+	default:
+		fmt.Fprintf(stderr, "aibos kill: unknown subcommand %q\n%s\n", sub, killUsage)
+		return exitInvalid
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return apiFail(stderr, "kill "+sub, err)
+	}
+	ctx := context.Background()
+	switch sub {
+	case "set":
+		k, err := c.Kill(ctx, api.KillRequest{Scope: *scope, Target: *target, Reason: *reason, By: *by})
+		if err != nil {
+			return apiFail(stderr, "kill set", err)
+		}
+		fmt.Fprintf(stdout, "kill switch %s set (%s %s) at revision %d; lift it with: aibos kill lift %s\n", k.ID, k.Scope, k.Target, k.Revision, k.ID)
+	case "lift":
+		k, err := c.LiftKill(ctx, id, *by, *reason)
+		if err != nil {
+			return apiFail(stderr, "kill lift", err)
+		}
+		fmt.Fprintf(stdout, "kill switch %s lifted by %s at revision %d\n", k.ID, k.LiftedBy, k.Revision)
+	case "list":
+		ks, err := c.Kills(ctx, *all)
+		if err != nil {
+			return apiFail(stderr, "kill list", err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tACTIVE\tSCOPE\tTARGET\tBY\tSINCE\tREASON")
+		for _, k := range ks {
+			fmt.Fprintf(tw, "%s\t%t\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Active, k.Scope, k.Target, k.By, k.CreatedAt.Format(time.RFC3339), k.Reason)
+		}
+		_ = tw.Flush()
+	}
+	return exitOK
+}
+
+func printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
