@@ -129,7 +129,7 @@ func BenchmarkEncode(b *testing.B) {
 		}
 		start := len(buf)
 		buf = append(buf, zeros[:]...)
-		buf = appendBody(buf, r, "n1", nil, nil, nil)
+		buf = appendBody(buf, r, "n1", nil, nil, nil, false)
 		buf, chain, _ = sealFrame(buf, start, chain, uint64(i), 1)
 		size = len(buf) - start
 	}

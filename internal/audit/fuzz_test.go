@@ -19,7 +19,7 @@ func buildSegment(first uint64, prev [32]byte, n int) ([]byte, [32]byte) {
 	for i := range n {
 		start := len(b)
 		b = append(b, zeros[:]...)
-		b = appendBody(b, decision(i), "n1", nil, nil, nil)
+		b = appendBody(b, decision(i), "n1", nil, nil, nil, false)
 		b, prev, _ = sealFrame(b, start, prev, first+uint64(i), int64(i))
 	}
 	return b, prev
@@ -107,7 +107,7 @@ func FuzzEncodeRecord(f *testing.F) {
 		if rules != "" {
 			r.Rules = strings.Split(rules, ",")
 		}
-		body := appendBody(nil, r, r.Node, r.Args, r.Result, r.Rules)
+		body := appendBody(nil, r, r.Node, r.Args, r.Result, r.Rules, false)
 		line := appendLine(nil, r.Seq, r.Time, body)
 		if bytes.Count(line, []byte("\n")) != 1 || line[len(line)-1] != '\n' {
 			t.Fatalf("not one line: %q", line)

@@ -130,6 +130,7 @@ type Log struct {
 	segName  string
 	segSize  int64
 	buf      []byte
+	scratch  []byte // the writer's: args of a Check record
 	seq      uint64
 	chain    [32]byte
 	unsynced bool
@@ -394,6 +395,10 @@ func (l *Log) Close() error {
 // maxBatch bounds the records the writer takes before writing them.
 const maxBatch = 4096
 
+// writeBatchBytes is how much the writer buffers, when no caller waits,
+// before it writes; the fsync timer writes a smaller buffer.
+const writeBatchBytes = 256 << 10
+
 // run is the writer: it owns the segment files and the chain. It encodes
 // a batch of whatever is queued, writes it with one system call, and hands
 // syncing to the syncer, so that encoding the next batch overlaps the
@@ -430,7 +435,11 @@ func (l *Log) run() {
 					break drain
 				}
 			}
-			l.commit(waiters, false)
+			// Records nobody waits for (decisions) stay in the buffer
+			// until it is large or the timer fires: fewer, larger writes.
+			if len(waiters) > 0 || len(barriers) > 0 || len(l.buf) >= writeBatchBytes {
+				l.commit(waiters, false)
+			}
 			for _, b := range barriers {
 				b <- result{pos: position{l.segName, l.segSize}}
 			}
@@ -515,6 +524,11 @@ func (l *Log) encode(r *Record) (uint64, error) {
 		node = l.cfg.Node
 	}
 	args, res, redacted := r.Args, r.Result, r.Redacted
+	trusted := false
+	if c := r.Check; c != nil && c.Full && len(c.Req.Context) > 0 {
+		l.scratch = appendValue(l.scratch[:0], c.Req.Context)
+		args, trusted = l.scratch, true
+	}
 	if l.red != nil {
 		var paths []string
 		args, paths = l.red.apply(args, "args", nil)
@@ -525,7 +539,7 @@ func (l *Log) encode(r *Record) (uint64, error) {
 	}
 	start := len(l.buf)
 	l.buf = append(l.buf, zeros[:]...)
-	l.buf = appendBody(l.buf, r, node, args, res, redacted)
+	l.buf = appendBody(l.buf, r, node, args, res, redacted, trusted)
 	buf, chain, err := sealFrame(l.buf, start, l.chain, l.seq+1, t.UnixNano())
 	l.buf = buf
 	if err != nil {

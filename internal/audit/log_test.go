@@ -10,10 +10,13 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aibos/kernel/api"
 )
 
 func open(t testing.TB, cfg Config) *Log {
@@ -184,7 +187,7 @@ func TestTornTailIsTruncated(t *testing.T) {
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	var torn []byte
 	torn = append(torn, zeros[:]...)
-	torn = appendBody(torn, decision(10), "", nil, nil, nil)
+	torn = appendBody(torn, decision(10), "", nil, nil, nil, false)
 	var h [32]byte
 	torn, _, _ = sealFrame(torn, 0, h, 11, 1)
 	f.Write(torn[:len(torn)-9])
@@ -602,5 +605,36 @@ func TestOpenRefusesTruncatedLog(t *testing.T) {
 	}
 	if info, _ := os.Stat(path); info.Size() != int64(offs[8]) {
 		t.Errorf("Open changed the evidence: %d bytes", info.Size())
+	}
+}
+
+// A decision recorded by reference reads back like one recorded by value.
+func TestCheckRecord(t *testing.T) {
+	l, err := Open(Config{Dir: t.TempDir(), Node: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	req := &api.CheckRequest{
+		Subject:  api.Entity{Type: "agent", ID: "a\"1\n"},
+		Action:   api.Action{Name: "data.query"},
+		Resource: api.Entity{Type: "table", ID: "orders"},
+		Context:  map[string]any{"region": "eu", "n": 1e-7, "big": 1e21, "l": []any{true, nil, "x\u2028"}, "m": map[string]any{"b": 1.5, "a": "é"}},
+	}
+	reasons := []api.Reason{{Policy: "p", Rule: "r/1", Effect: api.Allow}, {Layer: "tenant", Effect: api.Deny}, {Policy: "q", Rule: "s", Effect: api.Allow}}
+	l.Append(&Record{Kind: KindDecision, Decision: "allow", Version: 3, Check: &Check{Req: req, Reasons: reasons, Full: true}})
+	l.Append(&Record{Kind: KindDecision, Decision: "deny", Check: &Check{Req: &api.CheckRequest{Subject: api.Entity{Type: "user", ID: "u"}, Action: api.Action{Name: "x"}}, Reasons: reasons[1:2]}})
+	recs, err := l.Query(Filter{})
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("%v %v", recs, err)
+	}
+	r := recs[0]
+	want, _ := json.Marshal(req.Context)
+	if r.Agent != "a\"1\n" || r.Subject != "agent:a\"1\n" || r.Resource != "table:orders" || r.Action != "data.query" ||
+		!slices.Equal(r.Rules, []string{"p/r/1", "q/s"}) || string(r.Args) != string(want) {
+		t.Fatalf("record %+v, args %s, want %s", r, r.Args, want)
+	}
+	if r := recs[1]; r.Agent != "" || r.Subject != "user:u" || r.Resource != ":" || r.Rules != nil || r.Args != nil {
+		t.Fatalf("record %+v", r)
 	}
 }

@@ -12,9 +12,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/aibos/kernel/api"
 )
 
 // Kinds of records the kernel writes; other kinds are allowed.
@@ -53,6 +56,22 @@ type Record struct {
 	By           string          `json:"by,omitempty"`
 	Reason       string          `json:"reason,omitempty"`
 	Redacted     []string        `json:"redacted,omitempty"` // paths redacted from Args and Result
+
+	// Check, when set, is a decision of the check API recorded by
+	// reference: the writer takes subject, agent, action, resource and
+	// rules from it (and the request's context as args when Full), so the
+	// decision path pays for one allocation and no formatting. The request
+	// and reasons must not be modified afterwards.
+	Check *Check `json:"-"`
+}
+
+// Check is a decided check request, for Record.Check.
+type Check struct {
+	Req     *api.CheckRequest
+	Reasons []api.Reason
+	// Full keeps the request's context as the record's args (the "full"
+	// audit obligation).
+	Full bool
 }
 
 // appendBody appends the JSON object of r without seq and time (they are
@@ -61,7 +80,10 @@ type Record struct {
 // without modifying r). Hand-rolled because it runs for every decision:
 // encoding/json costs several times as much. FuzzEncodeRecord checks it
 // against encoding/json.
-func appendBody(b []byte, r *Record, node string, args, result json.RawMessage, redacted []string) []byte {
+//
+// argsValid says args was written by this package (valid, one line) and
+// need not be checked.
+func appendBody(b []byte, r *Record, node string, args, result json.RawMessage, redacted []string, argsValid bool) []byte {
 	b = append(b, '{')
 	first := true
 	str := func(key, v string) {
@@ -86,21 +108,60 @@ func appendBody(b []byte, r *Record, node string, args, result json.RawMessage, 
 		b = append(b, key...)
 		b = append(b, '"', ':')
 	}
+	pair := func(key, a string, sep byte, c string) {
+		raw(key)
+		b = append(b, '"')
+		b = appendStringContent(b, a)
+		b = append(b, sep)
+		b = appendStringContent(b, c)
+		b = append(b, '"')
+	}
 	str("node", node)
 	raw("kind")
 	b = appendString(b, r.Kind)
-	str("agent", r.Agent)
-	str("agent_version", r.AgentVersion)
-	str("tenant", r.Tenant)
-	str("subject", r.Subject)
-	str("action", r.Action)
-	str("resource", r.Resource)
+	if c := r.Check; c != nil {
+		if c.Req.Subject.Type == "agent" {
+			str("agent", c.Req.Subject.ID)
+		}
+		pair("subject", c.Req.Subject.Type, ':', c.Req.Subject.ID)
+		str("action", c.Req.Action.Name)
+		pair("resource", c.Req.Resource.Type, ':', c.Req.Resource.ID)
+	} else {
+		str("agent", r.Agent)
+		str("agent_version", r.AgentVersion)
+		str("tenant", r.Tenant)
+		str("subject", r.Subject)
+		str("action", r.Action)
+		str("resource", r.Resource)
+	}
 	str("decision", r.Decision)
 	if r.Version != 0 {
 		raw("version")
 		b = strconv.AppendUint(b, r.Version, 10)
 	}
-	if len(r.Rules) > 0 {
+	if c := r.Check; c != nil {
+		n := 0
+		for _, rs := range c.Reasons {
+			if rs.Policy == "" {
+				continue
+			}
+			if n == 0 {
+				raw("rules")
+				b = append(b, '[')
+			} else {
+				b = append(b, ',')
+			}
+			n++
+			b = append(b, '"')
+			b = appendStringContent(b, rs.Policy)
+			b = append(b, '/')
+			b = appendStringContent(b, rs.Rule)
+			b = append(b, '"')
+		}
+		if n > 0 {
+			b = append(b, ']')
+		}
+	} else if len(r.Rules) > 0 {
 		raw("rules")
 		b = appendStrings(b, r.Rules)
 	}
@@ -120,7 +181,11 @@ func appendBody(b []byte, r *Record, node string, args, result json.RawMessage, 
 	str("args_digest", r.ArgsDigest)
 	if len(args) > 0 {
 		raw("args")
-		b = appendRaw(b, args)
+		if argsValid {
+			b = append(b, args...)
+		} else {
+			b = appendRaw(b, args)
+		}
 	}
 	if len(result) > 0 {
 		raw("result")
@@ -187,6 +252,12 @@ const hexDigits = "0123456789abcdef"
 // U+2028 and U+2029; invalid UTF-8 becomes U+FFFD.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	b = appendStringContent(b, s)
+	return append(b, '"')
+}
+
+// appendStringContent appends s escaped, without the quotes.
+func appendStringContent(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -229,6 +300,73 @@ func appendString(b []byte, s string) []byte {
 		}
 		i += size
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(b, s[start:]...)
+}
+
+// appendValue appends v, a value as encoding/json decodes it (maps with
+// sorted keys, as encoding/json writes them). Values of other types go
+// through encoding/json.
+func appendValue(b []byte, v any) []byte {
+	switch t := v.(type) {
+	case nil:
+		return append(b, "null"...)
+	case string:
+		return appendString(b, t)
+	case bool:
+		return strconv.AppendBool(b, t)
+	case float64:
+		if math.IsNaN(t) || math.IsInf(t, 0) {
+			return append(b, "null"...)
+		}
+		return appendFloat(b, t)
+	case []any:
+		b = append(b, '[')
+		for i, x := range t {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendValue(b, x)
+		}
+		return append(b, ']')
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendValue(b, t[k])
+		}
+		return append(b, '}')
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		return append(b, "null"...)
+	}
+	return append(b, j...)
+}
+
+// appendFloat formats f as encoding/json does.
+func appendFloat(b []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9, as encoding/json does
+		n := len(b)
+		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }

@@ -10,11 +10,12 @@ import (
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/engine/enginetest"
+	"github.com/aibos/kernel/internal/node"
 )
 
 // benchNode is a real node holding a generated 1,000-policy bundle.
-func benchNode(b *testing.B) (*httptest.ResponseRecorder, func(path string, body []byte) *httptest.ResponseRecorder) {
-	n, c := startNode(b)
+func benchNode(b *testing.B, mods ...func(*node.Config)) (*httptest.ResponseRecorder, func(path string, body []byte) *httptest.ResponseRecorder) {
+	n, c := startNode(b, mods...)
 	if _, err := c.Publish(context.Background(), enginetest.GenerateBundle(1000, 20), client.PublishOptions{}); err != nil {
 		b.Fatal(err)
 	}

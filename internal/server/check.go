@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -88,30 +87,17 @@ func (s *Server) decide(req *api.CheckRequest) api.Decision {
 }
 
 // decisionRecord is the audit record of a decision made for POST
-// /v1/check, its batches and AuthZEN. It names who asked for what and the
-// answer; the request's context is kept only when the decision's audit
-// obligation is "full".
+// /v1/check, its batches and AuthZEN: a reference to the request and the
+// reasons, formatted by the audit log's writer. The request's context is
+// kept only when the decision's audit obligation is "full".
 func decisionRecord(req *api.CheckRequest, d *api.Decision, node string, now time.Time) *audit.Record {
-	r := &audit.Record{
-		Time: now, Node: node, Kind: "decision",
-		Subject: req.Subject.Type + ":" + req.Subject.ID, Action: req.Action.Name,
-		Resource: req.Resource.Type + ":" + req.Resource.ID,
-		Decision: string(d.Decision), Version: d.Version,
-	}
-	if req.Subject.Type == api.EntityTypeAgent {
-		r.Agent = req.Subject.ID
-	}
-	for _, rs := range d.Reasons {
-		if rs.Policy != "" {
-			r.Rules = append(r.Rules, rs.Policy+"/"+rs.Rule)
-		}
-	}
-	if d.Obligations != nil && d.Obligations.Audit == "full" && len(req.Context) > 0 {
-		if b, err := json.Marshal(req.Context); err == nil {
-			r.Args = b
-		}
-	}
-	return r
+	blk := &struct {
+		r audit.Record
+		c audit.Check
+	}{}
+	blk.c = audit.Check{Req: req, Reasons: d.Reasons, Full: d.Obligations != nil && d.Obligations.Audit == "full"}
+	blk.r = audit.Record{Time: now, Node: node, Kind: audit.KindDecision, Decision: string(d.Decision), Version: d.Version, Check: &blk.c}
+	return &blk.r
 }
 
 // decideForGateway decides and records the decision in the metrics and the

@@ -5,12 +5,24 @@ import (
 	"testing"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/node"
 )
 
+// auditModes runs a benchmark with every decision in the audit log (the
+// default) and without: the difference is what auditing costs.
+func auditModes(b *testing.B, bench func(b *testing.B, mod func(*node.Config))) {
+	b.Run("audit=on", func(b *testing.B) { bench(b, func(*node.Config) {}) })
+	b.Run("audit=off", func(b *testing.B) { bench(b, func(c *node.Config) { c.NoDecisionAudit = true }) })
+}
+
 // BenchmarkHandlerCheckParallel is BenchmarkHandlerCheck with concurrent
-// requests on every core.
-func BenchmarkHandlerCheckParallel(b *testing.B) {
-	_, serve := benchNode(b)
+// requests on every core, with and without the audit log.
+//
+//	go test -run '^$' -bench 'Handler(Check|Batch)Parallel' -benchtime 3s ./internal/server/
+func BenchmarkHandlerCheckParallel(b *testing.B) { auditModes(b, benchCheckParallel) }
+
+func benchCheckParallel(b *testing.B, mod func(*node.Config)) {
+	_, serve := benchNode(b, mod)
 	body, _ := json.Marshal(benchChecks(1)[0])
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -26,9 +38,12 @@ func BenchmarkHandlerCheckParallel(b *testing.B) {
 }
 
 // BenchmarkHandlerBatchParallel is BenchmarkHandlerBatch with concurrent
-// requests on every core: the figure of a loaded node.
-func BenchmarkHandlerBatchParallel(b *testing.B) {
-	_, serve := benchNode(b)
+// requests on every core: the figure of a loaded node, with and without the
+// audit log.
+func BenchmarkHandlerBatchParallel(b *testing.B) { auditModes(b, benchBatchParallel) }
+
+func benchBatchParallel(b *testing.B, mod func(*node.Config)) {
+	_, serve := benchNode(b, mod)
 	body, _ := json.Marshal(api.BatchCheckRequest{Checks: benchChecks(500)})
 	b.ReportAllocs()
 	b.ResetTimer()
