@@ -55,6 +55,7 @@ func openAudit(cfg Config, reg prometheus.Registerer) (*audit.Log, error) {
 // store in DataDir, exact for this node and kept across restarts.
 func openCounter(cfg Config) (limits.Counter, error) {
 	if cfg.RedisAddr != "" {
+		limits.SetRedisLogger(cfg.Logger)
 		c, err := limits.NewRedis(limits.RedisOptions{Addr: cfg.RedisAddr, Password: cfg.RedisPassword})
 		if err != nil {
 			return nil, fmt.Errorf("node: redis at %s: %w", cfg.RedisAddr, err)

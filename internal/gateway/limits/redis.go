@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -327,4 +329,20 @@ func (r *Redis) Release(ctx context.Context, key string) error {
 		return r.unavailable("release", err)
 	}
 	return nil
+}
+
+// SetRedisLogger routes the Redis client's own log lines (dial failures,
+// pool trouble), which it prints to stderr by default, to log at warn
+// level. The Redis client's logger is process-wide and read without
+// locking, so only the first call (before any client exists) takes effect.
+func SetRedisLogger(log *slog.Logger) {
+	setLoggerOnce.Do(func() { redis.SetLogger(slogLogging{log}) })
+}
+
+var setLoggerOnce sync.Once
+
+type slogLogging struct{ log *slog.Logger }
+
+func (l slogLogging) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
