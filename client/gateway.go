@@ -139,9 +139,15 @@ func (c *Client) Approvals(ctx context.Context, f ApprovalFilter) ([]api.Approva
 }
 
 // Approval reads one approval. With wait > 0 the node answers once the
-// approval is no longer pending, or after wait (at most 60 s).
+// approval is no longer pending, or after wait (at most 60 s, and less
+// than the HTTP client's timeout: a long poll must not outlast the client
+// that waits for it); the caller sees a pending approval when the wait
+// ended with nobody deciding.
 func (c *Client) Approval(ctx context.Context, id string, wait time.Duration) (api.Approval, error) {
 	p := "/v1/approvals/" + url.PathEscape(id)
+	if t := c.http.Timeout; t > 0 && wait > 0 {
+		wait = min(wait, t-min(5*time.Second, t/4))
+	}
 	if wait > 0 {
 		p += "?wait=" + url.QueryEscape(wait.String())
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -61,6 +62,12 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		var o api.Orchestra
 		if err := decodeStrictYAML(data, &o); err != nil {
 			fmt.Fprintf(stderr, "aibos orchestra put: %s: %v\n", arg, err)
+			return exitInvalid
+		}
+		if strings.TrimSpace(o.Name) == "" {
+			// The name is the URL's last segment: without it the request
+			// would go to /v1/orchestras/ and come back as a bare 404/405.
+			fmt.Fprintf(stderr, "aibos orchestra put: %s: the orchestra has no name\n", arg)
 			return exitInvalid
 		}
 		out, err := c.PutOrchestra(ctx, o)
@@ -155,7 +162,9 @@ func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos invoke: --input: %v\n", err)
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	// An invocation may run on its backend for up to the action's timeout
+	// (at most 10 min): the client's default 30 s would cut it.
+	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: &http.Client{Timeout: invokeHTTPTimeout}})
 	if err != nil {
 		return apiFail(stderr, "invoke", err)
 	}
@@ -164,34 +173,58 @@ func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	resp, err := c.Invoke(ctx, *token, action, req, client.InvokeOptions{IdempotencyKey: *key})
 	if err == nil && resp.Status == api.InvocationPendingApproval && *wait > 0 {
 		fmt.Fprintf(stderr, "held for approval %s; waiting up to %s (approve with: aibos approval approve %s --as NAME)\n", resp.ApprovalID, *wait, resp.ApprovalID)
-		deadline := time.Now().Add(*wait)
-		for time.Now().Before(deadline) {
-			a, aerr := c.Approval(ctx, resp.ApprovalID, min(time.Until(deadline), 60*time.Second))
-			if aerr != nil {
-				return apiFail(stderr, "invoke", aerr)
-			}
-			if a.State == api.ApprovalPending {
-				continue
-			}
-			if a.State != api.ApprovalApproved {
-				fmt.Fprintf(stderr, "aibos invoke: approval %s is %s (%s %s)\n", a.ID, a.State, a.DecidedBy, a.Reason)
-				return exitFailed
-			}
+		a, aerr := waitApproval(ctx, c, resp.ApprovalID, *wait)
+		switch {
+		case aerr != nil:
+			printJSON(stdout, resp)
+			fmt.Fprintf(stderr, "aibos invoke: waiting for approval %s: %v\n", resp.ApprovalID, aerr)
+			return exitFailed
+		case a.State == api.ApprovalApproved:
 			req.ApprovalID = a.ID
 			resp, err = c.Invoke(ctx, *token, action, req, client.InvokeOptions{IdempotencyKey: *key})
-			break
+		case a.State != api.ApprovalPending:
+			printJSON(stdout, resp)
+			fmt.Fprintf(stderr, "aibos invoke: approval %s is %s (by %s: %s)\n", a.ID, a.State, a.DecidedBy, a.Reason)
+			return exitFailed
 		}
 	}
 	if resp.InvocationID != "" {
 		printJSON(stdout, resp)
 	}
-	if err != nil {
-		if resp.InvocationID != "" {
-			return exitFailed
-		}
+	switch {
+	case err != nil && resp.InvocationID == "":
 		return apiFail(stderr, "invoke", err)
+	case err != nil:
+		// The kernel decided and answered (denied, failed, cancelled,
+		// killed): the answer is on stdout, the reason on stderr too.
+		fmt.Fprintf(stderr, "aibos invoke: %s: %v\n", resp.Status, err)
+		return exitFailed
+	case resp.Status == api.InvocationPendingApproval:
+		fmt.Fprintf(stderr, "aibos invoke: held for approval %s; once approved, invoke again with the same input and --approval %s (or use --wait)\n", resp.ApprovalID, resp.ApprovalID)
+		return exitFailed
+	case resp.Status != api.InvocationCompleted:
+		fmt.Fprintf(stderr, "aibos invoke: status %s\n", resp.Status)
+		return exitFailed
 	}
 	return exitOK
+}
+
+// invokeHTTPTimeout bounds one invoke request: an action's backend timeout
+// is at most 10 minutes.
+const invokeHTTPTimeout = 11 * time.Minute
+
+// waitApproval waits up to wait for an approval to leave the pending
+// state, asking the node in long polls; it returns the approval as last
+// seen (still pending if nobody decided in time).
+func waitApproval(ctx context.Context, c *client.Client, id string, wait time.Duration) (api.Approval, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		left := time.Until(deadline)
+		a, err := c.Approval(ctx, id, max(min(left, 60*time.Second), time.Millisecond))
+		if err != nil || a.State != api.ApprovalPending || time.Until(deadline) <= 0 {
+			return a, err
+		}
+	}
 }
 
 const approvalUsage = "Usage: aibos approval list [--state pending] | get ID [--wait 30s] | approve ID --as NAME [--reason R] | deny ID --as NAME [--reason R]   [--server URL]"
@@ -248,7 +281,12 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 		_ = tw.Flush()
 		return exitOK
 	case "get":
-		a, err := c.Approval(ctx, id, *wait)
+		var a api.Approval
+		if *wait > 0 {
+			a, err = waitApproval(ctx, c, id, *wait)
+		} else {
+			a, err = c.Approval(ctx, id, 0)
+		}
 		if err != nil {
 			return apiFail(stderr, "approval get", err)
 		}
