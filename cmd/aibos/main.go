@@ -46,7 +46,8 @@ Usage:
 Run "aibos COMMAND -h" for the flags of a command.
 
 Exit codes: 0 ok; 1 failed bundle tests, a decision other than allow
-with --fail-on-deny, or lint warnings with --strict; 2 invalid input (flags, bundle, request) or an error
+with --fail-on-deny, lint warnings with --strict, an invocation that did not
+complete (held, denied, failed, cancelled), or audit verify finding problems; 2 invalid input (flags, bundle, request) or an error
 answer from the server.
 `
 
