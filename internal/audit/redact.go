@@ -107,3 +107,22 @@ func redactPath(doc any, path []string) bool {
 	}
 	return false
 }
+
+// Redact returns v with the values at paths (the syntax of Config.Redact)
+// replaced by "[redacted]"; v is not modified. Invalid paths are ignored.
+// The gateway applies a policy's redact obligation with it, so the answer,
+// the approval and the record agree on what a path means.
+func Redact(v json.RawMessage, paths []string) json.RawMessage {
+	var ok []string
+	for _, p := range paths {
+		if p != "" && !strings.Contains("."+p+".", "..") {
+			ok = append(ok, p)
+		}
+	}
+	r, err := newRedactor(ok)
+	if err != nil {
+		return v
+	}
+	out, _ := r.apply(v, "", nil)
+	return out
+}

@@ -2,7 +2,7 @@ package gateway
 
 import (
 	"github.com/aibos/kernel/api"
-	"github.com/aibos/kernel/internal/policy"
+	"github.com/aibos/kernel/internal/store"
 )
 
 // KillsChanged reloads the active kill switches from the store and cancels
@@ -20,7 +20,7 @@ func (g *Gateway) KillsChanged() {
 	var by []api.KillSwitch
 	for _, f := range g.flights {
 		for i := range ks {
-			if killMatches(&ks[i], f.agent, f.tenant, f.action) {
+			if store.KillCovers(&ks[i], f.agent, f.tenant, f.action) {
 				hit, by = append(hit, f), append(by, ks[i])
 				break
 			}
@@ -42,23 +42,9 @@ func (g *Gateway) killFor(a *api.Agent, action string) *api.KillSwitch {
 		return nil
 	}
 	for i := range *p {
-		if k := &(*p)[i]; killMatches(k, a.ID, a.Tenant, action) {
+		if k := &(*p)[i]; store.KillCovers(k, a.ID, a.Tenant, action) {
 			return k
 		}
 	}
 	return nil
-}
-
-func killMatches(k *api.KillSwitch, agent, tenant, action string) bool {
-	switch k.Scope {
-	case api.KillGlobal:
-		return true
-	case api.KillTenant:
-		return tenant == k.Target
-	case api.KillAgent:
-		return agent == k.Target
-	case api.KillAction:
-		return policy.MatchPattern(k.Target, action)
-	}
-	return false
 }

@@ -86,15 +86,22 @@ func validateNewKill(k *api.KillSwitch) error {
 
 // killCovers reports whether k stops what approval a is for.
 func killCovers(k *api.KillSwitch, a *api.Approval) bool {
+	return KillCovers(k, a.Agent, a.Tenant, a.Action)
+}
+
+// KillCovers reports whether kill switch k's scope covers an action of
+// the agent of the tenant: the one rule for the store (which approvals a
+// kill switch voids) and the gateway (which invocations it stops).
+func KillCovers(k *api.KillSwitch, agent, tenant, action string) bool {
 	switch k.Scope {
 	case api.KillGlobal:
 		return true
 	case api.KillTenant:
-		return a.Tenant == k.Target
+		return tenant == k.Target
 	case api.KillAgent:
-		return a.Agent == k.Target
+		return agent == k.Target
 	case api.KillAction:
-		return policy.MatchPattern(k.Target, a.Action)
+		return policy.MatchPattern(k.Target, action)
 	}
 	return false
 }
