@@ -583,3 +583,28 @@ func isStatus(err error, status int) bool {
 	var apiErr *client.Error
 	return errors.As(err, &apiErr) && apiErr.Status == status
 }
+
+// An agent cannot pile up approvals: past the cap, holds are refused.
+func TestPendingApprovalsCapped(t *testing.T) {
+	e := startOne(t, func(c *node.Config) { c.Gateway.MaxPendingApprovals = 2 })
+	for i := range 2 {
+		if st, _, code := e.invoke(0, "clerk", "crm.refund", fmt.Sprintf(`{"amount":%d}`, 200+i), client.InvokeOptions{}, ""); st != http.StatusAccepted {
+			t.Fatalf("hold %d: %d %s", i, st, code)
+		}
+	}
+	if st, _, code := e.invoke(0, "clerk", "crm.refund", `{"amount":300}`, client.InvokeOptions{}, ""); st != http.StatusTooManyRequests || code != "too_many_pending_approvals" {
+		t.Fatalf("third hold: %d %s", st, code)
+	}
+	if n := len(mustApprovals(t, e)); n != 2 {
+		t.Fatalf("%d approvals, want 2", n)
+	}
+}
+
+func mustApprovals(t *testing.T, e *env) []api.Approval {
+	t.Helper()
+	as, err := e.c.Approvals(context.Background(), client.ApprovalFilter{State: api.ApprovalPending})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return as
+}
