@@ -71,7 +71,7 @@ func builtinQuarantine(ctx context.Context, g *Gateway, agent *api.Agent, inv st
 	target, _ := in["agent"].(string)
 	reason, _ := in["reason"].(string)
 	k, err := g.cfg.Store.SetKill(ctx, api.KillSwitch{
-		ID: newID("kill_"), Scope: api.KillAgent, Target: target, Reason: reason,
+		ID: NewID("kill_"), Scope: api.KillAgent, Target: target, Reason: reason,
 		By: "agent:" + agent.ID + " (" + inv + ")", CreatedAt: g.now(),
 	})
 	if err != nil {

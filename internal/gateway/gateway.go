@@ -170,8 +170,9 @@ func (g *Gateway) Catalog() []api.CatalogAction {
 	return out
 }
 
-// newID returns prefix followed by 16 random hex digits pairs.
-func newID(prefix string) string {
+// NewID returns prefix followed by 24 random hex digits: the ids of
+// invocations, approvals and kill switches.
+func NewID(prefix string) string {
 	var b [12]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic("gateway: crypto/rand failed: " + err.Error())

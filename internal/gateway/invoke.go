@@ -107,7 +107,7 @@ func (g *Gateway) Invoke(ctx context.Context, c Call) Reply {
 		return fail(http.StatusForbidden, CodeCapability, fmt.Sprintf("agent %q did not declare a capability for %q (its capabilities: %s); register a new version of the agent with it", agent.ID, c.Action, strings.Join(agent.Capabilities, ", ")))
 	}
 	in := &invocation{g: g, start: start, agent: agent, entry: e}
-	in.resp = api.InvokeResponse{InvocationID: newID("inv_"), Action: c.Action, Agent: agent.ID}
+	in.resp = api.InvokeResponse{InvocationID: NewID("inv_"), Action: c.Action, Agent: agent.ID}
 	if k := g.killFor(&agent, c.Action); k != nil {
 		in.resp.Status, in.resp.Decision = api.InvocationDenied, api.Deny
 		return in.finish(ctx, http.StatusForbidden, CodeKilled, fmt.Sprintf("stopped by kill switch %s (%s %s): %s", k.ID, k.Scope, k.Target, k.Reason))
@@ -319,7 +319,7 @@ func (in *invocation) hold(ctx context.Context) Reply {
 			fmt.Sprintf("agent %q already has %d approvals waiting for a decision (at most %d): wait for them to be decided or to expire", in.agent.ID, pending, g.cfg.MaxPendingApprovals))
 	}
 	a := api.Approval{
-		ID: newID("apv_"), Agent: in.agent.ID, AgentVersion: in.agent.Version, Tenant: in.agent.Tenant,
+		ID: NewID("apv_"), Agent: in.agent.ID, AgentVersion: in.agent.Version, Tenant: in.agent.Tenant,
 		Action: in.entry.def.Name, ArgsDigest: in.resp.ArgsDigest, Input: redactJSON(in.req.Input, in.obl.Redact, "input"),
 		Reasons: in.dec.Reasons, Approvers: in.obl.Approvers, State: api.ApprovalPending,
 		CreatedAt: now, ExpiresAt: now.Add(g.cfg.ApprovalTTL), InvocationID: in.resp.InvocationID,
@@ -342,7 +342,7 @@ func (in *invocation) hold(ctx context.Context) Reply {
 // for exactly this agent, version, action and arguments, and is now spent.
 func (in *invocation) redeem(ctx context.Context) (Reply, bool) {
 	g := in.g
-	a, err := g.cfg.Store.ConsumeApproval(ctx, in.req.ApprovalID, in.agent.ID, in.agent.Version, in.entry.def.Name, in.resp.ArgsDigest, in.resp.InvocationID, g.now())
+	_, err := g.cfg.Store.ConsumeApproval(ctx, in.req.ApprovalID, in.agent.ID, in.agent.Version, in.entry.def.Name, in.resp.ArgsDigest, in.resp.InvocationID, g.now())
 	in.resp.ApprovalID = in.req.ApprovalID
 	if err == nil {
 		g.metrics.approvals.WithLabelValues("redeemed").Inc()
@@ -363,7 +363,6 @@ func (in *invocation) redeem(ctx context.Context) (Reply, bool) {
 		in.release(ctx)
 		return fail(http.StatusServiceUnavailable, CodeUnavailable, "could not redeem the approval: "+err.Error()), false
 	}
-	_ = a
 	return in.finish(ctx, status, code, err.Error()), false
 }
 

@@ -24,29 +24,19 @@ func openAudit(cfg Config, reg prometheus.Registerer) (*audit.Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: audit log: %w", err)
 	}
-	for name, help := range map[string]string{
-		"aibos_audit_records_total":          "Records written to this node's audit log.",
-		"aibos_audit_fsyncs_total":           "Group commits (fsyncs) of the audit log.",
-		"aibos_audit_backpressure_total":     "Appends that waited because the audit log's queue was full.",
-		"aibos_audit_backpressure_seconds":   "Time appends spent waiting for room in the audit log's queue.",
-		"aibos_audit_queue_length_at_scrape": "Records queued for the audit log's writer.",
-	} {
-		name := name
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
-			st := l.Stats()
-			switch name {
-			case "aibos_audit_records_total":
-				return float64(st.Written)
-			case "aibos_audit_fsyncs_total":
-				return float64(st.Fsyncs)
-			case "aibos_audit_backpressure_total":
-				return float64(st.Blocked)
-			case "aibos_audit_backpressure_seconds":
-				return float64(st.BlockedNanos) / 1e9
-			}
-			return float64(st.QueueLen)
-		}))
+	counter := func(name, help string, v func(audit.Stats) float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return v(l.Stats()) }))
 	}
+	counter("aibos_audit_records_total", "Records written to this node's audit log.",
+		func(st audit.Stats) float64 { return float64(st.Written) })
+	counter("aibos_audit_fsyncs_total", "Group commits (fsyncs) of the audit log.",
+		func(st audit.Stats) float64 { return float64(st.Fsyncs) })
+	counter("aibos_audit_backpressure_total", "Appends that waited because the audit log's queue was full.",
+		func(st audit.Stats) float64 { return float64(st.Blocked) })
+	counter("aibos_audit_backpressure_seconds_total", "Time appends spent waiting for room in the audit log's queue.",
+		func(st audit.Stats) float64 { return float64(st.BlockedNanos) / 1e9 })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aibos_audit_queue_length", Help: "Records queued for the audit log's writer."},
+		func() float64 { return float64(l.Stats().QueueLen) }))
 	return l, nil
 }
 

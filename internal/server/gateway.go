@@ -319,7 +319,7 @@ func (s *Server) handleSetKill(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
-	k, err := s.store.SetKill(ctx, api.KillSwitch{ID: newKillID(), Scope: kr.Scope, Target: kr.Target, Reason: kr.Reason, By: kr.By, CreatedAt: s.now()})
+	k, err := s.store.SetKill(ctx, api.KillSwitch{ID: gateway.NewID("kill_"), Scope: kr.Scope, Target: kr.Target, Reason: kr.Reason, By: kr.By, CreatedAt: s.now()})
 	if err != nil {
 		s.writeGatewayStoreError(w, err)
 		return
@@ -358,11 +358,6 @@ func killTarget(k api.KillSwitch) string {
 		return k.ID + " " + k.Scope
 	}
 	return k.ID + " " + k.Scope + ":" + k.Target
-}
-
-func newKillID() string {
-	t, _, _ := newAgentToken()
-	return "kill_" + strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(t[len(tokenPrefix):len(tokenPrefix)+16]))
 }
 
 func (s *Server) handleAgentStats(w http.ResponseWriter, r *http.Request) {

@@ -136,6 +136,18 @@ func checkPer(key string, per time.Duration) error {
 	return nil
 }
 
+// checkSettle validates a Settle call; noop: the actual cost is the
+// reserved amount, so there is nothing to adjust.
+func checkSettle(r Reservation, actual float64) (noop bool, err error) {
+	if err := checkPer(r.Key, r.Per); err != nil {
+		return false, err
+	}
+	if err := checkAmount("actual cost", actual); err != nil {
+		return false, err
+	}
+	return actual == r.Amount, nil
+}
+
 func checkAmount(what string, v float64) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
 		return fmt.Errorf("%w: %s is %v, want a finite number >= 0", ErrInvalid, what, v)

@@ -183,14 +183,8 @@ func (l *Local) Reserve(_ context.Context, key string, amount, limit float64, pe
 
 // Settle implements Counter.
 func (l *Local) Settle(_ context.Context, r Reservation, actual float64) error {
-	if err := checkPer(r.Key, r.Per); err != nil {
+	if noop, err := checkSettle(r, actual); noop || err != nil {
 		return err
-	}
-	if err := checkAmount("actual cost", actual); err != nil {
-		return err
-	}
-	if actual == r.Amount {
-		return nil
 	}
 	if err := l.lock(time.Time{}); err != nil {
 		return err

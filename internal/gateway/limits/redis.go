@@ -231,14 +231,8 @@ func (r *Redis) Reserve(ctx context.Context, key string, amount, limit float64, 
 
 // Settle implements Counter.
 func (r *Redis) Settle(ctx context.Context, res Reservation, actual float64) error {
-	if err := checkPer(res.Key, res.Per); err != nil {
+	if noop, err := checkSettle(res, actual); noop || err != nil {
 		return err
-	}
-	if err := checkAmount("actual cost", actual); err != nil {
-		return err
-	}
-	if actual == res.Amount {
-		return nil
 	}
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
