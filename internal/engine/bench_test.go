@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -150,5 +151,22 @@ func BenchmarkPrepare(b *testing.B) {
 		if _, err := Prepare(files, Options{Version: 1}, benchNow); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkLint lints bundles of 1,000 to 20,000 rules (GenerateRules, 10
+// to a policy). The cost should grow about linearly with the rules.
+func BenchmarkLint(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 20_000} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			bundle := compileFiles(b, enginetest.GenerateRules(n, 10))
+			b.ReportAllocs()
+			b.ResetTimer()
+			var ws []Warning
+			for range b.N {
+				ws = Lint(bundle)
+			}
+			b.ReportMetric(float64(len(ws)), "warnings")
+		})
 	}
 }

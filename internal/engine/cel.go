@@ -2,12 +2,16 @@ package engine
 
 import (
 	"fmt"
+	"regexp/syntax"
 	"slices"
 	"strings"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/checker"
+	"cel.dev/cel-go/common"
 	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/overloads"
+	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/ext"
 
 	"github.com/aibos/kernel/api"
@@ -28,10 +32,24 @@ import (
 // bounded only by the request size (1 MiB); the string functions a
 // condition can call (contains, startsWith, matches with RE2, ...) run in
 // time linear in their input, so a long string costs a decision time in
-// proportion, not more.
+// proportion, not more. That holds for matches only because its pattern is
+// a literal of bounded size (see checkRegexes): compiling a pattern costs
+// time and memory in proportion to its RE2 program, which a pattern from
+// the request could make as large as it likes.
 const (
 	MaxInputSize   = api.MaxCollectionLen
 	DefaultMaxCost = 100_000
+)
+
+// Bounds of a matches pattern, which must be a string literal: at most
+// MaxRegexSize bytes, compiling to at most MaxRegexProgram RE2
+// instructions. Ordinary patterns are far smaller ("^agent-[0-9]+$" is 15
+// instructions; [a-z]{1,64} about 130); the program bound refuses repeat
+// counts in the thousands, which cost milliseconds to compile and memory at
+// every match.
+const (
+	MaxRegexSize    = 1_000
+	MaxRegexProgram = 10_000
 )
 
 // Parser limits: a condition is at most MaxConditionSize code points and
@@ -111,6 +129,9 @@ func compileCondition(env *cel.Env, nc *nativeCompiler, text string, maxCost uin
 	if msgs := checkFields(a.NativeRep()); len(msgs) > 0 {
 		return nil, msgs
 	}
+	if msgs := checkRegexes(a.NativeRep()); len(msgs) > 0 {
+		return nil, msgs
+	}
 	est, err := env.EstimateCost(a, inputSizes{})
 	if err != nil {
 		return nil, []string{fmt.Sprintf("cannot bound the cost of the condition: %v", err)}
@@ -148,4 +169,70 @@ func checkFields(a *celast.AST) []string {
 			loc.Line(), loc.Column()+1, op.AsIdent(), sel.FieldName(), strings.Join(fields, ", ")))
 	}))
 	return msgs
+}
+
+// checkRegexes requires the pattern of every matches call to be a string
+// literal within MaxRegexSize and MaxRegexProgram. CEL compiles a literal
+// pattern once, when the condition is planned; any other pattern would be
+// compiled at every decision, at a cost the request chooses (a 33 KB
+// pattern took a second and hundreds of megabytes).
+func checkRegexes(a *celast.AST) []string {
+	var msgs []string
+	celast.PreOrderVisit(a.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.CallKind || e.AsCall().FunctionName() != overloads.Matches {
+			return
+		}
+		args := e.AsCall().Args()
+		if len(args) == 0 {
+			return
+		}
+		pat := args[len(args)-1] // s.matches(p) and matches(s, p)
+		loc := startOf(a, pat)
+		at := fmt.Sprintf("condition line %d, column %d: ", loc.Line(), loc.Column()+1)
+		if pat.Kind() != celast.LiteralKind {
+			msgs = append(msgs, at+"the pattern of matches must be a string literal: a pattern computed from the request would be compiled at every decision, at a cost the request chooses; write the pattern in the condition, e.g. subject.id.matches(\"^agent-[0-9]+$\")")
+			return
+		}
+		str, ok := pat.AsLiteral().(types.String)
+		if !ok {
+			return // not a string: the type checker has said so
+		}
+		lit := string(str)
+		if len(lit) > MaxRegexSize {
+			msgs = append(msgs, fmt.Sprintf("%sthe pattern of matches is %d bytes; at most %d are allowed: shorten it, or test with startsWith, endsWith or in",
+				at, len(lit), MaxRegexSize))
+			return
+		}
+		re, err := syntax.Parse(lit, syntax.Perl)
+		if err != nil {
+			msgs = append(msgs, fmt.Sprintf("%sthe pattern of matches is not a valid RE2 expression: %v", at, err))
+			return
+		}
+		prog, err := syntax.Compile(re.Simplify())
+		if err != nil {
+			msgs = append(msgs, fmt.Sprintf("%sthe pattern of matches is not a valid RE2 expression: %v", at, err))
+			return
+		}
+		if n := len(prog.Inst); n > MaxRegexProgram {
+			msgs = append(msgs, fmt.Sprintf("%sthe pattern of matches compiles to %d RE2 instructions; at most %d are allowed: use smaller repeat counts (such as {1,64} rather than {1,5000}) or fewer of them",
+				at, n, MaxRegexProgram))
+		}
+	}))
+	return msgs
+}
+
+// startOf is where the source of e begins: the least offset of its nodes
+// (CEL places an operator's node at the operator, "context.re" at the dot).
+func startOf(a *celast.AST, e celast.Expr) common.Location {
+	info := a.SourceInfo()
+	start := int32(-1)
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(n celast.Expr) {
+		if r, ok := info.GetOffsetRange(n.ID()); ok && (start < 0 || r.Start < start) {
+			start = r.Start
+		}
+	}))
+	if start < 0 {
+		return info.GetStartLocation(e.ID())
+	}
+	return info.GetLocationByOffset(start)
 }

@@ -6,6 +6,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -64,8 +65,17 @@ func (r *rule) id() string { return r.policyName + "/" + r.reason.Rule }
 // are returned together as a sorted policy.ErrorList; on error there is no
 // bundle.
 func Compile(src *policy.Bundle, opts Options) (*Bundle, error) {
-	c, err := compileRules(src, opts, false)
+	return CompileContext(context.Background(), src, opts)
+}
+
+// CompileContext is Compile that gives up, with ctx's error, when ctx is
+// done.
+func CompileContext(ctx context.Context, src *policy.Bundle, opts Options) (*Bundle, error) {
+	c, err := compileRules(ctx, src, opts, false)
 	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	return &Bundle{
@@ -88,8 +98,9 @@ type compiled struct {
 // compileRules compiles the rules of src. With partial set, src is the
 // incomplete result of policy.ParsePartial: problems the parser has
 // reported (unknown layers) are skipped silently, so that only the
-// conditions' problems are added to the parser's.
-func compileRules(src *policy.Bundle, opts Options, partial bool) (*compiled, error) {
+// conditions' problems are added to the parser's. It stops with ctx's
+// error when ctx is done.
+func compileRules(ctx context.Context, src *policy.Bundle, opts Options, partial bool) (*compiled, error) {
 	if opts.MaxCost == 0 {
 		opts.MaxCost = DefaultMaxCost
 	}
@@ -107,6 +118,9 @@ func compileRules(src *policy.Bundle, opts Options, partial bool) (*compiled, er
 	nc := newNativeCompiler()
 	var rules []*rule
 	for _, p := range src.Policies {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		li, ok := layerIdx[p.Layer]
 		if !ok && !partial {
 			errs.Add(p.Pos, "policy %q has unknown layer %q", p.Name, p.Layer)
@@ -131,6 +145,9 @@ func compileRules(src *policy.Bundle, opts Options, partial bool) (*compiled, er
 			if r.When != "" && r.When != "true" {
 				c, seen := conds[r.When]
 				if !seen {
+					if err := ctx.Err(); err != nil {
+						return nil, err
+					}
 					var msgs []string
 					c, msgs = compileCondition(env, nc, r.When, opts.MaxCost)
 					if c != nil {

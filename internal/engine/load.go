@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -33,32 +34,48 @@ func (e *TestsFailedError) Details() []string {
 // policy.ErrorList with every problem at once, the parser's and the
 // conditions'.
 func Load(files []api.File, opts Options) (*Bundle, error) {
-	src, err := policy.ParsePartial(files)
+	return LoadContext(context.Background(), files, opts)
+}
+
+// LoadContext is Load that gives up, with ctx's error, when ctx is done.
+func LoadContext(ctx context.Context, files []api.File, opts Options) (*Bundle, error) {
+	src, err := policy.ParsePartialContext(ctx, files)
 	if err != nil {
 		var perrs policy.ErrorList
 		if !errors.As(err, &perrs) || src == nil {
 			return nil, err
 		}
-		if _, cerr := compileRules(src, opts, true); cerr != nil {
+		if _, cerr := compileRules(ctx, src, opts, true); cerr != nil {
 			var cerrs policy.ErrorList
-			if errors.As(cerr, &cerrs) {
-				perrs = append(slices.Clone(perrs), cerrs...)
+			if !errors.As(cerr, &cerrs) {
+				return nil, cerr
 			}
+			perrs = append(slices.Clone(perrs), cerrs...)
 		}
 		return nil, perrs.Err()
 	}
-	return Compile(src, opts)
+	return CompileContext(ctx, src, opts)
 }
 
 // Prepare loads a bundle and runs its own tests: what must hold before a
 // bundle may be published. Bad source is a policy.ErrorList (see Load);
 // failing tests are a *TestsFailedError.
 func Prepare(files []api.File, opts Options, now time.Time) (*Bundle, error) {
-	b, err := Load(files, opts)
+	return PrepareContext(context.Background(), files, opts, now)
+}
+
+// PrepareContext is Prepare that gives up, with ctx's error, when ctx is
+// done: a publish whose request was cancelled stops compiling and testing.
+func PrepareContext(ctx context.Context, files []api.File, opts Options, now time.Time) (*Bundle, error) {
+	b, err := LoadContext(ctx, files, opts)
 	if err != nil {
 		return nil, err
 	}
-	if failed := Failed(b.RunTests(now)); len(failed) > 0 {
+	results, err := b.RunTestsContext(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	if failed := Failed(results); len(failed) > 0 {
 		return nil, &TestsFailedError{Failed: failed}
 	}
 	return b, nil

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -47,10 +48,22 @@ func (m MapEntities) Entity(typ, id string) (map[string]any, bool) {
 // RunTests runs every case of the bundle's Test documents, each with the
 // entities of its own document. now is used for cases that do not fix it.
 func (b *Bundle) RunTests(now time.Time) []TestResult {
+	out, _ := b.RunTestsContext(context.Background(), now)
+	return out
+}
+
+// RunTestsContext is RunTests that gives up, with ctx's error and no
+// results, when ctx is done.
+func (b *Bundle) RunTestsContext(ctx context.Context, now time.Time) ([]TestResult, error) {
 	var out []TestResult
 	for _, ts := range b.src.Tests {
 		ents := NewMapEntities(ts.Entities)
-		for _, tc := range ts.Cases {
+		for i, tc := range ts.Cases {
+			if i%64 == 0 {
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+			}
 			at := now
 			if !tc.Now.IsZero() {
 				at = tc.Now
@@ -70,7 +83,7 @@ func (b *Bundle) RunTests(now time.Time) []TestResult {
 			out = append(out, r)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // check compares a decision with a case's expectations and says what

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,18 +16,28 @@ import (
 	"github.com/aibos/kernel/api"
 )
 
-// Limits on a bundle's source, so that a hostile upload cannot exhaust a node.
+// Limits on a bundle's source, so that a hostile upload cannot exhaust a
+// node: every node compiles a published bundle, and compile time grows with
+// the rules (the 1,000-policy benchmark bundle has about 2,000 rules and
+// compiles in about 0.2 s; 50,000 rules take a few seconds).
 const (
 	MaxFileSize   = 8 << 20
 	MaxBundleSize = 64 << 20
 	MaxFiles      = 10_000
+	MaxPolicies   = 10_000
+	MaxRules      = 50_000
 )
 
 // Parse loads a bundle from its source files. It reports every problem it
 // finds, each with its position, as a sorted ErrorList; on any error it
 // returns no bundle, so nothing is ever half-loaded.
 func Parse(files []api.File) (*Bundle, error) {
-	b, err := ParsePartial(files)
+	return ParseContext(context.Background(), files)
+}
+
+// ParseContext is Parse that gives up, with ctx's error, when ctx is done.
+func ParseContext(ctx context.Context, files []api.File) (*Bundle, error) {
+	b, err := ParsePartialContext(ctx, files)
 	if err != nil {
 		return nil, err
 	}
@@ -38,8 +49,18 @@ func Parse(files []api.File) (*Bundle, error) {
 // conditions — and report every problem of a bundle at once. A bundle
 // returned with an error is incomplete and must never be used for
 // decisions.
+//
+// A bundle over MaxPolicies or MaxRules is returned as nil with its
+// ErrorList: its rules are counted but not kept, so that nobody compiles
+// them.
 func ParsePartial(files []api.File) (*Bundle, error) {
-	p := &parser{}
+	return ParsePartialContext(context.Background(), files)
+}
+
+// ParsePartialContext is ParsePartial that gives up, with ctx's error and
+// no bundle, when ctx is done.
+func ParsePartialContext(ctx context.Context, files []api.File) (*Bundle, error) {
+	p := &parser{ctx: ctx}
 	var total int
 	if len(files) == 0 {
 		p.errs.Add(Pos{File: "(bundle)"}, "the bundle has no files: give at least one YAML or JSON document of kind Policy")
@@ -56,23 +77,50 @@ func ParsePartial(files []api.File) (*Bundle, error) {
 			continue
 		}
 		p.file(f)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 	}
 	if total > MaxBundleSize {
 		p.errs.Add(Pos{File: "(bundle)"}, "the bundle is %d bytes; at most %d are allowed", total, MaxBundleSize)
 	}
+	if p.policies > MaxPolicies {
+		p.errs.Add(p.overPolicies, "the bundle has %d policies; at most %d are allowed (this is policy %d): merge policies of the same layer",
+			p.policies, MaxPolicies, MaxPolicies+1)
+	}
+	if p.rules > MaxRules {
+		p.errs.Add(p.overRules, "the bundle has %d rules; at most %d are allowed (this is rule %d): remove rules, or give one rule several actions instead of repeating it",
+			p.rules, MaxRules, MaxRules+1)
+	}
 	p.finish()
+	if p.overLimit() {
+		return nil, p.errs.Err()
+	}
 	return &p.b, p.errs.Err()
 }
 
 type parser struct {
+	ctx        context.Context
 	b          Bundle
 	errs       ErrorList
 	layersSeen bool
+	// policies and rules count what the source holds, kept or not;
+	// overPolicies and overRules are where the first one over its limit
+	// starts.
+	policies, rules         int
+	overPolicies, overRules Pos
 }
+
+// overLimit reports whether the source has more policies or rules than a
+// bundle may: from there on they are counted, not kept.
+func (p *parser) overLimit() bool { return p.policies > MaxPolicies || p.rules > MaxRules }
 
 func (p *parser) file(f api.File) {
 	dec := yaml.NewDecoder(bytes.NewReader(f.Data))
 	for doc := 0; ; doc++ {
+		if p.ctx.Err() != nil {
+			return
+		}
 		var n yaml.Node
 		err := dec.Decode(&n)
 		if errors.Is(err, io.EOF) {
@@ -148,6 +196,17 @@ func (p *parser) bundleDoc(m *mapNode) {
 }
 
 func (p *parser) policy(m *mapNode) {
+	if p.policies++; p.policies == MaxPolicies+1 {
+		p.overPolicies = m.pos
+	}
+	if p.overLimit() {
+		if rn := m.get("rules"); rn != nil && rn.Kind == yaml.SequenceNode {
+			for _, r := range rn.Content {
+				p.countRule(m.file, r)
+			}
+		}
+		return
+	}
 	m.allow("kind", "name", "layer", "description", "rules")
 	pol := &Policy{Pos: m.pos}
 	pol.Name = p.requiredName(m, "name", "policy")
@@ -171,6 +230,9 @@ func (p *parser) policy(m *mapNode) {
 		}
 		names := map[string]bool{}
 		for _, r := range rn.Content {
+			if p.countRule(m.file, r); p.overLimit() {
+				continue
+			}
 			rule := p.rule(m.file, r)
 			if rule == nil {
 				continue
@@ -183,6 +245,14 @@ func (p *parser) policy(m *mapNode) {
 		}
 	}
 	p.b.Policies = append(p.b.Policies, pol)
+}
+
+// countRule counts a rule of the source and notes where the first rule
+// over MaxRules is.
+func (p *parser) countRule(file string, n *yaml.Node) {
+	if p.rules++; p.rules == MaxRules+1 {
+		p.overRules = pos(file, n)
+	}
 }
 
 func (p *parser) rule(file string, n *yaml.Node) *Rule {

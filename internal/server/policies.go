@@ -29,13 +29,23 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	b, err := engine.Prepare(files, engine.Options{}, now)
+	// Compile, tests and lint stop when the request ends: a client that
+	// leaves does not keep the node busy, and nothing is published.
+	b, err := engine.PrepareContext(r.Context(), files, engine.Options{}, now)
 	if err != nil {
 		writeBundleError(w, err)
 		return
 	}
 	// Warnings never reject a publish; they are answered to the publisher.
-	warnings := engine.WarningStrings(engine.Lint(b))
+	ws, err := engine.LintContext(r.Context(), b)
+	if err == nil {
+		err = r.Context().Err()
+	}
+	if err != nil {
+		writeBundleError(w, err)
+		return
+	}
+	warnings := engine.WarningStrings(ws)
 	if dry, _ := strconv.ParseBool(r.URL.Query().Get("dry_run")); dry {
 		writeJSON(w, http.StatusOK, api.PublishResponse{Hash: store.HashFiles(files), Warnings: warnings})
 		return
@@ -107,6 +117,9 @@ func writeBundleError(w http.ResponseWriter, err error) {
 	var list policy.ErrorList
 	var tf *engine.TestsFailedError
 	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable,
+			"the request ended before the bundle was checked; nothing was changed: send it again")
 	case errors.As(err, &list):
 		writeError(w, http.StatusBadRequest, codeInvalidBundle,
 			fmt.Sprintf("the bundle is invalid (%d errors); nothing was changed", len(list)), list.Strings()...)

@@ -40,7 +40,7 @@ func (s *Server) handleSimulate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	candidate, err := engine.Load(files, engine.Options{})
+	candidate, err := engine.LoadContext(r.Context(), files, engine.Options{})
 	if err != nil {
 		writeBundleError(w, err)
 		return

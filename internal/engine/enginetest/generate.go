@@ -147,3 +147,42 @@ func StoredRequest(action string) *api.CheckRequest {
 	r.Resource.Properties = nil
 	return r
 }
+
+// GenerateRules returns a bundle of nRules rules, rulesPerPolicy to a
+// policy, as one YAML file: the large flat bundles that lint and the bundle
+// limits are measured with. Rules spread over 20 namespaces of up to 1,000
+// exact actions each; one in 50 is on a namespace glob and one in 1,000 on
+// "*" (all three conditional), one in 7 exact rules has no condition, and
+// conditions repeat every 500 rules, so some rules shadow or duplicate
+// others as in a real bundle that grew by copy and paste.
+func GenerateRules(nRules, rulesPerPolicy int) []api.File {
+	if rulesPerPolicy < 1 {
+		rulesPerPolicy = 1
+	}
+	effects := []string{"deny", "allow", "require_approval", "allow"}
+	var b strings.Builder
+	for g := range nRules {
+		if g%rulesPerPolicy == 0 {
+			if g > 0 {
+				b.WriteString("---\n")
+			}
+			i := g / rulesPerPolicy
+			fmt.Fprintf(&b, "kind: Policy\nname: r%05d\nlayer: %s\nrules:\n", i, Layers[i%len(Layers)])
+		}
+		ns, k := g%20, (g/20)%1000
+		action, when := fmt.Sprintf("%q", Action(ns, k)), fmt.Sprintf("context.amount > %d", g%500)
+		switch {
+		case g%1000 == 999:
+			action = `"*"`
+		case g%50 == 49:
+			action = fmt.Sprintf(`"ns%02d.*"`, ns)
+		case g%7 == 0:
+			when = ""
+		}
+		fmt.Fprintf(&b, "  - name: g%d\n    effect: %s\n    actions: [%s]\n", g, effects[g%len(effects)], action)
+		if when != "" {
+			fmt.Fprintf(&b, "    when: %s\n", when)
+		}
+	}
+	return []api.File{{Name: "rules.yaml", Data: []byte(b.String())}}
+}
