@@ -78,6 +78,7 @@ type invocation struct {
 	check   *api.CheckRequest
 	dec     api.Decision
 	obl     api.Obligations
+	red     *redaction // nil until the obligations are known
 	resp    api.InvokeResponse
 	idemKey string
 	claimed bool
@@ -121,6 +122,7 @@ func (g *Gateway) Invoke(ctx context.Context, c Call) Reply {
 	in.dec = g.cfg.Decide(in.check)
 	in.resp.Decision, in.resp.Version, in.resp.Reasons = in.dec.Decision, in.dec.Version, in.dec.Reasons
 	in.obl = mergeObligations(in.dec.Obligations, e.def.Obligations)
+	in.red = newRedaction(in.obl.Redact, in.req.Input)
 
 	needsLeader := e.leader || in.req.ApprovalID != "" || in.dec.Decision == api.RequireApproval
 	if needsLeader && !g.cfg.Store.IsLeader() && in.dec.Decision != api.Deny {
@@ -320,7 +322,7 @@ func (in *invocation) hold(ctx context.Context) Reply {
 	}
 	a := api.Approval{
 		ID: NewID("apv_"), Agent: in.agent.ID, AgentVersion: in.agent.Version, Tenant: in.agent.Tenant,
-		Action: in.entry.def.Name, ArgsDigest: in.resp.ArgsDigest, Input: redactJSON(in.req.Input, in.obl.Redact, "input"),
+		Action: in.entry.def.Name, ArgsDigest: in.resp.ArgsDigest, Input: in.red.input(in.req.Input),
 		Reasons: in.dec.Reasons, Approvers: in.obl.Approvers, State: api.ApprovalPending,
 		CreatedAt: now, ExpiresAt: now.Add(g.cfg.ApprovalTTL), InvocationID: in.resp.InvocationID,
 	}
@@ -419,7 +421,7 @@ func (in *invocation) run(ctx context.Context) Reply {
 	}
 	if status == http.StatusOK {
 		in.resp.Status = api.InvocationCompleted
-		in.resp.Result = redactJSON(result, in.obl.Redact, "result")
+		in.resp.Result = in.red.result(result)
 		return in.finish(ctx, status, "", "")
 	}
 	if code == CodeCancelled {
@@ -503,7 +505,8 @@ func (in *invocation) release(ctx context.Context) {
 func (in *invocation) finish(ctx context.Context, status int, code, msg string) Reply {
 	g := in.g
 	if code != "" {
-		in.resp.Error = &api.ErrorDetail{Code: code, Message: msg}
+		// A backend's error may quote the call's input.
+		in.resp.Error = &api.ErrorDetail{Code: code, Message: in.red.text(msg)}
 	}
 	in.resp.DurationMS = time.Since(in.start).Milliseconds()
 	rec := in.record()
@@ -547,7 +550,8 @@ func (in *invocation) record() *audit.Record {
 		r.Error = in.resp.Error.Code + ": " + in.resp.Error.Message
 	}
 	if in.obl.Audit == "full" {
-		r.Args = redactJSON(in.req.Input, in.obl.Redact, "input")
+		// After the result: values hidden in it are hidden in the input too.
+		r.Args = in.red.input(in.req.Input)
 		r.Result = in.resp.Result // already redacted
 		r.Redacted = slices.Clone(in.obl.Redact)
 	}
