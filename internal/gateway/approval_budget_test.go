@@ -158,3 +158,24 @@ func TestConcurrentRedeemsRunOnce(t *testing.T) {
 		t.Fatalf("spend past the budget: %d %s", st, code)
 	}
 }
+
+// A call the rate limit refuses did not run: its idempotency key is
+// released, so a retry with the same key is decided again instead of
+// being answered the stored 429 for a day.
+func TestRefusedByLimitsNotReplayed(t *testing.T) {
+	e := startOne(t, nil)
+	for i := range 5 {
+		if st, _, code := e.invoke(0, "clerk", "crm.ping", `{}`, client.InvokeOptions{}, ""); st != http.StatusOK {
+			t.Fatalf("ping %d: %d %s", i, st, code)
+		}
+	}
+	key := client.InvokeOptions{IdempotencyKey: "ping-6"}
+	st, first, code := e.invoke(0, "clerk", "crm.ping", `{}`, key, "")
+	if st != http.StatusTooManyRequests || code != "rate_limited" {
+		t.Fatalf("6th ping: %d %s", st, code)
+	}
+	st, again, code := e.invoke(0, "clerk", "crm.ping", `{}`, key, "")
+	if st != http.StatusTooManyRequests || code != "rate_limited" || again.Replayed || again.InvocationID == first.InvocationID {
+		t.Fatalf("retry with the key: %d %s %+v, want a new refusal, not the stored one", st, code, again)
+	}
+}

@@ -147,8 +147,9 @@ func (g *Gateway) Invoke(ctx context.Context, c Call) Reply {
 			return in.run(ctx, true)
 		}
 		// The store's answer is the refusal, and voids an approval
-		// presented with other arguments. If this replica was behind and
-		// the consume succeeds, the call runs as before this check.
+		// presented with other arguments. Should it succeed after all
+		// (this replica was behind), the call is metered after the
+		// consume, as every redeem used to be.
 		if r, ok := in.redeem(ctx); !ok {
 			return r
 		}
