@@ -34,6 +34,7 @@ type Store interface {
 	ActiveKills() []api.KillSwitch
 	IsLeader() bool
 	Approvals() []api.Approval
+	Approval(id string) (api.Approval, bool)
 	CreateApproval(ctx context.Context, a api.Approval) (api.Approval, error)
 	ConsumeApproval(ctx context.Context, id, agent, agentVersion, action, argsDigest, invocationID string, now time.Time) (api.Approval, error)
 	SetKill(ctx context.Context, k api.KillSwitch) (api.KillSwitch, error)

@@ -78,6 +78,7 @@ type invocation struct {
 	check   *api.CheckRequest
 	dec     api.Decision
 	obl     api.Obligations
+	red     *redaction // nil until the obligations are known
 	resp    api.InvokeResponse
 	idemKey string
 	claimed bool
@@ -121,6 +122,7 @@ func (g *Gateway) Invoke(ctx context.Context, c Call) Reply {
 	in.dec = g.cfg.Decide(in.check)
 	in.resp.Decision, in.resp.Version, in.resp.Reasons = in.dec.Decision, in.dec.Version, in.dec.Reasons
 	in.obl = mergeObligations(in.dec.Obligations, e.def.Obligations)
+	in.red = newRedaction(in.obl.Redact, in.req.Input)
 
 	needsLeader := e.leader || in.req.ApprovalID != "" || in.dec.Decision == api.RequireApproval
 	if needsLeader && !g.cfg.Store.IsLeader() && in.dec.Decision != api.Deny {
@@ -139,11 +141,20 @@ func (g *Gateway) Invoke(ctx context.Context, c Call) Reply {
 		if in.req.ApprovalID == "" {
 			return in.hold(ctx)
 		}
+		if in.redeemable() {
+			// Consumed once the limits let the call run (run).
+			in.resp.ApprovalID = in.req.ApprovalID
+			return in.run(ctx, true)
+		}
+		// The store's answer is the refusal, and voids an approval
+		// presented with other arguments. Should it succeed after all
+		// (this replica was behind), the call is metered after the
+		// consume, as every redeem used to be.
 		if r, ok := in.redeem(ctx); !ok {
 			return r
 		}
 	}
-	return in.run(ctx)
+	return in.run(ctx, false)
 }
 
 // decode reads the body, validates the input and builds the check request.
@@ -318,9 +329,12 @@ func (in *invocation) hold(ctx context.Context) Reply {
 		return in.finish(ctx, http.StatusTooManyRequests, CodeTooManyApprovals,
 			fmt.Sprintf("agent %q already has %d approvals waiting for a decision (at most %d): wait for them to be decided or to expire", in.agent.ID, pending, g.cfg.MaxPendingApprovals))
 	}
+	if r, refused := in.refuseUnfit(ctx); refused {
+		return r
+	}
 	a := api.Approval{
 		ID: NewID("apv_"), Agent: in.agent.ID, AgentVersion: in.agent.Version, Tenant: in.agent.Tenant,
-		Action: in.entry.def.Name, ArgsDigest: in.resp.ArgsDigest, Input: redactJSON(in.req.Input, in.obl.Redact, "input"),
+		Action: in.entry.def.Name, ArgsDigest: in.resp.ArgsDigest, Input: in.red.input(in.req.Input),
 		Reasons: in.dec.Reasons, Approvers: in.obl.Approvers, State: api.ApprovalPending,
 		CreatedAt: now, ExpiresAt: now.Add(g.cfg.ApprovalTTL), InvocationID: in.resp.InvocationID,
 	}
@@ -336,6 +350,52 @@ func (in *invocation) hold(ctx context.Context) Reply {
 	in.resp.Status, in.resp.ApprovalID = api.InvocationPendingApproval, a.ID
 	g.metrics.approvals.WithLabelValues("requested").Inc()
 	return in.finish(ctx, http.StatusAccepted, "", "")
+}
+
+// refuseUnfit refuses to hold a call that cannot fit its budget now: an
+// approver's yes could not make it run. The budget is read, not reserved
+// (a held call may be denied or never redeemed); the redeem reserves it,
+// so spending between the two can still refuse the redeem, which then
+// leaves the approval approved. As for the cap on pending approvals, the
+// idempotency key is released: after the window resets the call may ask
+// again.
+func (in *invocation) refuseUnfit(ctx context.Context) (Reply, bool) {
+	bu := in.obl.Budget
+	if bu == nil || in.resp.Cost <= 0 {
+		return Reply{}, false
+	}
+	g := in.g
+	per, now := time.Duration(bu.Per), g.now()
+	var msg string
+	if in.resp.Cost > bu.Limit {
+		msg = fmt.Sprintf("this call costs %g, more than the whole budget of %g per %s (key %s): it could never run, so it was not held for approval",
+			in.resp.Cost, bu.Limit, per, keyLabel(bu.Key))
+	} else {
+		used, err := g.cfg.Counter.Usage(ctx, budgetKey(bu, in), per, now)
+		if err != nil {
+			in.release(ctx)
+			return fail(http.StatusServiceUnavailable, CodeCounterDown, "budget: "+err.Error()), true
+		}
+		if used+in.resp.Cost <= bu.Limit {
+			return Reply{}, false
+		}
+		msg = fmt.Sprintf("budget of %g per %s exhausted (key %s): %g used, this call costs %g; it could not run if approved, so it was not held for approval: ask again after the window resets at %s",
+			bu.Limit, per, keyLabel(bu.Key), used, in.resp.Cost, limits.ResetAt(now, per).UTC().Format(time.RFC3339))
+	}
+	in.release(ctx)
+	in.resp.Status = api.InvocationDenied
+	return in.finish(ctx, http.StatusTooManyRequests, CodeBudget, msg), true
+}
+
+// redeemable tells whether the approval named in the request is, as this
+// node's replica sees it, approved for exactly this agent, version, action
+// and arguments, and not expired: whether redeem should succeed. The
+// leader's replica has every decision it acknowledged.
+func (in *invocation) redeemable() bool {
+	a, ok := in.g.cfg.Store.Approval(in.req.ApprovalID)
+	return ok && store.EffectiveApprovalState(a, in.g.now()) == api.ApprovalApproved &&
+		a.Agent == in.agent.ID && a.AgentVersion == in.agent.Version &&
+		a.Action == in.entry.def.Name && a.ArgsDigest == in.resp.ArgsDigest
 }
 
 // redeem consumes the approval named in the request. ok: it was approved
@@ -366,8 +426,13 @@ func (in *invocation) redeem(ctx context.Context) (Reply, bool) {
 	return in.finish(ctx, status, code, err.Error()), false
 }
 
-// run meters, performs, records and answers an allowed invocation.
-func (in *invocation) run(ctx context.Context) Reply {
+// run meters, performs, records and answers an allowed invocation. With
+// redeem, the approval in the request is consumed after the rate limit
+// and budget let the call through and before it runs: a call the limits
+// refuse leaves its approval approved for a retry, and Raft still lets
+// only one of concurrent redeems run (the others give their reservation
+// back; their rate-limit count stands, as for any call that was made).
+func (in *invocation) run(ctx context.Context, redeem bool) Reply {
 	g := in.g
 	if rl := in.obl.RateLimit; rl != nil {
 		key := "rl|" + limitKey(rl.Key, rl.Per, float64(rl.Limit), in)
@@ -377,40 +442,51 @@ func (in *invocation) run(ctx context.Context) Reply {
 			return fail(http.StatusServiceUnavailable, CodeCounterDown, "rate limit: "+err.Error())
 		}
 		if !res.Allowed {
+			// Not run: a retry with the same idempotency key may run later.
+			in.release(ctx)
 			in.resp.Status = api.InvocationDenied
 			return in.finish(ctx, http.StatusTooManyRequests, CodeRateLimited,
 				fmt.Sprintf("rate limit of %d per %s reached (key %s); the window resets at %s", rl.Limit, time.Duration(rl.Per), keyLabel(rl.Key), res.ResetAt.UTC().Format(time.RFC3339)))
 		}
 	}
 	var resv *limits.Reservation
+	var warning string
 	if bu := in.obl.Budget; bu != nil && in.resp.Cost > 0 {
-		key := "bu|" + limitKey(bu.Key, bu.Per, bu.Limit, in)
-		r, res, err := g.cfg.Counter.Reserve(ctx, key, in.resp.Cost, bu.Limit, time.Duration(bu.Per), g.now())
+		r, res, err := g.cfg.Counter.Reserve(ctx, budgetKey(bu, in), in.resp.Cost, bu.Limit, time.Duration(bu.Per), g.now())
 		if err != nil {
 			in.release(ctx)
 			return fail(http.StatusServiceUnavailable, CodeCounterDown, "budget: "+err.Error())
 		}
 		if !res.Allowed {
+			in.release(ctx)
 			in.resp.Status = api.InvocationDenied
 			return in.finish(ctx, http.StatusTooManyRequests, CodeBudget,
 				fmt.Sprintf("budget of %g per %s exhausted (key %s): %g used, this call costs %g; the window resets at %s", bu.Limit, time.Duration(bu.Per), keyLabel(bu.Key), res.Used, in.resp.Cost, res.ResetAt.UTC().Format(time.RFC3339)))
 		}
 		resv = &r
 		if limits.Crossed(res.Used-in.resp.Cost, res.Used, bu.Limit, g.cfg.SoftThreshold) {
-			w := fmt.Sprintf("budget %s: %g of %g per %s used (over %.0f%%)", keyLabel(bu.Key), res.Used, bu.Limit, time.Duration(bu.Per), g.cfg.SoftThreshold*100)
-			in.resp.Warnings = append(in.resp.Warnings, w)
-			g.metrics.budgetWarnings.Inc()
-			g.log.Warn("budget threshold crossed", "agent", in.agent.ID, "action", in.entry.def.Name, "warning", w)
-			g.cfg.Audit.Append(&audit.Record{Time: g.now(), Node: g.cfg.Node, Kind: "budget_warning", Agent: in.agent.ID,
-				Tenant: in.agent.Tenant, Action: in.entry.def.Name, InvocationID: in.resp.InvocationID, Reason: w})
+			warning = fmt.Sprintf("budget %s: %g of %g per %s used (over %.0f%%)", keyLabel(bu.Key), res.Used, bu.Limit, time.Duration(bu.Per), g.cfg.SoftThreshold*100)
 		}
+	}
+	if redeem {
+		if r, ok := in.redeem(ctx); !ok {
+			if resv != nil {
+				in.settle(ctx, *resv, 0)
+			}
+			return r
+		}
+	}
+	if warning != "" {
+		in.resp.Warnings = append(in.resp.Warnings, warning)
+		g.metrics.budgetWarnings.Inc()
+		g.log.Warn("budget threshold crossed", "agent", in.agent.ID, "action", in.entry.def.Name, "warning", warning)
+		g.cfg.Audit.Append(&audit.Record{Time: g.now(), Node: g.cfg.Node, Kind: "budget_warning", Agent: in.agent.ID,
+			Tenant: in.agent.Tenant, Action: in.entry.def.Name, InvocationID: in.resp.InvocationID, Reason: warning})
 	}
 
 	result, actual, status, code, msg := in.perform(ctx)
 	if resv != nil {
-		if err := g.cfg.Counter.Settle(context.WithoutCancel(ctx), *resv, actual); err != nil {
-			g.log.Error("budget settle failed; the reservation stands", "key", resv.Key, "err", err)
-		}
+		in.settle(ctx, *resv, actual)
 		if status == http.StatusOK {
 			in.resp.Cost = actual
 			g.stats.budget(in.agent.ID, in.entry.def.Name, actual)
@@ -419,7 +495,7 @@ func (in *invocation) run(ctx context.Context) Reply {
 	}
 	if status == http.StatusOK {
 		in.resp.Status = api.InvocationCompleted
-		in.resp.Result = redactJSON(result, in.obl.Redact, "result")
+		in.resp.Result = in.red.result(result)
 		return in.finish(ctx, status, "", "")
 	}
 	if code == CodeCancelled {
@@ -428,6 +504,19 @@ func (in *invocation) run(ctx context.Context) Reply {
 		in.resp.Status = api.InvocationFailed
 	}
 	return in.finish(ctx, status, code, msg)
+}
+
+// settle settles a budget reservation to the actual cost (0: the call did
+// not run).
+func (in *invocation) settle(ctx context.Context, r limits.Reservation, actual float64) {
+	if err := in.g.cfg.Counter.Settle(context.WithoutCancel(ctx), r, actual); err != nil {
+		in.g.log.Error("budget settle failed; the reservation stands", "key", r.Key, "err", err)
+	}
+}
+
+// budgetKey names the counter of a budget.
+func budgetKey(bu *api.Budget, in *invocation) string {
+	return "bu|" + limitKey(bu.Key, bu.Per, bu.Limit, in)
 }
 
 // limitKey names the counter of a limit: its key path's value for this
@@ -503,7 +592,8 @@ func (in *invocation) release(ctx context.Context) {
 func (in *invocation) finish(ctx context.Context, status int, code, msg string) Reply {
 	g := in.g
 	if code != "" {
-		in.resp.Error = &api.ErrorDetail{Code: code, Message: msg}
+		// A backend's error may quote the call's input.
+		in.resp.Error = &api.ErrorDetail{Code: code, Message: in.red.text(msg)}
 	}
 	in.resp.DurationMS = time.Since(in.start).Milliseconds()
 	rec := in.record()
@@ -547,7 +637,8 @@ func (in *invocation) record() *audit.Record {
 		r.Error = in.resp.Error.Code + ": " + in.resp.Error.Message
 	}
 	if in.obl.Audit == "full" {
-		r.Args = redactJSON(in.req.Input, in.obl.Redact, "input")
+		// After the result: values hidden in it are hidden in the input too.
+		r.Args = in.red.input(in.req.Input)
 		r.Result = in.resp.Result // already redacted
 		r.Redacted = slices.Clone(in.obl.Redact)
 	}

@@ -119,6 +119,11 @@ func windowEnd(w int64, per time.Duration) time.Time {
 	return time.Unix(0, (w+1)*int64(per))
 }
 
+// ResetAt is when the window of length per that contains now ends.
+func ResetAt(now time.Time, per time.Duration) time.Time {
+	return windowEnd(windowOf(now, per), per)
+}
+
 func checkKey(key string) error {
 	if key == "" {
 		return fmt.Errorf("%w: empty key", ErrInvalid)
