@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,7 +57,7 @@ func TestRestartServesNoOlderState(t *testing.T) {
 			}
 			h := newRestartHistory(t, ctx, c, target, tc.snapshot)
 			p := &restartProbe{t: t, url: target.URL(), h: h, hc: &http.Client{Timeout: 20 * time.Second}}
-			p.current.Store(uint64(h.publishes))
+			p.current.Store(h.current(ctx, c))
 			pctx, stop := context.WithCancel(ctx)
 			var wg sync.WaitGroup
 			for _, f := range []func(context.Context){p.checks, p.versions, p.invokeWorker, p.invokeStopped} {
@@ -68,20 +69,22 @@ func TestRestartServesNoOlderState(t *testing.T) {
 			}
 			eventually(t, waitLong, "answers before the restart", p.served)
 
+			p.epoch.Add(1)
 			if tc.crash {
 				target.kill()
 			} else if err := target.stop(); err != nil {
 				t.Fatal(err)
 			}
 			if tc.publishWhileDown {
-				h.publish(ctx, c.client(c.others(target)...))
-				p.current.Store(uint64(h.publishes))
+				h.publish(ctx, c.client(c.others(target)...), "while down")
+				p.current.Store(h.current(ctx, c))
 			}
 			p.restarted.Store(true)
 			p.reset()
 			if err := target.start(); err != nil {
 				t.Fatalf("restart %s: %v", target.id, err)
 			}
+			p.epoch.Add(1)
 			eventually(t, waitLong, "answers after the restart", p.served)
 			stop()
 			wg.Wait()
@@ -120,79 +123,106 @@ rules:
 `)}}
 }
 
-// restartHistory is the state written before the restart, and what an
-// answer from the current state looks like.
+// restartHistory is the state written before the restart.
 type restartHistory struct {
-	t         *testing.T
-	publishes int       // versions published so far
-	tokens    [2]string // worker, stopped
+	t      *testing.T
+	tokens [2]string // worker, stopped
 }
 
-// newRestartHistory writes, through the leader: version 1 denies queries,
-// version 2 allows them, a canary of version 1 to half the subjects
-// (aborted), a rollback to 1 (version 3, denies), the subject's roles, an
-// orchestra, two agents and a kill switch on one of them, then versions
-// 4..7 (allow). snapshot: target takes a snapshot after version 5.
+// settle runs a write until it is acknowledged. A write whose outcome is
+// unknown (leadership moved while it committed: likely on a loaded
+// machine) is sent again; every write here may apply twice without
+// changing what the test expects, and an error with one of the ok codes
+// says the first attempt did apply.
+func settle(t *testing.T, what string, write func() error, ok ...string) {
+	t.Helper()
+	eventually(t, waitLong, what, func() error {
+		err := write()
+		if err == nil || slices.ContainsFunc(ok, func(code string) bool { return isCode(err, code) }) {
+			return nil
+		}
+		if writeOutcome(err) == outcomeNotApplied && !retryLater(err) {
+			t.Fatalf("%s refused: %v", what, err)
+		}
+		return err
+	})
+}
+
+// newRestartHistory writes: version 1 denies queries, version 2 allows
+// them, a canary of version 1 to half the subjects (aborted), a rollback
+// to 1 (version 3 denies), the subject's roles, an orchestra, two agents
+// and a kill switch on one of them, then versions 4..7 (allow).
+// snapshot: target takes a snapshot after version 5.
 func newRestartHistory(t *testing.T, ctx context.Context, c *cluster, target *member, snapshot bool) *restartHistory {
 	t.Helper()
 	h := &restartHistory{t: t}
-	cl := c.client(c.leaderAmong())
-	must := func(what string, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	_, err := cl.Publish(ctx, denyQueries(), client.PublishOptions{})
-	must("publish 1", err)
-	h.publishes++
-	h.publish(ctx, cl)
-	ro, err := cl.StartRollout(ctx, api.RolloutRequest{Candidate: 1, Percent: 50}, "systemtest")
-	must("start a canary of version 1", err)
-	_, err = cl.AbortRollout(ctx, ro.Rollout.ID, "enough", "systemtest")
-	must("abort the canary", err)
-	_, err = cl.Rollback(ctx, 1, "back to denying")
-	must("rollback", err)
-	h.publishes++
+	cl := c.client(c.members...)
+	settle(t, "publish 1", func() error { _, err := cl.Publish(ctx, denyQueries(), client.PublishOptions{}); return err })
+	h.publish(ctx, cl, "v2")
+	settle(t, "start a canary of version 1", func() error {
+		_, err := cl.StartRollout(ctx, api.RolloutRequest{Candidate: 1, Percent: 50}, "systemtest")
+		return err
+	}, "rollout_active")
+	settle(t, "abort the canary", func() error { _, err := cl.AbortRollout(ctx, 0, "enough", "systemtest"); return err }, "not_found")
+	settle(t, "rollback", func() error { _, err := cl.Rollback(ctx, 1, "back to denying"); return err })
 
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"ok":true}`)
 	}))
 	t.Cleanup(backend.Close)
-	_, err = cl.PutOrchestra(ctx, api.Orchestra{Name: "ops", Backend: api.Backend{Type: api.BackendHTTP, URL: backend.URL},
-		Actions: []api.ActionDef{{Name: "ops.ping", Risk: api.RiskRead}}})
-	must("put orchestra", err)
+	settle(t, "put orchestra", func() error {
+		_, err := cl.PutOrchestra(ctx, api.Orchestra{Name: "ops", Backend: api.Backend{Type: api.BackendHTTP, URL: backend.URL},
+			Actions: []api.ActionDef{{Name: "ops.ping", Risk: api.RiskRead}}})
+		return err
+	})
 	for i, id := range []string{"worker", "stopped"} {
-		reg, err := cl.RegisterAgent(ctx, api.AgentManifest{ID: id, Name: id, Version: "1.0.0", Tenant: "acme", Capabilities: []string{"ops.*"}})
-		must("register "+id, err)
-		h.tokens[i] = reg.Token
+		settle(t, "register "+id, func() error {
+			reg, err := cl.RegisterAgent(ctx, api.AgentManifest{ID: id, Name: id, Version: "1.0.0", Tenant: "acme", Capabilities: []string{"ops.*"}})
+			h.tokens[i] = reg.Token
+			return err
+		})
+		if h.tokens[i] == "" { // registered by an attempt whose answer was lost
+			settle(t, "new credential for "+id, func() error {
+				cr, err := cl.RotateAgentCredential(ctx, id)
+				h.tokens[i] = cr.Token
+				return err
+			})
+		}
 	}
-	_, err = cl.Kill(ctx, api.KillRequest{Scope: api.KillAgent, Target: "stopped", Reason: "stopped before the restart", By: "oncall"})
-	must("kill switch", err)
+	settle(t, "kill switch", func() error {
+		_, err := cl.Kill(ctx, api.KillRequest{Scope: api.KillAgent, Target: "stopped", Reason: "stopped before the restart", By: "oncall"})
+		return err
+	})
 	putEntities(t, ctx, cl, api.Entity{Type: "agent", ID: "a1", Properties: map[string]any{"roles": []any{"reader"}}})
 
-	for h.publishes < 7 {
-		h.publish(ctx, cl)
-		if snapshot && h.publishes == 5 {
+	for v := 4; v <= 7; v++ {
+		h.publish(ctx, cl, fmt.Sprint("v", v))
+		if snapshot && v == 5 {
 			c.waitConverged(0)
-			must("snapshot", target.node().Store.Snapshot())
+			if err := target.node().Store.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	c.waitConverged(0)
 	return h
 }
 
-func (h *restartHistory) publish(ctx context.Context, cl *client.Client) {
+func (h *restartHistory) publish(ctx context.Context, cl *client.Client, tag string) {
 	h.t.Helper()
-	r, err := cl.Publish(ctx, restartBundle(fmt.Sprint("v", h.publishes+1)), client.PublishOptions{})
-	if err != nil {
-		h.t.Fatalf("publish %d: %v", h.publishes+1, err)
+	settle(h.t, "publish "+tag, func() error { _, err := cl.Publish(ctx, restartBundle(tag), client.PublishOptions{}); return err })
+}
+
+// current is the current version, as the leader has it.
+func (h *restartHistory) current(ctx context.Context, c *cluster) uint64 {
+	h.t.Helper()
+	rev := c.waitConverged(0)
+	vs, err := versionsAt(ctx, c.leaderAmong(), rev)
+	if err != nil || len(vs) == 0 {
+		h.t.Fatalf("versions: %v %v", vs, err)
 	}
-	h.publishes++
-	if r.Version != uint64(h.publishes) {
-		h.t.Fatalf("published version %d, want %d", r.Version, h.publishes)
-	}
+	return vs[len(vs)-1].Version
 }
 
 // restartProbe sends requests to one node without pause and judges every
@@ -204,6 +234,9 @@ type restartProbe struct {
 	hc        *http.Client
 	restarted atomic.Bool
 	current   atomic.Uint64 // the current version
+	// epoch is odd from just before the node stops until its restart
+	// has returned.
+	epoch atomic.Uint64
 
 	mu       sync.Mutex
 	ok       [4]int   // judged good since the last reset, per probe
@@ -325,22 +358,23 @@ func (p *restartProbe) notReadyAnswer(what string, a answer, readySeen bool) boo
 
 // checks asks /readyz, then for a decision that only the current state
 // allows (versions 1 and 3 deny it, version 0 has no bundle, and without
-// the subject's roles it is denied).
+// the subject's roles it is denied). After /readyz said ready, the same
+// run of the node must not refuse the check as not ready.
 func (p *restartProbe) checks(ctx context.Context) {
-	readySeen := false
 	for ctx.Err() == nil {
-		if a, ok := p.call(ctx, http.MethodGet, "/readyz", "", nil); !ok {
-			readySeen = false
+		// /readyz and the check agree if both reached the same run of
+		// the node: the epoch did not move and the node was up.
+		epoch := p.epoch.Load()
+		r, ok := p.call(ctx, http.MethodGet, "/readyz", "", nil)
+		if !ok {
 			continue
-		} else if a.status == http.StatusOK {
-			readySeen = true
 		}
 		a, ok := p.call(ctx, http.MethodPost, "/v1/check", "", queryBy("a1", 0))
 		if !ok {
-			readySeen = false
 			continue
 		}
-		if p.notReadyAnswer("check", a, readySeen) {
+		sameRun := epoch%2 == 0 && p.epoch.Load() == epoch
+		if p.notReadyAnswer("check", a, sameRun && r.status == http.StatusOK) {
 			continue
 		}
 		var d api.Decision
