@@ -42,9 +42,16 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Code of an answer that says the write was certainly not applied because
-// no leader was reachable; such writes are retried.
-const codeNoLeader = "no_leader"
+// Codes of answers that say the call was certainly not carried out, so it
+// is retried: no leader was reachable for a write, or the node has not yet
+// replayed its state after a start (it answers nothing until it has).
+const (
+	codeNoLeader = "no_leader"
+	codeNotReady = "not_ready"
+)
+
+// notCarriedOut reports whether err is an answer that says nothing was done.
+func notCarriedOut(e *Error) bool { return e.Code == codeNoLeader || e.Code == codeNotReady }
 
 // Options tune a Client.
 type Options struct {
@@ -302,7 +309,7 @@ func (c *Client) doH(ctx context.Context, method, path, ctype string, body []byt
 func safeToRetry(method, path string, err error) bool {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
-		return apiErr.Code == codeNoLeader
+		return notCarriedOut(apiErr)
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "dial" {

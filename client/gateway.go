@@ -50,11 +50,12 @@ func (c *Client) Invoke(ctx context.Context, token, action string, req api.Invok
 }
 
 // invokeRetry retries an invocation without an idempotency key only when
-// it certainly did not run: it never reached a node, or no leader took it.
+// it certainly did not run: it never reached a node, no leader took it, or
+// the node was not ready.
 func invokeRetry(method, path string, err error) bool {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
-		return apiErr.Code == codeNoLeader
+		return notCarriedOut(apiErr)
 	}
 	var opErr *net.OpError
 	return errors.As(err, &opErr) && opErr.Op == "dial"
@@ -65,7 +66,7 @@ func invokeRetry(method, path string, err error) bool {
 func safeWithKey(method, path string, err error) bool {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
-		return apiErr.Code == codeNoLeader
+		return notCarriedOut(apiErr)
 	}
 	return true
 }

@@ -97,7 +97,12 @@ type Gateway struct {
 	catDirty atomic.Bool
 	cat      atomic.Pointer[catalog]
 
-	kills atomic.Pointer[[]api.KillSwitch]
+	// kills are the active kill switches as of the last KillsChanged;
+	// killMu makes its read of the store and its swap one step, so that of
+	// two concurrent calls (the node's after New, the apply hook's) the
+	// later read is the one kept.
+	killMu sync.Mutex
+	kills  atomic.Pointer[[]api.KillSwitch]
 
 	flightMu sync.Mutex
 	flights  map[string]*flight

@@ -135,8 +135,10 @@ func (c *Config) defaults() {
 
 // Start brings a node up: listen for HTTP (so the advertised address is
 // known), open the store (bootstrapping or restoring), start serving, and
-// join the cluster if asked. It returns once the node serves HTTP; use
-// WaitReady to wait for a leader.
+// join the cluster if asked. It returns once the node serves HTTP; until
+// its store has caught up (a restart replays the log) it answers only
+// probes, everything else with 503 not_ready. Use WaitReady to wait for
+// that and a leader.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.defaults()
 	log := cfg.Logger.With("node", cfg.NodeID)

@@ -12,7 +12,10 @@ import (
 // Bundles holds the compiled bundle this node decides with. The store calls
 // Apply synchronously when it applies a new version (or restores a
 // snapshot), so once a revision is applied, decisions use the bundle as of
-// that revision. Decisions read it with one atomic load.
+// that revision. Decisions read it with one atomic load. During a replay
+// after a start it holds every old version in turn; the server answers no
+// decision until the store has caught up (store.Store.CaughtUp), so none
+// of them decides.
 type Bundles struct {
 	cur  atomic.Pointer[compiled]
 	roll atomic.Pointer[canary] // the active rollout; nil if none
@@ -45,7 +48,13 @@ func (b *Bundles) Apply(v *api.BundleVersion) {
 	if v == nil {
 		return
 	}
-	if cur := b.cur.Load(); cur.version == v.Version && cur.bundle != nil {
+	// Versions only grow along the log, so an older one here would be a
+	// bug upstream; it must never replace a newer bundle (decisions would
+	// go back in time).
+	if cur := b.cur.Load(); v.Version < cur.version || (cur.version == v.Version && cur.bundle != nil) {
+		if v.Version < cur.version {
+			b.log.Error("ignored an older bundle version than the one this node decides with", "version", v.Version, "current", cur.version)
+		}
 		return
 	}
 	// The leader ran the bundle's tests before publishing; replicas only

@@ -25,6 +25,7 @@ const (
 	codeTooLarge       = "too_large"
 	codeInternal       = "internal"
 	codeUnavailable    = "unavailable"
+	codeNotReady       = "not_ready"
 	codeOutcomeUnknown = "write_outcome_unknown"
 )
 

@@ -43,6 +43,7 @@ type Store interface {
 	Join(ctx context.Context, nodeID, raftAddr, httpAddr string, voter bool) error
 	Remove(ctx context.Context, nodeID string) error
 	Ready() error
+	CaughtUp() error
 	StartRollout(ctx context.Context, req api.RolloutRequest, by string, now time.Time) (api.Rollout, error)
 	AbortRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
 	PromoteRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
@@ -247,5 +248,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "internal", "internal error; the node logged it")
 		}
 	}()
+	if err := s.store.CaughtUp(); err != nil && !servedBeforeCaughtUp(r) {
+		writeNotReady(w, err)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }

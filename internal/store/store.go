@@ -123,6 +123,7 @@ type Store struct {
 	raft     *raft.Raft
 	trans    *raft.NetworkTransport
 	bolt     *raftboltdb.BoltStore
+	logs     raft.LogStore
 	raftAddr string
 	metrics  *metrics
 
@@ -133,7 +134,11 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	ready atomic.Bool // latched by Ready once caught up
+	// openIndex is the last index of the local log (or snapshot) when the
+	// store opened: what this node held before it stopped. CaughtUp waits
+	// until the state machine has applied it; see DESIGN.md, "Restart".
+	openIndex uint64
+	caughtUp  atomic.Bool // latched by CaughtUp
 
 	closeOnce sync.Once
 	closeErr  error
@@ -217,10 +222,12 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: log cache: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsRetain, rc.Logger)
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsRetain, rc.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("store: snapshot store: %w", err)
 	}
+	snaps := indexedSnapshots{fileSnaps}
+	s.logs = logs
 
 	s.trans, err = newTransport(cfg.RaftAddr, cfg.RaftAdvertise, rc.Logger)
 	if err != nil {
@@ -236,6 +243,9 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: start raft: %w", err)
 	}
+	// NewRaft has restored the latest snapshot; the log after it is applied
+	// only once a leader says it is committed.
+	s.openIndex = s.raft.LastIndex()
 	if cfg.Bootstrap && !existing {
 		f := s.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
 			ID: rc.LocalID, Address: raft.ServerAddress(s.raftAddr), Suffrage: raft.Voter,
@@ -264,7 +274,7 @@ func New(cfg Config) (*Store, error) {
 
 	ok = true
 	s.log.Info("store started", "node", cfg.NodeID, "raft", s.raftAddr, "existing_state", existing,
-		"bootstrapped", cfg.Bootstrap && !existing)
+		"bootstrapped", cfg.Bootstrap && !existing, "log_index", s.openIndex, "restored_index", s.fsm.index.Load())
 	return s, nil
 }
 
