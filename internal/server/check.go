@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/policy"
 )
 
 // MaxBatch bounds the checks of one batch request (and of an AuthZEN
@@ -30,6 +32,9 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, err := api.DecodeCheckRequest(body)
+	if err == nil {
+		err = checkActionName("", req)
+	}
 	if err != nil {
 		badRequest(w, err)
 		return
@@ -60,6 +65,10 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	var minRev uint64
 	for i := range req.Checks {
+		if err := checkActionName("checks["+strconv.Itoa(i)+"].", &req.Checks[i]); err != nil {
+			badRequest(w, err)
+			return
+		}
 		minRev = max(minRev, req.Checks[i].MinRevision)
 	}
 	if !s.waitRevision(w, r.Context(), minRev) {
@@ -74,6 +83,17 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	buf.b = append(api.AppendBatchCheckResponse(buf.b[:0], results), '\n')
 	writeJSONBytes(w, buf.b)
+}
+
+// checkActionName refuses a check of a name outside the grammar of action
+// names (the policy package's, which rules' patterns follow): no rule can
+// name it, so deciding it would only hide the caller's mistake. where
+// prefixes the field in the error ("checks[3].").
+func checkActionName(where string, req *api.CheckRequest) error {
+	if err := policy.ValidateActionName(req.Action.Name); err != nil {
+		return fmt.Errorf("%saction.name: %w", where, err)
+	}
+	return nil
 }
 
 // decide makes one decision with the bundle this node holds and records it

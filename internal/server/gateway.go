@@ -29,7 +29,7 @@ const (
 	maxApprovalWait = 60 * time.Second
 )
 
-func (s *Server) gatewayRoutes(m *http.ServeMux) {
+func (s *Server) gatewayRoutes(m *routeMux) {
 	m.HandleFunc("POST /v1/actions/{name}/invoke", s.handleInvoke)
 	m.HandleFunc("GET /v1/actions", s.handleListActions)
 	m.HandleFunc("GET /v1/orchestras", s.handleListOrchestras)
