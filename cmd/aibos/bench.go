@@ -129,11 +129,7 @@ type benchResult struct {
 }
 
 func (r *benchResult) pct(p float64) time.Duration {
-	if len(r.latencies) == 0 {
-		return 0
-	}
-	i := int(p * float64(len(r.latencies)-1))
-	return r.latencies[i].Round(time.Microsecond)
+	return percentile(r.latencies, p).Round(time.Microsecond)
 }
 
 func drive(ctx context.Context, server string, conc int, dur time.Duration, rate float64, batch int, bodies [][]byte) benchResult {
