@@ -37,6 +37,10 @@ func cmdServe(args []string, stderr io.Writer) int {
 	auditDecisions := fs.Bool("audit-decisions", true, "record every decision of /v1/check, batches and AuthZEN in the audit log (invocations are always recorded)")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", 30*24*time.Hour, "how long audit records are kept")
 	fs.DurationVar(&cfg.Gateway.ApprovalTTL, "approval-ttl", 15*time.Minute, "how long a held invocation can be approved and redeemed")
+	fs.DurationVar(&cfg.HTTP.ReadTimeout, "http-read-timeout", 30*time.Second, "a request's line, headers and body must arrive within this, or the connection is closed (0: no bound)")
+	fs.DurationVar(&cfg.HTTP.WriteTimeout, "http-write-timeout", 60*time.Second, "a request must be answered within this from the end of its headers; the watch stream, approval waits, exports, publishes, simulations and invocations extend their own (0: no bound)")
+	fs.DurationVar(&cfg.HTTP.IdleTimeout, "http-idle-timeout", 60*time.Second, "a keep-alive connection with no next request is closed after this (0: the read timeout)")
+	fs.IntVar(&cfg.HTTP.MaxConns, "http-max-conns", 16384, "HTTP connections open at once, watchers included; further ones wait to be accepted until one closes (0: no limit)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: aibos serve [flags]\n\nWith no flags: a single-node cluster with its data in ./data, HTTP on 127.0.0.1:8181.\n\n")
 		fs.PrintDefaults()
@@ -47,6 +51,23 @@ func cmdServe(args []string, stderr io.Writer) int {
 	if *sample < 0 || *sample > 1 {
 		fmt.Fprintf(stderr, "aibos serve: -decision-log-sample %v: want a fraction from 0 (no log) to 1 (every decision)\n", *sample)
 		return exitInvalid
+	}
+	// node.Config reads zero as its default and a negative bound as none.
+	for _, d := range []*time.Duration{&cfg.HTTP.ReadTimeout, &cfg.HTTP.WriteTimeout, &cfg.HTTP.IdleTimeout} {
+		if *d < 0 {
+			fmt.Fprintf(stderr, "aibos serve: a negative HTTP timeout (%s): want a duration such as 30s, or 0 for no bound\n", *d)
+			return exitInvalid
+		}
+		if *d == 0 {
+			*d = -1
+		}
+	}
+	if cfg.HTTP.MaxConns < 0 {
+		fmt.Fprintf(stderr, "aibos serve: -http-max-conns %d: want a number of connections, or 0 for no limit\n", cfg.HTTP.MaxConns)
+		return exitInvalid
+	}
+	if cfg.HTTP.MaxConns == 0 {
+		cfg.HTTP.MaxConns = -1
 	}
 	cfg.DecisionLogSample = *sample
 	cfg.NoDecisionAudit = !*auditDecisions

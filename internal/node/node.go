@@ -77,6 +77,8 @@ type Config struct {
 	RedisPassword string
 	// Gateway tunes the agent gateway (approval TTL, timeouts, ...).
 	Gateway gateway.Config
+	// HTTP bounds the HTTP API's connections: timeouts and their number.
+	HTTP HTTPLimits
 }
 
 // Node is one running kernel node.
@@ -131,6 +133,7 @@ func (c *Config) defaults() {
 	if c.DecisionLogSample == 0 {
 		c.DecisionLogSample = 0.1
 	}
+	c.HTTP.defaults()
 }
 
 // Start brings a node up: listen for HTTP (so the advertised address is
@@ -140,9 +143,15 @@ func (c *Config) defaults() {
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.defaults()
 	log := cfg.Logger.With("node", cfg.NodeID)
+	var ln net.Listener
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen on %s for HTTP: %w", cfg.HTTPAddr, err)
+	}
+	var limited *limitListener
+	if cfg.HTTP.MaxConns > 0 {
+		limited = newLimitListener(ln, cfg.HTTP.MaxConns)
+		ln = limited
 	}
 	n := &Node{cfg: cfg, log: log, ln: ln}
 	n.Bundles = server.NewBundles(log)
@@ -160,6 +169,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "aibos_watchers", Help: "Watch stream connections this node serves.",
 	}, func() float64 { return float64(n.Watch.Subscribers()) }))
+	if limited != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "aibos_http_connections", Help: "HTTP connections open now; at most the node's HTTP connection limit.",
+		}, func() float64 { return float64(limited.open()) }))
+	}
 
 	st, err := store.New(store.Config{
 		NodeID:        cfg.NodeID,
@@ -243,7 +257,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer n.guardWG.Done()
 		srv.RunRolloutGuard(gctx, time.Second)
 	}()
-	n.http = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	n.http = &http.Server{Handler: srv, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: bound(cfg.HTTP.ReadHeaderTimeout), ReadTimeout: bound(cfg.HTTP.ReadTimeout),
+		WriteTimeout: bound(cfg.HTTP.WriteTimeout), IdleTimeout: bound(cfg.HTTP.IdleTimeout)}
 	n.serveWG.Add(1)
 	go func() {
 		defer n.serveWG.Done()

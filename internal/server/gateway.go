@@ -47,7 +47,7 @@ func (s *Server) gatewayRoutes(m *routeMux) {
 	if s.cfg.Audit != nil {
 		h := s.cfg.Audit.Handler()
 		m.Handle("GET /v1/audit", h)
-		m.Handle("GET /v1/audit/export", h)
+		m.Handle("GET /v1/audit/export", streaming(h))
 		m.Handle("GET /v1/audit/verify", h)
 	}
 }
@@ -62,6 +62,7 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, describeJSONError(err))
 		return
 	}
+	holdOpen(w, invokeWork)
 	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	rep := s.gw.Invoke(r.Context(), gateway.Call{
 		Token: strings.TrimSpace(token), Action: r.PathValue("name"),
@@ -207,6 +208,7 @@ func (s *Server) handleGetApproval(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		wait = min(d, maxApprovalWait)
+		holdOpen(w, wait+answerMargin)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()

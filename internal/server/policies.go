@@ -70,6 +70,7 @@ func readBundle(w http.ResponseWriter, r *http.Request) ([]api.File, bool) {
 		badRequest(w, err)
 		return nil, false
 	}
+	holdOpen(w, bundleWork)
 	return files, true
 }
 
