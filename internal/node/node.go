@@ -64,10 +64,12 @@ type Config struct {
 	// See internal/decisionlog/DESIGN.md.
 	DecisionLogSample float64
 	// AuditRedact are field paths redacted from every audit record's
-	// arguments and results; AuditRetention how long records are kept
-	// (see internal/audit).
+	// arguments and results; AuditRetention how long records are kept;
+	// AuditMaxBytes bounds the log's size, deleting the oldest segments
+	// of decisions only (0: no bound; see internal/audit).
 	AuditRedact    []string
 	AuditRetention time.Duration
+	AuditMaxBytes  int64
 	// NoDecisionAudit leaves /v1/check decisions out of the audit log;
 	// invocations are always recorded.
 	NoDecisionAudit bool
