@@ -16,17 +16,17 @@ import (
 
 // Error codes of the API. They are stable: scripts branch on them.
 const (
-	codeBadRequest       = "bad_request"
-	codeInvalidBundle    = "invalid_bundle"
-	codeTestsFailed      = "bundle_tests_failed"
-	codeNotFound         = "not_found"
-	codeNoLeader         = "no_leader"
-	codeStale            = "revision_not_applied"
-	codeTooLarge         = "too_large"
-	codeInternal         = "internal"
-	codeUnavailable      = "unavailable"
-	codeOutcomeUnknown   = "write_outcome_unknown"
-	codeMethodNotAllowed = "method_not_allowed"
+	codeBadRequest     = "bad_request"
+	codeInvalidBundle  = "invalid_bundle"
+	codeTestsFailed    = "bundle_tests_failed"
+	codeNotFound       = "not_found"
+	codeNoLeader       = "no_leader"
+	codeStale          = "revision_not_applied"
+	codeTooLarge       = "too_large"
+	codeInternal       = "internal"
+	codeUnavailable    = "unavailable"
+	codeOutcomeUnknown = "write_outcome_unknown"
+	codeBadMethod      = "method_not_allowed"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

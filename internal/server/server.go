@@ -287,7 +287,7 @@ func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Allow", strings.Join(allow, ", "))
-	writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed,
+	writeError(w, http.StatusMethodNotAllowed, codeBadMethod,
 		fmt.Sprintf("%s is not allowed on %s: it serves %s (see the API reference in the README)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
