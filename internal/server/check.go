@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/aibos/kernel/api"
@@ -33,7 +32,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 	}
 	req, err := api.DecodeCheckRequest(body)
 	if err == nil {
-		err = checkActionName("", req)
+		err = checkActionName(req, -1)
 	}
 	if err != nil {
 		badRequest(w, err)
@@ -65,7 +64,7 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	var minRev uint64
 	for i := range req.Checks {
-		if err := checkActionName("checks["+strconv.Itoa(i)+"].", &req.Checks[i]); err != nil {
+		if err := checkActionName(&req.Checks[i], i); err != nil {
 			badRequest(w, err)
 			return
 		}
@@ -87,13 +86,17 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 
 // checkActionName refuses a check of a name outside the grammar of action
 // names (the policy package's, which rules' patterns follow): no rule can
-// name it, so deciding it would only hide the caller's mistake. where
-// prefixes the field in the error ("checks[3].").
-func checkActionName(where string, req *api.CheckRequest) error {
-	if err := policy.ValidateActionName(req.Action.Name); err != nil {
-		return fmt.Errorf("%saction.name: %w", where, err)
+// name it, so deciding it would only hide the caller's mistake. i is the
+// check's index in a batch, negative for a single check.
+func checkActionName(req *api.CheckRequest, i int) error {
+	err := policy.ValidateActionName(req.Action.Name)
+	switch {
+	case err == nil:
+		return nil
+	case i < 0:
+		return fmt.Errorf("action.name: %w", err)
 	}
-	return nil
+	return fmt.Errorf("checks[%d].action.name: %w", i, err)
 }
 
 // decide makes one decision with the bundle this node holds and records it
