@@ -101,6 +101,7 @@ func (l *Log) prune(cache map[string]segInfo) bool {
 		}
 	}
 	if total <= target {
+		l.stats.overBound.Store(false)
 		return true
 	}
 	var victims []segment
@@ -123,7 +124,7 @@ func (l *Log) prune(cache map[string]segInfo) bool {
 		freed += info.size
 	}
 	if len(victims) == 0 {
-		l.stats.overBound.Store(true)
+		l.stats.overBound.Store(total > l.cfg.MaxBytes)
 		return true
 	}
 	if !l.readers.TryLock() {

@@ -190,3 +190,29 @@ func FuzzBodyKind(f *testing.F) {
 		}
 	})
 }
+
+// TestSizeBoundKeepsInvocations: when every segment holds an invocation,
+// nothing can be deleted: the log goes over its bound and says so.
+func TestSizeBoundKeepsInvocations(t *testing.T) {
+	dir := t.TempDir()
+	const seg, max = 8 << 10, 32 << 10
+	l := open(t, Config{Dir: dir, SegmentBytes: seg, MaxBytes: max})
+	ctx := context.Background()
+	const n = 600
+	for i := range n {
+		if _, err := l.AppendSync(ctx, &Record{Kind: KindInvocation, Agent: "a1", Action: "pay.refund", InvocationID: fmt.Sprint("inv-", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !l.Stats().OverBound && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := l.Stats()
+	if !st.OverBound || st.Pruned != 0 || dirBytes(t, dir) <= max {
+		t.Fatalf("stats %+v, %d bytes: want over the bound with nothing deleted", st, dirBytes(t, dir))
+	}
+	if got := queryAll(t, l, Filter{Kind: KindInvocation, Limit: n}); len(got) != n {
+		t.Fatalf("%d invocations of %d", len(got), n)
+	}
+}
