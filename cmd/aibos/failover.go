@@ -30,6 +30,10 @@ func cmdFailoverBench(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitInvalid
 	}
+	if *rounds < 1 {
+		fmt.Fprintf(stderr, "aibos failover-bench: --rounds %d: want at least 1 leader kill to measure\n", *rounds)
+		return exitInvalid
+	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "aibos-failover-")
 		if err != nil {
@@ -49,9 +53,7 @@ func cmdFailoverBench(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	slices.Sort(samples)
-	p := func(q float64) time.Duration {
-		return samples[int(q*float64(len(samples)-1))].Round(time.Millisecond)
-	}
+	p := func(q float64) time.Duration { return percentile(samples, q).Round(time.Millisecond) }
 	fmt.Fprintf(stdout, "leader kills=%d time-to-next-accepted-write p50=%s p99=%s max=%s (target p99 ≤ 900ms)\n",
 		len(samples), p(0.5), p(0.99), p(1))
 	return exitOK

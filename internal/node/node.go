@@ -64,10 +64,12 @@ type Config struct {
 	// See internal/decisionlog/DESIGN.md.
 	DecisionLogSample float64
 	// AuditRedact are field paths redacted from every audit record's
-	// arguments and results; AuditRetention how long records are kept
-	// (see internal/audit).
+	// arguments and results; AuditRetention how long records are kept;
+	// AuditMaxBytes bounds the log's size, deleting the oldest segments
+	// of decisions only (0: no bound; see internal/audit).
 	AuditRedact    []string
 	AuditRetention time.Duration
+	AuditMaxBytes  int64
 	// NoDecisionAudit leaves /v1/check decisions out of the audit log;
 	// invocations are always recorded.
 	NoDecisionAudit bool
@@ -77,6 +79,8 @@ type Config struct {
 	RedisPassword string
 	// Gateway tunes the agent gateway (approval TTL, timeouts, ...).
 	Gateway gateway.Config
+	// HTTP bounds the HTTP API's connections: timeouts and their number.
+	HTTP HTTPLimits
 }
 
 // Node is one running kernel node.
@@ -131,6 +135,7 @@ func (c *Config) defaults() {
 	if c.DecisionLogSample == 0 {
 		c.DecisionLogSample = 0.1
 	}
+	c.HTTP.defaults()
 }
 
 // Start brings a node up: listen for HTTP (so the advertised address is
@@ -142,9 +147,15 @@ func (c *Config) defaults() {
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.defaults()
 	log := cfg.Logger.With("node", cfg.NodeID)
+	var ln net.Listener
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen on %s for HTTP: %w", cfg.HTTPAddr, err)
+	}
+	var limited *limitListener
+	if cfg.HTTP.MaxConns > 0 {
+		limited = newLimitListener(ln, cfg.HTTP.MaxConns)
+		ln = limited
 	}
 	n := &Node{cfg: cfg, log: log, ln: ln}
 	n.Bundles = server.NewBundles(log)
@@ -162,6 +173,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "aibos_watchers", Help: "Watch stream connections this node serves.",
 	}, func() float64 { return float64(n.Watch.Subscribers()) }))
+	if limited != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "aibos_http_connections", Help: "HTTP connections open now; at most the node's HTTP connection limit.",
+		}, func() float64 { return float64(limited.open()) }))
+	}
 
 	st, err := store.New(store.Config{
 		NodeID:        cfg.NodeID,
@@ -245,7 +261,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer n.guardWG.Done()
 		srv.RunRolloutGuard(gctx, time.Second)
 	}()
-	n.http = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	n.http = &http.Server{Handler: srv, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: bound(cfg.HTTP.ReadHeaderTimeout), ReadTimeout: bound(cfg.HTTP.ReadTimeout),
+		WriteTimeout: bound(cfg.HTTP.WriteTimeout), IdleTimeout: bound(cfg.HTTP.IdleTimeout)}
 	n.serveWG.Add(1)
 	go func() {
 		defer n.serveWG.Done()

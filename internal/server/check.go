@@ -9,6 +9,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/policy"
 )
 
 // MaxBatch bounds the checks of one batch request (and of an AuthZEN
@@ -30,6 +31,9 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, err := api.DecodeCheckRequest(body)
+	if err == nil {
+		err = checkActionName(req, -1)
+	}
 	if err != nil {
 		badRequest(w, err)
 		return
@@ -60,6 +64,10 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	var minRev uint64
 	for i := range req.Checks {
+		if err := checkActionName(&req.Checks[i], i); err != nil {
+			badRequest(w, err)
+			return
+		}
 		minRev = max(minRev, req.Checks[i].MinRevision)
 	}
 	if !s.waitRevision(w, r.Context(), minRev) {
@@ -74,6 +82,21 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	buf.b = append(api.AppendBatchCheckResponse(buf.b[:0], results), '\n')
 	writeJSONBytes(w, buf.b)
+}
+
+// checkActionName refuses a check of a name outside the grammar of action
+// names (the policy package's, which rules' patterns follow): no rule can
+// name it, so deciding it would only hide the caller's mistake. i is the
+// check's index in a batch, negative for a single check.
+func checkActionName(req *api.CheckRequest, i int) error {
+	err := policy.ValidateActionName(req.Action.Name)
+	switch {
+	case err == nil:
+		return nil
+	case i < 0:
+		return fmt.Errorf("action.name: %w", err)
+	}
+	return fmt.Errorf("checks[%d].action.name: %w", i, err)
 }
 
 // decide makes one decision with the bundle this node holds and records it

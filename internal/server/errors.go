@@ -27,6 +27,7 @@ const (
 	codeUnavailable    = "unavailable"
 	codeNotReady       = "not_ready"
 	codeOutcomeUnknown = "write_outcome_unknown"
+	codeBadMethod      = "method_not_allowed"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -29,7 +29,7 @@ const (
 	maxApprovalWait = 60 * time.Second
 )
 
-func (s *Server) gatewayRoutes(m *http.ServeMux) {
+func (s *Server) gatewayRoutes(m *routeMux) {
 	m.HandleFunc("POST /v1/actions/{name}/invoke", s.handleInvoke)
 	m.HandleFunc("GET /v1/actions", s.handleListActions)
 	m.HandleFunc("GET /v1/orchestras", s.handleListOrchestras)
@@ -47,7 +47,7 @@ func (s *Server) gatewayRoutes(m *http.ServeMux) {
 	if s.cfg.Audit != nil {
 		h := s.cfg.Audit.Handler()
 		m.Handle("GET /v1/audit", h)
-		m.Handle("GET /v1/audit/export", h)
+		m.Handle("GET /v1/audit/export", streaming(h))
 		m.Handle("GET /v1/audit/verify", h)
 	}
 }
@@ -62,6 +62,7 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, describeJSONError(err))
 		return
 	}
+	holdOpen(w, invokeWork)
 	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	rep := s.gw.Invoke(r.Context(), gateway.Call{
 		Token: strings.TrimSpace(token), Action: r.PathValue("name"),
@@ -207,6 +208,7 @@ func (s *Server) handleGetApproval(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		wait = min(d, maxApprovalWait)
+		holdOpen(w, wait+answerMargin)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()

@@ -80,6 +80,7 @@ func readBundle(w http.ResponseWriter, r *http.Request) ([]api.File, bool) {
 		badRequest(w, err)
 		return nil, false
 	}
+	holdOpen(w, bundleWork)
 	return files, true
 }
 
@@ -220,9 +221,29 @@ func (s *Server) writeVersion(w http.ResponseWriter, r *http.Request, v api.Bund
 	}
 }
 
+// minRevisionParam is the min_revision query parameter of a read, which
+// ServeHTTP has checked (checkMinRevisionParam) before routing.
 func minRevisionParam(r *http.Request) uint64 {
 	n, _ := strconv.ParseUint(r.URL.Query().Get("min_revision"), 10, 64)
 	return n
+}
+
+// checkMinRevisionParam refuses a min_revision query parameter that is not
+// one revision number: ignored, it would answer from a state older than
+// the caller asked for. Every read takes the parameter, so it is checked
+// once for all of them.
+func checkMinRevisionParam(r *http.Request) error {
+	vs, ok := r.URL.Query()["min_revision"]
+	if !ok {
+		return nil
+	}
+	if len(vs) != 1 {
+		return fmt.Errorf("query parameter min_revision is given %d times: give it once", len(vs))
+	}
+	if _, err := strconv.ParseUint(vs[0], 10, 64); err != nil {
+		return fmt.Errorf("query parameter min_revision=%q is not a revision number: give a whole number from 0 up, such as the revision a write answered", vs[0])
+	}
+	return nil
 }
 
 // writeStoreError maps store errors to answers.

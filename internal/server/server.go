@@ -8,8 +8,11 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,7 +129,7 @@ type Server struct {
 	now     func() time.Time
 	metrics *metrics
 	client  *http.Client
-	mux     *http.ServeMux
+	mux     *routeMux
 	gw      *gateway.Gateway
 }
 
@@ -157,7 +160,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		client:  &http.Client{Timeout: cfg.WriteTimeout + 5*time.Second},
-		mux:     http.NewServeMux(),
+		mux:     &routeMux{ServeMux: http.NewServeMux()},
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -181,6 +184,30 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.routes()
 	return s, nil
+}
+
+// routeMux is the server's ServeMux, which also keeps the list of the
+// patterns registered on it: the route table that answers which methods a
+// path allows.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
+}
+
+// Routes lists the patterns of the server's routes ("POST /v1/check"), in
+// the order they were registered; the catch-all "/" that answers 404 and
+// 405 is not among them.
+func (s *Server) Routes() []string {
+	return slices.DeleteFunc(slices.Clone(s.mux.patterns), func(p string) bool { return p == "/" })
 }
 
 // Gateway is the server's agent gateway; nil if it runs without one.
@@ -232,9 +259,37 @@ func (s *Server) routes() {
 	if s.cfg.Gatherer != nil {
 		m.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no endpoint "+r.Method+" "+r.URL.Path+": see the API reference in the README")
-	})
+	m.HandleFunc("/", s.handleNoRoute)
+}
+
+// routeMethods are the methods a route may serve, in the order an Allow
+// header lists them.
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// handleNoRoute answers a request no route matched: 405 with an Allow
+// header when routes serve its path with other methods, else 404. The
+// catch-all "/" matches every method, so the mux never answers 405 itself
+// (and its own 405 would be plain text); asking the mux which of the other
+// methods would match keeps the answer true to the route table as routes
+// are added.
+func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range routeMethods {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, Host: r.Host, URL: r.URL}
+		if _, p := s.mux.Handler(probe); p != "" && p != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, codeNotFound, "no endpoint "+r.Method+" "+r.URL.Path+": see the API reference in the README")
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, codeBadMethod,
+		fmt.Sprintf("%s is not allowed on %s: it serves %s (see the API reference in the README)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
 // ServeHTTP implements http.Handler.
@@ -251,6 +306,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := s.store.CaughtUp(); err != nil && !servedBeforeCaughtUp(r) {
 		writeNotReady(w, err)
 		return
+	}
+	if r.URL.RawQuery != "" {
+		if err := checkMinRevisionParam(r); err != nil {
+			badRequest(w, err)
+			return
+		}
 	}
 	s.mux.ServeHTTP(w, r)
 }
