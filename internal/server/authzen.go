@@ -32,9 +32,12 @@ type azEvaluation struct {
 	Context  map[string]any `json:"context,omitempty"`
 }
 
+// azEvaluationsRequest is the body of the batch endpoint. The items are
+// decoded one by one, so that a malformed item is an error of that item
+// only (AuthZEN 1.0, Access Evaluations API Response, Errors).
 type azEvaluationsRequest struct {
 	azEvaluation
-	Evaluations []azEvaluation `json:"evaluations,omitempty"`
+	Evaluations []json.RawMessage `json:"evaluations,omitempty"`
 	Options     *struct {
 		Semantic *string `json:"evaluations_semantic,omitempty"`
 	} `json:"options,omitempty"`
@@ -122,24 +125,63 @@ func (s *Server) handleAuthZENEvaluations(w http.ResponseWriter, r *http.Request
 		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("%d evaluations; at most %d are allowed", len(body.Evaluations), MaxBatch))
 		return
 	}
-	reqs := make([]*api.CheckRequest, len(body.Evaluations))
-	for i := range body.Evaluations {
-		req, err := body.Evaluations[i].toCheck(&body.azEvaluation, fmt.Sprintf("evaluations[%d].", i))
-		if err != nil {
-			badRequest(w, err)
-			return
+	resp := azEvaluationsResponse{Evaluations: make([]azDecision, 0, len(body.Evaluations))}
+	for i, raw := range body.Evaluations {
+		var d azDecision
+		if req, err := decodeAZItem(raw, &body.azEvaluation, i); err != nil {
+			d = azItemError(http.StatusBadRequest, err)
+		} else {
+			d = s.azDecide(req, false)
 		}
-		reqs[i] = req
-	}
-	resp := azEvaluationsResponse{Evaluations: make([]azDecision, 0, len(reqs))}
-	for _, req := range reqs {
-		d := s.azDecide(req, false)
 		resp.Evaluations = append(resp.Evaluations, d)
+		// An item in error is a denial (fail closed): it stops a
+		// deny_on_first_deny batch and does not stop a permit_on_first_permit one.
 		if semantic == semDenyOnDeny && !d.Decision || semantic == semPermitOnPermit && d.Decision {
 			break
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// decodeAZItem decodes item i of an evaluations request and completes it
+// with the request's defaults.
+func decodeAZItem(raw json.RawMessage, defaults *azEvaluation, i int) (*api.CheckRequest, error) {
+	where := fmt.Sprintf("evaluations[%d]", i)
+	var ev azEvaluation
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			if ute.Field == "" {
+				return nil, fmt.Errorf("%s must be an object {subject?, action?, resource?, context?}, not %s", where, ute.Value)
+			}
+			return nil, fmt.Errorf("%s.%s must be %s, not %s", where, ute.Field, jsonTypeName(ute.Type.Kind().String()), ute.Value)
+		}
+		return nil, fmt.Errorf("%s: %v", where, err)
+	}
+	return ev.toCheck(defaults, where+".")
+}
+
+// jsonTypeName names the JSON type of a Go kind for error messages.
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "map", "struct", "ptr":
+		return "an object"
+	case "slice":
+		return "an array"
+	case "bool":
+		return "true or false"
+	}
+	return "a " + kind
+}
+
+// azItemError is the answer of an evaluation that could not be made: a
+// denial with the error in its context.
+func azItemError(status int, err error) azDecision {
+	return azDecision{Decision: false, Context: map[string]any{
+		"error": map[string]any{"status": status, "message": err.Error()},
+	}}
 }
 
 // azDecide decides and shapes the answer. Batch items carry only the
