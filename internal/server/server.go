@@ -31,6 +31,7 @@ type Store interface {
 	PutEntities(ctx context.Context, ents []api.Entity) (uint64, error)
 	DeleteEntity(ctx context.Context, typ, id string) (uint64, error)
 	Entity(typ, id string) (map[string]any, bool)
+	EntityIDs(typ string) []string
 	Current() (api.BundleVersion, bool)
 	Version(v uint64) (api.BundleVersion, bool)
 	Versions() []api.VersionInfo
@@ -193,6 +194,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /access/v1/evaluation", s.handleAuthZENEvaluation)
 	m.HandleFunc("POST /access/v1/evaluations", s.handleAuthZENEvaluations)
 	m.HandleFunc("GET /.well-known/authzen-configuration", s.handleAuthZENConfig)
+	m.HandleFunc("POST /access/v1/search/subject", s.handleSearch(searchSubject))
+	m.HandleFunc("POST /access/v1/search/resource", s.handleSearch(searchResource))
+	m.HandleFunc("POST /access/v1/search/action", s.handleSearch(searchAction))
 
 	m.HandleFunc("PUT /v1/policies", s.leaderOnly(s.handlePublish))
 	m.HandleFunc("GET /v1/policies", s.handleCurrentPolicies)
