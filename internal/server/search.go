@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/aibos/kernel/api"
@@ -201,9 +202,9 @@ func (s *Server) search(r *http.Request, q *searchQuery) (*azSearchResponse, int
 	case q.kind == searchAction:
 		candidates = c.bundle.ActionNames()
 	case q.kind == searchSubject:
-		candidates = s.store.EntityIDs(q.tmpl.Subject.Type)
+		candidates = s.ids.get(s.store, q.tmpl.Subject.Type, rev)
 	default:
-		candidates = s.store.EntityIDs(q.tmpl.Resource.Type)
+		candidates = s.ids.get(s.store, q.tmpl.Resource.Type, rev)
 	}
 	i := sort.SearchStrings(candidates, after)
 	if i < len(candidates) && after != "" && candidates[i] == after {
@@ -260,4 +261,42 @@ func (s *Server) waitFor(r *http.Request, rev uint64) error {
 		return fmt.Errorf("page.token is for revision %d, which this node has not applied yet (it is at %d; waited %s): retry, or ask the node that answered the first page", rev, s.store.AppliedRevision(), s.cfg.MinRevisionWait)
 	}
 	return nil
+}
+
+// searchIDs caches the sorted ids of the entity types searched, each as of
+// one revision, so that the pages of a search (and searches at the same
+// revision) do not enumerate and sort the store again: a page then costs
+// the candidates it examines. At most maxCachedTypes types are kept.
+type searchIDs struct {
+	mu      sync.Mutex
+	entries map[string]cachedIDs // by entity type; guarded by mu
+}
+
+type cachedIDs struct {
+	rev uint64
+	ids []string
+}
+
+const maxCachedTypes = 16
+
+// get returns the ids of type typ as of rev, the revision the caller read
+// before calling. A write applied meanwhile may already be in the list; the
+// page token still says rev, so the next page is refused as changed.
+func (c *searchIDs) get(st interface{ EntityIDs(string) []string }, typ string, rev uint64) []string {
+	c.mu.Lock()
+	e, ok := c.entries[typ]
+	c.mu.Unlock()
+	if ok && e.rev == rev {
+		return e.ids
+	}
+	ids := st.EntityIDs(typ)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= maxCachedTypes {
+		c.entries = make(map[string]cachedIDs)
+	}
+	if cur, ok := c.entries[typ]; !ok || cur.rev <= rev {
+		c.entries[typ] = cachedIDs{rev: rev, ids: ids}
+	}
+	return ids
 }

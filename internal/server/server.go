@@ -128,6 +128,7 @@ type Server struct {
 	client  *http.Client
 	mux     *http.ServeMux
 	gw      *gateway.Gateway
+	ids     searchIDs
 }
 
 // New validates cfg, applies defaults and builds the routes.
