@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,6 +81,14 @@ func decodeAuthZEN(r *http.Request, limit int64, v any) error {
 
 func (s *Server) handleAuthZENEvaluation(w http.ResponseWriter, r *http.Request) {
 	echoRequestID(w, r)
+	// The body is kept: a re-evaluation that redeems an approval on a
+	// follower is forwarded to the leader.
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		badRequest(w, describeJSONError(err))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	var ev azEvaluation
 	if err := decodeAuthZEN(r, s.cfg.MaxBodyBytes, &ev); err != nil {
 		badRequest(w, err)
@@ -90,7 +99,28 @@ func (s *Server) handleAuthZENEvaluation(w http.ResponseWriter, r *http.Request)
 		badRequest(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.azDecide(req, true))
+	out, d := s.azDecide(req, true, baseURL(r))
+	if d.Decision == api.RequireApproval {
+		if id, ok := approvalRef(req.Context); ok {
+			if !s.store.IsLeader() {
+				// Redeeming writes: the leader decides again and answers.
+				leader := s.store.LeaderHTTP()
+				if leader == "" || r.Header.Get(headerForwarded) != "" {
+					writeError(w, http.StatusServiceUnavailable, codeNoLeader, "redeeming an approval needs the leader and none is known right now; retry shortly")
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				r.ContentLength = int64(len(body))
+				s.forward(w, r, leader)
+				return
+			}
+			if err := s.redeem(r, req, id, &out); err != nil {
+				writeError(w, http.StatusServiceUnavailable, codeUnavailable, err.Error())
+				return
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleAuthZENEvaluations(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +148,8 @@ func (s *Server) handleAuthZENEvaluations(w http.ResponseWriter, r *http.Request
 			badRequest(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, s.azDecide(req, true))
+		out, _ := s.azDecide(req, true, baseURL(r))
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
 	if len(body.Evaluations) > MaxBatch {
@@ -131,7 +162,7 @@ func (s *Server) handleAuthZENEvaluations(w http.ResponseWriter, r *http.Request
 		if req, err := decodeAZItem(raw, &body.azEvaluation, i); err != nil {
 			d = azItemError(http.StatusBadRequest, err)
 		} else {
-			d = s.azDecide(req, false)
+			d, _ = s.azDecide(req, false, baseURL(r))
 		}
 		resp.Evaluations = append(resp.Evaluations, d)
 		// An item in error is a denial (fail closed): it stops a
@@ -185,8 +216,9 @@ func azItemError(status int, err error) azDecision {
 }
 
 // azDecide decides and shapes the answer. Batch items carry only the
-// decision, as the interop harness compares them exactly.
-func (s *Server) azDecide(req *api.CheckRequest, withContext bool) azDecision {
+// decision, as the interop harness compares them exactly, except that a
+// require_approval decision is a requestable denial (access_request.go).
+func (s *Server) azDecide(req *api.CheckRequest, withContext bool, base string) (azDecision, api.Decision) {
 	d := s.decide(req)
 	out := azDecision{Decision: d.Decision == api.Allow}
 	if withContext {
@@ -197,7 +229,10 @@ func (s *Server) azDecide(req *api.CheckRequest, withContext bool) azDecision {
 			out.Context["errors"] = d.Errors
 		}
 	}
-	return out
+	if d.Decision == api.RequireApproval {
+		out.Context = s.requestable(out.Context, req, base)
+	}
+	return out, d
 }
 
 // toCheck completes an evaluation with the batch defaults and checks that
@@ -251,12 +286,14 @@ func (s *Server) handleAuthZENConfig(w http.ResponseWriter, r *http.Request) {
 		scheme = "https"
 	}
 	base := scheme + "://" + r.Host
-	writeJSON(w, http.StatusOK, map[string]string{
+	writeJSON(w, http.StatusOK, map[string]any{
 		"policy_decision_point":       base,
 		"access_evaluation_endpoint":  base + "/access/v1/evaluation",
 		"access_evaluations_endpoint": base + "/access/v1/evaluations",
 		"search_subject_endpoint":     base + "/access/v1/search/subject",
 		"search_resource_endpoint":    base + "/access/v1/search/resource",
 		"search_action_endpoint":      base + "/access/v1/search/action",
+		"access_request_endpoint":     base + "/access/v1/requests",
+		"capabilities":                []string{"urn:openid:authzen:capability:access-request"},
 	})
 }

@@ -198,7 +198,7 @@ func TestAuthZENProtocol(t *testing.T) {
 
 	t.Run("discovery", func(t *testing.T) {
 		resp, body := do(t, n.URL(), "GET", "/.well-known/authzen-configuration", "")
-		var doc map[string]string
+		var doc map[string]any
 		if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &doc) != nil {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}

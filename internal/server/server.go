@@ -198,6 +198,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /access/v1/search/subject", s.handleSearch(searchSubject))
 	m.HandleFunc("POST /access/v1/search/resource", s.handleSearch(searchResource))
 	m.HandleFunc("POST /access/v1/search/action", s.handleSearch(searchAction))
+	m.HandleFunc("POST /access/v1/requests", s.leaderOnly(s.handleAccessRequest))
+	m.HandleFunc("GET /access/v1/requests/{id}", s.handleAccessRequestStatus)
 
 	m.HandleFunc("PUT /v1/policies", s.leaderOnly(s.handlePublish))
 	m.HandleFunc("GET /v1/policies", s.handleCurrentPolicies)
