@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzAuthZENDecoders feeds the decoders of the AuthZEN bodies added for
@@ -20,6 +21,8 @@ func FuzzAuthZENDecoders(f *testing.F) {
 		`{"action":{"name":5}}`,
 		`{"page":{"limit":-1}}`,
 		`{"page":{"limit":1e400}}`,
+		`{"subject":{"type":"user","id":"a"},"action":{"name":"doc.read"},"resource":{"type":"doc","id":"p"},"denial":{"evaluation_id":"ev_x","expires_at":"2026-01-01T00:00:00Z"}}`,
+		`{"subject":{"type":"user","id":"a"},"action":{"name":"d"},"resource":{"type":"d","id":"p"},"items":[],"callback":{}}`,
 		`"x"`, `null`, `[]`, `{}`,
 	} {
 		f.Add([]byte(s))
@@ -35,6 +38,22 @@ func FuzzAuthZENDecoders(f *testing.F) {
 			}
 			if err != nil && !strings.HasPrefix(err.Error(), "evaluations[3]") {
 				t.Fatalf("item error %q does not say which item", err)
+			}
+		}
+		// An access request submission.
+		var ar azAccessRequest
+		if decodeAuthZEN(httptest.NewRequest("POST", "/", bytes.NewReader(data)), 1<<20, &ar) == nil {
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			req, status, code, err := decodeAccessRequest(&ar, now)
+			switch {
+			case err == nil && (req == nil || req.Action.Name == "" || ar.Denial == nil || ar.Denial.EvaluationID == nil):
+				t.Fatalf("submission %q accepted without its binding: %+v", data, req)
+			case err != nil && (status < 400 || code == ""):
+				t.Fatalf("submission %q: error %v with status %d, code %q", data, err, status, code)
+			case err == nil:
+				if _, err := bindingDigest(req); err != nil {
+					t.Fatalf("accepted submission %q has no digest: %v", data, err)
+				}
 			}
 		}
 		// A search body, as each search.

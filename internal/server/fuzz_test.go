@@ -34,6 +34,7 @@ var fuzzEndpoints = []fuzzEndpoint{
 	{method: "POST", path: "/access/v1/search/subject"},
 	{method: "POST", path: "/access/v1/search/resource"},
 	{method: "POST", path: "/access/v1/search/action"},
+	{method: "POST", path: "/access/v1/requests"},
 	{method: "PUT", path: "/v1/policies"},
 	{method: "POST", path: "/v1/policies/rollback"},
 	{method: "PUT", path: "/v1/entities"},
