@@ -10,6 +10,7 @@ import (
 
 	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/node"
+	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
 const accessRequestBundle = `kind: Policy
@@ -179,3 +180,42 @@ func TestAccessRequestFlow(t *testing.T) {
 }
 
 func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+// TestAccessRequestOnAReplica: every step of the flow asked of a
+// non-voting replica works: the writes (the request, the approval, the
+// redemption) are forwarded to the leader.
+func TestAccessRequestOnAReplica(t *testing.T) {
+	nodes := nodetest.Cluster(t, 1, 1, nil)
+	replica := nodes[1]
+	c := nodetest.Client(t, nodes[0])
+	v, err := c.Publish(context.Background(), file("docs.yaml", accessRequestBundle), client.PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), nodetest.WaitLong)
+	defer cancel()
+	if err := replica.Store.WaitForRevision(ctx, v.Revision); err != nil {
+		t.Fatal(err)
+	}
+	post := func(path, body string) map[string]any {
+		t.Helper()
+		resp, out := do(t, replica.URL(), "POST", path, body)
+		var m map[string]any
+		if err := json.Unmarshal([]byte(out), &m); err != nil || resp.StatusCode >= 300 {
+			t.Fatalf("POST %s: %d %s", path, resp.StatusCode, out)
+		}
+		return m
+	}
+	eval := `{"subject":{"type":"user","id":"alice"},"action":{"name":"doc.read"},"resource":{"type":"doc","id":"plan","properties":{"classification":"secret"}}`
+	den := post("/access/v1/evaluation", eval+`}`)["context"].(map[string]any)
+	sub, _ := json.Marshal(map[string]any{"evaluation_id": den["evaluation_id"], "expires_at": den["access_request"].(map[string]any)["expires_at"]})
+	id := post("/access/v1/requests", eval+`,"denial":`+string(sub)+`}`)["task"].(map[string]any)["id"].(string)
+	post("/v1/approvals/"+id+"/approve", `{"approver":"bob"}`)
+	again := eval + `,"context":{"approval":{"id":"` + id + `"}}}`
+	if m := post("/access/v1/evaluation", again); m["decision"] != true {
+		t.Fatalf("re-evaluation on the replica: %v", m)
+	}
+	if m := post("/access/v1/evaluation", again); m["decision"] != false {
+		t.Fatalf("second re-evaluation on the replica: %v", m)
+	}
+}
