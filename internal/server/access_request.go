@@ -25,8 +25,7 @@ import (
 // subject, the action and the digest of the evaluation request; operators
 // decide it like any other approval (aibos approval approve); a
 // re-evaluation carrying context.approval {id} redeems it, once, before it
-// expires. DESIGN.md, "Access requests", lists the choices made where the
-// draft leaves room.
+// expires. AUTHZEN.md lists the choices made where the draft leaves room.
 
 // accessRequestWindow is how long a requestable denial may be submitted as
 // an access request.

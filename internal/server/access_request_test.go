@@ -131,6 +131,9 @@ func TestAccessRequestFlow(t *testing.T) {
 	if apv["kind"] != "access_request" || apv["agent"] != "user:alice" || apv["action"] != "doc.read" || !strings.Contains(string(mustJSON(apv["input"])), "customer renewal") {
 		t.Fatalf("approval as operators see it: %v", apv)
 	}
+	if resp, out := do(t, n.URL(), "POST", "/v1/approvals/"+id+"/approve", `{"approver":"alice"}`); resp.StatusCode != 403 {
+		t.Fatalf("the subject approved its own request: %d %s", resp.StatusCode, out)
+	}
 	post("/v1/approvals/"+id+"/approve", `{"approver":"bob","reason":"renewal"}`, 200)
 	st := get("/access/v1/requests/" + id)
 	result, _ := st["result"].(map[string]any)
