@@ -258,3 +258,35 @@ func TestAuthZENSearchProtocol(t *testing.T) {
 		}
 	})
 }
+
+// TestAuthZENSearchAgents: a subject search of type agent finds registered
+// agents and stored entities of type agent, deciding each with its
+// registry properties (which win over a stored entity of the same id).
+func TestAuthZENSearchAgents(t *testing.T) {
+	_, c := startNode(t)
+	ctx := context.Background()
+	bundle := "kind: Policy\nname: p\nlayer: tenant\nrules:\n  - {name: acme, effect: allow, actions: [report.run], when: 'subject.properties.tenant == \"acme\"'}\n"
+	if _, err := c.Publish(ctx, file("p.yaml", bundle), client.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []api.AgentManifest{{ID: "a1", Version: "1", Tenant: "acme"}, {ID: "a2", Version: "1", Tenant: "globex"}} {
+		if _, err := c.RegisterAgent(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.PutEntities(ctx, []api.Entity{
+		{Type: "agent", ID: "a2", Properties: map[string]any{"tenant": "acme"}}, // the registry wins
+		{Type: "agent", ID: "e3", Properties: map[string]any{"tenant": "acme"}},
+		{Type: "user", ID: "u4", Properties: map[string]any{"tenant": "acme"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.SearchAll(ctx, "subject", api.SearchRequest{Subject: api.Entity{Type: "agent"},
+		Action: &api.Action{Name: "report.run"}, Resource: api.Entity{Type: "report", ID: "r1"}, Page: &api.PageRequest{Limit: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[{agent a1 } {agent e3 }]" {
+		t.Fatalf("agents allowed to run reports: %v", got)
+	}
+}
