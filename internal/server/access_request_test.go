@@ -160,6 +160,17 @@ func TestAccessRequestFlow(t *testing.T) {
 	if v := post("/access/v1/evaluation", eval, 200); v["decision"] != false {
 		t.Fatalf("without the approval: %v", v)
 	}
+	// A denial of current policy stays one, approval or not.
+	denied := strings.Replace(strings.Replace(withApproval(id), `"doc.read"`, `"doc.write"`, 1), "secret", "public", 1)
+	if v := post("/access/v1/evaluation", denied, 200); v["decision"] != false || ctxOf(v)["reason"] != "policy_denied" {
+		t.Fatalf("a denied action with an approval: %v", v)
+	}
+	// Batch items that need approval are requestable denials too.
+	batch := post("/access/v1/evaluations", `{"subject":{"type":"user","id":"alice"},"action":{"name":"doc.read"},"evaluations":[{"resource":{"type":"doc","id":"a","properties":{"classification":"public"}}},{"resource":{"type":"doc","id":"b","properties":{"classification":"secret"}}}]}`, 200)
+	items := batch["evaluations"].([]any)
+	if items[0].(map[string]any)["decision"] != true || items[0].(map[string]any)["context"] != nil || ctxOf(items[1].(map[string]any))["access_request"] == nil {
+		t.Fatalf("batch with a requestable item: %v", batch)
+	}
 
 	// A second approval, approved but not used before it expires.
 	denial2 := post("/access/v1/evaluation", eval, 200)

@@ -100,6 +100,10 @@ func (s *Server) handleAuthZENEvaluation(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	out, d := s.azDecide(req, true, baseURL(r))
+	if _, ok := approvalRef(req.Context); ok && d.Decision == api.Deny {
+		// An approval does not lift a denial of current policy.
+		out.Context["reason"], out.Context["next_action"] = "policy_denied", "none"
+	}
 	if d.Decision == api.RequireApproval {
 		if id, ok := approvalRef(req.Context); ok {
 			if !s.store.IsLeader() {
