@@ -182,9 +182,10 @@ type azResult struct {
 func writeProblem(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
-	typ := arpURNPrefix + code
-	if code == codeBadRequest || code == arpUnsupported || code == codeForbidden || code == codeNoLeader || code == codeUnavailable {
-		typ = "about:blank"
+	typ := "about:blank"
+	switch code {
+	case arpNotRequestable, arpExpiredDenial, arpInvalidBinding, arpUnknownTask:
+		typ = arpURNPrefix + code
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"type": typ, "title": http.StatusText(status), "status": status, "detail": msg,
