@@ -96,6 +96,9 @@ type Decision struct {
 	Obligations *Obligations   `json:"obligations,omitempty"`
 	Errors      []string       `json:"errors,omitempty"`
 	Explain     []LayerOutcome `json:"explain,omitempty"`
+	// Error is set, in a batch, on the result of a check that could not be
+	// decided because the check itself was invalid; Decision is then deny.
+	Error *ErrorDetail `json:"error,omitempty"`
 }
 
 // BatchCheckRequest asks for several decisions at once.

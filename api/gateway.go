@@ -142,6 +142,10 @@ type ActionCall struct {
 	Input        json.RawMessage `json:"input"`
 }
 
+// ApprovalKindAccessRequest marks an approval asked for through the
+// AuthZEN access request endpoint.
+const ApprovalKindAccessRequest = "access_request"
+
 // Approval states.
 const (
 	ApprovalPending  = "pending"
@@ -156,7 +160,13 @@ const (
 // agent, its version, the action and the RFC 8785 digest of the arguments:
 // only an invocation with all four equal redeems it, once.
 type Approval struct {
-	ID           string `json:"id"`
+	ID string `json:"id"`
+	// Kind is empty for a held invocation, ApprovalKindAccessRequest for
+	// an AuthZEN access request (Agent is then the subject, "TYPE:ID", or
+	// the agent's id for a registered agent; AgentVersion is empty but for
+	// an agent; ArgsDigest is the digest of the evaluation request;
+	// InvocationID the denied evaluation's id).
+	Kind         string `json:"kind,omitempty"`
 	Agent        string `json:"agent"`
 	AgentVersion string `json:"agent_version"`
 	Tenant       string `json:"tenant,omitempty"`

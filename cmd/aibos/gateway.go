@@ -276,7 +276,12 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATE\tAGENT\tACTION\tEXPIRES\tARGS")
 		for _, a := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s@%s\t%s\t%s\t%s\n", a.ID, a.State, a.Agent, a.AgentVersion, a.Action, a.ExpiresAt.Format(time.RFC3339), string(a.Input))
+			who := a.Agent
+			if a.AgentVersion != "" {
+				who += "@" + a.AgentVersion
+			}
+			// An AuthZEN access request's "agent" is its subject, TYPE:ID.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.State, who, a.Action, a.ExpiresAt.Format(time.RFC3339), string(a.Input))
 		}
 		_ = tw.Flush()
 		return exitOK

@@ -29,6 +29,7 @@ Usage:
   aibos policy simulate PATH --since 1h   replay a node's logged decisions against a candidate bundle
   aibos rollout start|status|abort|promote  canary a bundle version to a cohort (see -h of each)
   aibos check [flags]                     ask a cluster for a decision
+  aibos search subject|resource|action    who may, on what, or which actions (AuthZEN search; see -h)
   aibos entities put FILE                 upsert entities ({"entities": [...]}) in a cluster
   aibos agent register|list|get|retire|rotate  the agent registry (register FILE prints the token once)
   aibos agent import-card CARD.json      register an agent from its A2A Agent Card (--capabilities ...)
@@ -70,6 +71,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdRollout(rest, stdout, stderr)
 	case "check":
 		return cmdCheck(rest, stdin, stdout, stderr)
+	case "search":
+		return cmdSearch(rest, stdout, stderr)
 	case "entities":
 		return cmdEntities(rest, stdin, stdout, stderr)
 	case "agent":

@@ -57,16 +57,24 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, err)
 		return
 	}
-	req, err := api.DecodeBatchCheckRequest(body)
+	// A check that is not valid gets an error result in its slot; only an
+	// error of the whole batch fails it.
+	req, itemErrs, err := api.DecodeBatchCheckItems(body)
 	if err != nil {
 		badRequest(w, err)
 		return
 	}
 	var minRev uint64
 	for i := range req.Checks {
+		if itemErrs != nil && itemErrs[i] != nil {
+			continue
+		}
 		if err := checkActionName(&req.Checks[i], i); err != nil {
-			badRequest(w, err)
-			return
+			if itemErrs == nil {
+				itemErrs = make([]error, len(req.Checks))
+			}
+			itemErrs[i] = err
+			continue
 		}
 		minRev = max(minRev, req.Checks[i].MinRevision)
 	}
@@ -78,6 +86,10 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 	// loaded node keeps busy anyway.
 	results := make([]api.Decision, len(req.Checks))
 	for i := range req.Checks {
+		if itemErrs != nil && itemErrs[i] != nil {
+			results[i] = s.invalidCheck(itemErrs[i])
+			continue
+		}
 		results[i] = s.decide(&req.Checks[i])
 	}
 	buf.b = append(api.AppendBatchCheckResponse(buf.b[:0], results), '\n')
@@ -97,6 +109,21 @@ func checkActionName(req *api.CheckRequest, i int) error {
 		return fmt.Errorf("action.name: %w", err)
 	}
 	return fmt.Errorf("checks[%d].action.name: %w", i, err)
+}
+
+// invalidCheck is the result of a check of a batch that could not be
+// decided: a denial carrying the error, stamped like a decision.
+func (s *Server) invalidCheck(err error) api.Decision {
+	code := codeBadRequest
+	if errors.Is(err, errTooLarge) {
+		code = codeTooLarge
+	}
+	msg := err.Error()
+	return api.Decision{
+		Decision: api.Deny, Version: s.bundles.Version(), Revision: s.store.AppliedRevision(),
+		Reasons: []api.Reason{{Effect: api.Deny, Message: "this check is invalid and was not decided: " + msg}},
+		Error:   &api.ErrorDetail{Code: code, Message: msg},
+	}
 }
 
 // decide makes one decision with the bundle this node holds and records it

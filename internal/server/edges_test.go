@@ -120,8 +120,19 @@ func TestMalformedActionNameIsRefused(t *testing.T) {
 			req, _ := json.Marshal(api.CheckRequest{Subject: api.Entity{Type: "user", ID: "u1"}, Action: api.Action{Name: name}})
 			resp, body := do(t, n.URL(), "POST", "/v1/check", string(req))
 			wantError(t, resp, body, http.StatusBadRequest, "action.name")
+			// In a batch the bad check gets its error in its slot; the
+			// others are decided.
 			resp, body = do(t, n.URL(), "POST", "/v1/check/batch", `{"checks":[{"action":{"name":"data.query"}},`+string(req)+`]}`)
-			wantError(t, resp, body, http.StatusBadRequest, "checks[1].action.name")
+			var br api.BatchCheckResponse
+			if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &br) != nil || len(br.Results) != 2 {
+				t.Fatalf("batch: %d %s", resp.StatusCode, body)
+			}
+			if br.Results[0].Error != nil {
+				t.Errorf("batch: the valid check got an error: %+v", br.Results[0].Error)
+			}
+			if e := br.Results[1].Error; e == nil || e.Code != "bad_request" || !strings.Contains(e.Message, "checks[1].action.name") || br.Results[1].Decision != api.Deny {
+				t.Errorf("batch: want a denial with a bad_request error naming checks[1].action.name in slot 1, got %+v", br.Results[1])
+			}
 		})
 	}
 	for _, name := range []string{"data.query", "kernel.agent.quarantine", "cost.purchase-v2", "x"} {
@@ -147,7 +158,6 @@ func TestInvalidUTF8IDsAreRefused(t *testing.T) {
 		{"subject type", "POST", "/v1/check", `{"subject":{"type":"us` + "\xed\xa0\x80" + `er","id":"u1"},"action":{"name":"data.query"}}`, "subject.type"},
 		{"lone surrogate", "POST", "/v1/check", `{"subject":{"type":"user","id":"u\ud800"},"action":{"name":"data.query"}}`, "subject.id"},
 		{"property", "POST", "/v1/check", `{"action":{"name":"data.query"},"context":{"region":"eu` + "\xff" + `"}}`, "context.region"},
-		{"batch", "POST", "/v1/check/batch", `{"checks":[{"action":{"name":"data.query"}},{"subject":{"type":"user","id":"` + "\xff" + `"},"action":{"name":"data.query"}}]}`, "checks[1].subject.id"},
 		{"entity id", "PUT", "/v1/entities", `{"entities":[{"type":"user","id":"u1"},{"type":"user","id":"u` + "\xff" + `"}]}`, "entities[1].id"},
 		{"entity type", "PUT", "/v1/entities", `{"entities":[{"type":"us` + "\xfe" + `r","id":"u1"}]}`, "entities[0].type"},
 		{"entity property", "PUT", "/v1/entities", `{"entities":[{"type":"user","id":"u1","properties":{"name":"` + "\xff" + `"}}]}`, "entities[0].properties.name"},
@@ -157,6 +167,15 @@ func TestInvalidUTF8IDsAreRefused(t *testing.T) {
 			resp, body := do(t, n.URL(), tc.method, tc.path, tc.body)
 			wantError(t, resp, body, http.StatusBadRequest, tc.field, "UTF-8")
 		})
+	}
+	// In a batch the check with the bad id gets its error in its slot.
+	resp, body := do(t, n.URL(), "POST", "/v1/check/batch", `{"checks":[{"action":{"name":"data.query"}},{"subject":{"type":"user","id":"`+"\xff"+`"},"action":{"name":"data.query"}}]}`)
+	var br api.BatchCheckResponse
+	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &br) != nil || len(br.Results) != 2 {
+		t.Fatalf("batch: %d %s", resp.StatusCode, body)
+	}
+	if e := br.Results[1].Error; br.Results[0].Error != nil || e == nil || !strings.Contains(e.Message, "checks[1].subject.id") || !strings.Contains(e.Message, "UTF-8") {
+		t.Errorf("batch: want an error naming checks[1].subject.id and UTF-8 in slot 1 only, got %s", body)
 	}
 	if after := n.Store.AppliedRevision(); after != before {
 		t.Fatalf("refused writes changed the state: revision %d → %d", before, after)

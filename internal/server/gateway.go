@@ -282,6 +282,10 @@ func (s *Server) handleDecideApproval(approve bool) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, codeForbidden, "an agent cannot approve its own action")
 			return
 		}
+		if _, subjectID, _ := strings.Cut(a.Agent, ":"); a.Kind == api.ApprovalKindAccessRequest && v.Approver == subjectID {
+			writeError(w, http.StatusForbidden, codeForbidden, "the subject of an access request cannot approve it: another person must")
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 		defer cancel()
 		out, err := s.store.DecideApproval(ctx, id, approve, v.Approver, v.Reason, s.now())

@@ -34,6 +34,7 @@ type Store interface {
 	PutEntities(ctx context.Context, ents []api.Entity) (uint64, error)
 	DeleteEntity(ctx context.Context, typ, id string) (uint64, error)
 	Entity(typ, id string) (map[string]any, bool)
+	EntityIDs(typ string) []string
 	Current() (api.BundleVersion, bool)
 	Version(v uint64) (api.BundleVersion, bool)
 	Versions() []api.VersionInfo
@@ -131,6 +132,7 @@ type Server struct {
 	client  *http.Client
 	mux     *routeMux
 	gw      *gateway.Gateway
+	ids     searchIDs
 }
 
 // New validates cfg, applies defaults and builds the routes.
@@ -221,6 +223,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /access/v1/evaluation", s.handleAuthZENEvaluation)
 	m.HandleFunc("POST /access/v1/evaluations", s.handleAuthZENEvaluations)
 	m.HandleFunc("GET /.well-known/authzen-configuration", s.handleAuthZENConfig)
+	m.HandleFunc("POST /access/v1/search/subject", s.handleSearch(searchSubject))
+	m.HandleFunc("POST /access/v1/search/resource", s.handleSearch(searchResource))
+	m.HandleFunc("POST /access/v1/search/action", s.handleSearch(searchAction))
+	m.HandleFunc("POST /access/v1/requests", s.leaderOnly(s.handleAccessRequest))
+	m.HandleFunc("GET /access/v1/requests/{id}", s.handleAccessRequestStatus)
 
 	m.HandleFunc("PUT /v1/policies", s.leaderOnly(s.handlePublish))
 	m.HandleFunc("GET /v1/policies", s.handleCurrentPolicies)
