@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -25,8 +24,7 @@ import (
 // measuring latency from each request's scheduled time so that a stalled
 // server is not hidden (no coordinated omission).
 func cmdBench(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("bench", "Usage: aibos bench [flags]\n\nDrive a running node on loopback with decisions over HTTP and report\ndecisions per second and latency percentiles.", stdout, stderr)
 	server := fs.String("server", "http://127.0.0.1:8181", "node URL")
 	conc := fs.Int("concurrency", 32, "concurrent connections")
 	dur := fs.Duration("duration", 10*time.Second, "how long to drive load")
@@ -34,8 +32,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	rate := fs.Float64("rate", 0, "requests per second in total (0: as fast as possible)")
 	setup := fs.Bool("setup", true, "publish a generated 1,000-policy bundle first")
 	policies := fs.Int("policies", 1000, "policies in the generated bundle")
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
 	if *conc < 1 || *dur <= 0 || *batch < 0 {
 		fmt.Fprintln(stderr, "aibos bench: --concurrency ≥ 1, --duration > 0 and --batch ≥ 0 are required")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -13,8 +12,7 @@ import (
 )
 
 func cmdCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("check", "Usage: aibos check --subject TYPE:ID --action NAME --resource TYPE:ID [--context JSON] | --request FILE|-\n\nAsk a cluster for a decision and print it.", stdout, stderr)
 	server := serverFlag(fs)
 	reqPath := fs.String("request", "", "request JSON file, or - for standard input (instead of the flags below)")
 	subject := fs.String("subject", "", "subject as TYPE:ID")
@@ -24,12 +22,8 @@ func cmdCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	minRev := fs.Uint64("min-revision", 0, "answer only once the node has applied this revision")
 	explain := fs.Bool("explain", false, "include per-layer outcomes")
 	failOnDeny := fs.Bool("fail-on-deny", false, "exit 1 unless the decision is allow")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: aibos check --subject TYPE:ID --action NAME --resource TYPE:ID [--context JSON] | --request FILE|-")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
 	var req *api.CheckRequest
 	if *reqPath != "" {
@@ -93,18 +87,23 @@ func parseEntityFlag(s string) (api.Entity, bool) {
 	return api.Entity{Type: typ, ID: id}, true
 }
 
+const entitiesUsage = `Usage: aibos entities put FILE|- [--server URL]
+
+Upsert stored entities in a cluster. FILE (or - for stdin) is JSON:
+{"entities": [{"type": "user", "id": "u1", "properties": {...}}]}`
+
 func cmdEntities(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "put" {
-		fmt.Fprintln(stderr, "Usage: aibos entities put FILE|- [--server URL]   (FILE: {\"entities\": [{\"type\", \"id\", \"properties\"}]})")
-		return exitInvalid
+	if code, ok := groupHelp(args, entitiesUsage, stdout, stderr); !ok {
+		return code
 	}
-	fs := flag.NewFlagSet("entities put", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	if args[0] != "put" {
+		return unknownSub("entities", args[0], entitiesUsage, stderr)
+	}
+	fs := newFlags("entities put", entitiesUsage, stdout, stderr)
 	server := serverFlag(fs)
 	path, err := parseWithPath(fs, args[1:])
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos entities put: %v\n", err)
-		return exitInvalid
+		return fs.fail(err)
 	}
 	data, err := readInput(path, stdin)
 	if err != nil {
@@ -130,17 +129,22 @@ func cmdEntities(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+const clusterUsage = `Usage: aibos cluster status [--json] [--server URL]
+
+Show a cluster's members: role, addresses and the revision each has applied.`
+
 func cmdCluster(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "status" {
-		fmt.Fprintln(stderr, "Usage: aibos cluster status [--server URL] [--json]")
-		return exitInvalid
+	if code, ok := groupHelp(args, clusterUsage, stdout, stderr); !ok {
+		return code
 	}
-	fs := flag.NewFlagSet("cluster status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	if args[0] != "status" {
+		return unknownSub("cluster", args[0], clusterUsage, stderr)
+	}
+	fs := newFlags("cluster status", clusterUsage, stdout, stderr)
 	server := serverFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(args[1:]); !ok {
+		return code
 	}
 	c, err := newClient(*server)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,9 +14,13 @@ import (
 	"github.com/aibos/kernel/internal/node"
 )
 
-func cmdServe(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+const serveSynopsis = `Usage: aibos serve [flags]
+
+Run a kernel node. With no flags: a single-node cluster with its data in
+./data, HTTP on 127.0.0.1:8181.`
+
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("serve", serveSynopsis, stdout, stderr)
 	var cfg node.Config
 	fs.StringVar(&cfg.NodeID, "node-id", "node1", "this node's id, unique in the cluster")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8181", "address of the HTTP API")
@@ -26,7 +29,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Join, "join", "", "HTTP address of any member of a cluster to join (empty: bootstrap a new cluster)")
 	fs.BoolVar(&cfg.NonVoter, "nonvoter", false, "join as a non-voting read replica")
 	fs.StringVar(&cfg.Region, "region", "default", "name of this node's region")
-	sample := fs.Float64("decision-log-sample", 0.1, "fraction of decisions logged in DATA/decisions for `aibos policy simulate` (1: all, 0: none)")
+	sample := fs.Float64("decision-log-sample", 0.1, "fraction of decisions logged in DATA/decisions for aibos policy simulate (1: all, 0: none)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.RedisAddr, "redis", os.Getenv("AIBOS_REDIS"), "Redis address (host:port) for the gateway's rate limits, budgets and idempotency keys, shared by the cluster (env AIBOS_REDIS; empty: kept per node in DATA)")
 	cfg.RedisPassword = os.Getenv("AIBOS_REDIS_PASSWORD")
@@ -37,12 +40,8 @@ func cmdServe(args []string, stderr io.Writer) int {
 	auditDecisions := fs.Bool("audit-decisions", true, "record every decision of /v1/check, batches and AuthZEN in the audit log (invocations are always recorded)")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", 30*24*time.Hour, "how long audit records are kept")
 	fs.DurationVar(&cfg.Gateway.ApprovalTTL, "approval-ttl", 15*time.Minute, "how long a held invocation can be approved and redeemed")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: aibos serve [flags]\n\nWith no flags: a single-node cluster with its data in ./data, HTTP on 127.0.0.1:8181.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
 	if *sample < 0 || *sample > 1 {
 		fmt.Fprintf(stderr, "aibos serve: -decision-log-sample %v: want a fraction from 0 (no log) to 1 (every decision)\n", *sample)
