@@ -7,8 +7,10 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/client"
 )
 
 func cmdCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -129,9 +131,12 @@ func cmdEntities(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-const clusterUsage = `Usage: aibos cluster status [--json] [--server URL]
+const clusterUsage = `Usage: aibos cluster status [--wait 10s] [--json] [--server URL]
 
-Show a cluster's members: role, addresses and the revision each has applied.`
+Show a cluster's members as the answering node sees them: role, addresses,
+the revision each has applied and whether it is ready (each member is asked).
+Waits up to --wait for the node to be up and to know a leader (a node just
+started is still electing or joining); exit 1 if none is known by then.`
 
 func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	if code, ok := groupHelp(args, clusterUsage, stdout, stderr); !ok {
@@ -143,27 +148,64 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("cluster status", clusterUsage, stdout, stderr)
 	server := serverFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
+	wait := fs.Duration("wait", 10*time.Second, "how long to wait for the node to answer and know a leader (0: ask once)")
 	if code, ok := fs.parse(args[1:]); !ok {
 		return code
 	}
-	c, err := newClient(*server)
+	retry := *wait
+	if retry <= 0 {
+		retry = -1 // client.Options: no retries
+	}
+	c, err := client.New(strings.Split(*server, ","), client.Options{RetryFor: retry})
 	if err != nil {
 		return apiFail(stderr, "cluster status", err)
 	}
-	cl, err := c.Cluster(context.Background())
-	if err != nil {
-		return apiFail(stderr, "cluster status", err)
+	ctx := context.Background()
+	deadline := time.Now().Add(*wait)
+	var cl api.Cluster
+	for {
+		cl, err = c.Cluster(ctx)
+		if err != nil {
+			return apiFail(stderr, "cluster status", err)
+		}
+		if (cl.Leader != "" && len(cl.Nodes) > 0) || !time.Now().Before(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if *asJSON {
 		json.NewEncoder(stdout).Encode(cl)
-		return exitOK
+	} else {
+		leader := cl.Leader
+		if leader == "" {
+			leader = "unknown"
+		}
+		fmt.Fprintf(stdout, "region %s, leader %s\n", cl.Region, leader)
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tROLE\tSTATUS\tHTTP\tRAFT\tAPPLIED")
+		for _, n := range cl.Nodes {
+			role, applied := n.Role, fmt.Sprint(n.AppliedRevision)
+			if n.Status != api.NodeReady {
+				applied = "-"
+			}
+			if n.Status == api.NodeUnreachable && role != "leader" {
+				role = "unknown"
+			}
+			status := n.Status
+			if n.Detail != "" {
+				status += " (" + n.Detail + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, role, status, n.HTTP, n.Raft, applied)
+		}
+		tw.Flush()
 	}
-	fmt.Fprintf(stdout, "region %s, leader %s\n", cl.Region, cl.Leader)
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tHTTP\tRAFT\tAPPLIED")
-	for _, n := range cl.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", n.ID, n.Role, n.HTTP, n.Raft, n.AppliedRevision)
+	if cl.Leader == "" || len(cl.Nodes) == 0 {
+		what := "knows no leader"
+		if len(cl.Nodes) == 0 {
+			what = "has no cluster configuration yet"
+		}
+		fmt.Fprintf(stderr, "aibos cluster status: %s %s after %s: it is still starting, electing or joining (see its log); run this again, or wait longer with --wait 30s\n", *server, what, *wait)
+		return exitFailed
 	}
-	tw.Flush()
 	return exitOK
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/user"
 	"strconv"
@@ -263,7 +265,18 @@ func newClient(servers string) (*client.Client, error) {
 }
 
 // apiFail prints an error answer or a transport error and returns exit 2.
+// A node that could not be reached at all is named, with what to do.
 func apiFail(stderr io.Writer, what string, err error) int {
+	var ue *url.Error
+	var op *net.OpError
+	if errors.As(err, &ue) && errors.As(err, &op) && op.Op == "dial" {
+		node := ue.URL
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			node = u.Scheme + "://" + u.Host
+		}
+		fmt.Fprintf(stderr, "aibos %s: cannot reach a kernel node at %s (%v): is aibos serve running there? Start it, or point --server (or AIBOS_SERVER) at a running node\n", what, node, op.Err)
+		return exitInvalid
+	}
 	fmt.Fprintf(stderr, "aibos %s: %v\n", what, err)
 	return exitInvalid
 }
