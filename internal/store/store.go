@@ -263,7 +263,7 @@ func New(cfg Config) (*Store, error) {
 	go s.leaderDuties()
 
 	ok = true
-	s.log.Info("store started", "node", cfg.NodeID, "raft", s.raftAddr, "existing_state", existing,
+	s.log.Info("store started", "raft", s.raftAddr, "existing_state", existing,
 		"bootstrapped", cfg.Bootstrap && !existing)
 	return s, nil
 }
