@@ -71,6 +71,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
+		fmt.Fprintf(stderr, "aibos serve: cannot start: %v\n", err)
 		return exitInvalid
 	}
 	log.Info("serving", "url", n.URL())

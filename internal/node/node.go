@@ -104,6 +104,7 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	lock      *dirLock // of the data directory, released last
 }
 
 func (c *Config) defaults() {
@@ -137,14 +138,24 @@ func (c *Config) defaults() {
 // known), open the store (bootstrapping or restoring), start serving, and
 // join the cluster if asked. It returns once the node serves HTTP; use
 // WaitReady to wait for a leader.
-func Start(ctx context.Context, cfg Config) (*Node, error) {
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg.defaults()
 	log := cfg.Logger.With("node", cfg.NodeID)
+	// The data directory first, before anything in it is opened.
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.release()
+		}
+	}()
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen on %s for HTTP: %w", cfg.HTTPAddr, err)
 	}
-	n := &Node{cfg: cfg, log: log, ln: ln}
+	n := &Node{cfg: cfg, log: log, ln: ln, lock: lock}
 	n.Bundles = server.NewBundles(log)
 	// The hub exists before the store so the apply hook can wake it; it
 	// reads the store only for watchers, which connect once HTTP serves.
@@ -364,6 +375,7 @@ func (n *Node) Close() error {
 		n.closeDecisions()
 		n.closeGateway()
 		serr := n.Store.Close()
+		n.lock.release()
 		n.closeErr = errors.Join(herr, serr)
 		n.log.Info("node stopped")
 	})
@@ -382,6 +394,7 @@ func (n *Node) Kill() error {
 		n.closeDecisions()
 		n.closeGateway()
 		n.closeErr = n.Store.Kill()
+		n.lock.release() // as the end of a crashed process would
 	})
 	return n.closeErr
 }

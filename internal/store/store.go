@@ -205,8 +205,11 @@ func New(cfg Config) (*Store, error) {
 		}
 	}()
 
+	if err := checkRaftDB(filepath.Join(dir, "raft.db")); err != nil {
+		return nil, err
+	}
 	var err error
-	s.bolt, err = raftboltdb.New(raftboltdb.Options{
+	s.bolt, err = openBolt(raftboltdb.Options{
 		Path:        filepath.Join(dir, "raft.db"),
 		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout},
 	})
