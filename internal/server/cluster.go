@@ -80,6 +80,10 @@ func (s *Server) probePeer(ctx context.Context, n *api.Node) {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is the member's, already listed
+		}
 		n.Status, n.Detail = api.NodeUnreachable, err.Error()
 		return
 	}
