@@ -49,8 +49,9 @@ Run "aibos COMMAND -h" (or "aibos help COMMAND") for the flags of a command.
 
 Exit codes: 0 ok; 1 failed bundle tests, a decision other than allow
 with --fail-on-deny, lint warnings with --strict, an invocation that did not
-complete (held, denied, failed, cancelled), or audit verify finding problems; 2 invalid input (flags, bundle, request) or an error
-answer from the server.
+complete (held, denied, failed, cancelled), audit verify finding problems, or
+cluster status finding no leader; 2 invalid input (flags, bundle, request), an error
+answer from the server, or a server that cannot be reached.
 `
 
 func main() {
