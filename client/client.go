@@ -213,8 +213,18 @@ func (c *Client) Current(ctx context.Context) (api.BundleVersion, error) {
 
 // Rollback publishes the content of version to as a new version.
 func (c *Client) Rollback(ctx context.Context, to uint64, message string) (api.PublishResponse, error) {
+	return c.RollbackBy(ctx, to, message, "")
+}
+
+// RollbackBy is Rollback recording author as who rolled back (empty: the
+// server's default).
+func (c *Client) RollbackBy(ctx context.Context, to uint64, message, author string) (api.PublishResponse, error) {
+	path := "/v1/policies/rollback"
+	if author != "" {
+		path += "?" + url.Values{"author": {author}}.Encode()
+	}
 	var resp api.PublishResponse
-	err := c.doJSON(ctx, http.MethodPost, "/v1/policies/rollback", api.RollbackRequest{To: to, Message: message}, &resp)
+	err := c.doJSON(ctx, http.MethodPost, path, api.RollbackRequest{To: to, Message: message}, &resp)
 	return resp, err
 }
 

@@ -28,14 +28,11 @@ unless --data is given. T is an RFC 3339 time or a duration before now (1h).`
 
 // cmdAudit runs `aibos audit verify|query|export`.
 func cmdAudit(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, auditUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, auditUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("audit "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, auditUsage) }
+	fs := newFlags("audit "+sub, auditUsage, stdout, stderr)
 	data := fs.String("data", "data", "the node's data directory (the log is in DIR/audit)")
 	var server *string
 	var ff filterFlags
@@ -44,20 +41,12 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		server = fs.String("server", "", "ask this node to verify its log instead of reading DIR")
 	case "query", "export":
 		server = serverFlag(fs)
-		ff.add(fs)
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, auditUsage)
-		return exitOK
+		ff.add(fs.FlagSet)
 	default:
-		fmt.Fprintf(stderr, "aibos audit: unknown subcommand %q\n%s\n", sub, auditUsage)
-		return exitInvalid
+		return unknownSub("audit", sub, auditUsage, stderr)
 	}
-	if err := fs.Parse(rest); err != nil {
-		return exitInvalid
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "aibos audit %s: unexpected argument %q\n", sub, fs.Arg(0))
-		return exitInvalid
+	if code, ok := fs.parse(rest); !ok {
+		return code
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

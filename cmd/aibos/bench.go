@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -27,8 +26,7 @@ import (
 // measuring latency from each request's scheduled time so that a stalled
 // server is not hidden (no coordinated omission).
 func cmdBench(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("bench", "Usage: aibos bench [flags]\n\nDrive a running node on loopback with decisions over HTTP and report\ndecisions per second and latency percentiles.", stdout, stderr)
 	server := fs.String("server", "http://127.0.0.1:8181", "node URL")
 	conc := fs.Int("concurrency", 32, "concurrent connections")
 	dur := fs.Duration("duration", 10*time.Second, "how long to drive load")
@@ -37,8 +35,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	setup := fs.Bool("setup", false, "publish a generated bundle of --policies policies first: it replaces the node's live bundle (as a new version; roll back to restore)")
 	policies := fs.Int("policies", 1000, "policies in the generated bundle")
 	reqFile := fs.String("requests", "", "JSON file of the check requests to send: one request, an array of them or {\"checks\": [...]} (default: requests for the generated bundle)")
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
 	if *conc < 1 || *dur <= 0 || *batch < 0 {
 		fmt.Fprintln(stderr, "aibos bench: --concurrency ≥ 1, --duration > 0 and --batch ≥ 0 are required")

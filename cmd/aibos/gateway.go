@@ -4,48 +4,58 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/policy"
 )
 
 // The agent gateway's commands: orchestra, action, invoke, approval, kill.
 
-const orchestraUsage = "Usage: aibos orchestra put FILE|- | list | get NAME | delete NAME   [--server URL]"
+const orchestraUsage = `Usage: aibos orchestra put|list|get|delete [flags]
+
+  aibos orchestra put FILE|-     create or replace an orchestra and its actions (YAML or JSON)
+  aibos orchestra list           every orchestra, the kernel's own included
+  aibos orchestra get NAME       one orchestra as JSON
+  aibos orchestra delete NAME    delete an orchestra and its actions
+
+Every subcommand takes --server URL.`
 
 // cmdOrchestra runs `aibos orchestra put|list|get|delete`.
 func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, orchestraUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, orchestraUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("orchestra "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("orchestra "+sub, orchestraUsage, stdout, stderr)
 	server := serverFlag(fs)
 	var arg string
 	switch sub {
 	case "list":
-		if err := fs.Parse(rest); err != nil {
-			return exitInvalid
+		fs.synopsis = "Usage: aibos orchestra list [--server URL]\n\nEvery orchestra, the kernel's own included."
+		if code, ok := fs.parse(rest); !ok {
+			return code
 		}
 	case "put", "get", "delete":
+		what := map[bool]string{true: "FILE|-", false: "NAME"}[sub == "put"]
+		fs.synopsis = "Usage: aibos orchestra " + sub + " " + what + " [--server URL]"
 		var err error
-		if arg, err = parseWithPath(fs, rest); err != nil || arg == "" {
-			fmt.Fprintf(stderr, "aibos orchestra %s: give the %s\n", sub, map[bool]string{true: "orchestra FILE (YAML or JSON)", false: "orchestra NAME"}[sub == "put"])
-			return exitInvalid
+		if arg, err = parseWithPath(fs, rest); err != nil {
+			if errors.Is(err, errMissingArg) {
+				err = fmt.Errorf("give the %s", map[bool]string{true: "orchestra FILE (YAML or JSON)", false: "orchestra NAME"}[sub == "put"])
+			}
+			return fs.fail(err)
 		}
 	default:
-		fmt.Fprintf(stderr, "aibos orchestra: unknown subcommand %q\n%s\n", sub, orchestraUsage)
-		return exitInvalid
+		return unknownSub("orchestra", sub, orchestraUsage, stderr)
 	}
 	c, err := newClient(*server)
 	if err != nil {
@@ -60,14 +70,14 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 			return exitInvalid
 		}
 		var o api.Orchestra
-		if err := decodeStrictYAML(data, &o); err != nil {
-			fmt.Fprintf(stderr, "aibos orchestra put: %s: %v\n", arg, err)
+		if err := policy.DecodeStrict(inputName(arg), data, &o); err != nil {
+			fmt.Fprintf(stderr, "aibos orchestra put: %v\n", err)
 			return exitInvalid
 		}
 		if strings.TrimSpace(o.Name) == "" {
 			// The name is the URL's last segment: without it the request
 			// would go to /v1/orchestras/ and come back as a bare 404/405.
-			fmt.Fprintf(stderr, "aibos orchestra put: %s: the orchestra has no name\n", arg)
+			fmt.Fprintf(stderr, "aibos orchestra put: %s: the orchestra has no name (add name: ... at the top)\n", inputName(arg))
 			return exitInvalid
 		}
 		out, err := c.PutOrchestra(ctx, o)
@@ -101,19 +111,39 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
+// inputName names an input in messages: its file, or stdin for -.
+func inputName(arg string) string {
+	if arg == "-" {
+		return "(stdin)"
+	}
+	return arg
+}
+
+// riskClasses are the risk classes of actions, for --risk.
+func riskClasses() []string {
+	return []string{api.RiskRead, api.RiskWrite, api.RiskDestructive, api.RiskExternal}
+}
+
+const actionUsage = "Usage: aibos action list [--orchestra NAME] [--risk read|write|destructive|external] [--server URL]\n\nEvery action agents can invoke, the kernel's own included."
+
 // cmdAction runs `aibos action list`.
 func cmdAction(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "list" {
-		fmt.Fprintln(stderr, "Usage: aibos action list [--orchestra NAME] [--risk CLASS] [--server URL]")
-		return exitInvalid
+	if code, ok := groupHelp(args, actionUsage, stdout, stderr); !ok {
+		return code
 	}
-	fs := flag.NewFlagSet("action list", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	if args[0] != "list" {
+		return unknownSub("action", args[0], actionUsage, stderr)
+	}
+	fs := newFlags("action list", actionUsage, stdout, stderr)
 	server := serverFlag(fs)
 	orch := fs.String("orchestra", "", "only this orchestra's actions")
-	risk := fs.String("risk", "", "only actions of this risk class (read, write, destructive, external)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return exitInvalid
+	risks := riskClasses()
+	risk := fs.String("risk", "", "only actions of this risk class ("+strings.Join(risks, ", ")+")")
+	if code, ok := fs.parse(args[1:]); !ok {
+		return code
+	}
+	if *risk != "" && !slices.Contains(risks, *risk) {
+		return fs.fail(fmt.Errorf("--risk %q: want one of %s", *risk, strings.Join(risks, ", ")))
 	}
 	c, err := newClient(*server)
 	if err != nil {
@@ -132,11 +162,12 @@ func cmdAction(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+const invokeUsage = "Usage: aibos invoke ACTION [--input JSON|@FILE|-] [--token T] [--idempotency-key K] [--approval ID] [--wait 5m] [--server URL]\n\nInvoke an action as an agent and print the answer. Exit 1 for any outcome but\ncompleted (held for approval, denied, failed, cancelled)."
+
 // cmdInvoke runs `aibos invoke ACTION`: an agent's call, for scripts and
 // for trying policies out.
 func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("invoke", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("invoke", invokeUsage, stdout, stderr)
 	server := serverFlag(fs)
 	token := fs.String("token", os.Getenv("AIBOS_AGENT_TOKEN"), "the agent's token (env AIBOS_AGENT_TOKEN)")
 	input := fs.String("input", "{}", "the input: JSON, @FILE, or - for stdin")
@@ -144,9 +175,11 @@ func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	approval := fs.String("approval", "", "redeem this approved approval")
 	wait := fs.Duration("wait", 0, "when the call is held for approval, wait up to this long for it, then redeem it")
 	action, err := parseWithPath(fs, args)
-	if err != nil || action == "" {
-		fmt.Fprintln(stderr, "Usage: aibos invoke ACTION [--input JSON|@FILE|-] [--token T] [--idempotency-key K] [--approval ID] [--wait 5m] [--server URL]")
-		return exitInvalid
+	if err != nil {
+		if errors.Is(err, errMissingArg) {
+			err = errors.New("give the ACTION to invoke")
+		}
+		return fs.fail(err)
 	}
 	raw := []byte(*input)
 	switch {
@@ -227,40 +260,68 @@ func waitApproval(ctx context.Context, c *client.Client, id string, wait time.Du
 	}
 }
 
-const approvalUsage = "Usage: aibos approval list [--state pending] | get ID [--wait 30s] | approve ID --as NAME [--reason R] | deny ID --as NAME [--reason R]   [--server URL]"
+const approvalUsage = `Usage: aibos approval list|get|approve|deny [flags]
+
+  aibos approval list [--state pending] [--agent A] [--action X]   held invocations (default: the pending ones)
+  aibos approval get ID [--wait 30s]                               one approval as JSON
+  aibos approval approve ID --as NAME [--reason R]                 the held call may run once
+  aibos approval deny ID --as NAME [--reason R]                    the held call never runs
+
+Every subcommand takes --server URL.`
+
+// approvalStates are the states of an approval, for --state.
+func approvalStates() []string {
+	return []string{api.ApprovalPending, api.ApprovalApproved, api.ApprovalDenied, api.ApprovalExpired, api.ApprovalVoided, api.ApprovalConsumed}
+}
 
 // cmdApproval runs `aibos approval list|get|approve|deny`.
 func cmdApproval(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, approvalUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, approvalUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("approval "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("approval "+sub, approvalUsage, stdout, stderr)
 	server := serverFlag(fs)
 	var f client.ApprovalFilter
-	as := fs.String("as", currentUser(), "who decides (recorded with the approval)")
-	reason := fs.String("reason", "", "why (recorded with the approval)")
-	wait := fs.Duration("wait", 0, "get: wait up to this long for a pending approval to be decided")
+	var as, reason *string
+	var wait *time.Duration
 	var id string
+	states := approvalStates()
 	switch sub {
 	case "list":
-		fs.StringVar(&f.State, "state", "pending", "pending, approved, denied, expired, voided, consumed; empty for all")
+		fs.synopsis = "Usage: aibos approval list [--state S] [--agent A] [--action X] [--server URL]\n\nHeld invocations, with their (redacted) input."
+		fs.StringVar(&f.State, "state", api.ApprovalPending, strings.Join(states, ", ")+"; empty for all")
 		fs.StringVar(&f.Agent, "agent", "", "only this agent's")
 		fs.StringVar(&f.Action, "action", "", "only this action's")
-		if err := fs.Parse(rest); err != nil {
-			return exitInvalid
+		if code, ok := fs.parse(rest); !ok {
+			return code
+		}
+		if f.State != "" && !slices.Contains(states, f.State) {
+			return fs.fail(fmt.Errorf("--state %q: want one of %s, or empty for all", f.State, strings.Join(states, ", ")))
 		}
 	case "get", "approve", "deny":
+		switch sub {
+		case "get":
+			fs.synopsis = "Usage: aibos approval get ID [--wait 30s] [--server URL]\n\nOne approval as JSON."
+			wait = fs.Duration("wait", 0, "wait up to this long for a pending approval to be decided")
+		case "approve":
+			fs.synopsis = "Usage: aibos approval approve ID --as NAME [--reason R] [--server URL]\n\nApprove a held invocation: the agent may run it once, with the same arguments."
+		case "deny":
+			fs.synopsis = "Usage: aibos approval deny ID --as NAME [--reason R] [--server URL]\n\nDeny a held invocation: it never runs."
+		}
+		if sub != "get" {
+			as = fs.String("as", currentUser(), "who decides (recorded with the approval)")
+			reason = fs.String("reason", "", "why (recorded with the approval)")
+		}
 		var err error
-		if id, err = parseWithPath(fs, rest); err != nil || id == "" {
-			fmt.Fprintln(stderr, approvalUsage)
-			return exitInvalid
+		if id, err = parseWithPath(fs, rest); err != nil {
+			if errors.Is(err, errMissingArg) {
+				err = errors.New("give the approval ID (aibos approval list shows them)")
+			}
+			return fs.fail(err)
 		}
 	default:
-		fmt.Fprintf(stderr, "aibos approval: unknown subcommand %q\n%s\n", sub, approvalUsage)
-		return exitInvalid
+		return unknownSub("approval", sub, approvalUsage, stderr)
 	}
 	c, err := newClient(*server)
 	if err != nil {
@@ -299,8 +360,7 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if strings.TrimSpace(*as) == "" {
-		fmt.Fprintf(stderr, "aibos approval %s: say who decides with --as\n", sub)
-		return exitInvalid
+		return fs.fail(errors.New("say who decides with --as NAME"))
 	}
 	var a api.Approval
 	if sub == "approve" {
@@ -311,43 +371,67 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return apiFail(stderr, "approval "+sub, err)
 	}
-	fmt.Fprintf(stdout, "approval %s is %s by %s: %s on %s@%s may run once with the approved arguments until %s\n",
-		a.ID, a.State, a.DecidedBy, a.Action, a.Agent, a.AgentVersion, a.ExpiresAt.Format(time.RFC3339))
+	if sub == "approve" {
+		fmt.Fprintf(stdout, "approval %s is %s by %s: %s on %s@%s may run once with the approved arguments until %s\n",
+			a.ID, a.State, a.DecidedBy, a.Action, a.Agent, a.AgentVersion, a.ExpiresAt.Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(stdout, "approval %s is %s by %s: %s on %s@%s will not run; the agent gets a denial if it asks again\n",
+			a.ID, a.State, a.DecidedBy, a.Action, a.Agent, a.AgentVersion)
+	}
 	return exitOK
 }
 
-const killUsage = "Usage: aibos kill set --scope global|tenant|agent|action [--target T] --reason R [--by NAME] | lift ID [--by NAME] [--reason R] | list [--all]   [--server URL]"
+const killUsage = `Usage: aibos kill set|lift|list [flags]
+
+  aibos kill set --scope global|tenant|agent|action [--target T] --reason R [--by NAME]   stop everything in a scope
+  aibos kill lift ID [--by NAME] [--reason R]                                            lift a kill switch
+  aibos kill list [--all]                                                                active kill switches (--all: lifted ones too)
+
+Every subcommand takes --server URL.`
 
 // cmdKill runs `aibos kill set|lift|list`.
 func cmdKill(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, killUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, killUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("kill "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("kill "+sub, killUsage, stdout, stderr)
 	server := serverFlag(fs)
-	by := fs.String("by", currentUser(), "who (recorded)")
-	reason := fs.String("reason", "", "why (recorded; required to set)")
-	scope := fs.String("scope", "", "set: global, tenant, agent or action")
-	target := fs.String("target", "", "set: the tenant, agent id or action pattern (none for global)")
-	all := fs.Bool("all", false, "list: lifted kill switches too")
+	var by, reason, scope, target *string
+	var all *bool
 	var id string
 	switch sub {
-	case "set", "list":
-		if err := fs.Parse(rest); err != nil {
-			return exitInvalid
+	case "set":
+		fs.synopsis = "Usage: aibos kill set --scope global|tenant|agent|action [--target T] --reason R [--by NAME] [--server URL]\n\nSet a kill switch: every node refuses new invocations in its scope, cancels\nthe running ones and voids pending approvals, until it is lifted."
+		scope = fs.String("scope", "", "global, tenant, agent or action")
+		target = fs.String("target", "", "the tenant, agent id or action pattern (none for global)")
+		reason = fs.String("reason", "", "why (required; recorded and shown in kill list)")
+		by = fs.String("by", currentUser(), "who sets it (recorded)")
+		if code, ok := fs.parse(rest); !ok {
+			return code
+		}
+		if strings.TrimSpace(*reason) == "" {
+			return fs.fail(errors.New("--reason is required: say why the kill switch is set (it is recorded and shown in kill list)"))
+		}
+	case "list":
+		fs.synopsis = "Usage: aibos kill list [--all] [--server URL]\n\nThe active kill switches."
+		all = fs.Bool("all", false, "lifted kill switches too")
+		if code, ok := fs.parse(rest); !ok {
+			return code
 		}
 	case "lift":
+		fs.synopsis = "Usage: aibos kill lift ID [--by NAME] [--reason R] [--server URL]\n\nLift a kill switch (aibos kill list shows their ids)."
+		by = fs.String("by", currentUser(), "who lifts it (recorded)")
+		reason = fs.String("reason", "", "why (recorded)")
 		var err error
-		if id, err = parseWithPath(fs, rest); err != nil || id == "" {
-			fmt.Fprintln(stderr, killUsage)
-			return exitInvalid
+		if id, err = parseWithPath(fs, rest); err != nil {
+			if errors.Is(err, errMissingArg) {
+				err = errors.New("give the kill switch ID (aibos kill list shows them)")
+			}
+			return fs.fail(err)
 		}
 	default:
-		fmt.Fprintf(stderr, "aibos kill: unknown subcommand %q\n%s\n", sub, killUsage)
-		return exitInvalid
+		return unknownSub("kill", sub, killUsage, stderr)
 	}
 	c, err := newClient(*server)
 	if err != nil {
@@ -360,7 +444,7 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return apiFail(stderr, "kill set", err)
 		}
-		fmt.Fprintf(stdout, "kill switch %s set (%s %s) at revision %d; lift it with: aibos kill lift %s\n", k.ID, k.Scope, k.Target, k.Revision, k.ID)
+		fmt.Fprintf(stdout, "kill switch %s set (%s) at revision %d; lift it with: aibos kill lift %s\n", k.ID, killScope(k), k.Revision, k.ID)
 	case "lift":
 		k, err := c.LiftKill(ctx, id, *by, *reason)
 		if err != nil {
@@ -380,6 +464,14 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 		_ = tw.Flush()
 	}
 	return exitOK
+}
+
+// killScope says what a kill switch stops: "global", "agent billing-bot".
+func killScope(k api.KillSwitch) string {
+	if k.Target == "" {
+		return k.Scope
+	}
+	return k.Scope + " " + k.Target
 }
 
 func printJSON(w io.Writer, v any) {

@@ -44,12 +44,15 @@ Usage:
   aibos bench [flags]                     drive a node with decisions and report throughput/latency
   aibos failover-bench [flags]            measure leader failover on a local 3-node cluster
 
-Run "aibos COMMAND -h" for the flags of a command.
+  aibos version                           print the version (also --version)
+
+Run "aibos COMMAND -h" (or "aibos help COMMAND") for the flags of a command.
 
 Exit codes: 0 ok; 1 failed bundle tests, a decision other than allow
 with --fail-on-deny, lint warnings with --strict, an invocation that did not
-complete (held, denied, failed, cancelled), or audit verify finding problems; 2 invalid input (flags, bundle, request) or an error
-answer from the server.
+complete (held, denied, failed, cancelled), audit verify finding problems, or
+cluster status finding no leader; 2 invalid input (flags, bundle, request), an error
+answer from the server, or a server that cannot be reached.
 `
 
 func main() {
@@ -64,7 +67,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "serve":
-		return cmdServe(rest, stderr)
+		return cmdServe(rest, stdout, stderr)
 	case "policy":
 		return cmdPolicy(rest, stdin, stdout, stderr)
 	case "rollout":
@@ -95,7 +98,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdBench(rest, stdout, stderr)
 	case "failover-bench":
 		return cmdFailoverBench(rest, stdout, stderr)
-	case "help", "-h", "--help":
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version())
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		if cmd == "help" && len(rest) > 0 {
+			// aibos help COMMAND [SUB]: the command's own help.
+			return run(append(rest, "--help"), stdin, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:

@@ -4,9 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/user"
 	"strconv"
@@ -26,7 +27,7 @@ const policyUsage = `Usage:
   aibos policy eval PATH --request FILE|- [--entities FILE] [--now RFC3339] [--fail-on-deny]
   aibos policy publish PATH [--message M] [--author A] [--dry-run] [--server URL]
   aibos policy versions [--server URL]
-  aibos policy rollback --to V [--message M] [--server URL]
+  aibos policy rollback --to V [--message M] [--author A] [--server URL]
   aibos policy diff A B [--json] [--server URL] semantic changes from A to B (each a PATH or a version number)
   aibos policy simulate PATH [--since 1h] [--json] [--server URL]   replay a node's logged decisions against PATH
 
@@ -36,9 +37,8 @@ Exit codes: 0 ok; 1 failed tests, (with --fail-on-deny) a decision other than al
 `
 
 func cmdPolicy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, policyUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, policyUsage, stdout, stderr); !ok {
+		return code
 	}
 	switch args[0] {
 	case "lint":
@@ -57,18 +57,14 @@ func cmdPolicy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return policyDiff(args[1:], stdout, stderr)
 	case "simulate":
 		return policySimulate(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, policyUsage)
-		return exitOK
 	default:
-		fmt.Fprintf(stderr, "aibos policy: unknown subcommand %q\n\n%s", args[0], policyUsage)
-		return exitInvalid
+		return unknownSub("policy", args[0], policyUsage, stderr)
 	}
 }
 
 // parseWithPath parses flags that may come before or after one positional
 // PATH argument.
-func parseWithPath(fs *flag.FlagSet, args []string) (string, error) {
+func parseWithPath(fs *flags, args []string) (string, error) {
 	var path string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -83,10 +79,14 @@ func parseWithPath(fs *flag.FlagSet, args []string) (string, error) {
 		path, args = fs.Arg(0), fs.Args()[1:]
 	}
 	if path == "" {
-		return "", errors.New("missing PATH: a bundle file or directory")
+		return "", errMissingArg
 	}
 	return path, nil
 }
+
+// errMissingArg is parseWithPath's error when the positional argument is
+// missing; callers that take something other than a PATH say what.
+var errMissingArg = errors.New("missing PATH: give a bundle file or directory")
 
 // loadBundle reads, parses and compiles a bundle, printing every error.
 func loadBundle(path string, stderr io.Writer) (*engine.Bundle, bool) {
@@ -123,13 +123,11 @@ func relativeTo(root string, e policy.Error) string {
 }
 
 func policyLint(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy lint", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy lint", "Usage: aibos policy lint PATH [--strict]\n\nParse and compile a bundle (a file or a directory); print every error with\nfile:line:column, then the warnings.", stdout, stderr)
 	strict := fs.Bool("strict", false, "exit 1 when there are warnings")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos policy lint: %v\n", err)
-		return exitInvalid
+		return fs.fail(err)
 	}
 	b, ok := loadBundle(path, stderr)
 	if !ok {
@@ -150,13 +148,11 @@ func policyLint(args []string, stdout, stderr io.Writer) int {
 }
 
 func policyTest(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy test", "Usage: aibos policy test PATH [--json]\n\nRun the bundle's Test documents; each failure with its request, the expected\nand actual decisions and the rules that decided. Exit 1 if any fails.", stdout, stderr)
 	asJSON := fs.Bool("json", false, "print every result as JSON")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos policy test: %v\n", err)
-		return exitInvalid
+		return fs.fail(err)
 	}
 	b, ok := loadBundle(path, stderr)
 	if !ok {
@@ -189,16 +185,14 @@ func policyTest(args []string, stdout, stderr io.Writer) int {
 }
 
 func policyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy eval", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy eval", "Usage: aibos policy eval PATH --request FILE|- [--entities FILE] [--now RFC3339] [--fail-on-deny]\n\nDecide one request locally against the bundle at PATH and print the decision\nwith its per-layer explanation. Stored entities (the roles and properties a\ncluster would merge from `aibos entities put`) come only from --entities.", stdout, stderr)
 	reqPath := fs.String("request", "", "request JSON file, or - for standard input")
 	entPath := fs.String("entities", "", "optional JSON file {\"entities\": [...]} of stored entities")
 	nowFlag := fs.String("now", "", "time of the decision (RFC 3339); default: now")
 	failOnDeny := fs.Bool("fail-on-deny", false, "exit 1 unless the decision is allow")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos policy eval: %v\n", err)
-		return exitInvalid
+		return fs.fail(err)
 	}
 	if *reqPath == "" {
 		fmt.Fprintln(stderr, "aibos policy eval: --request FILE (or -) is required")
@@ -258,7 +252,7 @@ func readInput(path string, stdin io.Reader) ([]byte, error) {
 }
 
 // serverFlag adds --server; several URLs may be given, comma-separated.
-func serverFlag(fs *flag.FlagSet) *string {
+func serverFlag(fs *flags) *string {
 	def := os.Getenv("AIBOS_SERVER")
 	if def == "" {
 		def = "http://127.0.0.1:8181"
@@ -271,22 +265,31 @@ func newClient(servers string) (*client.Client, error) {
 }
 
 // apiFail prints an error answer or a transport error and returns exit 2.
+// A node that could not be reached at all is named, with what to do.
 func apiFail(stderr io.Writer, what string, err error) int {
+	var ue *url.Error
+	var op *net.OpError
+	if errors.As(err, &ue) && errors.As(err, &op) && op.Op == "dial" {
+		node := ue.URL
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			node = u.Scheme + "://" + u.Host
+		}
+		fmt.Fprintf(stderr, "aibos %s: cannot reach a kernel node at %s (%v): is aibos serve running there? Start it, or point --server (or AIBOS_SERVER) at a running node\n", what, node, op.Err)
+		return exitInvalid
+	}
 	fmt.Fprintf(stderr, "aibos %s: %v\n", what, err)
 	return exitInvalid
 }
 
 func policyPublish(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy publish", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy publish", "Usage: aibos policy publish PATH [--message M] [--author A] [--dry-run] [--server URL]\n\nPublish a bundle to a cluster as a new version; the server validates it and\nruns its tests first (--dry-run: only that).", stdout, stderr)
 	server := serverFlag(fs)
 	msg := fs.String("message", "", "why this version (recorded with it)")
 	author := fs.String("author", currentUser(), "who publishes (recorded with the version)")
 	dry := fs.Bool("dry-run", false, "validate and test on the server without publishing")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos policy publish: %v\n", err)
-		return exitInvalid
+		return fs.fail(err)
 	}
 	files, err := policy.ReadPath(path)
 	if err != nil {
@@ -321,12 +324,11 @@ func currentUser() string {
 }
 
 func policyVersions(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy versions", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy versions", "Usage: aibos policy versions [--json] [--server URL]\n\nList a cluster's bundle versions: who, when, why, content hash.", stdout, stderr)
 	server := serverFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
 	c, err := newClient(*server)
 	if err != nil {
@@ -358,13 +360,13 @@ func policyVersions(args []string, stdout, stderr io.Writer) int {
 }
 
 func policyRollback(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy rollback", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy rollback", "Usage: aibos policy rollback --to V [--message M] [--author A] [--server URL]\n\nPublish version V's content as a new version.", stdout, stderr)
 	server := serverFlag(fs)
 	to := fs.Uint64("to", 0, "the version whose content becomes current (as a new version)")
-	msg := fs.String("message", "", "why")
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	msg := fs.String("message", "", "why (recorded with the new version)")
+	author := fs.String("author", currentUser(), "who rolls back (recorded with the new version)")
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
 	if *to == 0 {
 		fmt.Fprintln(stderr, "aibos policy rollback: --to V is required")
@@ -374,7 +376,7 @@ func policyRollback(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return apiFail(stderr, "policy rollback", err)
 	}
-	resp, err := c.Rollback(context.Background(), *to, *msg)
+	resp, err := c.RollbackBy(context.Background(), *to, *msg, *author)
 	if err != nil {
 		return apiFail(stderr, "policy rollback", err)
 	}
@@ -383,14 +385,13 @@ func policyRollback(args []string, stdout, stderr io.Writer) int {
 }
 
 func policyDiff(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy diff", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy diff", "Usage: aibos policy diff A B [--json] [--server URL]\n\nSemantic changes from bundle A to bundle B, each a PATH or a version number\nfetched from --server.", stdout, stderr)
 	server := serverFlag(fs)
 	asJSON := fs.Bool("json", false, "print the changes as JSON")
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return exitInvalid
+			return fs.fail(err)
 		}
 		if fs.NArg() == 0 {
 			break

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 
@@ -20,13 +19,14 @@ Results are printed one a line (TYPE:ID, or the action name), every page followe
 
 // cmdSearch runs the AuthZEN Search APIs against a cluster.
 func cmdSearch(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "subject" && args[0] != "resource" && args[0] != "action") {
-		fmt.Fprint(stderr, searchUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, searchUsage, stdout, stderr); !ok {
+		return code
 	}
 	kind := args[0]
-	fs := flag.NewFlagSet("search "+kind, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	if kind != "subject" && kind != "resource" && kind != "action" {
+		return unknownSub("search", kind, searchUsage, stderr)
+	}
+	fs := newFlags("search "+kind, searchUsage, stdout, stderr)
 	server := serverFlag(fs)
 	subject := fs.String("subject", "", "subject as TYPE:ID (resource and action search)")
 	resource := fs.String("resource", "", "resource as TYPE:ID (subject and action search)")
@@ -35,9 +35,8 @@ func cmdSearch(args []string, stdout, stderr io.Writer) int {
 	ctxJSON := fs.String("context", "", "context as a JSON object")
 	limit := fs.Int("limit", 0, "results per page (0: the server's default)")
 	asJSON := fs.Bool("json", false, "print each page as JSON")
-	fs.Usage = func() { fmt.Fprint(stderr, searchUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args[1:]); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(args[1:]); !ok {
+		return code
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "aibos search %s: %s\n", kind, fmt.Sprintf(format, a...))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,9 +17,13 @@ import (
 	"github.com/aibos/kernel/internal/node"
 )
 
-func cmdServe(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+const serveSynopsis = `Usage: aibos serve [flags]
+
+Run a kernel node. With no flags: a single-node cluster with its data in
+./data, HTTP on 127.0.0.1:8181.`
+
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("serve", serveSynopsis, stdout, stderr)
 	var cfg node.Config
 	fs.StringVar(&cfg.NodeID, "node-id", "node1", "this node's id, unique in the cluster")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8181", "address of the HTTP API")
@@ -29,7 +32,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Join, "join", "", "HTTP address of any member of a cluster to join (empty: bootstrap a new cluster)")
 	fs.BoolVar(&cfg.NonVoter, "nonvoter", false, "join as a non-voting read replica")
 	fs.StringVar(&cfg.Region, "region", "default", "name of this node's region")
-	sample := fs.Float64("decision-log-sample", 0.1, "fraction of decisions logged in DATA/decisions for `aibos policy simulate` (1: all, 0: none)")
+	sample := fs.Float64("decision-log-sample", 0.1, "fraction of decisions logged in DATA/decisions for aibos policy simulate (1: all, 0: none)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.RedisAddr, "redis", os.Getenv("AIBOS_REDIS"), "Redis address (host:port) for the gateway's rate limits, budgets and idempotency keys, shared by the cluster (env AIBOS_REDIS; empty: kept per node in DATA)")
 	cfg.RedisPassword = os.Getenv("AIBOS_REDIS_PASSWORD")
@@ -56,12 +59,8 @@ func cmdServe(args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.HTTP.WriteTimeout, "http-write-timeout", 60*time.Second, "a request must be answered within this from the end of its headers; the watch stream, approval waits, exports, publishes, simulations and invocations extend their own (0: no bound)")
 	fs.DurationVar(&cfg.HTTP.IdleTimeout, "http-idle-timeout", 60*time.Second, "a keep-alive connection with no next request is closed after this (0: the read timeout)")
 	fs.IntVar(&cfg.HTTP.MaxConns, "http-max-conns", 16384, "HTTP connections open at once, watchers included; further ones wait to be accepted until one closes (0: no limit)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: aibos serve [flags]\n\nWith no flags: a single-node cluster with its data in ./data, HTTP on 127.0.0.1:8181.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
 	if *sample < 0 || *sample > 1 {
 		fmt.Fprintf(stderr, "aibos serve: -decision-log-sample %v: want a fraction from 0 (no log) to 1 (every decision)\n", *sample)
@@ -108,6 +107,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
+		fmt.Fprintf(stderr, "aibos serve: cannot start: %v\n", err)
 		return exitInvalid
 	}
 	log.Info("serving", "url", n.URL())

@@ -108,6 +108,7 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	lock      *dirLock // of the data directory, released last
 }
 
 func (c *Config) defaults() {
@@ -144,10 +145,19 @@ func (c *Config) defaults() {
 // its store has caught up (a restart replays the log) it answers only
 // probes, everything else with 503 not_ready. Use WaitReady to wait for
 // that and a leader.
-func Start(ctx context.Context, cfg Config) (*Node, error) {
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg.defaults()
 	log := cfg.Logger.With("node", cfg.NodeID)
-	var ln net.Listener
+	// The data directory first, before anything in it is opened.
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.release()
+		}
+	}()
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen on %s for HTTP: %w", cfg.HTTPAddr, err)
@@ -157,7 +167,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		limited = newLimitListener(ln, cfg.HTTP.MaxConns)
 		ln = limited
 	}
-	n := &Node{cfg: cfg, log: log, ln: ln}
+	n := &Node{cfg: cfg, log: log, ln: ln, lock: lock}
 	n.Bundles = server.NewBundles(log)
 	// The hub exists before the store so the apply hook can wake it; it
 	// reads the store only for watchers, which connect once HTTP serves.
@@ -384,6 +394,7 @@ func (n *Node) Close() error {
 		n.closeDecisions()
 		n.closeGateway()
 		serr := n.Store.Close()
+		n.lock.release()
 		n.closeErr = errors.Join(herr, serr)
 		n.log.Info("node stopped")
 	})
@@ -402,6 +413,7 @@ func (n *Node) Kill() error {
 		n.closeDecisions()
 		n.closeGateway()
 		n.closeErr = n.Store.Kill()
+		n.lock.release() // as the end of a crashed process would
 	})
 	return n.closeErr
 }

@@ -16,8 +16,9 @@ import (
 	"github.com/aibos/kernel/internal/policy"
 )
 
-// conformanceDir is the shared AuthZEN vectors, a sibling of the repository.
-const conformanceDir = "../../../shared/conformance/authzen"
+// conformanceDir is the AuthZEN vectors, copied into the repository from
+// the shared conformance directory (testdata/authzen/README.md).
+const conformanceDir = "../../testdata/authzen"
 
 type vectors struct {
 	Evaluation []struct {

@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
+	"time"
 
 	"github.com/aibos/kernel/api"
 )
@@ -25,6 +28,12 @@ type RemoveRequest struct {
 	ID string `json:"id"`
 }
 
+// handleCluster lists the members with what each says of itself: the
+// store knows only this node's applied revision (raft does not export the
+// leader's view of its followers), so every member's GET /readyz (this
+// node's too, so that all are judged by the same rule) is asked, in
+// parallel and for at most peerProbeTimeout, for its applied revision and
+// readiness. A member that does not answer is unreachable.
 func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
 	nodes, err := s.store.Nodes()
 	if err != nil {
@@ -34,7 +43,68 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
 	if nodes == nil {
 		nodes = []api.Node{}
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), peerProbeTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range nodes {
+		n := &nodes[i]
+		wg.Go(func() { s.probePeer(ctx, n) })
+	}
+	wg.Wait()
 	writeJSON(w, http.StatusOK, api.Cluster{Leader: s.store.LeaderID(), Region: s.cfg.Region, Nodes: nodes})
+}
+
+// peerProbeTimeout bounds how long GET /v1/cluster waits for the members'
+// answers: a dead member costs the listing this much.
+const peerProbeTimeout = time.Second
+
+// probePeer asks a member's GET /readyz for its applied revision.
+func (s *Server) probePeer(ctx context.Context, n *api.Node) {
+	if n.HTTP == "" && n.ID == s.cfg.NodeID {
+		// Not recorded yet (a new leader records its addresses): the
+		// store still knows this node's own state.
+		n.AppliedRevision, n.Status = s.store.AppliedRevision(), api.NodeReady
+		if err := s.store.Ready(); err != nil {
+			n.Status, n.Detail = api.NodeNotReady, err.Error()
+		}
+		return
+	}
+	if n.HTTP == "" {
+		n.Status, n.Detail = api.NodeUnreachable, "its HTTP address is not known yet (it has not finished joining)"
+		return
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTP+"/readyz", nil)
+	if err != nil {
+		n.Status, n.Detail = api.NodeUnreachable, err.Error()
+		return
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is the member's, already listed
+		}
+		n.Status, n.Detail = api.NodeUnreachable, err.Error()
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		var eb api.ErrorBody
+		n.Status, n.Detail = api.NodeNotReady, resp.Status
+		if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
+			n.Detail = eb.Error.Message
+		}
+		return
+	}
+	var ready struct {
+		Revision uint64 `json:"revision"`
+	}
+	if err := json.Unmarshal(body, &ready); err != nil {
+		n.Status, n.Detail = api.NodeNotReady, "its /readyz answer is not JSON: "+err.Error()
+		return
+	}
+	n.Status, n.AppliedRevision = api.NodeReady, ready.Revision
 }
 
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {

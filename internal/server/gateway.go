@@ -159,6 +159,10 @@ func (s *Server) handlePutOrchestra(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDeleteOrchestra(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("name") == api.BuiltinOrchestra {
+		writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("orchestra %q is built in (the kernel's own actions) and cannot be deleted; to stop its actions, set a kill switch: aibos kill set --scope action --target '%s.*' --reason ...", api.BuiltinOrchestra, api.BuiltinOrchestra))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
 	rev, err := s.store.DeleteOrchestra(ctx, r.PathValue("name"), s.now())

@@ -254,7 +254,11 @@ func (s *Server) writeStoreError(w http.ResponseWriter, err error) {
 	case errors.Is(err, store.ErrLeadershipLost):
 		writeError(w, http.StatusServiceUnavailable, codeOutcomeUnknown, "leadership changed while the write was committing: it may or may not have been applied; read the state before retrying")
 	case errors.Is(err, store.ErrRolloutActive):
-		writeError(w, http.StatusConflict, codeRolloutActive, err.Error()+": a rollout freezes the bundle; promote or abort it first (GET /v1/rollouts/current)")
+		msg := "a rollout is active and freezes the bundle"
+		if r, ok := s.store.Rollout(); ok && r != nil && r.State == api.RolloutActive {
+			msg = fmt.Sprintf("rollout %d (candidate version %d) is active and freezes the bundle", r.ID, r.Candidate)
+		}
+		writeError(w, http.StatusConflict, codeRolloutActive, msg+": promote or abort it first (aibos rollout promote or abort; GET /v1/rollouts/current shows it)")
 	case errors.Is(err, store.ErrBadCommand):
 		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
 	case errors.Is(err, store.ErrNoSuchVersion), errors.Is(err, store.ErrNotFound):

@@ -210,8 +210,11 @@ func New(cfg Config) (*Store, error) {
 		}
 	}()
 
+	if err := checkRaftDB(filepath.Join(dir, "raft.db")); err != nil {
+		return nil, err
+	}
 	var err error
-	s.bolt, err = raftboltdb.New(raftboltdb.Options{
+	s.bolt, err = openBolt(raftboltdb.Options{
 		Path:        filepath.Join(dir, "raft.db"),
 		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout},
 	})
@@ -273,7 +276,7 @@ func New(cfg Config) (*Store, error) {
 	go s.leaderDuties()
 
 	ok = true
-	s.log.Info("store started", "node", cfg.NodeID, "raft", s.raftAddr, "existing_state", existing,
+	s.log.Info("store started", "raft", s.raftAddr, "existing_state", existing,
 		"bootstrapped", cfg.Bootstrap && !existing, "log_index", s.openIndex, "restored_index", s.fsm.index.Load())
 	return s, nil
 }
