@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -47,7 +46,7 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "aibos orchestra: unknown subcommand %q\n%s\n", sub, orchestraUsage)
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "orchestra "+sub, err)
 	}
@@ -115,7 +114,7 @@ func cmdAction(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "action list", err)
 	}
@@ -164,7 +163,7 @@ func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	// An invocation may run on its backend for up to the action's timeout
 	// (at most 10 min): the client's default 30 s would cut it.
-	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: &http.Client{Timeout: invokeHTTPTimeout}})
+	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: httpClient(fs, invokeHTTPTimeout)})
 	if err != nil {
 		return apiFail(stderr, "invoke", err)
 	}
@@ -262,7 +261,7 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos approval: unknown subcommand %q\n%s\n", sub, approvalUsage)
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "approval "+sub, err)
 	}
@@ -344,7 +343,7 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos kill: unknown subcommand %q\n%s\n", sub, killUsage)
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "kill "+sub, err)
 	}

@@ -51,7 +51,7 @@ func cmdRollout(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(rest); err != nil {
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "rollout "+sub, err)
 	}

@@ -37,6 +37,8 @@ func cmdServe(args []string, stderr io.Writer) int {
 	auditDecisions := fs.Bool("audit-decisions", true, "record every decision of /v1/check, batches and AuthZEN in the audit log (invocations are always recorded)")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", 30*24*time.Hour, "how long audit records are kept")
 	fs.DurationVar(&cfg.Gateway.ApprovalTTL, "approval-ttl", 15*time.Minute, "how long a held invocation can be approved and redeemed")
+	var tf tlsFlags
+	tf.add(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: aibos serve [flags]\n\nWith no flags: a single-node cluster with its data in ./data, HTTP on 127.0.0.1:8181.\n\n")
 		fs.PrintDefaults()
@@ -60,6 +62,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	cfg.Logger = log
+	var err error
 	if os.Getenv("GOGC") == "" {
 		// The decision path allocates a few KiB per request against a small
 		// live heap; collecting at 4x the live heap instead of 2x halves the
@@ -67,8 +70,15 @@ func cmdServe(args []string, stderr io.Writer) int {
 		debug.SetGCPercent(400)
 	}
 
+	if cfg.Security, err = tf.load(log); err != nil {
+		log.Error("cannot start", "err", err)
+		return exitInvalid
+	}
+	cfg.Security.InsecureNoTLS = tf.insecure
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopReload := reloadOnHUP(cfg.Security, log)
+	defer stopReload()
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
