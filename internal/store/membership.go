@@ -28,6 +28,9 @@ func (s *Store) LeaderID() string {
 	return string(id)
 }
 
+// Term is this node's current Raft term.
+func (s *Store) Term() uint64 { return s.raft.CurrentTerm() }
+
 // LeaderHTTP returns the leader's advertised HTTP address, "" if the leader
 // or its address is unknown. Forward writes there on ErrNotLeader.
 func (s *Store) LeaderHTTP() string {
