@@ -131,8 +131,11 @@ func cmdEntities(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func cmdCluster(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "recover" {
+		return clusterRecover(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "status" {
-		fmt.Fprintln(stderr, "Usage: aibos cluster status [--server URL] [--json]")
+		fmt.Fprintln(stderr, "Usage: aibos cluster status [--server URL] [--json]\n       "+recoverUsage)
 		return exitInvalid
 	}
 	fs := flag.NewFlagSet("cluster status", flag.ContinueOnError)

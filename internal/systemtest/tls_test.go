@@ -27,6 +27,7 @@ import (
 	"github.com/aibos/kernel/internal/node"
 	"github.com/aibos/kernel/internal/node/nodetest"
 	"github.com/aibos/kernel/internal/server"
+	"github.com/aibos/kernel/internal/store"
 )
 
 // pki is a cluster CA in a directory, issuing certificate files.
@@ -537,5 +538,52 @@ func TestJoinUnreachableRaftRefused(t *testing.T) {
 	defer cancel()
 	if _, err := nodetest.Client(t, n).PutEntities(ctx, []api.Entity{{Type: "table", ID: "still-writable"}}); err != nil {
 		t.Fatalf("write after the refused join: %v", err)
+	}
+}
+
+// TestRecoverLostQuorum: a three-node cluster loses two nodes for good;
+// the survivor cannot elect itself. Stopped, its configuration rewritten
+// to itself alone with store.Recover, it restarts as a one-node cluster
+// with its data and accepts writes.
+func TestRecoverLostQuorum(t *testing.T) {
+	nodes := nodetest.Cluster(t, 3, 0, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	rev, err := nodetest.Client(t, nodes...).PutEntities(ctx, []api.Entity{{Type: "table", ID: "before"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if err := n.Store.WaitForRevision(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	survivor := nodes[0]
+	cfg := survivor.Config()
+	nodes[1].Kill()
+	nodes[2].Kill()
+	eventually(t, waitLong, "the survivor to lose its leader", func() error {
+		if id := survivor.Store.LeaderID(); id != "" {
+			return fmt.Errorf("leader %s", id)
+		}
+		return nil
+	})
+	survivor.Kill()
+
+	peers := []store.Peer{{ID: cfg.NodeID, Raft: cfg.RaftAddr}}
+	if err := store.Recover(cfg.NodeID, cfg.DataDir, peers); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Join = ""
+	n := nodetest.Start(t, cfg)
+	if _, ok := n.Store.Entity("table", "before"); !ok {
+		t.Fatal("the recovered node lost its data")
+	}
+	if _, err := nodetest.Client(t, n).PutEntities(ctx, []api.Entity{{Type: "table", ID: "after"}}); err != nil {
+		t.Fatalf("write after recovery: %v", err)
+	}
+	members, err := n.Store.Nodes()
+	if err != nil || len(members) != 1 {
+		t.Fatalf("members after recovery: %+v %v", members, err)
 	}
 }
