@@ -136,10 +136,7 @@ func tlsClient(t *testing.T, p *pki, nodes ...*node.Node) *client.Client {
 	for _, n := range nodes {
 		urls = append(urls, n.URL())
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: p.pool()}
-	t.Cleanup(tr.CloseIdleConnections)
-	c, err := client.New(urls, client.Options{RetryFor: waitLong, HTTPClient: &http.Client{Transport: tr, Timeout: waitLong}})
+	c, err := client.New(urls, client.Options{RetryFor: waitLong, TLS: &tls.Config{RootCAs: p.pool()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +196,25 @@ func TestTLSClusterReplicates(t *testing.T) {
 	rev, err := tlsClient(t, p, follower).PutEntities(ctx, []api.Entity{{Type: "table", ID: "t1", Properties: map[string]any{"region": "eu"}}})
 	if err != nil {
 		t.Fatalf("write through follower %s: %v", follower.Config().NodeID, err)
+	}
+	// The watch stream (a WebSocket) works over TLS too.
+	events, err := tlsClient(t, p, follower).Watch(ctx, 0, client.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := tlsClient(t, p, follower).Publish(ctx, bundle("tls"), client.PublishOptions{Message: "over mTLS"})
+	if err != nil {
+		t.Fatalf("publish through follower: %v", err)
+	}
+	seen := false
+	for ev := range events {
+		if ev.Type == "bundle" && ev.Version == pub.Version {
+			seen = true
+			break
+		}
+	}
+	if !seen {
+		t.Fatalf("the watch over TLS ended without version %d", pub.Version)
 	}
 	// The forwarding marker from a client is dropped, not obeyed: the
 	// follower still forwards (a plaintext cluster would answer 503).
