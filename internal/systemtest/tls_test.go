@@ -603,3 +603,46 @@ func TestRecoverLostQuorum(t *testing.T) {
 		t.Fatalf("members after recovery: %+v %v", members, err)
 	}
 }
+
+// TestTLSClientCA: with a client CA every HTTP client must present a
+// certificate from it; an operator certificate of that CA is served, a
+// client without one or with another CA's is refused at the handshake.
+func TestTLSClientCA(t *testing.T) {
+	p := newPKI(t)
+	foreign := newPKI(t)
+	c, k := p.issue("http", certs.Request{NodeID: "n1"})
+	rl, err := certs.NewReloader(c, k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := nodetest.Config(t, "n1")
+	cfg.Security = node.Security{HTTPCert: rl, ClientCAs: p.pool()}
+	n := nodetest.Start(t, cfg)
+	alice := p.tlsCert("alice", certs.Request{Operator: "alice"})
+	mallory := foreign.tlsCert("mallory", certs.Request{Operator: "mallory"})
+	for _, tc := range []struct {
+		name string
+		cert *tls.Certificate
+		ok   bool
+	}{
+		{"operator of the client CA", &alice, true},
+		{"no certificate", nil, false},
+		{"another CA", &mallory, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tcfg := &tls.Config{RootCAs: p.pool()}
+			if tc.cert != nil {
+				tcfg.Certificates = []tls.Certificate{*tc.cert}
+			}
+			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tcfg}, Timeout: 10 * time.Second}
+			defer hc.CloseIdleConnections()
+			resp, err := hc.Get(n.URL() + "/v1/cluster")
+			if err == nil {
+				resp.Body.Close()
+			}
+			if tc.ok != (err == nil && resp.StatusCode == http.StatusOK) {
+				t.Fatalf("GET /v1/cluster: %v (want served: %v)", err, tc.ok)
+			}
+		})
+	}
+}
