@@ -257,14 +257,17 @@ func readInput(path string, stdin io.Reader) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// serverFlag adds --server (several URLs may be given, comma-separated)
-// and --tls-ca, the CA that https URLs are verified against.
+// serverFlag adds --server (several URLs may be given, comma-separated),
+// --tls-ca, the CA that https URLs are verified against, and the client
+// certificate flags.
 func serverFlag(fs *flag.FlagSet) *string {
 	def := os.Getenv("AIBOS_SERVER")
 	if def == "" {
 		def = "http://127.0.0.1:8181"
 	}
 	fs.String("tls-ca", os.Getenv("AIBOS_CA"), "PEM file of the CA that signed the cluster's HTTPS certificates, for https:// servers (env AIBOS_CA; empty: the system roots)")
+	fs.String("tls-client-cert", os.Getenv("AIBOS_CLIENT_CERT"), "client certificate to present, for nodes started with --tls-client-ca (env AIBOS_CLIENT_CERT; with --tls-client-key)")
+	fs.String("tls-client-key", os.Getenv("AIBOS_CLIENT_KEY"), "key of --tls-client-cert (env AIBOS_CLIENT_KEY)")
 	return fs.String("server", def, "kernel node URL(s), comma-separated (env AIBOS_SERVER)")
 }
 

@@ -96,6 +96,25 @@ func TestTLSCommands(t *testing.T) {
 	if code, out, errs := runCLI("cluster", "status", "--server", n.URL()); code != exitOK || !strings.Contains(out, "leader n1") {
 		t.Fatalf("cluster status with AIBOS_CA: %d %s %s", code, out, errs)
 	}
+
+	// A node that requires client certificates: the operator's works.
+	if code, _, errs := runCLI("tls", "cert", "create", "--node", "n2", "--dir", dir); code != exitOK {
+		t.Fatalf("cert create --node n2: %d %s", code, errs)
+	}
+	ident2, err := certs.LoadNode(filepath.Join(dir, "n2.crt"), filepath.Join(dir, "n2.key"), filepath.Join(dir, "ca.crt"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := nodetest.Config(t, "n2")
+	cfg2.Security = node.Security{Node: ident2, ClientCAs: pool}
+	n2 := nodetest.Start(t, cfg2)
+	if code, _, errs := runCLI("cluster", "status", "--server", n2.URL()); code == exitOK {
+		t.Fatalf("cluster status without a client certificate: %d %s", code, errs)
+	}
+	if code, out, errs := runCLI("cluster", "status", "--server", n2.URL(),
+		"--tls-client-cert", filepath.Join(dir, "alice.crt"), "--tls-client-key", filepath.Join(dir, "alice.key")); code != exitOK || !strings.Contains(out, "leader n2") {
+		t.Fatalf("cluster status with the operator's certificate: %d %s %s", code, out, errs)
+	}
 }
 
 // TestServeRefusesPlaintextOffLoopback: serve on every interface without
