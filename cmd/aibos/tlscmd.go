@@ -28,6 +28,10 @@ const tlsUsage = `Usage:
 DIR defaults to ./tls; OUT to DIR. Existing files are never overwritten.`
 
 func cmdTLS(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(stdout, tlsUsage)
+		return exitOK
+	}
 	if len(args) < 2 || args[1] != "create" || (args[0] != "ca" && args[0] != "cert") {
 		fmt.Fprintln(stderr, tlsUsage)
 		return exitInvalid

@@ -93,9 +93,7 @@ func (n *Node) HTTPClient() *tls.Config {
 	if err != nil || roots == nil {
 		roots = x509.NewCertPool()
 	}
-	roots = roots.Clone()
-	// A pool cannot be merged into another; add the CA's certificates by
-	// trusting either pool in VerifyConnection.
+	// Pools cannot be merged; VerifyConnection tries each.
 	cas := n.CAs
 	return &tls.Config{
 		MinVersion:           tls.VersionTLS12,
