@@ -360,6 +360,21 @@ func forgedAppendEntries(w io.Writer) error {
 	return bw.Flush()
 }
 
+// forgedTimeoutNow asks the receiver to start an election at once.
+func forgedTimeoutNow(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	if err := bw.WriteByte(3); err != nil { // rpcTimeoutNow
+		return err
+	}
+	req := raft.TimeoutNowRequest{
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("attacker"), Addr: []byte("127.0.0.1:1")},
+	}
+	if err := codec.NewEncoder(bw, &codec.MsgpackHandle{}).Encode(&req); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
 // TestForgedAppendEntriesTakesPlaintext is the control of the next test:
 // on a plaintext Raft port the forged message is accepted (the node takes
 // the attacker's term), so the bytes are a well-formed attack.
@@ -382,7 +397,7 @@ func TestForgedAppendEntriesTakesPlaintext(t *testing.T) {
 }
 
 // TestTLSRaftPortRefusesStrangers: plaintext garbage, the forged
-// AppendEntries in plaintext, and the same message over TLS with no
+// AppendEntries and TimeoutNow in plaintext, and the same messages over TLS with no
 // certificate, a foreign CA's node certificate, an expired node
 // certificate or an operator's certificate change nothing: every node keeps
 // its term and the leader, and the cluster keeps accepting writes.
@@ -405,17 +420,19 @@ func TestTLSRaftPortRefusesStrangers(t *testing.T) {
 
 	for _, target := range nodes {
 		addr := target.Store.RaftAddr()
-		// Plaintext: garbage, then the forged message.
-		for _, payload := range [][]byte{[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff garbage"), nil} {
+		// Plaintext: garbage, then the forged messages.
+		for _, send := range []func(io.Writer) error{
+			func(w io.Writer) error {
+				_, err := w.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff garbage"))
+				return err
+			},
+			forgedAppendEntries, forgedTimeoutNow,
+		} {
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if payload != nil {
-				c.Write(payload)
-			} else {
-				forgedAppendEntries(c)
-			}
+			send(c)
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			io.Copy(io.Discard, c) // the node closes the connection
 			c.Close()
@@ -434,6 +451,7 @@ func TestTLSRaftPortRefusesStrangers(t *testing.T) {
 			// TLS 1.3: the client's handshake ends before the server has
 			// checked its certificate; the refusal comes on the first read.
 			forgedAppendEntries(c)
+			forgedTimeoutNow(c)
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			n, rerr := io.Copy(io.Discard, c)
 			c.Close()
