@@ -664,3 +664,81 @@ func TestTLSClientCA(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSNodeCertificateReload: replacing a node's certificate files
+// changes what its Raft port and its HTTP API present on the next
+// handshake, and the node keeps working.
+func TestTLSNodeCertificateReload(t *testing.T) {
+	p := newPKI(t)
+	c, k := p.issue("n1", certs.Request{NodeID: "n1"})
+	ident, err := certs.LoadNode(c, k, p.caFile(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := nodetest.Config(t, "n1")
+	cfg.Security.Node = ident
+	n := nodetest.Start(t, cfg)
+	peer := p.tlsCert("n9", certs.Request{NodeID: "n9"}) // another node of the cluster's CA
+	serials := func() (raftSerial, httpSerial string) {
+		t.Helper()
+		rc, err := tls.Dial("tcp", n.Store.RaftAddr(), &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{peer}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		hc, err := tls.Dial("tcp", n.HTTPAddr(), &tls.Config{RootCAs: p.pool()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hc.Close()
+		return rc.ConnectionState().PeerCertificates[0].SerialNumber.String(), hc.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	r1, h1 := serials()
+	if r1 != h1 {
+		t.Fatalf("raft %s and http %s: want the node certificate on both", r1, h1)
+	}
+	nc, nk := p.issue("n1-new", certs.Request{NodeID: "n1"})
+	if err := os.Rename(nk, k); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(nc, c); err != nil {
+		t.Fatal(err)
+	}
+	r2, h2 := serials()
+	if r2 == r1 || h2 == h1 || r2 != h2 {
+		t.Fatalf("after replacing the files: raft %s (was %s), http %s (was %s)", r2, r1, h2, h1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if _, err := tlsClient(t, p, n).PutEntities(ctx, []api.Entity{{Type: "table", ID: "after-reload"}}); err != nil {
+		t.Fatalf("write after the reload: %v", err)
+	}
+}
+
+// TestTLSRaftPortDropsSilentPeers: connections to the Raft port that never
+// start a handshake are closed after the handshake timeout, and the node
+// keeps working meanwhile.
+func TestTLSRaftPortDropsSilentPeers(t *testing.T) {
+	p := newPKI(t)
+	nodes := startTLSCluster(t, p, 1)
+	var conns []net.Conn
+	for range 20 {
+		c, err := net.Dial("tcp", nodes[0].Store.RaftAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if _, err := tlsClient(t, p, nodes...).PutEntities(ctx, []api.Entity{{Type: "table", ID: "while-silent"}}); err != nil {
+		t.Fatalf("write while silent peers hold connections: %v", err)
+	}
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(waitLong))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("silent connection %d: %v, want it closed by the node", i, err)
+		}
+	}
+}
