@@ -120,7 +120,7 @@ func (s *Store) Join(ctx context.Context, nodeID, raftAddr, httpAddr string, vot
 		// anything changes: a voter where nothing listens counts toward
 		// the quorum and can cost the cluster its leader.
 		if err := s.probe(ctx, raftAddr); err != nil {
-			return fmt.Errorf("store: join %s refused: %w", nodeID, err)
+			return fmt.Errorf("store: join %s at %s refused: %w", nodeID, raftAddr, err)
 		}
 	}
 	for _, srv := range cf.Configuration().Servers {

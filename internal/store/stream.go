@@ -155,7 +155,7 @@ func (s *Store) probe(ctx context.Context, addr string) error {
 		c, err = d.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: dial %s: %v; start the node first and give its reachable --raft address", ErrUnreachable, addr, err)
+		return fmt.Errorf("%w (%v); start the node first, and give the --raft address other nodes reach it at", ErrUnreachable, err)
 	}
 	return c.Close()
 }
