@@ -8,6 +8,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +59,10 @@ type Options struct {
 	// HTTPClient is used for every call; nil means a client with a 30 s
 	// timeout.
 	HTTPClient *http.Client
+	// TLS, if set and HTTPClient is nil, configures https node URLs:
+	// RootCAs is the cluster CA (nil: the system roots), Certificates an
+	// operator's client certificate where nodes require one.
+	TLS *tls.Config
 	// RetryFor bounds how long a call keeps retrying while nodes are
 	// unreachable or there is no leader. Zero means 5 s; negative disables
 	// retries.
@@ -72,7 +77,8 @@ type Client struct {
 	next     atomic.Uint32
 }
 
-// New returns a client for the nodes at urls ("http://127.0.0.1:8181").
+// New returns a client for the nodes at urls ("http://127.0.0.1:8181",
+// or "https://..." for nodes that serve TLS: see Options.TLS).
 func New(urls []string, opts Options) (*Client, error) {
 	if len(urls) == 0 {
 		return nil, errors.New("client: give at least one node URL")
@@ -89,6 +95,11 @@ func New(urls []string, opts Options) (*Client, error) {
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		if opts.TLS != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = opts.TLS
+			opts.HTTPClient.Transport = tr
+		}
 	}
 	if opts.RetryFor == 0 {
 		opts.RetryFor = 5 * time.Second

@@ -76,7 +76,7 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return fs.fail(err)
 		}
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "agent "+sub, err)
 	}

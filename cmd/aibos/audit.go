@@ -39,6 +39,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	switch sub {
 	case "verify":
 		server = fs.String("server", "", "ask this node to verify its log instead of reading DIR")
+		fs.String("tls-ca", os.Getenv("AIBOS_CA"), "PEM file of the CA of the node's HTTPS certificate (env AIBOS_CA)")
 	case "query", "export":
 		server = serverFlag(fs)
 		ff.add(fs.FlagSet)
@@ -64,13 +65,14 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	base := strings.TrimRight(strings.Split(*server, ",")[0], "/")
+	hc := httpClient(fs.FlagSet, 0)
 
 	if sub == "verify" {
 		var rep audit.Report
 		var err error
 		if remote {
 			var vr audit.VerifyResponse
-			err = auditGet(base+"/v1/audit/verify", func(body io.Reader) error { return json.NewDecoder(body).Decode(&vr) })
+			err = auditGet(hc, base+"/v1/audit/verify", func(body io.Reader) error { return json.NewDecoder(body).Decode(&vr) })
 			rep = vr.Report
 		} else {
 			rep, err = audit.Verify(dir)
@@ -89,7 +91,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case sub == "export" && remote:
-		err = auditGet(base+"/v1/audit/export?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error {
+		err = auditGet(hc, base+"/v1/audit/export?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error {
 			_, err := io.Copy(stdout, body)
 			return err
 		})
@@ -99,7 +101,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		var recs []audit.Record
 		if remote {
 			var qr audit.QueryResponse
-			err = auditGet(base+"/v1/audit?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error { return json.NewDecoder(body).Decode(&qr) })
+			err = auditGet(hc, base+"/v1/audit?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error { return json.NewDecoder(body).Decode(&qr) })
 			recs = qr.Records
 		} else {
 			recs, err = audit.QueryDir(dir, f)
@@ -193,14 +195,14 @@ func flagTime(name, v string, now time.Time) (time.Time, error) {
 
 // auditGet GETs url and hands a 200 body to read; an error answer becomes
 // its message.
-func auditGet(url string, read func(io.Reader) error) error {
+func auditGet(hc *http.Client, url string, read func(io.Reader) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

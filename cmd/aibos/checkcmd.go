@@ -64,7 +64,7 @@ func cmdCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		req.MinRevision = *minRev
 	}
 	req.Explain = req.Explain || *explain
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "check", err)
 	}
@@ -119,7 +119,7 @@ func cmdEntities(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos entities put: %s: %v\n", path, err)
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "entities put", err)
 	}
@@ -131,16 +131,21 @@ func cmdEntities(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-const clusterUsage = `Usage: aibos cluster status [--wait 10s] [--json] [--server URL]
-
-Show a cluster's members as the answering node sees them: role, addresses,
-the revision each has applied and whether it is ready (each member is asked).
-Waits up to --wait for the node to be up and to know a leader (a node just
-started is still electing or joining); exit 1 if none is known by then.`
+const clusterUsage = `Usage:
+  aibos cluster status [--wait 10s] [--json] [--server URL]
+      a cluster's members as the answering node sees them: role, addresses,
+      the revision each has applied and whether it is ready (each member is
+      asked). Waits up to --wait for the node to be up and to know a leader
+      (a node just started is still electing or joining); exit 1 if none is
+      known by then.
+  ` + recoverUsage
 
 func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	if code, ok := groupHelp(args, clusterUsage, stdout, stderr); !ok {
 		return code
+	}
+	if args[0] == "recover" {
+		return clusterRecover(args[1:], stdout, stderr)
 	}
 	if args[0] != "status" {
 		return unknownSub("cluster", args[0], clusterUsage, stderr)
@@ -156,7 +161,7 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	if retry <= 0 {
 		retry = -1 // client.Options: no retries
 	}
-	c, err := client.New(strings.Split(*server, ","), client.Options{RetryFor: retry})
+	c, err := newClientWith(fs, *server, client.Options{RetryFor: retry})
 	if err != nil {
 		return apiFail(stderr, "cluster status", err)
 	}

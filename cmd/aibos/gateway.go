@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -57,7 +56,7 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	default:
 		return unknownSub("orchestra", sub, orchestraUsage, stderr)
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "orchestra "+sub, err)
 	}
@@ -145,7 +144,7 @@ func cmdAction(args []string, stdout, stderr io.Writer) int {
 	if *risk != "" && !slices.Contains(risks, *risk) {
 		return fs.fail(fmt.Errorf("--risk %q: want one of %s", *risk, strings.Join(risks, ", ")))
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "action list", err)
 	}
@@ -197,7 +196,7 @@ func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	// An invocation may run on its backend for up to the action's timeout
 	// (at most 10 min): the client's default 30 s would cut it.
-	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: &http.Client{Timeout: invokeHTTPTimeout}})
+	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: httpClient(fs.FlagSet, invokeHTTPTimeout)})
 	if err != nil {
 		return apiFail(stderr, "invoke", err)
 	}
@@ -323,7 +322,7 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 	default:
 		return unknownSub("approval", sub, approvalUsage, stderr)
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "approval "+sub, err)
 	}
@@ -433,7 +432,7 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 	default:
 		return unknownSub("kill", sub, killUsage, stderr)
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "kill "+sub, err)
 	}

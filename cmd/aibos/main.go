@@ -41,6 +41,7 @@ Usage:
   aibos kill set|lift|list                kill switches: stop an agent, tenant, action or everything
   aibos audit verify|query|export         check or read a node's audit log (see aibos audit -h)
   aibos cluster status                    show a cluster's members
+  aibos tls ca create|cert create         a cluster CA, node and operator certificates (see aibos tls -h)
   aibos bench [flags]                     drive a node with decisions and report throughput/latency
   aibos failover-bench [flags]            measure leader failover on a local 3-node cluster
 
@@ -94,6 +95,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdAudit(rest, stdout, stderr)
 	case "cluster":
 		return cmdCluster(rest, stdout, stderr)
+	case "tls":
+		return cmdTLS(rest, stdout, stderr)
 	case "bench":
 		return cmdBench(rest, stdout, stderr)
 	case "failover-bench":

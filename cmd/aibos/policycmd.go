@@ -251,17 +251,33 @@ func readInput(path string, stdin io.Reader) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// serverFlag adds --server; several URLs may be given, comma-separated.
+// serverFlag adds --server (several URLs may be given, comma-separated),
+// --tls-ca, the CA that https URLs are verified against, and the client
+// certificate flags.
 func serverFlag(fs *flags) *string {
 	def := os.Getenv("AIBOS_SERVER")
 	if def == "" {
 		def = "http://127.0.0.1:8181"
 	}
+	fs.String("tls-ca", os.Getenv("AIBOS_CA"), "PEM file of the CA that signed the cluster's HTTPS certificates, for https:// servers (env AIBOS_CA; empty: the system roots)")
+	fs.String("tls-client-cert", os.Getenv("AIBOS_CLIENT_CERT"), "client certificate to present, for nodes started with --tls-client-ca (env AIBOS_CLIENT_CERT; with --tls-client-key)")
+	fs.String("tls-client-key", os.Getenv("AIBOS_CLIENT_KEY"), "key of --tls-client-cert (env AIBOS_CLIENT_KEY)")
 	return fs.String("server", def, "kernel node URL(s), comma-separated (env AIBOS_SERVER)")
 }
 
-func newClient(servers string) (*client.Client, error) {
-	return client.New(strings.Split(servers, ","), client.Options{})
+func newClient(fs *flags, servers string) (*client.Client, error) {
+	return newClientWith(fs, servers, client.Options{})
+}
+
+// newClientWith is newClient with options; the HTTP client is the one
+// serverFlag's flags describe.
+func newClientWith(fs *flags, servers string, o client.Options) (*client.Client, error) {
+	hc, err := httpClientErr(fs.FlagSet, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	o.HTTPClient = hc
+	return client.New(strings.Split(servers, ","), o)
 }
 
 // apiFail prints an error answer or a transport error and returns exit 2.
@@ -296,7 +312,7 @@ func policyPublish(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos policy publish: %v\n", err)
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "policy publish", err)
 	}
@@ -330,7 +346,7 @@ func policyVersions(args []string, stdout, stderr io.Writer) int {
 	if code, ok := fs.parse(args); !ok {
 		return code
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "policy versions", err)
 	}
@@ -372,7 +388,7 @@ func policyRollback(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "aibos policy rollback: --to V is required")
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "policy rollback", err)
 	}
@@ -404,7 +420,7 @@ func policyDiff(args []string, stdout, stderr io.Writer) int {
 	}
 	var srcs [2]*policy.Bundle
 	for i, arg := range pos {
-		b, ok := diffSource(arg, *server, stderr)
+		b, ok := diffSource(fs, arg, *server, stderr)
 		if !ok {
 			return exitInvalid
 		}
@@ -432,12 +448,12 @@ func policyDiff(args []string, stdout, stderr io.Writer) int {
 
 // diffSource parses one side of a diff: a version number fetched from the
 // server, unless a file of that name exists, or a local bundle.
-func diffSource(arg, server string, stderr io.Writer) (*policy.Bundle, bool) {
+func diffSource(fs *flags, arg, server string, stderr io.Writer) (*policy.Bundle, bool) {
 	var files []api.File
 	var err error
 	if v, perr := strconv.ParseUint(arg, 10, 64); perr == nil && !exists(arg) {
 		var c *client.Client
-		if c, err = newClient(server); err == nil {
+		if c, err = newClient(fs, server); err == nil {
 			var bv api.BundleVersion
 			bv, err = c.Version(context.Background(), v)
 			files = bv.Files

@@ -74,7 +74,7 @@ func cmdRollout(args []string, stdout, stderr io.Writer) int {
 	if code, ok := fs.parse(rest); !ok {
 		return code
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "rollout "+sub, err)
 	}

@@ -93,7 +93,7 @@ func cmdSearch(args []string, stdout, stderr io.Writer) int {
 	if *limit < 0 {
 		return fail("--limit %d: want 0 or more", *limit)
 	}
-	c, err := newClient(*server)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "search "+kind, err)
 	}

@@ -59,6 +59,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.HTTP.WriteTimeout, "http-write-timeout", 60*time.Second, "a request must be answered within this from the end of its headers; the watch stream, approval waits, exports, publishes, simulations and invocations extend their own (0: no bound)")
 	fs.DurationVar(&cfg.HTTP.IdleTimeout, "http-idle-timeout", 60*time.Second, "a keep-alive connection with no next request is closed after this (0: the read timeout)")
 	fs.IntVar(&cfg.HTTP.MaxConns, "http-max-conns", 16384, "HTTP connections open at once, watchers included; further ones wait to be accepted until one closes (0: no limit)")
+	var tf tlsFlags
+	tf.add(fs.FlagSet)
 	if code, ok := fs.parse(args); !ok {
 		return code
 	}
@@ -95,6 +97,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	cfg.Logger = log
+	var err error
 	if os.Getenv("GOGC") == "" {
 		// The decision path allocates a few KiB per request against a small
 		// live heap; collecting at 4x the live heap instead of 2x halves the
@@ -102,8 +105,15 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		debug.SetGCPercent(400)
 	}
 
+	if cfg.Security, err = tf.load(log); err != nil {
+		log.Error("cannot start", "err", err)
+		return exitInvalid
+	}
+	cfg.Security.InsecureNoTLS = tf.insecure
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopReload := reloadOnHUP(cfg.Security, log)
+	defer stopReload()
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)

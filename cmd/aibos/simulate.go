@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -33,7 +32,7 @@ func policySimulate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos policy simulate: %v\n", err)
 		return exitInvalid
 	}
-	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: &http.Client{Timeout: 10 * time.Minute}})
+	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: httpClient(fs.FlagSet, 10*time.Minute)})
 	if err != nil {
 		return apiFail(stderr, "policy simulate", err)
 	}

@@ -7,6 +7,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,6 +82,8 @@ type Config struct {
 	Gateway gateway.Config
 	// HTTP bounds the HTTP API's connections: timeouts and their number.
 	HTTP HTTPLimits
+	// Security: TLS of the HTTP API and node-to-node mutual TLS (tls.go).
+	Security Security
 }
 
 // Node is one running kernel node.
@@ -148,6 +151,10 @@ func (c *Config) defaults() {
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg.defaults()
 	log := cfg.Logger.With("node", cfg.NodeID)
+	sec := cfg.Security
+	if err := sec.check(cfg); err != nil {
+		return nil, err
+	}
 	// The data directory first, before anything in it is opened.
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
@@ -166,6 +173,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.HTTP.MaxConns > 0 {
 		limited = newLimitListener(ln, cfg.HTTP.MaxConns)
 		ln = limited
+	}
+	if sec.httpTLS() {
+		ln = tls.NewListener(ln, sec.httpServerTLS())
 	}
 	n := &Node{cfg: cfg, log: log, ln: ln, lock: lock}
 	n.Bundles = server.NewBundles(log)
@@ -200,6 +210,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Logger:        log,
 		Timings:       cfg.Timings,
 		Registerer:    reg,
+		RaftTLS:       sec.raftTLS(),
 		OnApply: func(c store.Change) {
 			if c.Kind == store.ChangeBundle || c.Kind == store.ChangeRestore {
 				n.Bundles.Apply(c.Version)
@@ -248,6 +259,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		NodeID:      cfg.NodeID,
 		DecisionLog: dlog, Decisions: dsrc,
 		Audit: n.Audit, Counter: n.Counter, Gateway: cfg.Gateway, NoDecisionAudit: cfg.NoDecisionAudit,
+		PeerTLS: sec.peerTLS(), IdentifyNode: sec.identifyNode(),
 	})
 	if err != nil {
 		n.closeGateway()
@@ -281,7 +293,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
-	if cfg.Join != "" && !n.isMember() {
+	if cfg.Join != "" && n.needsJoin() {
 		if err := n.join(ctx); err != nil {
 			n.Kill()
 			return nil, err
@@ -291,23 +303,27 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	return n, nil
 }
 
-// isMember reports whether the restored raft configuration already has
-// this node (a restart), so it need not join again.
-func (n *Node) isMember() bool {
+// needsJoin reports whether this node must (still) ask to join: it is not
+// in the restored raft configuration, or it is there as a non-voter while
+// it should vote (it stopped between joining as a non-voter and its
+// promotion).
+func (n *Node) needsJoin() bool {
 	nodes, err := n.Store.Nodes()
 	if err != nil {
-		return false
+		return true
 	}
 	for _, m := range nodes {
 		if m.ID == n.cfg.NodeID {
-			return true
+			return m.Role == store.RoleNonvoter && !n.cfg.NonVoter
 		}
 	}
-	return false
+	return true
 }
 
 // join asks the member at cfg.Join to add this node, retrying until the
-// cluster has a leader that accepts it or JoinTimeout passes.
+// cluster has a leader that accepts it or JoinTimeout passes. A voter is
+// added as a non-voter first (202 and a revision): it waits until it has
+// applied that revision, then asks again to be promoted.
 func (n *Node) join(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.JoinTimeout)
 	defer cancel()
@@ -315,24 +331,42 @@ func (n *Node) join(ctx context.Context) error {
 	body, _ := json.Marshal(server.JoinRequest{ID: n.cfg.NodeID, Raft: n.Store.RaftAddr(), HTTP: n.HTTPAddr(), Voter: &voter})
 	target := n.cfg.Join
 	if !strings.Contains(target, "://") {
-		target = "http://" + target
+		target = n.scheme() + "://" + target
 	}
+	hc := &http.Client{Transport: http.DefaultTransport}
+	if tc := n.cfg.Security.peerTLS(); tc != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		hc.Transport = tr
+	}
+	defer hc.CloseIdleConnections()
 	var last error
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target+"/v1/cluster/join", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err == nil {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			switch {
+			case resp.StatusCode == http.StatusOK:
 				n.log.Info("joined cluster", "via", n.cfg.Join, "voter", voter)
 				return nil
+			case resp.StatusCode == http.StatusAccepted:
+				var jr server.JoinResponse
+				if err := json.Unmarshal(msg, &jr); err != nil {
+					return fmt.Errorf("node: join via %s: unreadable answer %q: %w", n.cfg.Join, msg, err)
+				}
+				n.log.Info("joined as a non-voter; catching up before promotion", "revision", jr.Revision)
+				if err := n.Store.WaitForRevision(ctx, jr.Revision); err != nil {
+					return fmt.Errorf("node: joined via %s as a non-voter but did not catch up to revision %d within %s (%w); it stays a non-voter until it restarts and joins again",
+						n.cfg.Join, jr.Revision, n.cfg.JoinTimeout, err)
+				}
+				continue // ask again: now to be promoted
+			case resp.StatusCode < 500:
+				return fmt.Errorf("node: join via %s refused: %s: %s", n.cfg.Join, resp.Status, strings.TrimSpace(string(msg)))
 			}
 			last = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
-			if resp.StatusCode < 500 {
-				return fmt.Errorf("node: join via %s refused: %w", n.cfg.Join, last)
-			}
 		} else {
 			last = err
 		}
@@ -342,6 +376,13 @@ func (n *Node) join(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+func (n *Node) scheme() string {
+	if n.cfg.Security.httpTLS() {
+		return "https"
+	}
+	return "http"
 }
 
 // Config is the node's configuration, its defaults filled in: start a node
@@ -356,8 +397,8 @@ func (n *Node) Config() Config {
 // HTTPAddr is the address the node serves HTTP on.
 func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }
 
-// URL is the node's base URL.
-func (n *Node) URL() string { return "http://" + n.HTTPAddr() }
+// URL is the node's base URL (https when the API is served over TLS).
+func (n *Node) URL() string { return n.scheme() + "://" + n.HTTPAddr() }
 
 // WaitReady waits until the node knows a leader and has caught up.
 func (n *Node) WaitReady(ctx context.Context) error {

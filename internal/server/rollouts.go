@@ -194,7 +194,7 @@ func (s *Server) proposeAbort(ctx context.Context, id uint64, reason string) err
 		return errors.New("no leader known")
 	}
 	body, _ := json.Marshal(api.RolloutEndRequest{ID: id, Reason: reason})
-	u := url.URL{Scheme: "http", Host: leader, Path: "/v1/rollouts/abort"}
+	u := url.URL{Scheme: s.peerScheme(), Host: leader, Path: "/v1/rollouts/abort"}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,6 +120,16 @@ type Config struct {
 	// Gateway tunes the agent gateway; its Store, Decide, Audit, Counter,
 	// Node, Now, Logger and Registerer are set by the server.
 	Gateway gateway.Config
+	// PeerTLS, if set, is the TLS client configuration of this node's calls
+	// to other nodes' HTTP APIs (forwarding to the leader, automatic
+	// aborts), which then use https; nil: plain http.
+	PeerTLS *tls.Config
+	// IdentifyNode, if set, names the node behind a request's TLS client
+	// certificate (false: not a node of this cluster). With it, forwarding
+	// markers are trusted only from nodes and a join needs the joining
+	// node's own certificate (see nodes.go). nil: nodes are not
+	// authenticated (a plaintext cluster).
+	IdentifyNode func(*tls.ConnectionState) (string, bool)
 }
 
 // Server serves the kernel's HTTP API. Create it with New.
@@ -161,7 +172,7 @@ func New(cfg Config) (*Server, error) {
 		bundles: cfg.Bundles,
 		log:     cfg.Logger,
 		now:     cfg.Now,
-		client:  &http.Client{Timeout: cfg.WriteTimeout + 5*time.Second},
+		client:  newPeerClient(cfg.PeerTLS, cfg.WriteTimeout+5*time.Second),
 		mux:     &routeMux{ServeMux: http.NewServeMux()},
 	}
 	m, err := newMetrics(cfg.Registerer)
@@ -320,5 +331,5 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.mux.ServeHTTP(w, r)
+	s.mux.ServeHTTP(w, s.admitNode(r))
 }

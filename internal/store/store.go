@@ -112,6 +112,9 @@ type Config struct {
 	OnApply func(Change)
 	// Registerer, if set, receives the store's metrics (unregistered on Close).
 	Registerer prometheus.Registerer
+	// RaftTLS, if set, puts Raft traffic under mutual TLS (see stream.go);
+	// nil: plain TCP.
+	RaftTLS *RaftTLS
 }
 
 // Store is one node's replica of the region state. Its methods are safe for
@@ -122,6 +125,7 @@ type Store struct {
 	fsm      *fsm
 	raft     *raft.Raft
 	trans    *raft.NetworkTransport
+	stream   *tlsStream // nil without RaftTLS
 	bolt     *raftboltdb.BoltStore
 	logs     raft.LogStore
 	raftAddr string
@@ -232,7 +236,11 @@ func New(cfg Config) (*Store, error) {
 	snaps := indexedSnapshots{fileSnaps}
 	s.logs = logs
 
-	s.trans, err = newTransport(cfg.RaftAddr, cfg.RaftAdvertise, rc.Logger)
+	if cfg.RaftTLS != nil {
+		s.trans, s.stream, err = newTLSTransport(cfg.RaftAddr, cfg.RaftAdvertise, *cfg.RaftTLS, rc.Logger)
+	} else {
+		s.trans, err = newTransport(cfg.RaftAddr, cfg.RaftAdvertise, rc.Logger)
+	}
 	if err != nil {
 		return nil, err
 	}
