@@ -28,6 +28,7 @@ import (
 	"github.com/aibos/kernel/internal/decisionlog"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
+	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/server"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
@@ -84,6 +85,10 @@ type Config struct {
 	HTTP HTTPLimits
 	// Security: TLS of the HTTP API and node-to-node mutual TLS (tls.go).
 	Security Security
+	// BundleLimits bound the policies and rules of a bundle (10,000 and
+	// 50,000: policy.MaxPolicies and policy.MaxRules); every node of a
+	// cluster should have the same, since each compiles every version.
+	BundleLimits policy.Limits
 }
 
 // Node is one running kernel node.
@@ -178,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		ln = tls.NewListener(ln, sec.httpServerTLS())
 	}
 	n := &Node{cfg: cfg, log: log, ln: ln, lock: lock}
-	n.Bundles = server.NewBundles(log)
+	n.Bundles = server.NewBundles(log, cfg.BundleLimits)
 	// The hub exists before the store so the apply hook can wake it; it
 	// reads the store only for watchers, which connect once HTTP serves.
 	wcfg := cfg.Watch
@@ -260,6 +265,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		DecisionLog: dlog, Decisions: dsrc,
 		Audit: n.Audit, Counter: n.Counter, Gateway: cfg.Gateway, NoDecisionAudit: cfg.NoDecisionAudit,
 		PeerTLS: sec.peerTLS(), IdentifyNode: sec.identifyNode(),
+		BundleLimits: cfg.BundleLimits,
 	})
 	if err != nil {
 		n.closeGateway()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/engine"
+	"github.com/aibos/kernel/internal/policy"
 )
 
 // Bundles holds the compiled bundle this node decides with. The store calls
@@ -20,6 +21,9 @@ type Bundles struct {
 	cur  atomic.Pointer[compiled]
 	roll atomic.Pointer[canary] // the active rollout; nil if none
 	log  *slog.Logger
+	// limits are those versions are compiled with: the server's
+	// BundleLimits, so that what this node accepts, it applies.
+	limits policy.Limits
 }
 
 // compiled is one version as this node holds it: the bundle, or the error
@@ -31,12 +35,13 @@ type compiled struct {
 }
 
 // NewBundles returns a holder with no bundle: every decision denies until
-// the first version is applied.
-func NewBundles(log *slog.Logger) *Bundles {
+// the first version is applied. It compiles versions within limits (zero
+// fields: the defaults), which should be the server's BundleLimits.
+func NewBundles(log *slog.Logger, limits policy.Limits) *Bundles {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &Bundles{log: log}
+	b := &Bundles{log: log, limits: limits}
 	b.cur.Store(&compiled{})
 	return b
 }
@@ -59,7 +64,7 @@ func (b *Bundles) Apply(v *api.BundleVersion) {
 	}
 	// The leader ran the bundle's tests before publishing; replicas only
 	// compile.
-	bundle, err := engine.Load(v.Files, engine.Options{Version: v.Version})
+	bundle, err := engine.Load(v.Files, engine.Options{Version: v.Version, Limits: b.limits})
 	if err != nil {
 		b.log.Error("bundle version does not compile on this node; decisions deny", "version", v.Version, "err", err)
 		b.cur.Store(&compiled{version: v.Version, err: fmt.Errorf("bundle version %d does not compile on this node: %w", v.Version, err)})

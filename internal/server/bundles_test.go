@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/policy"
 )
 
 // TestBundlesNeverGoBack: the holder swaps in newer versions only; an
@@ -21,7 +22,7 @@ rules:
     actions: ["x.y"]
 `, v)}}}
 	}
-	b := NewBundles(nil)
+	b := NewBundles(nil, policy.Limits{})
 	for _, tc := range []struct {
 		apply, want uint64
 	}{{2, 2}, {3, 3}, {2, 3}, {1, 3}, {3, 3}, {4, 4}} {

@@ -31,7 +31,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	// Compile, tests and lint stop when the request ends: a client that
 	// leaves does not keep the node busy, and nothing is published.
-	b, err := engine.PrepareContext(r.Context(), files, engine.Options{}, now)
+	b, err := engine.PrepareContext(r.Context(), files, engine.Options{Limits: s.cfg.BundleLimits}, now)
 	if err != nil {
 		writeBundleError(w, err)
 		return

@@ -42,7 +42,7 @@ func (s *Server) handleStartRollout(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	if len(req.Files) > 0 {
 		// Validated like a publish: a staged candidate is promoted as is.
-		if _, err := engine.PrepareContext(r.Context(), req.Files, engine.Options{}, now); err != nil {
+		if _, err := engine.PrepareContext(r.Context(), req.Files, engine.Options{Limits: s.cfg.BundleLimits}, now); err != nil {
 			writeBundleError(w, err)
 			return
 		}

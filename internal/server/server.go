@@ -23,6 +23,7 @@ import (
 	"github.com/aibos/kernel/internal/audit"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
+	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
 	"github.com/aibos/kernel/internal/watch"
@@ -130,6 +131,10 @@ type Config struct {
 	// node's own certificate (see nodes.go). nil: nodes are not
 	// authenticated (a plaintext cluster).
 	IdentifyNode func(*tls.ConnectionState) (string, bool)
+	// BundleLimits bound the policies and rules of a bundle published,
+	// staged or simulated here; a zero field means its default
+	// (policy.Limits). Bundles should be made with the same limits.
+	BundleLimits policy.Limits
 }
 
 // Server serves the kernel's HTTP API. Create it with New.
@@ -165,6 +170,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 4 << 20
+	}
+	if cfg.BundleLimits.Policies < 0 || cfg.BundleLimits.Rules < 0 {
+		return nil, fmt.Errorf("server: bundle limits of %d policies and %d rules: give positive numbers, or 0 for the defaults",
+			cfg.BundleLimits.Policies, cfg.BundleLimits.Rules)
 	}
 	s := &Server{
 		cfg:     cfg,
