@@ -27,6 +27,7 @@ import (
 	"github.com/aibos/kernel/internal/decisionlog"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
+	"github.com/aibos/kernel/internal/mcp"
 	"github.com/aibos/kernel/internal/server"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
@@ -79,6 +80,9 @@ type Config struct {
 	RedisPassword string
 	// Gateway tunes the agent gateway (approval TTL, timeouts, ...).
 	Gateway gateway.Config
+	// MCP tunes the MCP gateway (debounce, backoff); its Store, Logger and
+	// Metrics are set by the node.
+	MCP mcp.Config
 	// HTTP bounds the HTTP API's connections: timeouts and their number.
 	HTTP HTTPLimits
 }
@@ -97,6 +101,9 @@ type Node struct {
 	Audit   *audit.Log
 	Counter limits.Counter
 	gw      atomic.Pointer[gateway.Gateway]
+	// MCP keeps the sessions with the catalog's MCP servers.
+	MCP *mcp.Manager
+	mcp atomic.Pointer[mcp.Manager]
 
 	http    *http.Server
 	ln      net.Listener
@@ -231,6 +238,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ln.Close()
 		return nil, err
 	}
+	mcfg := cfg.MCP
+	mcfg.Store, mcfg.Logger = st, log
+	if mcfg.Metrics, err = mcp.NewMetrics(reg); err == nil {
+		n.MCP, err = mcp.NewManager(mcfg)
+	}
+	if err != nil {
+		n.closeGateway()
+		n.closeDecisions()
+		st.Close()
+		ln.Close()
+		return nil, err
+	}
+	n.mcp.Store(n.MCP)
 	srv, err := server.New(server.Config{
 		Store: st, Bundles: n.Bundles, Region: cfg.Region, Logger: log,
 		Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
@@ -238,8 +258,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		NodeID:      cfg.NodeID,
 		DecisionLog: dlog, Decisions: dsrc,
 		Audit: n.Audit, Counter: n.Counter, Gateway: cfg.Gateway, NoDecisionAudit: cfg.NoDecisionAudit,
+		MCP: n.MCP,
 	})
 	if err != nil {
+		n.MCP.Close()
 		n.closeGateway()
 		n.closeDecisions()
 		st.Close()
@@ -377,10 +399,18 @@ func (n *Node) Close() error {
 		n.guardWG.Wait()
 		n.Store.TransferLeadership()
 		n.Watch.Close()
+		// Shutdown order: the agents' MCP sessions end (their streams
+		// would hold the HTTP server open), the HTTP server drains (no
+		// call in flight after it), the MCP servers are stopped, and only
+		// then the audit log and counters close.
+		if e := n.Server.MCP(); e != nil {
+			e.Close()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		herr := n.http.Shutdown(ctx)
 		n.serveWG.Wait()
+		n.MCP.Close()
 		n.closeDecisions()
 		n.closeGateway()
 		serr := n.Store.Close()
@@ -399,6 +429,7 @@ func (n *Node) Kill() error {
 		n.Watch.Kill()
 		n.http.Close()
 		n.serveWG.Wait()
+		n.MCP.Close()
 		n.closeDecisions()
 		n.closeGateway()
 		n.closeErr = n.Store.Kill()

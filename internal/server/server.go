@@ -22,6 +22,7 @@ import (
 	"github.com/aibos/kernel/internal/audit"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
+	"github.com/aibos/kernel/internal/mcp"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
 	"github.com/aibos/kernel/internal/watch"
@@ -118,6 +119,9 @@ type Config struct {
 	// Gateway tunes the agent gateway; its Store, Decide, Audit, Counter,
 	// Node, Now, Logger and Registerer are set by the server.
 	Gateway gateway.Config
+	// MCP, with the gateway, runs mcp orchestras and serves /mcp; nil: mcp
+	// orchestras cannot be put and /mcp answers 404.
+	MCP *mcp.Manager
 }
 
 // Server serves the kernel's HTTP API. Create it with New.
@@ -131,6 +135,7 @@ type Server struct {
 	client  *http.Client
 	mux     *routeMux
 	gw      *gateway.Gateway
+	mcp     *mcp.Endpoint
 }
 
 // New validates cfg, applies defaults and builds the routes.
@@ -178,8 +183,14 @@ func New(cfg Config) (*Server, error) {
 		gc := cfg.Gateway
 		gc.Store, gc.Decide, gc.Audit, gc.Counter = cfg.Store, s.decideForGateway, cfg.Audit, cfg.Counter
 		gc.Node, gc.Now, gc.Logger, gc.Registerer = cfg.NodeID, cfg.Now, cfg.Logger, cfg.Registerer
+		if cfg.MCP != nil {
+			gc.MCP = cfg.MCP
+		}
 		if s.gw, err = gateway.New(gc); err != nil {
 			return nil, err
+		}
+		if cfg.MCP != nil {
+			s.mcp = cfg.MCP.Endpoint(mcp.EndpointConfig{Gateway: s.gw, Audit: cfg.Audit, Node: cfg.NodeID, Now: cfg.Now})
 		}
 	}
 	s.routes()
