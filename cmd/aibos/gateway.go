@@ -19,7 +19,7 @@ import (
 
 // The agent gateway's commands: orchestra, action, invoke, approval, kill.
 
-const orchestraUsage = "Usage: aibos orchestra put FILE|- | list | get NAME | delete NAME   [--server URL]"
+const orchestraUsage = "Usage: aibos orchestra put FILE|- | list | get NAME | delete NAME | accept NAME [TOOL] [--as NAME]   [--server URL]"
 
 // cmdOrchestra runs `aibos orchestra put|list|get|delete`.
 func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -31,8 +31,28 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("orchestra "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	server := serverFlag(fs)
-	var arg string
+	as := fs.String("as", "", "accept: the operator accepting, for the audit log")
+	var arg, tool string
 	switch sub {
+	case "accept":
+		var pos []string
+		for {
+			if err := fs.Parse(rest); err != nil {
+				return exitInvalid
+			}
+			if fs.NArg() == 0 {
+				break
+			}
+			pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+		}
+		if len(pos) == 0 || len(pos) > 2 {
+			fmt.Fprintln(stderr, "aibos orchestra accept: give the orchestra NAME and optionally one TOOL (its name on the MCP server)")
+			return exitInvalid
+		}
+		arg = pos[0]
+		if len(pos) == 2 {
+			tool = pos[1]
+		}
 	case "list":
 		if err := fs.Parse(rest); err != nil {
 			return exitInvalid
@@ -97,6 +117,16 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 			return apiFail(stderr, "orchestra delete", err)
 		}
 		fmt.Fprintf(stdout, "orchestra %s deleted\n", arg)
+	case "accept":
+		out, err := c.AcceptOrchestra(ctx, arg, tool, *as)
+		if err != nil {
+			return apiFail(stderr, "orchestra accept", err)
+		}
+		if len(out.Accepted) == 0 {
+			fmt.Fprintf(stdout, "orchestra %s: no definition changed; nothing to accept\n", arg)
+		} else {
+			fmt.Fprintf(stdout, "orchestra %s: accepted the new definition of %s (revision %d)\n", arg, strings.Join(out.Accepted, ", "), out.Orchestra.Revision)
+		}
 	}
 	return exitOK
 }

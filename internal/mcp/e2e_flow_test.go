@@ -3,7 +3,6 @@ package mcp_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -156,14 +155,9 @@ func TestDefinitionChangeQuarantines(t *testing.T) {
 		}
 	}
 	// The operator accepts the new definition: audited, then callable.
-	resp, err := http.Post(e.n.URL()+"/v1/orchestras/own/accept", "application/json", strings.NewReader(`{"tool":"greet","by":"alice"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(b), `"accepted":["greet"]`) {
-		t.Fatalf("accept: %d %s", resp.StatusCode, b)
+	acc, err := e.c.AcceptOrchestra(context.Background(), "own", "greet", "alice")
+	if err != nil || len(acc.Accepted) != 1 || acc.Accepted[0] != "greet" {
+		t.Fatalf("accept: %+v %v", acc, err)
 	}
 	deadline = time.Now().Add(nodetest.WaitLong)
 	for {

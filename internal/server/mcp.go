@@ -16,19 +16,6 @@ import (
 // protected-resource metadata (internal/mcp), and the operator's accept of
 // changed tool definitions.
 
-// AcceptRequest is the body of POST /v1/orchestras/{name}/accept: the tool
-// whose new definition to pin ("": every tool of the orchestra).
-type AcceptRequest struct {
-	Tool string `json:"tool,omitempty"`
-	By   string `json:"by,omitempty"`
-}
-
-// AcceptResponse answers an accept.
-type AcceptResponse struct {
-	Orchestra api.Orchestra `json:"orchestra"`
-	Accepted  []string      `json:"accepted"`
-}
-
 func (s *Server) mcpRoutes(m *routeMux) {
 	m.HandleFunc("POST /v1/orchestras/{name}/accept", s.leaderOnly(s.handleAcceptOrchestra))
 	if s.mcp == nil {
@@ -67,7 +54,7 @@ func (s *Server) handleAcceptOrchestra(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, codeNoGateway, "this node runs without the MCP gateway")
 		return
 	}
-	var req AcceptRequest
+	var req api.AcceptRequest
 	if r.ContentLength != 0 {
 		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
 			badRequest(w, err)
@@ -111,5 +98,5 @@ func (s *Server) handleAcceptOrchestra(w http.ResponseWriter, r *http.Request) {
 	if moved == nil {
 		moved = []string{}
 	}
-	writeJSON(w, http.StatusOK, AcceptResponse{Orchestra: out, Accepted: moved})
+	writeJSON(w, http.StatusOK, api.AcceptResponse{Orchestra: out, Accepted: moved})
 }
