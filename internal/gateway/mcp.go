@@ -89,3 +89,12 @@ func (g *Gateway) KillFor(agent api.Agent, action string) *api.KillSwitch {
 
 // DenyMessage says why a decision denied, naming the rules.
 func DenyMessage(d api.Decision) string { return denyMessage(d) }
+
+// Action is one action of the catalog.
+func (g *Gateway) Action(name string) (api.CatalogAction, bool) {
+	e := g.catalog().actions[name]
+	if e == nil {
+		return api.CatalogAction{}, false
+	}
+	return api.CatalogAction{ActionDef: e.def, Orchestra: e.orchestra, Backend: e.backend.Type}, true
+}

@@ -73,7 +73,7 @@ rules:
 `
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	n      *node.Node
 	c      *client.Client
 	dir    string // npm dir
@@ -82,7 +82,7 @@ type env struct {
 	tokens map[string]string
 }
 
-func setup(t *testing.T, extra ...api.Orchestra) *env {
+func setup(t testing.TB, extra ...api.Orchestra) *env {
 	t.Helper()
 	dir, nodeBin := requireNode(t)
 	cfg := nodetest.Config(t, "n1")
@@ -149,7 +149,7 @@ func (e *env) goClient(agent string, opts *mcp.ClientOptions) *mcp.ClientSession
 	return s
 }
 
-func toolNames(t *testing.T, s *mcp.ClientSession) []string {
+func toolNames(t testing.TB, s *mcp.ClientSession) []string {
 	t.Helper()
 	r, err := s.ListTools(context.Background(), nil)
 	if err != nil {
@@ -162,7 +162,7 @@ func toolNames(t *testing.T, s *mcp.ClientSession) []string {
 	return out
 }
 
-func call(t *testing.T, s *mcp.ClientSession, tool string, args any) *mcp.CallToolResult {
+func call(t testing.TB, s *mcp.ClientSession, tool string, args any) *mcp.CallToolResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), nodetest.WaitLong)
 	defer cancel()

@@ -52,8 +52,15 @@ type Endpoint struct {
 	handler http.Handler
 	now     func() time.Time
 
-	toolsMu sync.Mutex
-	tools   map[string]*mcp.Tool // decoded definitions by digest; guarded by toolsMu
+	toolsMu  sync.Mutex
+	tools    map[string]*mcp.Tool // decoded definitions by digest; guarded by toolsMu
+	mappings map[string]compiled  // declared mappings by digest; guarded by toolsMu
+}
+
+// compiled is a tool's declared mapping (nil: none) or why it failed.
+type compiled struct {
+	m   *Mapping
+	err error
 }
 
 // EndpointConfig configures an Endpoint.
@@ -76,7 +83,7 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 		cfg.Now = time.Now
 	}
 	e := &Endpoint{m: m, gw: cfg.Gateway, store: m.cfg.Store, audit: cfg.Audit, node: cfg.Node, now: cfg.Now,
-		tools: make(map[string]*mcp.Tool)}
+		tools: make(map[string]*mcp.Tool), mappings: make(map[string]compiled)}
 	e.srv = mcp.NewServer(&mcp.Implementation{Name: "aibos-kernel", Title: "AI-BOS Kernel MCP gateway", Version: "1"}, &mcp.ServerOptions{
 		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}},
 		Logger:       m.log,
@@ -294,6 +301,29 @@ func (e *Endpoint) tool(pin *api.MCPTool) *mcp.Tool {
 	return t
 }
 
+// mapping is the compiled declared mapping of a pinned tool, compiled
+// once per definition.
+func (e *Endpoint) mapping(pin *api.MCPTool) (*Mapping, error) {
+	e.toolsMu.Lock()
+	c, ok := e.mappings[pin.Digest]
+	e.toolsMu.Unlock()
+	if ok {
+		return c.m, c.err
+	}
+	t := e.tool(pin)
+	if t == nil {
+		return nil, fmt.Errorf("%w: the pinned definition of %q is unreadable", ErrMapping, pin.Tool)
+	}
+	c.m, c.err = compileMapping(t.InputSchema)
+	e.toolsMu.Lock()
+	if len(e.mappings) > 10000 {
+		clear(e.mappings)
+	}
+	e.mappings[pin.Digest] = c
+	e.toolsMu.Unlock()
+	return c.m, c.err
+}
+
 // toolError is a tools/call answer the agent (and its model) can read.
 func toolError(code, msg string, extra map[string]any) *mcp.CallToolResult {
 	meta := map[string]any{"code": code, "message": msg}
@@ -310,14 +340,8 @@ func toolError(code, msg string, extra map[string]any) *mcp.CallToolResult {
 // callTool runs a tools/call through the gateway's pipeline.
 func (e *Endpoint) callTool(ctx context.Context, c *caller, r *mcp.CallToolRequest) (mcp.Result, error) {
 	name := r.Params.Name
-	var entry *api.CatalogAction
-	for _, a := range e.gw.Catalog() {
-		if a.Name == name && a.Backend == api.BackendMCP && a.MCP != nil {
-			entry = &a
-			break
-		}
-	}
-	if entry == nil {
+	entry, ok := e.gw.Action(name)
+	if !ok || entry.Backend != api.BackendMCP || entry.MCP == nil {
 		e.m.cfg.Metrics.request("tools/call", "deny")
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q: call tools/list for the tools this agent may call", name), Data: errorData(CodeUnknownTool, name)}
 	}
@@ -332,12 +356,15 @@ func (e *Endpoint) callTool(ctx context.Context, c *caller, r *mcp.CallToolReque
 		args = json.RawMessage("{}")
 	}
 	body := api.InvokeRequest{Input: args}
-	if m, err := compileMapping(e.tool(entry.MCP).InputSchema); err != nil {
+	if m, err := e.mapping(entry.MCP); err != nil {
 		return toolError(CodeMappingError, err.Error(), nil), nil
 	} else {
-		var argv any
-		_ = json.Unmarshal(args, &argv)
-		in := MappingInput{Token: c.token_(), Params: map[string]any{"name": name, "arguments": argv}}
+		in := MappingInput{Token: c.token_(), Params: map[string]any{"name": name}}
+		if m != nil {
+			var argv any
+			_ = json.Unmarshal(args, &argv)
+			in.Params["arguments"] = argv
+		}
 		mapped, err := evalToolMapping(m, in, name)
 		if err != nil {
 			e.record(c, "tools/call", name, "deny", CodeMappingError+": "+err.Error())
