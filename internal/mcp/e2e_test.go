@@ -5,8 +5,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
 func TestListFilteredAndPrefixed(t *testing.T) {
@@ -78,5 +83,33 @@ func TestUnknownMethodAndOtherMethods(t *testing.T) {
 	if res[1]["error"] != nil {
 		t.Errorf("ping: want it passed, got %v", res[1])
 	}
-	_ = mcp.Implementation{}
+}
+
+func TestStructuredContentAndCancellationForwarded(t *testing.T) {
+	e := setup(t)
+	s := e.goClient("bot", nil)
+	r := call(t, s, "everything.get-structured-content", map[string]any{"location": "Chicago"})
+	if r.IsError || r.StructuredContent == nil {
+		t.Fatalf("get-structured-content: want structuredContent, got %+v %q", r, text(r))
+	}
+	// The client gives up: the kernel cancels the server's request and
+	// records the invocation as cancelled.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "everything.trigger-long-running-operation", Arguments: map[string]any{"duration": 30, "steps": 30}})
+	if err == nil || time.Since(start) > 20*time.Second {
+		t.Fatalf("cancelled call: %v after %s", err, time.Since(start))
+	}
+	deadline := time.Now().Add(nodetest.WaitLong)
+	for {
+		recs, _ := e.n.Audit.Query(audit.Filter{Kind: "mcp", Action: "everything.trigger-long-running-operation"})
+		if len(recs) > 0 && recs[0].Status == api.InvocationCancelled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no cancelled record: %+v", recs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
