@@ -15,6 +15,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/node"
 	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
@@ -215,3 +216,47 @@ func TestBadTokenAndMetadata(t *testing.T) {
 }
 
 func auditFilter(kind string) audit.Filter { return audit.Filter{Kind: kind} }
+
+// TestApprovalThroughFollower: a client of a follower's /mcp is held and
+// redeemed through the leader, and the approved call runs once.
+func TestApprovalThroughFollower(t *testing.T) {
+	requireNode(t)
+	nodes := nodetest.Cluster(t, 1, 1, func(c *node.Config) { c.MCP.Debounce = 100 * time.Millisecond })
+	e := setupOn(t, nodes)
+	// Agents connect to the follower (a non-voter: never the leader).
+	fol := *e
+	fol.n = nodes[1]
+	deadline := time.Now().Add(nodetest.WaitLong)
+	for len(nodes[1].Store.Orchestras()) < 2 || nodes[1].Store.AppliedRevision() < nodes[0].Store.AppliedRevision() {
+		if time.Now().After(deadline) {
+			t.Fatal("the follower did not catch up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s := fol.goClient("bot", nil)
+	path := filepath.Join(e.fsRoot, "via-follower.txt")
+	args := map[string]any{"path": path, "content": "through the leader"}
+	r := call(t, s, "fs.write_file", args)
+	id := metaString(r, "approval_id")
+	if errCode(r) != "approval_required" || id == "" {
+		t.Fatalf("held on the follower: %v %q", errCode(r), text(r))
+	}
+	if _, err := e.c.Approve(context.Background(), id, "alice", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if a, ok := nodes[1].Store.Approval(id); ok && a.State == api.ApprovalApproved {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := call(t, s, "fs.write_file", args); r.IsError {
+		t.Fatalf("approved call through the follower: %v %q", errCode(r), text(r))
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "through the leader" {
+		t.Fatalf("file: %q %v", b, err)
+	}
+	if r := call(t, s, "fs.write_file", args); errCode(r) != "approval_required" {
+		t.Fatalf("repeat through the follower: want a new approval, got %v %q", errCode(r), text(r))
+	}
+}

@@ -84,11 +84,19 @@ type env struct {
 
 func setup(t testing.TB, extra ...api.Orchestra) *env {
 	t.Helper()
-	dir, nodeBin := requireNode(t)
+	requireNode(t)
 	cfg := nodetest.Config(t, "n1")
 	cfg.MCP.Debounce = 100 * time.Millisecond
-	n := nodetest.Start(t, cfg)
-	e := &env{t: t, n: n, c: nodetest.Client(t, n), dir: dir, node: nodeBin, fsRoot: t.TempDir(), tokens: map[string]string{}}
+	return setupOn(t, []*node.Node{nodetest.Start(t, cfg)}, extra...)
+}
+
+// setupOn publishes the policy, puts the orchestras and registers the
+// agents on a cluster; e.n is its first node.
+func setupOn(t testing.TB, nodes []*node.Node, extra ...api.Orchestra) *env {
+	t.Helper()
+	dir, nodeBin := requireNode(t)
+	n := nodes[0]
+	e := &env{t: t, n: n, c: nodetest.Client(t, nodes...), dir: dir, node: nodeBin, fsRoot: t.TempDir(), tokens: map[string]string{}}
 	ctx := context.Background()
 	if _, err := e.c.Publish(ctx, []api.File{{Name: "mcp.yaml", Data: []byte(testPolicy)}}, client.PublishOptions{}); err != nil {
 		t.Fatal(err)

@@ -392,9 +392,13 @@ func (e *Endpoint) callTool(ctx context.Context, c *caller, r *mcp.CallToolReque
 		}
 	}
 	rep := e.gw.Invoke(ctx, gateway.Call{Token: c.token, Action: name, Body: b, Kind: "mcp", Note: "mcp tools/call session " + c.session})
+	if rep.Forward {
+		var err error
+		if rep, err = e.forward(ctx, c, name, b); err != nil {
+			return toolError(gateway.CodeUnavailable, err.Error(), nil), nil
+		}
+	}
 	switch {
-	case rep.Forward:
-		return toolError(gateway.CodeUnavailable, "this call needs the cluster's leader (it holds or redeems an approval): connect to the leader's /mcp", nil), nil
 	case rep.Err != nil:
 		e.m.cfg.Metrics.request("tools/call", "deny")
 		return toolError(rep.Err.Code, rep.Err.Message, nil), nil

@@ -26,6 +26,7 @@ type Store interface {
 	Orchestra(name string) (api.Orchestra, bool)
 	AgentByToken(token string) (api.Agent, bool)
 	Approvals() []api.Approval
+	LeaderHTTP() string
 }
 
 // Config configures a Manager. Zero fields take the default in parentheses.
