@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -185,5 +186,38 @@ func TestPinToolDigestIgnoresKeyOrder(t *testing.T) {
 	_, d3, _ := PinTool(&mcp.Tool{Name: "t", Description: "d!", InputSchema: schema})
 	if d1 != d2 || d1 == d3 {
 		t.Fatalf("digests %s %s %s: want equal for equal definitions, different for a changed description", d1, d2, d3)
+	}
+}
+
+func TestBuildActions(t *testing.T) {
+	ro := &mcp.ToolAnnotations{ReadOnlyHint: true}
+	tools := []*mcp.Tool{
+		{Name: "echo", Description: "Echoes", Annotations: ro, InputSchema: map[string]any{"type": "object", "properties": map[string]any{"m": map[string]any{"type": "string", "format": "x"}}}},
+		{Name: "wipe", InputSchema: map[string]any{"type": "object"}},
+		{Name: "get weather", InputSchema: map[string]any{"type": "object"}},
+	}
+	acts, err := BuildActions("o", tools, []api.ActionDef{{Name: "o.wipe", Risk: api.RiskWrite, Description: "wipes, carefully"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]api.ActionDef{}
+	for _, a := range acts {
+		byName[a.Name] = a
+	}
+	if a := byName["o.echo"]; a.Risk != api.RiskRead || a.Description != "Echoes" || a.MCP == nil || a.MCP.Tool != "echo" || string(a.InputSchema) != `{"properties":{"m":{"type":"string"}},"type":"object"}` {
+		t.Errorf("o.echo: %+v %s", a, a.InputSchema)
+	}
+	if a := byName["o.wipe"]; a.Risk != api.RiskWrite || a.Description != "wipes, carefully" {
+		t.Errorf("o.wipe keeps the override: %+v", a)
+	}
+	if a := byName["o.x--676574207765617468657"+"2"]; a.MCP == nil || a.MCP.Tool != "get weather" || a.Risk != api.RiskDestructive {
+		t.Errorf("encoded name: %+v", byName)
+	}
+	if _, err := BuildActions("o", tools, []api.ActionDef{{Name: "o.echoo", Risk: api.RiskRead}}); err == nil || !strings.Contains(err.Error(), "o.echoo") {
+		t.Errorf("an override naming no tool: %v", err)
+	}
+	bad := []*mcp.Tool{{Name: "m", InputSchema: map[string]any{"type": "object", "x-authzen-mapping": map[string]any{"evaluation": map[string]any{"subject": map[string]any{"id": "root"}}}}}}
+	if _, err := BuildActions("o", bad, nil); err == nil || !errors.Is(err, ErrMapping) {
+		t.Errorf("a literal subject in a declared mapping: %v", err)
 	}
 }

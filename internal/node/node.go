@@ -269,6 +269,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.Server = srv
+	if e := srv.MCP(); e != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "aibos_mcp_sessions", Help: "Agents' MCP sessions this node serves.",
+		}, func() float64 { return float64(e.Sessions()) }))
+	}
 	if gw := srv.Gateway(); gw != nil {
 		n.gw.Store(gw)
 		// A change applied while the gateway was being built reached no
