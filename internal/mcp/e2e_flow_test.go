@@ -114,12 +114,29 @@ func TestKillMidCallCancelsAndNotifies(t *testing.T) {
 // ownServer is an MCP server of our own over streamable HTTP whose tool
 // description the test changes.
 func ownServer(t *testing.T) (*mcp.Server, string) {
+	srv, url, _ := ownServerWithSlow(t)
+	return srv, url
+}
+
+// ownServerWithSlow also has a tool "slow" that blocks until its request
+// is cancelled, and reports the cancellation on the channel.
+func ownServerWithSlow(t *testing.T) (*mcp.Server, string, chan struct{}) {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "own", Version: "1"}, nil)
 	addGreet(srv, "Greets someone.")
+	cancelled := make(chan struct{}, 4)
+	mcp.AddTool(srv, &mcp.Tool{Name: "slow", Description: "Waits."}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		select {
+		case <-ctx.Done():
+			cancelled <- struct{}{}
+			return nil, nil, ctx.Err()
+		case <-time.After(nodetest.WaitLong):
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil, nil
+		}
+	})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
-	return srv, ts.URL
+	return srv, ts.URL, cancelled
 }
 
 func addGreet(srv *mcp.Server, desc string) {
@@ -258,5 +275,63 @@ func TestApprovalThroughFollower(t *testing.T) {
 	}
 	if r := call(t, s, "fs.write_file", args); errCode(r) != "approval_required" {
 		t.Fatalf("repeat through the follower: want a new approval, got %v %q", errCode(r), text(r))
+	}
+}
+
+// TestKillCancelsUpstreamRequest: the server itself sees its request
+// cancelled (notifications/cancelled) when a kill switch stops the call.
+func TestKillCancelsUpstreamRequest(t *testing.T) {
+	_, url, cancelled := ownServerWithSlow(t)
+	e := setup(t, api.Orchestra{Name: "own", Backend: api.Backend{Type: api.BackendMCP, URL: url}})
+	s := e.goClient("bot", nil)
+	done := make(chan *mcp.CallToolResult, 1)
+	go func() {
+		r, _ := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "own.slow", Arguments: map[string]any{}})
+		done <- r
+	}()
+	deadline := time.Now().Add(nodetest.WaitLong)
+	for e.n.Server.Gateway().InFlight() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the call never reached the server")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := e.c.Kill(context.Background(), api.KillRequest{Scope: api.KillAgent, Target: "bot", Reason: "runaway", By: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(nodetest.WaitLong):
+		t.Fatal("the server's request was not cancelled")
+	}
+	if r := <-done; r == nil || errCode(r) != "cancelled" {
+		t.Fatalf("killed call: %+v", r)
+	}
+}
+
+// TestApprovalTypeScriptClient: the TypeScript SDK's client reads the
+// held call's tool error, and after the approval the same call runs.
+func TestApprovalTypeScriptClient(t *testing.T) {
+	e := setup(t)
+	path := filepath.Join(e.fsRoot, "ts.txt")
+	step := map[string]any{"tool": "fs.write_file", "args": map[string]any{"path": path, "content": "from ts"}}
+	res := e.tsClient("bot", []map[string]any{step})
+	b, _ := json.Marshal(res)
+	r, _ := res[0]["result"].(map[string]any)
+	meta, _ := r["_meta"].(map[string]any)
+	ae, _ := meta["aibos/error"].(map[string]any)
+	id, _ := ae["approval_id"].(string)
+	if r["isError"] != true || id == "" || !strings.Contains(string(b), "approval_required") {
+		t.Fatalf("ts client, held call: %s", b)
+	}
+	if _, err := e.c.Approve(context.Background(), id, "alice", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	res = e.tsClient("bot", []map[string]any{step})
+	if r, _ := res[0]["result"].(map[string]any); r == nil || r["isError"] == true {
+		t.Fatalf("ts client, approved call: %v", res)
+	}
+	if got, err := os.ReadFile(path); err != nil || string(got) != "from ts" {
+		t.Fatalf("file: %q %v", got, err)
 	}
 }
