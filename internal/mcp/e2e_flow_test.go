@@ -335,3 +335,26 @@ func TestApprovalTypeScriptClient(t *testing.T) {
 		t.Fatalf("file: %q %v", got, err)
 	}
 }
+
+// TestServerRestarts: a stdio server that exits is started again, and the
+// next call runs on the new process.
+func TestServerRestarts(t *testing.T) {
+	dir, nodeBin := requireNode(t)
+	e := setup(t, api.Orchestra{Name: "own", Backend: api.Backend{Type: api.BackendMCP, Command: []string{nodeBin, filepath.Join(dir, "crashy.mjs")}}})
+	s := e.goClient("bot", nil)
+	first := text(call(t, s, "own.pid", map[string]any{}))
+	if r := call(t, s, "own.crash", map[string]any{}); r.IsError {
+		t.Fatalf("crash: %q", text(r))
+	}
+	deadline := time.Now().Add(nodetest.WaitLong)
+	for {
+		r := call(t, s, "own.pid", map[string]any{})
+		if !r.IsError && text(r) != first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new process answered: %v %q (first %s)", errCode(r), text(r), first)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
