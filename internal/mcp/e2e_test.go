@@ -113,3 +113,18 @@ func TestStructuredContentAndCancellationForwarded(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestServerMethodsAudited: a method other than tools/call is decided as
+// mcp.<method> on this server as its resource, and recorded.
+func TestServerMethodsAudited(t *testing.T) {
+	e := setup(t)
+	s := e.goClient("narrow", nil)
+	toolNames(t, s)
+	recs, err := e.n.Audit.Query(audit.Filter{Kind: "mcp", Action: "mcp.tools.list"})
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("no record of tools/list: %v %v", recs, err)
+	}
+	if r := recs[0]; r.Agent != "narrow" || r.Decision != "allow" || r.Resource != "mcp_server:"+e.url() || !strings.Contains(r.Reason, "session") {
+		t.Fatalf("record of tools/list: %+v", r)
+	}
+}

@@ -159,7 +159,7 @@ func (e *Endpoint) toolsChanged() {
 }
 
 // verify authenticates an agent's token for RequireBearerToken.
-func (e *Endpoint) verify(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
+func (e *Endpoint) verify(_ context.Context, token string, r *http.Request) (*auth.TokenInfo, error) {
 	a, ok := e.store.AgentByToken(token)
 	if !ok {
 		return nil, fmt.Errorf("%w: no valid agent credential: send the token issued at registration as 'Authorization: Bearer aibos_...'", auth.ErrInvalidToken)
@@ -167,7 +167,9 @@ func (e *Endpoint) verify(_ context.Context, token string, _ *http.Request) (*au
 	if a.State != api.AgentActive {
 		return nil, fmt.Errorf("%w: agent %q is %s", auth.ErrInvalidToken, a.ID, a.State)
 	}
-	return &auth.TokenInfo{UserID: a.ID, Extra: map[string]any{"token": token}}, nil
+	// aud is this server as the client addressed it: the resource id of
+	// the methods whose resource is the MCP server (COAZ-MCP's $token.aud).
+	return &auth.TokenInfo{UserID: a.ID, Extra: map[string]any{"token": token, "aud": baseURL(r) + Path}}, nil
 }
 
 // caller is the authenticated agent of a request.
@@ -192,9 +194,7 @@ func (e *Endpoint) caller(req mcp.Request) (*caller, error) {
 	if s, ok := req.GetSession().(*mcp.ServerSession); ok {
 		c.session = s.ID()
 	}
-	if h := ex.Header; h != nil {
-		c.aud = "mcp:" + h.Get("Host")
-	}
+	c.aud, _ = ex.TokenInfo.Extra["aud"].(string)
 	return c, nil
 }
 
