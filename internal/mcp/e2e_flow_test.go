@@ -358,3 +358,51 @@ func TestServerRestarts(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestApprovalByElicitation: a client that supports elicitation is asked
+// whether to wait; it waits, an operator approves, and the same tools/call
+// runs once and answers the result.
+func TestApprovalByElicitation(t *testing.T) {
+	e := setup(t)
+	asked := make(chan string, 1)
+	s := e.goClient("bot", &mcp.ClientOptions{ElicitationHandler: func(_ context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+		asked <- r.Params.Message
+		return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"wait": true}}, nil
+	}})
+	path := filepath.Join(e.fsRoot, "elicited.txt")
+	done := make(chan *mcp.CallToolResult, 1)
+	go func() {
+		r, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "fs.write_file", Arguments: map[string]any{"path": path, "content": "waited"}})
+		if err != nil {
+			r = &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: err.Error()}}}
+		}
+		done <- r
+	}()
+	var msg string
+	select {
+	case msg = <-asked:
+	case <-time.After(nodetest.WaitLong):
+		t.Fatal("the client was not asked")
+	}
+	var id string
+	for _, a := range e.n.Store.Approvals() {
+		if a.Action == "fs.write_file" && a.State == api.ApprovalPending {
+			id = a.ID
+		}
+	}
+	if id == "" || !strings.Contains(msg, id) {
+		t.Fatalf("elicitation %q does not name the pending approval %q", msg, id)
+	}
+	if _, err := e.c.Approve(context.Background(), id, "alice", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.IsError {
+		t.Fatalf("call after waiting: %v %q", errCode(r), text(r))
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "waited" {
+		t.Fatalf("file: %q %v", b, err)
+	}
+	if a, _ := e.n.Store.Approval(id); a.State != api.ApprovalConsumed {
+		t.Fatalf("approval after the call: %s", a.State)
+	}
+}

@@ -339,6 +339,12 @@ func toolError(code, msg string, extra map[string]any) *mcp.CallToolResult {
 
 // callTool runs a tools/call through the gateway's pipeline.
 func (e *Endpoint) callTool(ctx context.Context, c *caller, r *mcp.CallToolRequest) (mcp.Result, error) {
+	return e.call(ctx, c, r, false)
+}
+
+// call is callTool; waited: this is the call again after waiting for its
+// approval (it does not wait twice).
+func (e *Endpoint) call(ctx context.Context, c *caller, r *mcp.CallToolRequest, waited bool) (mcp.Result, error) {
 	name := r.Params.Name
 	entry, ok := e.gw.Action(name)
 	if !ok || entry.Backend != api.BackendMCP || entry.MCP == nil {
@@ -413,6 +419,14 @@ func (e *Endpoint) callTool(ctx context.Context, c *caller, r *mcp.CallToolReque
 		}
 		return &res, nil
 	case api.InvocationPendingApproval:
+		if !waited {
+			if a, ok := e.waitForApproval(ctx, r.Session, resp.ApprovalID, name); ok {
+				if a.State == api.ApprovalDenied {
+					return toolError(gateway.CodeDenied, fmt.Sprintf("approval %s was denied by %s: %s", a.ID, a.DecidedBy, a.Reason), map[string]any{"approval_id": a.ID}), nil
+				}
+				return e.call(ctx, c, r, true) // approved: the same arguments redeem it
+			}
+		}
 		msg := fmt.Sprintf("held for approval %s: it runs once an operator approves it (aibos approval approve %s, or POST /v1/approvals/%s/approve); then call the tool again with the same arguments — it runs exactly once, and other arguments do not match", resp.ApprovalID, resp.ApprovalID, resp.ApprovalID)
 		return toolError(CodeApprovalRequired, msg, map[string]any{"approval_id": resp.ApprovalID, "invocation_id": resp.InvocationID}), nil
 	}
