@@ -24,6 +24,9 @@ type mapped struct {
 var serverMethods = map[string]bool{
 	"initialize": true, "tools/list": true, "resources/list": true, "resources/templates/list": true,
 	"prompts/list": true, "logging/setLevel": true, "tasks/list": true,
+	// Protocol 2026-07-28's replacements of initialize and of the session's
+	// notification stream, which COAZ-MCP predates: mapped as initialize.
+	"server/discover": true, "subscriptions/listen": true,
 }
 
 // defaultMapping maps a method (not ping, not a notification, not

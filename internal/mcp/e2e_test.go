@@ -16,7 +16,13 @@ import (
 
 func TestListFilteredAndPrefixed(t *testing.T) {
 	e := setup(t)
-	bot := toolNames(t, e.goClient("bot", nil))
+	s := e.goClient("bot", nil)
+	// The SDK serves 2026-07-28 only statelessly; the kernel keeps
+	// sessions, so a client negotiates 2025-11-25.
+	if v := s.InitializeResult().ProtocolVersion; v != "2025-11-25" {
+		t.Errorf("the Go SDK's client speaks %s with the kernel, want 2025-11-25", v)
+	}
+	bot := toolNames(t, s)
 	for _, want := range []string{"everything.echo", "everything.get-sum", "everything.trigger-long-running-operation", "fs.write_file", "fs.read_text_file"} {
 		if !slices.Contains(bot, want) {
 			t.Errorf("bot's tools/list lacks %s: %v", want, bot)

@@ -159,6 +159,8 @@ func TestDefaultMappings(t *testing.T) {
 		{"completion/complete", &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: "p2"}}, "mcp.completion.complete", api.Entity{Type: "prompt", ID: "p2"}},
 		{"completion/complete", &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/resource", URI: "u"}}, "mcp.completion.complete", api.Entity{Type: "resource", ID: "u"}},
 		{"logging/setLevel", &mcp.SetLoggingLevelParams{Level: "info"}, "mcp.logging.setLevel", api.Entity{Type: "mcp_server"}},
+		{"server/discover", nil, "mcp.server.discover", api.Entity{Type: "mcp_server"}},
+		{"subscriptions/listen", nil, "mcp.subscriptions.listen", api.Entity{Type: "mcp_server"}},
 	} {
 		t.Run(tc.method, func(t *testing.T) {
 			d, ok := defaultMapping(tc.method, tc.params)
