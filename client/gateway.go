@@ -110,6 +110,15 @@ func (c *Client) PutOrchestra(ctx context.Context, o api.Orchestra) (api.Orchest
 	return out, err
 }
 
+// AcceptOrchestra pins an mcp orchestra's current tool definitions (one
+// tool, or all with tool ""), ending their quarantine; by names the
+// operator in the audit log.
+func (c *Client) AcceptOrchestra(ctx context.Context, name, tool, by string) (api.AcceptResponse, error) {
+	var out api.AcceptResponse
+	err := c.doJSON(ctx, http.MethodPost, "/v1/orchestras/"+url.PathEscape(name)+"/accept", api.AcceptRequest{Tool: tool, By: by}, &out)
+	return out, err
+}
+
 // DeleteOrchestra removes an orchestra and its actions.
 func (c *Client) DeleteOrchestra(ctx context.Context, name string) error {
 	return c.doJSON(ctx, http.MethodDelete, "/v1/orchestras/"+url.PathEscape(name), nil, nil)

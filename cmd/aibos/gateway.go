@@ -19,12 +19,14 @@ import (
 
 // The agent gateway's commands: orchestra, action, invoke, approval, kill.
 
-const orchestraUsage = `Usage: aibos orchestra put|list|get|delete [flags]
+const orchestraUsage = `Usage: aibos orchestra put|list|get|delete|accept [flags]
 
   aibos orchestra put FILE|-     create or replace an orchestra and its actions (YAML or JSON)
   aibos orchestra list           every orchestra, the kernel's own included
   aibos orchestra get NAME       one orchestra as JSON
   aibos orchestra delete NAME    delete an orchestra and its actions
+  aibos orchestra accept NAME [TOOL] [--as NAME]
+                                 accept an MCP server's changed tool definitions (all, or TOOL's)
 
 Every subcommand takes --server URL.`
 
@@ -36,8 +38,28 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	sub, rest := args[0], args[1:]
 	fs := newFlags("orchestra "+sub, orchestraUsage, stdout, stderr)
 	server := serverFlag(fs)
-	var arg string
+	as := fs.String("as", "", "accept: the operator accepting, for the audit log")
+	var arg, tool string
 	switch sub {
+	case "accept":
+		var pos []string
+		for {
+			if err := fs.Parse(rest); err != nil {
+				return exitInvalid
+			}
+			if fs.NArg() == 0 {
+				break
+			}
+			pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+		}
+		if len(pos) == 0 || len(pos) > 2 {
+			fmt.Fprintln(stderr, "aibos orchestra accept: give the orchestra NAME and optionally one TOOL (its name on the MCP server)")
+			return exitInvalid
+		}
+		arg = pos[0]
+		if len(pos) == 2 {
+			tool = pos[1]
+		}
 	case "list":
 		fs.synopsis = "Usage: aibos orchestra list [--server URL]\n\nEvery orchestra, the kernel's own included."
 		if code, ok := fs.parse(rest); !ok {
@@ -106,6 +128,16 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 			return apiFail(stderr, "orchestra delete", err)
 		}
 		fmt.Fprintf(stdout, "orchestra %s deleted\n", arg)
+	case "accept":
+		out, err := c.AcceptOrchestra(ctx, arg, tool, *as)
+		if err != nil {
+			return apiFail(stderr, "orchestra accept", err)
+		}
+		if len(out.Accepted) == 0 {
+			fmt.Fprintf(stdout, "orchestra %s: no definition changed; nothing to accept\n", arg)
+		} else {
+			fmt.Fprintf(stdout, "orchestra %s: accepted the new definition of %s (revision %d)\n", arg, strings.Join(out.Accepted, ", "), out.Orchestra.Revision)
+		}
 	}
 	return exitOK
 }

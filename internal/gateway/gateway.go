@@ -82,6 +82,9 @@ type Config struct {
 	MaxResultBytes int64
 	// DefaultTimeout bounds a backend call when the action sets none (30 s).
 	DefaultTimeout time.Duration
+	// MCP performs the actions of mcp orchestras (internal/mcp); nil: they
+	// fail with backend_error.
+	MCP MCPCaller
 }
 
 // Gateway enforces policy on agents' actions. Create it with New.

@@ -71,6 +71,15 @@ func openCounter(cfg Config) (limits.Counter, error) {
 
 // gatewayHook passes the store's changes that the gateway follows.
 func (n *Node) gatewayHook(c store.Change) {
+	if m := n.mcp.Load(); m != nil {
+		switch c.Kind {
+		case store.ChangeCatalog, store.ChangeRestore:
+			m.CatalogChanged()
+		}
+		if c.Kind == store.ChangeKill || c.Kind == store.ChangeRestore {
+			m.KillsChanged()
+		}
+	}
 	gw := n.gw.Load()
 	if gw == nil {
 		return // not built yet: it reads the state when it is

@@ -28,6 +28,7 @@ import (
 	"github.com/aibos/kernel/internal/decisionlog"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
+	"github.com/aibos/kernel/internal/mcp"
 	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/server"
 	"github.com/aibos/kernel/internal/simulate"
@@ -81,6 +82,9 @@ type Config struct {
 	RedisPassword string
 	// Gateway tunes the agent gateway (approval TTL, timeouts, ...).
 	Gateway gateway.Config
+	// MCP tunes the MCP gateway (debounce, backoff); its Store, Logger and
+	// Metrics are set by the node.
+	MCP mcp.Config
 	// HTTP bounds the HTTP API's connections: timeouts and their number.
 	HTTP HTTPLimits
 	// Security: TLS of the HTTP API and node-to-node mutual TLS (tls.go).
@@ -105,6 +109,9 @@ type Node struct {
 	Audit   *audit.Log
 	Counter limits.Counter
 	gw      atomic.Pointer[gateway.Gateway]
+	// MCP keeps the sessions with the catalog's MCP servers.
+	MCP *mcp.Manager
+	mcp atomic.Pointer[mcp.Manager]
 
 	http    *http.Server
 	ln      net.Listener
@@ -257,6 +264,19 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		ln.Close()
 		return nil, err
 	}
+	mcfg := cfg.MCP
+	mcfg.Store, mcfg.Logger = st, log
+	if mcfg.Metrics, err = mcp.NewMetrics(reg); err == nil {
+		n.MCP, err = mcp.NewManager(mcfg)
+	}
+	if err != nil {
+		n.closeGateway()
+		n.closeDecisions()
+		st.Close()
+		ln.Close()
+		return nil, err
+	}
+	n.mcp.Store(n.MCP)
 	srv, err := server.New(server.Config{
 		Store: st, Bundles: n.Bundles, Region: cfg.Region, Logger: log,
 		Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
@@ -266,8 +286,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Audit: n.Audit, Counter: n.Counter, Gateway: cfg.Gateway, NoDecisionAudit: cfg.NoDecisionAudit,
 		PeerTLS: sec.peerTLS(), IdentifyNode: sec.identifyNode(),
 		BundleLimits: cfg.BundleLimits,
+		MCP:          n.MCP,
 	})
 	if err != nil {
+		n.MCP.Close()
 		n.closeGateway()
 		n.closeDecisions()
 		st.Close()
@@ -275,6 +297,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.Server = srv
+	if e := srv.MCP(); e != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "aibos_mcp_sessions", Help: "Agents' MCP sessions this node serves.",
+		}, func() float64 { return float64(e.Sessions()) }))
+	}
 	if gw := srv.Gateway(); gw != nil {
 		n.gw.Store(gw)
 		// A change applied while the gateway was being built reached no
@@ -434,10 +461,18 @@ func (n *Node) Close() error {
 		n.guardWG.Wait()
 		n.Store.TransferLeadership()
 		n.Watch.Close()
+		// Shutdown order: the agents' MCP sessions end (their streams
+		// would hold the HTTP server open), the HTTP server drains (no
+		// call in flight after it), the MCP servers are stopped, and only
+		// then the audit log and counters close.
+		if e := n.Server.MCP(); e != nil {
+			e.Close()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		herr := n.http.Shutdown(ctx)
 		n.serveWG.Wait()
+		n.MCP.Close()
 		n.closeDecisions()
 		n.closeGateway()
 		serr := n.Store.Close()
@@ -457,6 +492,7 @@ func (n *Node) Kill() error {
 		n.Watch.Kill()
 		n.http.Close()
 		n.serveWG.Wait()
+		n.MCP.Close()
 		n.closeDecisions()
 		n.closeGateway()
 		n.closeErr = n.Store.Kill()

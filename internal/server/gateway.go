@@ -44,6 +44,7 @@ func (s *Server) gatewayRoutes(m *routeMux) {
 	m.HandleFunc("POST /v1/kill", s.leaderOnly(s.handleSetKill))
 	m.HandleFunc("POST /v1/kill/{id}/lift", s.leaderOnly(s.handleLiftKill))
 	m.HandleFunc("GET /v1/agents/{id}/stats", s.handleAgentStats)
+	s.mcpRoutes(m)
 	if s.cfg.Audit != nil {
 		h := s.cfg.Audit.Handler()
 		m.Handle("GET /v1/audit", h)
@@ -144,6 +145,12 @@ func (s *Server) handlePutOrchestra(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o.UpdatedAt, o.Revision = time.Time{}, 0
+	if o.Backend.Type == api.BackendMCP {
+		if err := s.resolveMCP(r.Context(), &o); err != nil {
+			badRequest(w, err)
+			return
+		}
+	}
 	if err := errors.Join(store.ValidateOrchestra(&o), gateway.ValidateOrchestra(&o)); err != nil {
 		badRequest(w, err)
 		return

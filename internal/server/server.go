@@ -23,6 +23,7 @@ import (
 	"github.com/aibos/kernel/internal/audit"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
+	"github.com/aibos/kernel/internal/mcp"
 	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
@@ -135,6 +136,9 @@ type Config struct {
 	// staged or simulated here; a zero field means its default
 	// (policy.Limits). Bundles should be made with the same limits.
 	BundleLimits policy.Limits
+	// MCP, with the gateway, runs mcp orchestras and serves /mcp; nil: mcp
+	// orchestras cannot be put and /mcp answers 404.
+	MCP *mcp.Manager
 }
 
 // Server serves the kernel's HTTP API. Create it with New.
@@ -149,6 +153,7 @@ type Server struct {
 	mux     *routeMux
 	gw      *gateway.Gateway
 	ids     searchIDs
+	mcp     *mcp.Endpoint
 }
 
 // New validates cfg, applies defaults and builds the routes.
@@ -200,8 +205,14 @@ func New(cfg Config) (*Server, error) {
 		gc := cfg.Gateway
 		gc.Store, gc.Decide, gc.Audit, gc.Counter = cfg.Store, s.decideForGateway, cfg.Audit, cfg.Counter
 		gc.Node, gc.Now, gc.Logger, gc.Registerer = cfg.NodeID, cfg.Now, cfg.Logger, cfg.Registerer
+		if cfg.MCP != nil {
+			gc.MCP = cfg.MCP
+		}
 		if s.gw, err = gateway.New(gc); err != nil {
 			return nil, err
+		}
+		if cfg.MCP != nil {
+			s.mcp = cfg.MCP.Endpoint(mcp.EndpointConfig{Gateway: s.gw, Audit: cfg.Audit, Node: cfg.NodeID, Now: cfg.Now})
 		}
 	}
 	s.routes()
