@@ -364,6 +364,78 @@ func (l *Log) push(it item) (pushState, chan struct{}) {
 	return pushed, nil
 }
 
+// AppendAll is Append of several records at once, as a batch request's
+// decisions are: one pass through the queue for all of them, which keeps
+// them together and in order unless the queue fills (then the rest wait
+// for room, counted once).
+func (l *Log) AppendAll(rs []*Record) {
+	blocked := false
+	var start time.Time
+	for len(rs) > 0 {
+		if l.closed.Load() {
+			l.stats.failed.Add(uint64(len(rs)))
+			break
+		}
+		n, st, room := l.pushAll(rs)
+		rs = rs[n:]
+		if st == queueClosed {
+			l.stats.failed.Add(uint64(len(rs)))
+			break
+		}
+		if len(rs) == 0 {
+			break
+		}
+		if room == nil {
+			continue // partly queued: the next pass waits for room
+		}
+		if !blocked {
+			blocked, start = true, time.Now()
+			l.stats.blocked.Add(1)
+		}
+		select {
+		case <-room:
+		case <-l.stop:
+		}
+	}
+	if blocked {
+		l.stats.blockedNanos.Add(uint64(time.Since(start)))
+	}
+}
+
+// pushAll queues as many of rs as there is room for and says how many.
+func (l *Log) pushAll(rs []*Record) (int, pushState, chan struct{}) {
+	l.mu.Lock()
+	if l.drained {
+		l.mu.Unlock()
+		return 0, queueClosed, nil
+	}
+	prev := len(l.queued)
+	k := min(len(rs), l.cfg.QueueSize-prev)
+	if k <= 0 {
+		if l.roomc == nil {
+			l.roomc = make(chan struct{})
+		}
+		c := l.roomc
+		l.mu.Unlock()
+		return 0, queueFull, c
+	}
+	for _, r := range rs[:k] {
+		l.queued = append(l.queued, item{r: r})
+	}
+	kick := prev < l.batchMax && prev+k >= l.batchMax || prev == 0 && !l.gathering
+	l.mu.Unlock()
+	if kick {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	if k < len(rs) {
+		return k, queueFull, nil
+	}
+	return k, pushed, nil
+}
+
 func (l *Log) appendSlow(ctx context.Context, it item) error {
 	if l.closed.Load() {
 		l.stats.failed.Add(1)
