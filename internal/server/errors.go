@@ -137,6 +137,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) (
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
+			// Closed, net/http need not look for more of it after the
+			// handler (an io.CopyN through an io.LimitReader each time).
+			_ = r.Body.Close()
 			return buf, nil
 		}
 		if err != nil {
