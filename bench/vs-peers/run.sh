@@ -54,14 +54,21 @@ if [[ -z "${CERBOS:-}" ]]; then
 	CERBOS="$work/npm/node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x64"
 fi
 
-pin() { taskset -c "$SERVER_CPU" "$@"; }
-
-start() { # name, then the command; its output goes to $work/name.log
+start() { # name, then the command, pinned; its output goes to $work/name.log
 	local name=$1
 	shift
-	pin "$@" >"$work/$name.log" 2>&1 &
+	# exec: $! is then the server's own pid, which cleanup kills.
+	(exec taskset -c "$SERVER_CPU" "$@") >"$work/$name.log" 2>&1 &
 	pids+=($!)
 }
+
+# A server left on one of the ports would be measured instead of ours.
+for port in 18200 18210 18220 18230 18240 18250 18260; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		echo "vs-peers: port $port is in use; stop what listens there first" >&2
+		exit 2
+	fi
+done
 
 # kernel NAME BIN PORT FLAGS...
 kernel() {
@@ -158,6 +165,39 @@ if [[ -n "${BASE:-}" ]]; then
 	echo "base / floor             $(ratio "${med[base]}" "${med[floor]}")   (recording off: $(ratio "${med[base-norec]}" "${med[floor]}"))"
 	echo "base recording costs     $(awk -v a="${med[base]}" -v b="${med[base-norec]}" 'BEGIN{printf "%.1f %%", 100*(1-a/b)}')"
 fi
+
+# Batched: 100 checks a request to the kernels, recording on and off.
+check=$(tr -d '\n' <"$here/check.json")
+{
+	printf '{"checks":['
+	for i in $(seq 100); do
+		[[ $i -gt 1 ]] && printf ','
+		printf '%s' "$check"
+	done
+	printf ']}'
+} >"$work/batch.json"
+bnames=(kernel kernel-norec ${BASE:+base base-norec})
+for n in "${bnames[@]}"; do
+	url[$n-batch]="${url[$n]}/batch" body[$n-batch]="$work/batch.json" expect[$n-batch]='"decision":"allow"'
+done
+echo >&2
+for ((r = 1; r <= ROUNDS; r++)); do
+	k=$(((r - 1) % ${#bnames[@]}))
+	for ((i = 0; i < ${#bnames[@]}; i++)); do
+		measure "${bnames[$(((k + i) % ${#bnames[@]}))]}-batch" "$r"
+	done
+done
+echo
+printf "%-13s %14s %10s\n" "batch of 100" "decisions/s" "p99 ms"
+for n in "${bnames[@]}"; do
+	med[$n-batch]=$(median "${rps[$n-batch]}")
+	printf "%-13s %14.0f %10.2f\n" "$n" "$(awk -v r="${med[$n-batch]}" 'BEGIN{print 100*r}')" "$(median "${p99[$n-batch]}")"
+done
+echo "recording costs          $(awk -v a="${med[kernel-batch]}" -v b="${med[kernel-norec-batch]}" 'BEGIN{printf "%.1f %%", 100*(1-a/b)}') of batched throughput"
+if [[ -n "${BASE:-}" ]]; then
+	echo "base recording costs     $(awk -v a="${med[base-batch]}" -v b="${med[base-norec-batch]}" 'BEGIN{printf "%.1f %%", 100*(1-a/b)}') of batched throughput"
+fi
+echo
 
 # Latency at half the measured peak, open loop.
 for n in kernel ${BASE:+base}; do
