@@ -137,7 +137,7 @@ measure() { # name round
 	printf "round %d  %-13s %10.0f/s  p99 %8.2f ms  (load %s)\n" "$2" "$n" "$r" "$(ms "$l")" "$la" >&2
 }
 ms() { # a wrk duration (950.00us, 1.20ms, 2.00s) in ms
-	awk -v d="$1" 'BEGIN{ if (d ~ /us$/) print d/1000; else if (d ~ /ms$/) print d+0; else if (d ~ /s$/) print d*1000; else print d }'
+	awk -v d="$1" 'BEGIN{ if (d ~ /(us|µs)$/) print d/1000; else if (d ~ /ms$/) print d+0; else if (d ~ /s$/) print d*1000; else print d }'
 }
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
@@ -199,10 +199,21 @@ if [[ -n "${BASE:-}" ]]; then
 fi
 echo
 
-# Latency at half the measured peak, open loop.
-for n in kernel ${BASE:+base}; do
-	half=$(awk -v a="${med[$n]}" 'BEGIN{printf "%d", a/2}')
-	printf "%-13s at %d/s (half its peak), open loop: " "$n" "$half"
-	taskset -c "$LOAD_CPU" "$work/openloop" -url "${url[$n]}" -body "${body[$n]}" -rate "$half" -d "${DURATION}s" -expect "${expect[$n]}"
-	echo "  (load $(cut -d' ' -f1 /proc/loadavg))"
+# Latency at half the measured peak, open loop, alternating as above.
+onames=(kernel ${BASE:+base})
+declare -A ol
+for ((r = 1; r <= ROUNDS; r++)); do
+	k=$(((r - 1) % ${#onames[@]}))
+	for ((i = 0; i < ${#onames[@]}; i++)); do
+		n=${onames[$(((k + i) % ${#onames[@]}))]}
+		half=$(awk -v a="${med[$n]}" 'BEGIN{printf "%d", a/2}')
+		la=$(cut -d' ' -f1 /proc/loadavg)
+		out=$(taskset -c "$LOAD_CPU" "$work/openloop" -url "${url[$n]}" -body "${body[$n]}" -rate "$half" -d "${DURATION}s" -expect "${expect[$n]}")
+		l=$(sed -E 's/.* p99 ([^ ]+) .*/\1/' <<<"$out")
+		ol[$n]+="$(ms "$l") "
+		printf "round %d  %-13s at %d/s (half its peak), open loop: %s  (load %s)\n" "$r" "$n" "$half" "${out#*errors}" "$la" >&2
+	done
+done
+for n in "${onames[@]}"; do
+	printf "%-13s p99 at half its peak, open loop: %.2f ms (median of %d)\n" "$n" "$(median "${ol[$n]}")" "$ROUNDS"
 done
