@@ -114,9 +114,23 @@ type syncJob struct {
 
 // Log is an open audit log. Its methods are safe for concurrent use.
 type Log struct {
-	cfg   Config
-	red   *redactor
-	queue chan item
+	cfg Config
+	red *redactor
+
+	// The queue: callers append to queued  under mu and wake the writer
+	// only when it would not look otherwise (the first record after an
+	// idle spell, a waiter, a full batch), so a stream of decisions costs
+	// the writer one wake-up per FsyncInterval rather than one per record.
+	mu        sync.Mutex
+	queued    []item        // guarded by mu
+	urgent    bool          // guarded by mu: queued  holds a waiter or a barrier
+	gathering bool          // guarded by mu: the writer's gather timer is armed
+	drained   bool          // guarded by mu: the writer has stopped taking items
+	roomc     chan struct{} // guarded by mu: closed when queued  is taken; appenders wait on it when full
+	wake      chan struct{} // capacity 1: the writer has something to look at
+	batchMax  int           // queued  length that wakes the writer at once
+	spare     []item        // the writer's: the previous batch, reused
+
 	syncq chan syncJob
 	stop  chan struct{}
 	done  chan struct{} // closed once the writer and the syncer have exited
@@ -192,8 +206,8 @@ func Open(cfg Config) (*Log, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	l := &Log{cfg: cfg, red: red, queue: make(chan item, cfg.QueueSize), syncq: make(chan syncJob, 64),
-		stop: make(chan struct{}), done: make(chan struct{}), chain: genesis}
+	l := &Log{cfg: cfg, red: red, wake: make(chan struct{}, 1), batchMax: min(maxBatch, cfg.QueueSize),
+		syncq: make(chan syncJob, 64), stop: make(chan struct{}), done: make(chan struct{}), chain: genesis}
 	if err := l.recover(); err != nil {
 		return nil, err
 	}
@@ -295,19 +309,131 @@ func syncDir(dir string) {
 }
 
 // Append queues r for the writer and returns: it is the decision path's
-// call, a channel send. When the queue is full it waits for room (and
-// counts the wait) rather than drop. r belongs to the log from then on:
-// neither the caller nor anyone else may modify it. Appends concurrent
-// with or after Close are not written (they are counted as failed).
+// call, an append to a slice under a mutex that wakes the writer only when
+// it would not look at the queue within FsyncInterval anyway. When the
+// queue is full it waits for room (and counts the wait) rather than drop.
+// r belongs to the log from then on: neither the caller nor anyone else may
+// modify it. Appends concurrent with or after Close are not written (they
+// are counted as failed).
 func (l *Log) Append(r *Record) {
 	if !l.closed.Load() {
-		select {
-		case l.queue <- item{r: r}:
+		if st, _ := l.push(item{r: r}); st == pushed {
 			return
-		default:
 		}
 	}
 	l.appendSlow(context.Background(), item{r: r})
+}
+
+type pushState int
+
+const (
+	pushed pushState = iota
+	queueFull
+	queueClosed
+)
+
+// push adds it to the queue, waking the writer if it needs to be. On a
+// full queue it returns a channel that is closed when there may be room.
+func (l *Log) push(it item) (pushState, chan struct{}) {
+	l.mu.Lock()
+	if l.drained {
+		l.mu.Unlock()
+		return queueClosed, nil
+	}
+	if len(l.queued) >= l.cfg.QueueSize {
+		if l.roomc == nil {
+			l.roomc = make(chan struct{})
+		}
+		c := l.roomc
+		l.mu.Unlock()
+		return queueFull, c
+	}
+	l.queued = append(l.queued, it)
+	n := len(l.queued)
+	kick := n == l.batchMax || n == 1 && !l.gathering
+	if it.w != nil && !l.urgent {
+		l.urgent, kick = true, true
+	}
+	l.mu.Unlock()
+	if kick {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	return pushed, nil
+}
+
+// AppendAll is Append of several records at once, as a batch request's
+// decisions are: one pass through the queue for all of them, which keeps
+// them together and in order unless the queue fills (then the rest wait
+// for room, counted once).
+func (l *Log) AppendAll(rs []*Record) {
+	blocked := false
+	var start time.Time
+	for len(rs) > 0 {
+		if l.closed.Load() {
+			l.stats.failed.Add(uint64(len(rs)))
+			break
+		}
+		n, st, room := l.pushAll(rs)
+		rs = rs[n:]
+		if st == queueClosed {
+			l.stats.failed.Add(uint64(len(rs)))
+			break
+		}
+		if len(rs) == 0 {
+			break
+		}
+		if room == nil {
+			continue // partly queued: the next pass waits for room
+		}
+		if !blocked {
+			blocked, start = true, time.Now()
+			l.stats.blocked.Add(1)
+		}
+		select {
+		case <-room:
+		case <-l.stop:
+		}
+	}
+	if blocked {
+		l.stats.blockedNanos.Add(uint64(time.Since(start)))
+	}
+}
+
+// pushAll queues as many of rs as there is room for and says how many.
+func (l *Log) pushAll(rs []*Record) (int, pushState, chan struct{}) {
+	l.mu.Lock()
+	if l.drained {
+		l.mu.Unlock()
+		return 0, queueClosed, nil
+	}
+	prev := len(l.queued)
+	k := min(len(rs), l.cfg.QueueSize-prev)
+	if k <= 0 {
+		if l.roomc == nil {
+			l.roomc = make(chan struct{})
+		}
+		c := l.roomc
+		l.mu.Unlock()
+		return 0, queueFull, c
+	}
+	for _, r := range rs[:k] {
+		l.queued = append(l.queued, item{r: r})
+	}
+	kick := prev < l.batchMax && prev+k >= l.batchMax || prev == 0 && !l.gathering
+	l.mu.Unlock()
+	if kick {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	if k < len(rs) {
+		return k, queueFull, nil
+	}
+	return k, pushed, nil
 }
 
 func (l *Log) appendSlow(ctx context.Context, it item) error {
@@ -318,14 +444,23 @@ func (l *Log) appendSlow(ctx context.Context, it item) error {
 	l.stats.blocked.Add(1)
 	start := time.Now()
 	defer func() { l.stats.blockedNanos.Add(uint64(time.Since(start))) }()
-	select {
-	case l.queue <- it:
-		return nil
-	case <-l.stop:
-		l.stats.failed.Add(1)
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		st, room := l.push(it)
+		switch st {
+		case pushed:
+			return nil
+		case queueClosed:
+			l.stats.failed.Add(1)
+			return ErrClosed
+		}
+		select {
+		case <-room:
+		case <-l.stop:
+			l.stats.failed.Add(1)
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -343,9 +478,7 @@ func (l *Log) AppendSync(ctx context.Context, r *Record) (uint64, error) {
 		return 0, err
 	}
 	it := item{r: r, w: make(chan result, 1)}
-	select {
-	case l.queue <- it:
-	default:
+	if st, _ := l.push(it); st != pushed {
 		if err := l.appendSlow(ctx, it); err != nil {
 			return 0, err
 		}
@@ -369,10 +502,19 @@ func (l *Log) AppendSync(ctx context.Context, r *Record) (uint64, error) {
 // necessarily synced) and returns how far the segments are written.
 func (l *Log) flush() position {
 	w := make(chan result, 1)
-	select {
-	case l.queue <- item{w: w}:
-	case <-l.done:
-		return position{}
+	for {
+		st, room := l.push(item{w: w})
+		if st == pushed {
+			break
+		}
+		if st == queueClosed {
+			return position{}
+		}
+		select {
+		case <-room:
+		case <-l.done:
+			return position{}
+		}
 	}
 	select {
 	case res := <-w:
@@ -403,9 +545,15 @@ func (l *Log) Stats() Stats {
 	return Stats{
 		Written: l.stats.written.Load(), Fsyncs: l.stats.fsyncs.Load(),
 		Blocked: l.stats.blocked.Load(), BlockedNanos: l.stats.blockedNanos.Load(),
-		Failed: l.stats.failed.Load(), QueueLen: len(l.queue), Segments: int(l.stats.segments.Load()),
+		Failed: l.stats.failed.Load(), QueueLen: l.queueLen(), Segments: int(l.stats.segments.Load()),
 		Pruned: l.stats.pruned.Load(), OverBound: l.stats.overBound.Load(),
 	}
+}
+
+func (l *Log) queueLen() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queued)
 }
 
 // Close writes and syncs what is queued, updates the head file and stops
@@ -429,10 +577,12 @@ const maxBatch = 4096
 // before it writes; the fsync timer writes a smaller buffer.
 const writeBatchBytes = 256 << 10
 
-// run is the writer: it owns the segment files and the chain. It encodes
-// a batch of whatever is queued, writes it with one system call, and hands
-// syncing to the syncer, so that encoding the next batch overlaps the
-// previous fsync.
+// run is the writer: it owns the segment files and the chain. It takes
+// whatever is queued — at once when a caller waits (AppendSync, a query's
+// barrier) or a batch is full, else when its gather timer fires, at most
+// FsyncInterval after the first record — encodes it into one buffer,
+// writes it with one system call per 256 KiB, and hands syncing to the
+// syncer, so that encoding the next batch overlaps the previous fsync.
 func (l *Log) run() {
 	syncerDone := make(chan struct{})
 	go l.syncer(syncerDone)
@@ -441,58 +591,38 @@ func (l *Log) run() {
 		<-syncerDone
 		close(l.done)
 	}()
-	timer := time.NewTimer(time.Hour)
+	timer := time.NewTimer(time.Hour) // sync of records written by a full batch
 	timer.Stop()
 	armed := false
+	gather := time.NewTimer(time.Hour) // armed while l.gathering
+	gather.Stop()
 	expire := time.NewTicker(time.Hour)
 	defer expire.Stop()
 	var waiters []waiter
 	var barriers []chan result
 	for {
+		due := false
 		select {
-		case it := <-l.queue:
-			if l.cfg.beforeBatch != nil {
-				l.cfg.beforeBatch()
-			}
-			waiters, barriers = waiters[:0], barriers[:0]
-			waiters, barriers = l.handle(it, waiters, barriers)
-		drain:
-			for n := 1; n < maxBatch && len(l.buf) < 1<<20; n++ {
-				select {
-				case it := <-l.queue:
-					waiters, barriers = l.handle(it, waiters, barriers)
-				default:
-					break drain
-				}
-			}
-			// Records nobody waits for (decisions) stay in the buffer
-			// until it is large or the timer fires: fewer, larger writes.
-			if len(waiters) > 0 || len(barriers) > 0 || len(l.buf) >= writeBatchBytes {
-				l.commit(waiters, false)
-			}
-			for _, b := range barriers {
-				b <- result{pos: position{l.segName, l.segSize}}
-			}
-			if l.unsynced && !armed {
-				timer.Reset(l.cfg.FsyncInterval)
-				armed = true
-			}
+		case <-l.wake:
+		case <-gather.C:
+			due = true
 		case <-timer.C:
 			armed = false
 			if l.unsynced {
 				l.commit(nil, true)
 			}
+			continue
 		case <-expire.C:
 			l.expire()
+			continue
 		case <-l.stop:
+			l.mu.Lock()
+			l.drained = true
+			batch := l.take()
+			l.mu.Unlock()
 			waiters, barriers = waiters[:0], barriers[:0]
-			for more := true; more; {
-				select {
-				case it := <-l.queue:
-					waiters, barriers = l.handle(it, waiters, barriers)
-				default:
-					more = false
-				}
+			for _, it := range batch {
+				waiters, barriers = l.handle(it, waiters, barriers)
 			}
 			l.commit(waiters, true)
 			for _, b := range barriers {
@@ -505,7 +635,71 @@ func (l *Log) run() {
 			}
 			return
 		}
+		l.mu.Lock()
+		n := len(l.queued)
+		if !due && !l.urgent && n < l.batchMax {
+			// Not yet: gather records until the timer fires.
+			if n > 0 && !l.gathering {
+				l.gathering = true
+				gather.Reset(l.cfg.FsyncInterval)
+			}
+			l.mu.Unlock()
+			continue
+		}
+		if due {
+			// Keep gathering while records arrive; an idle spell ends it,
+			// and the next record wakes the writer again.
+			l.gathering = n > 0
+			if l.gathering {
+				gather.Reset(l.cfg.FsyncInterval)
+			}
+		}
+		batch := l.take()
+		l.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		if l.cfg.beforeBatch != nil {
+			l.cfg.beforeBatch()
+		}
+		waiters, barriers = waiters[:0], barriers[:0]
+		for _, it := range batch {
+			waiters, barriers = l.handle(it, waiters, barriers)
+			if len(l.buf) >= writeBatchBytes {
+				l.commit(nil, false)
+			}
+		}
+		clear(batch) // the records are the callers' again
+		l.spare = batch[:0]
+		switch {
+		case len(waiters) > 0 || due && l.unsynced:
+			// A gathered batch is written and synced at once: its records
+			// waited their FsyncInterval in the queue.
+			l.commit(waiters, true)
+		case len(barriers) > 0:
+			l.commit(nil, false)
+		}
+		for _, b := range barriers {
+			b <- result{pos: position{l.segName, l.segSize}}
+		}
+		if l.unsynced && !armed {
+			timer.Reset(l.cfg.FsyncInterval)
+			armed = true
+		}
 	}
+}
+
+// take takes the queued items, releasing appenders that wait for room.
+// l.mu must be held.
+func (l *Log) take() []item {
+	batch := l.queued
+	l.queued, l.urgent = l.spare[:0], false
+	l.spare = nil
+	if l.roomc != nil {
+		close(l.roomc)
+		l.roomc = nil
+	}
+	return batch
 }
 
 // handle encodes one queued item into the buffer, or notes a barrier.

@@ -638,3 +638,43 @@ func TestCheckRecord(t *testing.T) {
 		t.Fatalf("record %+v", r)
 	}
 }
+
+func TestAppendAllKeepsOrderAndWaitsForRoom(t *testing.T) {
+	release := make(chan struct{})
+	var stalled atomic.Bool
+	l := open(t, Config{Dir: t.TempDir(), QueueSize: 3, beforeBatch: func() {
+		if stalled.CompareAndSwap(false, true) {
+			<-release
+		}
+	}})
+	l.Append(decision(0)) // taken by the writer, which stalls
+	for l.Stats().QueueLen != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	batch := make([]*Record, 7)
+	for i := range batch {
+		batch[i] = decision(i + 1)
+	}
+	done := make(chan struct{})
+	go func() {
+		l.AppendAll(batch) // 3 fit; the rest wait for room
+		close(done)
+	}()
+	for l.Stats().Blocked == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	<-done
+	recs := queryAll(t, l, Filter{})
+	if len(recs) != 8 {
+		t.Fatalf("%d records, want 8 (none dropped)", len(recs))
+	}
+	for i, r := range recs {
+		if r.Seq != uint64(i+1) || r.Action != decision(i).Action || r.Agent != decision(i).Agent {
+			t.Errorf("record %d: seq %d action %q agent %q", i, r.Seq, r.Action, r.Agent)
+		}
+	}
+	if st := l.Stats(); st.Blocked != 1 || st.Failed != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}

@@ -67,8 +67,18 @@ type entry struct {
 
 // Log is an open decision log. Record is safe for concurrent use.
 type Log struct {
-	cfg   Config
-	queue chan entry
+	cfg Config
+
+	// The queue: Record appends under mu and wakes the writer only for a
+	// full batch; the writer otherwise takes the queue on its
+	// FsyncInterval tick, so sampled decisions cost it no wake-up each.
+	mu      sync.Mutex
+	queued  []entry       // guarded by mu
+	drained bool          // guarded by mu: the writer has stopped taking entries
+	roomc   chan struct{} // guarded by mu: closed when queued is taken
+	wake    chan struct{} // capacity 1
+	spare   []entry       // the writer's
+
 	done  chan struct{}
 	stop  chan struct{}
 	seen  atomic.Uint64
@@ -119,7 +129,7 @@ func Open(cfg Config) (*Log, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("decisionlog: %w", err)
 	}
-	l := &Log{cfg: cfg, queue: make(chan entry, cfg.QueueLen), done: make(chan struct{}), stop: make(chan struct{})}
+	l := &Log{cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{})}
 	segs, err := l.segments()
 	if err != nil {
 		return nil, err
@@ -160,24 +170,89 @@ func (l *Log) Record(req *api.CheckRequest, d *api.Decision) {
 		return
 	}
 	e := entry{t: l.cfg.Now(), req: req, reasons: d.Reasons, d: d.Decision, version: d.Version, revision: d.Revision}
-	select {
-	case l.queue <- e:
+	ok, room := l.push(e)
+	if ok {
 		l.stats.recorded.Add(1)
 		return
-	default:
 	}
-	if l.cfg.SampleRate >= 1 {
+	if room != nil && l.cfg.SampleRate >= 1 {
 		t := time.NewTimer(l.cfg.FullWait)
 		defer t.Stop()
-		select {
-		case l.queue <- e:
-			l.stats.recorded.Add(1)
-			return
-		case <-t.C:
-		case <-l.stop:
+		for room != nil {
+			select {
+			case <-room:
+			case <-t.C:
+				l.stats.dropped.Add(1)
+				return
+			case <-l.stop:
+				l.stats.dropped.Add(1)
+				return
+			}
+			if ok, room = l.push(e); ok {
+				l.stats.recorded.Add(1)
+				return
+			}
 		}
 	}
 	l.stats.dropped.Add(1)
+}
+
+// wakeBatch is the queue length at which Record wakes the writer before
+// its tick.
+const wakeBatch = 4096
+
+// push queues e, or reports that the queue is full (with a channel closed
+// when there may be room) or closed (nil).
+func (l *Log) push(e entry) (bool, chan struct{}) {
+	l.mu.Lock()
+	if l.drained {
+		l.mu.Unlock()
+		return false, nil
+	}
+	if len(l.queued) >= l.cfg.QueueLen {
+		if l.roomc == nil {
+			l.roomc = make(chan struct{})
+		}
+		c := l.roomc
+		l.mu.Unlock()
+		return false, c
+	}
+	l.queued = append(l.queued, e)
+	kick := len(l.queued) == min(wakeBatch, l.cfg.QueueLen) || e.flushed != nil
+	l.mu.Unlock()
+	if kick {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true, nil
+}
+
+// take takes the queued entries, releasing Records that wait for room.
+func (l *Log) take(drain bool) []entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.drained = l.drained || drain
+	batch := l.queued
+	l.queued, l.spare = l.spare[:0], nil
+	if l.roomc != nil {
+		close(l.roomc)
+		l.roomc = nil
+	}
+	return batch
+}
+
+// handleAll encodes a batch taken from the queue and gives its slice back
+// for reuse; it reports whether there is something to sync.
+func (l *Log) handleAll(batch []entry) bool {
+	dirty := false
+	for _, e := range batch {
+		dirty = l.handle(e) || dirty
+	}
+	clear(batch)
+	l.spare = batch[:0]
+	return dirty
 }
 
 // Stats returns the log's counters.
@@ -190,10 +265,19 @@ func (l *Log) Stats() Stats {
 // segment files (not necessarily synced).
 func (l *Log) Flush() {
 	ch := make(chan struct{})
-	select {
-	case l.queue <- entry{flushed: ch}:
-	case <-l.done:
-		return
+	for {
+		ok, room := l.push(entry{flushed: ch})
+		if ok {
+			break
+		}
+		if room == nil {
+			return
+		}
+		select {
+		case <-room:
+		case <-l.done:
+			return
+		}
 	}
 	select {
 	case <-ch:
@@ -220,21 +304,13 @@ func (l *Log) run() {
 	dirty := false
 	for {
 		select {
-		case e := <-l.queue:
-			dirty = l.handle(e) || dirty
-			// Drain what else is queued before a syscall.
-			for more := true; more; {
-				select {
-				case e := <-l.queue:
-					dirty = l.handle(e) || dirty
-				default:
-					more = false
-				}
-			}
+		case <-l.wake:
+			dirty = l.handleAll(l.take(false)) || dirty
 			if len(l.buf) >= 256<<10 {
 				l.write()
 			}
 		case <-tick.C:
+			dirty = l.handleAll(l.take(false)) || dirty
 			if dirty {
 				l.write()
 				l.sync()
@@ -245,14 +321,7 @@ func (l *Log) run() {
 				lastExpire = now
 			}
 		case <-l.stop:
-			for more := true; more; {
-				select {
-				case e := <-l.queue:
-					l.handle(e)
-				default:
-					more = false
-				}
-			}
+			l.handleAll(l.take(true))
 			l.write()
 			l.sync()
 			if l.f != nil {

@@ -15,12 +15,13 @@ import (
 // counters.
 func openAudit(cfg Config, reg prometheus.Registerer) (*audit.Log, error) {
 	l, err := audit.Open(audit.Config{
-		Dir:       filepath.Join(cfg.DataDir, "audit"),
-		Node:      cfg.NodeID,
-		Redact:    cfg.AuditRedact,
-		Retention: cfg.AuditRetention,
-		MaxBytes:  cfg.AuditMaxBytes,
-		Now:       cfg.Now,
+		Dir:           filepath.Join(cfg.DataDir, "audit"),
+		Node:          cfg.NodeID,
+		Redact:        cfg.AuditRedact,
+		Retention:     cfg.AuditRetention,
+		MaxBytes:      cfg.AuditMaxBytes,
+		FsyncInterval: cfg.AuditFsyncInterval,
+		Now:           cfg.Now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: audit log: %w", err)

@@ -73,6 +73,10 @@ type Config struct {
 	AuditRedact    []string
 	AuditRetention time.Duration
 	AuditMaxBytes  int64
+	// AuditFsyncInterval bounds how long a decision stays in the audit
+	// log unsynced (a machine crash's window); invocations are synced
+	// before their answer regardless. (2 ms)
+	AuditFsyncInterval time.Duration
 	// NoDecisionAudit leaves /v1/check decisions out of the audit log;
 	// invocations are always recorded.
 	NoDecisionAudit bool

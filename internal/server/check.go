@@ -90,8 +90,9 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 			results[i] = s.invalidCheck(itemErrs[i])
 			continue
 		}
-		results[i] = s.decide(&req.Checks[i])
+		results[i] = s.decideForGateway(&req.Checks[i])
 	}
+	s.auditBatch(req.Checks, results, itemErrs)
 	buf.b = append(api.AppendBatchCheckResponse(buf.b[:0], results), '\n')
 	writeJSONBytes(w, buf.b)
 }
@@ -136,17 +137,44 @@ func (s *Server) decide(req *api.CheckRequest) api.Decision {
 	return d
 }
 
+// auditBatch records the decisions of a batch request in the audit log:
+// their records in one allocation, queued in one pass.
+func (s *Server) auditBatch(reqs []api.CheckRequest, results []api.Decision, itemErrs []error) {
+	if s.cfg.Audit == nil || s.cfg.NoDecisionAudit {
+		return
+	}
+	blks := make([]recordBlock, len(reqs))
+	recs := make([]*audit.Record, 0, len(reqs))
+	now := s.now()
+	for i := range reqs {
+		if itemErrs != nil && itemErrs[i] != nil {
+			continue
+		}
+		blks[i].fill(&reqs[i], &results[i], s.cfg.NodeID, now)
+		recs = append(recs, &blks[i].r)
+	}
+	s.cfg.Audit.AppendAll(recs)
+}
+
+// recordBlock is a decision's audit record and the reference to its check,
+// allocated together.
+type recordBlock struct {
+	r audit.Record
+	c audit.Check
+}
+
+func (b *recordBlock) fill(req *api.CheckRequest, d *api.Decision, node string, now time.Time) {
+	b.c = audit.Check{Req: req, Reasons: d.Reasons, Full: d.Obligations != nil && d.Obligations.Audit == "full"}
+	b.r = audit.Record{Time: now, Node: node, Kind: audit.KindDecision, Decision: string(d.Decision), Version: d.Version, Check: &b.c}
+}
+
 // decisionRecord is the audit record of a decision made for POST
 // /v1/check, its batches and AuthZEN: a reference to the request and the
 // reasons, formatted by the audit log's writer. The request's context is
 // kept only when the decision's audit obligation is "full".
 func decisionRecord(req *api.CheckRequest, d *api.Decision, node string, now time.Time) *audit.Record {
-	blk := &struct {
-		r audit.Record
-		c audit.Check
-	}{}
-	blk.c = audit.Check{Req: req, Reasons: d.Reasons, Full: d.Obligations != nil && d.Obligations.Audit == "full"}
-	blk.r = audit.Record{Time: now, Node: node, Kind: audit.KindDecision, Decision: string(d.Decision), Version: d.Version, Check: &blk.c}
+	blk := new(recordBlock)
+	blk.fill(req, d, node, now)
 	return &blk.r
 }
 

@@ -91,14 +91,30 @@ func describeJSONError(err error) error {
 // that their size errors are answered alike.
 var errTooLarge = api.ErrRequestTooLarge
 
-// writeJSONBytes answers 200 with body, JSON already encoded.
+// writeJSONBytes answers 200 with body, JSON already encoded. It is the
+// check endpoints' answer, so it allocates nothing for the headers: the
+// Content-Type value is shared (a header's values are replaced, never
+// written in place; its capacity makes an Add copy it), and a body that
+// fits net/http's response buffer gets its Content-Length from net/http,
+// which formats it into a buffer of its own; a larger one is given it here
+// rather than be chunked.
 func writeJSONBytes(w http.ResponseWriter, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h["Content-Type"] = contentTypeJSON[:1:1]
+	if len(body) > responseBuffered {
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 }
+
+// contentTypeJSON is the shared Content-Type header value of JSON answers;
+// never modified.
+var contentTypeJSON = [1]string{"application/json"}
+
+// responseBuffered is the size of net/http's response buffer: a body that
+// fits is written whole when the handler returns, with its Content-Length.
+const responseBuffered = 2048
 
 // readBody appends the body of r, of at most limit bytes, to buf.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) ([]byte, error) {
@@ -121,6 +137,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) (
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
+			// Closed, net/http need not look for more of it after the
+			// handler (an io.CopyN through an io.LimitReader each time).
+			_ = r.Body.Close()
 			return buf, nil
 		}
 		if err != nil {

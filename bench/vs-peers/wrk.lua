@@ -1,0 +1,6 @@
+-- POSTs the file named by $BODY (JSON) to the URL; used by run.sh.
+local f = assert(io.open(os.getenv("BODY"), "r"))
+wrk.method = "POST"
+wrk.body = f:read("*a"):gsub("%s+$", "")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
