@@ -54,6 +54,7 @@ type applyResult struct {
 	Orchestra *api.Orchestra
 	Approval  *api.Approval
 	Kill      *api.KillSwitch
+	Token     *api.Token
 }
 
 type entityKey struct{ typ, id string }
@@ -93,6 +94,10 @@ type state struct {
 	approvals map[string]*api.Approval
 	kills     map[string]*api.KillSwitch
 	killRev   uint64
+	// tokens are the operator tokens by accessor; tokenHashes maps a
+	// live token's SHA-256 to its accessor.
+	tokens      map[string]*tokenRecord
+	tokenHashes map[string]string
 }
 
 func newState() state {
@@ -104,6 +109,8 @@ func newState() state {
 		orchestras:  make(map[string]*api.Orchestra),
 		approvals:   make(map[string]*api.Approval),
 		kills:       make(map[string]*api.KillSwitch),
+		tokens:      make(map[string]*tokenRecord),
+		tokenHashes: make(map[string]string),
 	}
 }
 
@@ -268,6 +275,9 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 	case cmdKillSet, cmdKillLift:
 		return f.applyKill(c)
 
+	case cmdTokenCreate, cmdTokenRevoke:
+		return f.applyToken(c)
+
 	default:
 		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
 	}
@@ -334,6 +344,10 @@ func (f *fsm) captureLocked() *fsmSnapshot {
 		orchestras: make([]*api.Orchestra, 0, len(f.st.orchestras)),
 		approvals:  make([]*api.Approval, 0, len(f.st.approvals)),
 		kills:      make([]*api.KillSwitch, 0, len(f.st.kills)),
+		tokens:     make([]*tokenRecord, 0, len(f.st.tokens)),
+	}
+	for _, t := range f.st.tokens {
+		s.tokens = append(s.tokens, t)
 	}
 	for _, a := range f.st.agents {
 		s.agents = append(s.agents, a)
