@@ -11,7 +11,7 @@ func TestParseAuthorization(t *testing.T) {
 	tok := "aibos_op_" + strings.Repeat("A", 43)
 	for _, tc := range []struct {
 		name, h, want string
-		err             error
+		err           error
 	}{
 		{"canonical", "Bearer " + tok, tok, nil},
 		{"lower case scheme (RFC 9110: case-insensitive)", "bearer " + tok, tok, nil},
