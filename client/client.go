@@ -55,6 +55,10 @@ type Options struct {
 	// unreachable or there is no leader. Zero means 5 s; negative disables
 	// retries.
 	RetryFor time.Duration
+	// Token is the operator token sent with every call as "Authorization:
+	// Bearer TOKEN" (aibos_op_…; an agent's token for an agent). A call
+	// that sets its own Authorization (Invoke) keeps it.
+	Token string
 }
 
 // Client calls a kernel cluster. It is safe for concurrent use.
@@ -62,6 +66,7 @@ type Client struct {
 	urls     []string
 	http     *http.Client
 	retryFor time.Duration
+	token    string
 	next     atomic.Uint32
 }
 
@@ -86,7 +91,7 @@ func New(urls []string, opts Options) (*Client, error) {
 	if opts.RetryFor == 0 {
 		opts.RetryFor = 5 * time.Second
 	}
-	return &Client{urls: clean, http: opts.HTTPClient, retryFor: opts.RetryFor}, nil
+	return &Client{urls: clean, http: opts.HTTPClient, retryFor: opts.RetryFor, token: strings.TrimSpace(opts.Token)}, nil
 }
 
 // Check asks for one decision.
@@ -327,6 +332,9 @@ func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte,
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", ctype)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	for k, vs := range hdr {
 		req.Header[k] = vs

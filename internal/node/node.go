@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,13 @@ type Config struct {
 	RedisPassword string
 	// Gateway tunes the agent gateway (approval TTL, timeouts, ...).
 	Gateway gateway.Config
+	// Token is the node's own operator credential: joining a cluster
+	// (kernel.cluster.join: the node or admin role) and the requests it
+	// makes of the leader. A bootstrapping node uses its root token.
+	Token string
+	// AuthFailureLimit and AuthFailureWindow: see server.Config.
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
 }
 
 // Node is one running kernel node.
@@ -104,6 +112,8 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	rootToken string
 }
 
 func (c *Config) defaults() {
@@ -193,6 +203,23 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.Store = st
+	fresh := st.Bootstrapped()
+	if fresh {
+		if n.rootToken, err = rootSecret(filepath.Join(cfg.DataDir, RootTokenFile)); err != nil {
+			st.Close()
+			ln.Close()
+			return nil, err
+		}
+	} else if cfg.Join == "" {
+		// A restart of the bootstrapping node finds its root token again.
+		if tok, err := readToken(filepath.Join(cfg.DataDir, RootTokenFile)); err == nil {
+			n.rootToken = tok
+		}
+	}
+	nodeToken := cfg.Token
+	if nodeToken == "" {
+		nodeToken = n.rootToken
+	}
 	var dlog server.DecisionLog
 	var dsrc simulate.Source
 	if cfg.DecisionLogSample > 0 {
@@ -220,6 +247,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		NodeID:      cfg.NodeID,
 		DecisionLog: dlog, Decisions: dsrc,
 		Audit: n.Audit, Counter: n.Counter, Gateway: cfg.Gateway, NoDecisionAudit: cfg.NoDecisionAudit,
+		NodeToken: nodeToken, AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureWindow: cfg.AuthFailureWindow,
 	})
 	if err != nil {
 		n.closeGateway()
@@ -251,6 +279,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
+	if fresh {
+		// The first start of a new cluster: its root token, before Start
+		// returns, so that the file exists once the node serves.
+		rctx, cancel := context.WithTimeout(ctx, n.cfg.JoinTimeout)
+		err := n.ensureRootToken(rctx)
+		cancel()
+		if err != nil {
+			n.Kill()
+			return nil, err
+		}
+	}
 	if cfg.Join != "" && !n.isMember() {
 		if err := n.join(ctx); err != nil {
 			n.Kill()
@@ -291,6 +330,9 @@ func (n *Node) join(ctx context.Context) error {
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target+"/v1/cluster/join", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		if n.cfg.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+n.cfg.Token)
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))

@@ -10,13 +10,16 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/auth"
+	"github.com/aibos/kernel/internal/engine"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
 	"github.com/aibos/kernel/internal/simulate"
@@ -67,6 +70,11 @@ type Store interface {
 	LiftKill(ctx context.Context, id, by, reason string, now time.Time) (api.KillSwitch, error)
 	Kills() []api.KillSwitch
 	ActiveKills() []api.KillSwitch
+	CreateToken(ctx context.Context, t api.Token, hash string) (api.Token, error)
+	RevokeToken(ctx context.Context, accessor, by string, now time.Time) (api.Token, error)
+	TokenByHash(hash string) (api.Token, string, bool)
+	Token(accessor string) (api.Token, bool)
+	Tokens() []api.Token
 }
 
 var _ Store = (*store.Store)(nil)
@@ -114,6 +122,15 @@ type Config struct {
 	// Gateway tunes the agent gateway; its Store, Decide, Audit, Counter,
 	// Node, Now, Logger and Registerer are set by the server.
 	Gateway gateway.Config
+	// NodeToken is this node's own credential for the requests it makes
+	// of the leader (a rollout's automatic abort from a follower); empty:
+	// such requests go without one and the leader refuses them.
+	NodeToken string
+	// AuthFailureLimit failed authentications from one source address in
+	// AuthFailureWindow make it wait for the window's end (429). Zero
+	// means 20 in 1 min.
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
 }
 
 // Server serves the kernel's HTTP API. Create it with New.
@@ -127,6 +144,15 @@ type Server struct {
 	client  *http.Client
 	mux     *http.ServeMux
 	gw      *gateway.Gateway
+
+	table    []route
+	verifier *auth.Verifier
+	system   *engine.Bundle
+	failures *failureLimiter
+	// permits remembers system decisions of target-less routes per
+	// accessor and action; permitCount bounds it.
+	permits     sync.Map
+	permitCount atomic.Int64
 }
 
 // New validates cfg, applies defaults and builds the routes.
@@ -149,6 +175,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 4 << 20
 	}
+	if cfg.AuthFailureLimit == 0 {
+		cfg.AuthFailureLimit = 20
+	}
+	if cfg.AuthFailureWindow == 0 {
+		cfg.AuthFailureWindow = time.Minute
+	}
 	s := &Server{
 		cfg:     cfg,
 		store:   cfg.Store,
@@ -157,6 +189,14 @@ func New(cfg Config) (*Server, error) {
 		now:     cfg.Now,
 		client:  &http.Client{Timeout: cfg.WriteTimeout + 5*time.Second},
 		mux:     http.NewServeMux(),
+	}
+	s.failures = newFailureLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow)
+	var err error
+	if s.system, err = systemBundle(); err != nil {
+		return nil, err
+	}
+	if s.verifier, err = auth.NewVerifier(auth.VerifierConfig{Tokens: cfg.Store, Agents: cfg.Store, Now: cfg.Now}); err != nil {
+		return nil, err
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -184,57 +224,6 @@ func New(cfg Config) (*Server, error) {
 
 // Gateway is the server's agent gateway; nil if it runs without one.
 func (s *Server) Gateway() *gateway.Gateway { return s.gw }
-
-func (s *Server) routes() {
-	m := s.mux
-	m.HandleFunc("POST /v1/check", s.handleCheck)
-	m.HandleFunc("POST /v1/check/batch", s.handleCheckBatch)
-
-	m.HandleFunc("POST /access/v1/evaluation", s.handleAuthZENEvaluation)
-	m.HandleFunc("POST /access/v1/evaluations", s.handleAuthZENEvaluations)
-	m.HandleFunc("GET /.well-known/authzen-configuration", s.handleAuthZENConfig)
-
-	m.HandleFunc("PUT /v1/policies", s.leaderOnly(s.handlePublish))
-	m.HandleFunc("GET /v1/policies", s.handleCurrentPolicies)
-	m.HandleFunc("GET /v1/policies/versions", s.handleVersions)
-	m.HandleFunc("GET /v1/policies/versions/{v}", s.handleVersion)
-	m.HandleFunc("POST /v1/policies/rollback", s.leaderOnly(s.handleRollback))
-	m.HandleFunc("POST /v1/policies/simulate", s.handleSimulate)
-
-	m.HandleFunc("PUT /v1/entities", s.leaderOnly(s.handlePutEntities))
-	m.HandleFunc("GET /v1/entities/{type}/{id}", s.handleGetEntity)
-	m.HandleFunc("DELETE /v1/entities/{type}/{id}", s.leaderOnly(s.handleDeleteEntity))
-
-	m.HandleFunc("GET /v1/watch", s.handleWatch)
-
-	m.HandleFunc("POST /v1/rollouts", s.leaderOnly(s.handleStartRollout))
-	m.HandleFunc("GET /v1/rollouts/current", s.handleCurrentRollout)
-	m.HandleFunc("POST /v1/rollouts/abort", s.leaderOnly(s.handleAbortRollout))
-	m.HandleFunc("POST /v1/rollouts/promote", s.leaderOnly(s.handlePromoteRollout))
-
-	m.HandleFunc("POST /v1/agents", s.leaderOnly(s.handleRegisterAgent))
-	m.HandleFunc("GET /v1/agents", s.handleListAgents)
-	m.HandleFunc("GET /v1/agents/{id}", s.handleGetAgent)
-	m.HandleFunc("PATCH /v1/agents/{id}", s.leaderOnly(s.handleUpdateAgent))
-	m.HandleFunc("POST /v1/agents/{id}/retire", s.leaderOnly(s.handleRetireAgent))
-	m.HandleFunc("POST /v1/agents/{id}/credentials/rotate", s.leaderOnly(s.handleRotateAgentCredential))
-	m.HandleFunc("DELETE /v1/agents/{id}/credentials", s.leaderOnly(s.handleRevokeAgentCredential))
-
-	s.gatewayRoutes(m)
-
-	m.HandleFunc("GET /v1/cluster", s.handleCluster)
-	m.HandleFunc("POST /v1/cluster/join", s.leaderOnly(s.handleJoin))
-	m.HandleFunc("POST /v1/cluster/remove", s.leaderOnly(s.handleRemove))
-
-	m.HandleFunc("GET /healthz", s.handleHealth)
-	m.HandleFunc("GET /readyz", s.handleReady)
-	if s.cfg.Gatherer != nil {
-		m.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
-	}
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no endpoint "+r.Method+" "+r.URL.Path+": see the API reference in the README")
-	})
-}
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -134,6 +134,8 @@ type Store struct {
 	wg     sync.WaitGroup
 
 	ready atomic.Bool // latched by Ready once caught up
+	// bootstrapped: this start made a new cluster (set once in New).
+	bootstrapped bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -237,6 +239,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: start raft: %w", err)
 	}
 	if cfg.Bootstrap && !existing {
+		s.bootstrapped = true
 		f := s.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
 			ID: rc.LocalID, Address: raft.ServerAddress(s.raftAddr), Suffrage: raft.Voter,
 		}}})
@@ -267,6 +270,10 @@ func New(cfg Config) (*Store, error) {
 		"bootstrapped", cfg.Bootstrap && !existing)
 	return s, nil
 }
+
+// Bootstrapped reports whether this start bootstrapped a new cluster
+// (Bootstrap set and no raft state in DataDir).
+func (s *Store) Bootstrapped() bool { return s.bootstrapped }
 
 // newTransport listens on addr and advertises advertise or, if that is
 // empty, the address it got (so that port 0 works).
