@@ -82,6 +82,9 @@ type Config struct {
 	// (kernel.cluster.join: the node or admin role) and the requests it
 	// makes of the leader. A bootstrapping node uses its root token.
 	Token string
+	// RootPrincipal names the principal of the root token a new cluster
+	// makes (root).
+	RootPrincipal string
 	// AuthFailureLimit and AuthFailureWindow: see server.Config.
 	AuthFailureLimit  int
 	AuthFailureWindow time.Duration
@@ -137,6 +140,9 @@ func (c *Config) defaults() {
 	}
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = 10 * time.Second
+	}
+	if c.RootPrincipal == "" {
+		c.RootPrincipal = rootPrincipal
 	}
 	if c.DecisionLogSample == 0 {
 		c.DecisionLogSample = 0.1

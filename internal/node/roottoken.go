@@ -47,7 +47,7 @@ func (n *Node) ensureRootToken(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	t := api.Token{Accessor: accessor, Principal: rootPrincipal, Roles: []string{auth.RoleAdmin}, CreatedAt: n.now().UTC(), CreatedBy: "bootstrap", Root: true}
+	t := api.Token{Accessor: accessor, Principal: n.cfg.RootPrincipal, Roles: []string{auth.RoleAdmin}, CreatedAt: n.now().UTC(), CreatedBy: "bootstrap", Root: true}
 	if _, err := n.Store.CreateToken(ctx, t, auth.Hash(secret)); err != nil {
 		return fmt.Errorf("node: root token: %w", err)
 	}

@@ -19,9 +19,13 @@ import (
 // package never assert how long anything took.
 const WaitLong = 60 * time.Second
 
+// RootPrincipal is the principal of a test cluster's root token (and so
+// of Client): the name tests attribute their publishes to.
+const RootPrincipal = "test"
+
 // Config is a node on loopback with free ports and a temporary data dir.
 func Config(t testing.TB, id string) node.Config {
-	return node.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir()}
+	return node.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), RootPrincipal: RootPrincipal}
 }
 
 // Start starts a node, waits until it is ready, and closes it when the test
