@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,7 +52,11 @@ func TestCrashKeepsAcknowledgedInvocations(t *testing.T) {
 		w.Write([]byte(`{"ok":true}`))
 	}))
 	defer be.Close()
-	c, err := client.New([]string{"http://" + httpAddr}, client.Options{RetryFor: nodetest.WaitLong})
+	rootToken, err := os.ReadFile(filepath.Join(data, "root-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New([]string{"http://" + httpAddr}, client.Options{RetryFor: nodetest.WaitLong, Token: strings.TrimSpace(string(rootToken))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +122,9 @@ func TestCrashKeepsAcknowledgedInvocations(t *testing.T) {
 	}
 
 	proc = startServe(t, bin, data, httpAddr, raftAddr)
-	resp, err := http.Get("http://" + httpAddr + "/v1/audit/export?kind=invocation")
+	req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/v1/audit/export?kind=invocation", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(rootToken)))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
