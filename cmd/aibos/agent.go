@@ -63,7 +63,7 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return exitInvalid
 		}
 	}
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "agent "+sub, err)
 	}

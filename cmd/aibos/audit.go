@@ -42,6 +42,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	switch sub {
 	case "verify":
 		server = fs.String("server", "", "ask this node to verify its log instead of reading DIR")
+		fs.String("token-file", "", "with --server: file holding the operator token (else $AIBOS_TOKEN, else "+defaultTokenFile+")")
 	case "query", "export":
 		server = serverFlag(fs)
 		ff.add(fs)
@@ -75,13 +76,18 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	base := strings.TrimRight(strings.Split(*server, ",")[0], "/")
+	token, err := credential(fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos audit %s: %v\n", sub, err)
+		return exitInvalid
+	}
 
 	if sub == "verify" {
 		var rep audit.Report
 		var err error
 		if remote {
 			var vr audit.VerifyResponse
-			err = auditGet(base+"/v1/audit/verify", func(body io.Reader) error { return json.NewDecoder(body).Decode(&vr) })
+			err = auditGet(token, base+"/v1/audit/verify", func(body io.Reader) error { return json.NewDecoder(body).Decode(&vr) })
 			rep = vr.Report
 		} else {
 			rep, err = audit.Verify(dir)
@@ -100,7 +106,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case sub == "export" && remote:
-		err = auditGet(base+"/v1/audit/export?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error {
+		err = auditGet(token, base+"/v1/audit/export?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error {
 			_, err := io.Copy(stdout, body)
 			return err
 		})
@@ -110,7 +116,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		var recs []audit.Record
 		if remote {
 			var qr audit.QueryResponse
-			err = auditGet(base+"/v1/audit?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error { return json.NewDecoder(body).Decode(&qr) })
+			err = auditGet(token, base+"/v1/audit?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error { return json.NewDecoder(body).Decode(&qr) })
 			recs = qr.Records
 		} else {
 			recs, err = audit.QueryDir(dir, f)
@@ -204,12 +210,15 @@ func flagTime(name, v string, now time.Time) (time.Time, error) {
 
 // auditGet GETs url and hands a 200 body to read; an error answer becomes
 // its message.
-func auditGet(url string, read func(io.Reader) error) error {
+func auditGet(token, url string, read func(io.Reader) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -68,7 +68,7 @@ func cmdCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		req.MinRevision = *minRev
 	}
 	req.Explain = req.Explain || *explain
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "check", err)
 	}
@@ -118,7 +118,7 @@ func cmdEntities(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos entities put: %s: %v\n", path, err)
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "entities put", err)
 	}
@@ -142,7 +142,7 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "cluster status", err)
 	}

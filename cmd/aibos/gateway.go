@@ -47,7 +47,7 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "aibos orchestra: unknown subcommand %q\n%s\n", sub, orchestraUsage)
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "orchestra "+sub, err)
 	}
@@ -115,7 +115,7 @@ func cmdAction(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "action list", err)
 	}
@@ -164,7 +164,8 @@ func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	// An invocation may run on its backend for up to the action's timeout
 	// (at most 10 min): the client's default 30 s would cut it.
-	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: &http.Client{Timeout: invokeHTTPTimeout}})
+	// The agent's token for every call: waiting for its own approval too.
+	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: &http.Client{Timeout: invokeHTTPTimeout}, Token: *token})
 	if err != nil {
 		return apiFail(stderr, "invoke", err)
 	}
@@ -172,7 +173,7 @@ func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	req := api.InvokeRequest{Input: raw, ApprovalID: *approval}
 	resp, err := c.Invoke(ctx, *token, action, req, client.InvokeOptions{IdempotencyKey: *key})
 	if err == nil && resp.Status == api.InvocationPendingApproval && *wait > 0 {
-		fmt.Fprintf(stderr, "held for approval %s; waiting up to %s (approve with: aibos approval approve %s --as NAME)\n", resp.ApprovalID, *wait, resp.ApprovalID)
+		fmt.Fprintf(stderr, "held for approval %s; waiting up to %s (approve with: aibos approval approve %s)\n", resp.ApprovalID, *wait, resp.ApprovalID)
 		a, aerr := waitApproval(ctx, c, resp.ApprovalID, *wait)
 		switch {
 		case aerr != nil:
@@ -227,7 +228,7 @@ func waitApproval(ctx context.Context, c *client.Client, id string, wait time.Du
 	}
 }
 
-const approvalUsage = "Usage: aibos approval list [--state pending] | get ID [--wait 30s] | approve ID --as NAME [--reason R] | deny ID --as NAME [--reason R]   [--server URL]"
+const approvalUsage = "Usage: aibos approval list [--state pending] | get ID [--wait 30s] | approve ID [--reason R] | deny ID [--reason R]   [--server URL] [--token-file F]\n(the approver is your token's principal; --as NAME, if given, must be it)"
 
 // cmdApproval runs `aibos approval list|get|approve|deny`.
 func cmdApproval(args []string, stdout, stderr io.Writer) int {
@@ -240,7 +241,7 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	server := serverFlag(fs)
 	var f client.ApprovalFilter
-	as := fs.String("as", currentUser(), "who decides (recorded with the approval)")
+	as := fs.String("as", "", "who decides: your token's principal; if given, must be it")
 	reason := fs.String("reason", "", "why (recorded with the approval)")
 	wait := fs.Duration("wait", 0, "get: wait up to this long for a pending approval to be decided")
 	var id string
@@ -262,7 +263,7 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos approval: unknown subcommand %q\n%s\n", sub, approvalUsage)
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "approval "+sub, err)
 	}
@@ -293,8 +294,10 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 		printJSON(stdout, a)
 		return exitOK
 	}
-	if strings.TrimSpace(*as) == "" {
-		fmt.Fprintf(stderr, "aibos approval %s: say who decides with --as\n", sub)
+	asGiven := false
+	fs.Visit(func(f *flag.Flag) { asGiven = asGiven || f.Name == "as" })
+	if asGiven && strings.TrimSpace(*as) == "" {
+		fmt.Fprintf(stderr, "aibos approval %s: --as is empty: leave it out to decide as your token's principal\n", sub)
 		return exitInvalid
 	}
 	var a api.Approval
@@ -311,7 +314,7 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-const killUsage = "Usage: aibos kill set --scope global|tenant|agent|action [--target T] --reason R [--by NAME] | lift ID [--by NAME] [--reason R] | list [--all]   [--server URL]"
+const killUsage = "Usage: aibos kill set --scope global|tenant|agent|action [--target T] --reason R | lift ID [--reason R] | list [--all]   [--server URL] [--token-file F]"
 
 // cmdKill runs `aibos kill set|lift|list`.
 func cmdKill(args []string, stdout, stderr io.Writer) int {
@@ -323,7 +326,7 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kill "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	server := serverFlag(fs)
-	by := fs.String("by", currentUser(), "who (recorded)")
+	by := fs.String("by", "", "who: your token's principal; if given, must be it")
 	reason := fs.String("reason", "", "why (recorded; required to set)")
 	scope := fs.String("scope", "", "set: global, tenant, agent or action")
 	target := fs.String("target", "", "set: the tenant, agent id or action pattern (none for global)")
@@ -344,7 +347,7 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos kill: unknown subcommand %q\n%s\n", sub, killUsage)
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "kill "+sub, err)
 	}

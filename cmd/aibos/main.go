@@ -39,11 +39,15 @@ Usage:
   aibos approval list|get|approve|deny    held invocations waiting for a person
   aibos kill set|lift|list                kill switches: stop an agent, tenant, action or everything
   aibos audit verify|query|export         check or read a node's audit log (see aibos audit -h)
+  aibos token create|list|revoke          operator tokens (create --principal NAME --role ROLE prints the secret once)
+  aibos whoami                            the principal your credential stands for
   aibos cluster status                    show a cluster's members
   aibos bench [flags]                     drive a node with decisions and report throughput/latency
   aibos failover-bench [flags]            measure leader failover on a local 3-node cluster
 
-Run "aibos COMMAND -h" for the flags of a command.
+Run "aibos COMMAND -h" for the flags of a command. Commands that talk to a
+cluster send the operator token of --token-file, else $AIBOS_TOKEN, else
+./data/root-token (what "aibos serve" writes on a new cluster's first start).
 
 Exit codes: 0 ok; 1 failed bundle tests, a decision other than allow
 with --fail-on-deny, lint warnings with --strict, an invocation that did not
@@ -88,6 +92,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdAudit(rest, stdout, stderr)
 	case "cluster":
 		return cmdCluster(rest, stdout, stderr)
+	case "token":
+		return cmdToken(rest, stdout, stderr)
+	case "whoami":
+		return cmdWhoAmI(rest, stdout, stderr)
 	case "bench":
 		return cmdBench(rest, stdout, stderr)
 	case "failover-bench":

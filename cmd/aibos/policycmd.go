@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -257,17 +256,29 @@ func readInput(path string, stdin io.Reader) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// serverFlag adds --server; several URLs may be given, comma-separated.
+// serverFlag adds --server (several URLs may be given, comma-separated)
+// and --token-file, the operator credential (see credential).
 func serverFlag(fs *flag.FlagSet) *string {
 	def := os.Getenv("AIBOS_SERVER")
 	if def == "" {
 		def = "http://127.0.0.1:8181"
 	}
+	fs.String("token-file", "", "file holding the operator token (else $AIBOS_TOKEN, else "+defaultTokenFile+")")
 	return fs.String("server", def, "kernel node URL(s), comma-separated (env AIBOS_SERVER)")
 }
 
-func newClient(servers string) (*client.Client, error) {
-	return client.New(strings.Split(servers, ","), client.Options{})
+// newClient is a client of servers with the credential of fs's flags.
+func newClient(servers string, fs *flag.FlagSet) (*client.Client, error) {
+	return newClientWith(servers, fs, client.Options{})
+}
+
+func newClientWith(servers string, fs *flag.FlagSet, opts client.Options) (*client.Client, error) {
+	tok, err := credential(fs)
+	if err != nil {
+		return nil, err
+	}
+	opts.Token = tok
+	return client.New(strings.Split(servers, ","), opts)
 }
 
 // apiFail prints an error answer or a transport error and returns exit 2.
@@ -281,7 +292,7 @@ func policyPublish(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	server := serverFlag(fs)
 	msg := fs.String("message", "", "why this version (recorded with it)")
-	author := fs.String("author", currentUser(), "who publishes (recorded with the version)")
+	author := fs.String("author", "", "who publishes: recorded from your token's principal; if given, must be it")
 	dry := fs.Bool("dry-run", false, "validate and test on the server without publishing")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
@@ -293,7 +304,7 @@ func policyPublish(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos policy publish: %v\n", err)
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "policy publish", err)
 	}
@@ -313,12 +324,6 @@ func policyPublish(args []string, stdout, stderr io.Writer) int {
 }
 
 // currentUser names who runs the command, for the version record.
-func currentUser() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
-	}
-	return os.Getenv("USER")
-}
 
 func policyVersions(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("policy versions", flag.ContinueOnError)
@@ -328,7 +333,7 @@ func policyVersions(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "policy versions", err)
 	}
@@ -370,7 +375,7 @@ func policyRollback(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "aibos policy rollback: --to V is required")
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "policy rollback", err)
 	}
@@ -403,7 +408,7 @@ func policyDiff(args []string, stdout, stderr io.Writer) int {
 	}
 	var srcs [2]*policy.Bundle
 	for i, arg := range pos {
-		b, ok := diffSource(arg, *server, stderr)
+		b, ok := diffSource(arg, *server, fs, stderr)
 		if !ok {
 			return exitInvalid
 		}
@@ -431,12 +436,12 @@ func policyDiff(args []string, stdout, stderr io.Writer) int {
 
 // diffSource parses one side of a diff: a version number fetched from the
 // server, unless a file of that name exists, or a local bundle.
-func diffSource(arg, server string, stderr io.Writer) (*policy.Bundle, bool) {
+func diffSource(arg, server string, fs *flag.FlagSet, stderr io.Writer) (*policy.Bundle, bool) {
 	var files []api.File
 	var err error
 	if v, perr := strconv.ParseUint(arg, 10, 64); perr == nil && !exists(arg) {
 		var c *client.Client
-		if c, err = newClient(server); err == nil {
+		if c, err = newClient(server, fs); err == nil {
 			var bv api.BundleVersion
 			bv, err = c.Version(context.Background(), v)
 			files = bv.Files

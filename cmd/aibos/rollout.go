@@ -22,7 +22,7 @@ func cmdRollout(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("rollout "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	server := serverFlag(fs)
-	author := fs.String("author", currentUser(), "who does it (recorded with the rollout)")
+	author := fs.String("author", "", "who does it: recorded from your token's principal; if given, must be it")
 	var (
 		candidate              *uint64
 		percent, maxFlip, maxE *float64
@@ -51,7 +51,7 @@ func cmdRollout(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(rest); err != nil {
 		return exitInvalid
 	}
-	c, err := newClient(*server)
+	c, err := newClient(*server, fs)
 	if err != nil {
 		return apiFail(stderr, "rollout "+sub, err)
 	}

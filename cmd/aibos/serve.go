@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +37,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	})
 	auditDecisions := fs.Bool("audit-decisions", true, "record every decision of /v1/check, batches and AuthZEN in the audit log (invocations are always recorded)")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", 30*24*time.Hour, "how long audit records are kept")
+	tokenFile := fs.String("token-file", "", "with --join: file holding the operator token this node joins with (a token with the node role; else $AIBOS_TOKEN)")
 	fs.DurationVar(&cfg.Gateway.ApprovalTTL, "approval-ttl", 15*time.Minute, "how long a held invocation can be approved and redeemed")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: aibos serve [flags]\n\nWith no flags: a single-node cluster with its data in ./data, HTTP on 127.0.0.1:8181.\n\n")
@@ -47,6 +49,17 @@ func cmdServe(args []string, stderr io.Writer) int {
 	if *sample < 0 || *sample > 1 {
 		fmt.Fprintf(stderr, "aibos serve: -decision-log-sample %v: want a fraction from 0 (no log) to 1 (every decision)\n", *sample)
 		return exitInvalid
+	}
+	if cfg.Join != "" {
+		cfg.Token = strings.TrimSpace(os.Getenv("AIBOS_TOKEN"))
+		if *tokenFile != "" {
+			tok, err := readTokenFile(*tokenFile)
+			if err != nil {
+				fmt.Fprintf(stderr, "aibos serve: --token-file: %v\n", err)
+				return exitInvalid
+			}
+			cfg.Token = tok
+		}
 	}
 	cfg.DecisionLogSample = *sample
 	cfg.NoDecisionAudit = !*auditDecisions

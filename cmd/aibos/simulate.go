@@ -9,7 +9,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -36,7 +35,7 @@ func policySimulate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos policy simulate: %v\n", err)
 		return exitInvalid
 	}
-	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: &http.Client{Timeout: 10 * time.Minute}})
+	c, err := newClientWith(*server, fs, client.Options{HTTPClient: &http.Client{Timeout: 10 * time.Minute}})
 	if err != nil {
 		return apiFail(stderr, "policy simulate", err)
 	}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+const tokenUsage = `Usage: aibos token create --principal NAME --role ROLE [--role ROLE...] [--tenant T...] [--ttl D]
+       aibos token list
+       aibos token revoke ACCESSOR
+  [--server URL] [--token-file F]
+Roles: admin, policy-author, approver, operator, auditor, registrar, pep, node.`
+
+// cmdToken runs `aibos token create|list|revoke`.
+func cmdToken(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, tokenUsage)
+		return exitInvalid
+	}
+	sub, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("token "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	principal := fs.String("principal", "", "create: who the token is for")
+	var roles, tenants []string
+	fs.Func("role", "create: a role (repeatable)", func(v string) error { roles = append(roles, v); return nil })
+	fs.Func("tenant", "create: limit the token to this tenant (repeatable)", func(v string) error { tenants = append(tenants, v); return nil })
+	ttl := fs.Duration("ttl", 0, "create: the token expires after this long (0: never)")
+	var accessor string
+	switch sub {
+	case "create", "list":
+		if err := fs.Parse(rest); err != nil {
+			return exitInvalid
+		}
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "aibos token %s: unexpected argument %q\n%s\n", sub, fs.Arg(0), tokenUsage)
+			return exitInvalid
+		}
+	case "revoke":
+		var err error
+		if accessor, err = parseWithPath(fs, rest); err != nil || accessor == "" {
+			fmt.Fprintln(stderr, tokenUsage)
+			return exitInvalid
+		}
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, tokenUsage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "aibos token: unknown subcommand %q\n%s\n", sub, tokenUsage)
+		return exitInvalid
+	}
+	c, err := newClient(*server, fs)
+	if err != nil {
+		return apiFail(stderr, "token "+sub, err)
+	}
+	ctx := context.Background()
+	switch sub {
+	case "create":
+		if strings.TrimSpace(*principal) == "" || len(roles) == 0 {
+			fmt.Fprintf(stderr, "aibos token create: give --principal NAME and at least one --role\n%s\n", tokenUsage)
+			return exitInvalid
+		}
+		tc, err := c.CreateToken(ctx, *principal, roles, tenants, *ttl)
+		if err != nil {
+			return apiFail(stderr, "token create", err)
+		}
+		exp := "never expires"
+		if !tc.Token.ExpiresAt.IsZero() {
+			exp = "expires " + tc.Token.ExpiresAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(stdout, "token %s for %s (%s; %s)\n", tc.Token.Accessor, tc.Token.Principal, strings.Join(tc.Token.Roles, ", "), exp)
+		fmt.Fprintf(stdout, "secret (shown once, store it now): %s\n", tc.Secret)
+	case "list":
+		list, err := c.Tokens(ctx)
+		if err != nil {
+			return apiFail(stderr, "token list", err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ACCESSOR\tPRINCIPAL\tROLES\tTENANTS\tEXPIRES\tSTATE")
+		for _, t := range list {
+			exp, state := "-", "live"
+			if !t.ExpiresAt.IsZero() {
+				exp = t.ExpiresAt.Format(time.RFC3339)
+				if !time.Now().Before(t.ExpiresAt) {
+					state = "expired"
+				}
+			}
+			if !t.RevokedAt.IsZero() {
+				state = "revoked by " + t.RevokedBy
+			}
+			if t.Root {
+				state += " (root)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Accessor, t.Principal, strings.Join(t.Roles, ","), strings.Join(t.Tenants, ","), exp, state)
+		}
+		_ = tw.Flush()
+	case "revoke":
+		t, err := c.RevokeToken(ctx, accessor)
+		if err != nil {
+			return apiFail(stderr, "token revoke", err)
+		}
+		fmt.Fprintf(stdout, "token %s of %s revoked at revision %d: it no longer authenticates on any node\n", t.Accessor, t.Principal, t.Revision)
+	}
+	return exitOK
+}
+
+// cmdWhoAmI runs `aibos whoami`.
+func cmdWhoAmI(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("whoami", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitInvalid
+	}
+	c, err := newClient(*server, fs)
+	if err != nil {
+		return apiFail(stderr, "whoami", err)
+	}
+	w, err := c.WhoAmI(context.Background())
+	if err != nil {
+		return apiFail(stderr, "whoami", err)
+	}
+	fmt.Fprintf(stdout, "%s (%s, token %s) roles: %s", w.Principal, w.Kind, w.Accessor, strings.Join(w.Roles, ", "))
+	if len(w.Tenants) > 0 {
+		fmt.Fprintf(stdout, "; tenants: %s", strings.Join(w.Tenants, ", "))
+	}
+	if !w.ExpiresAt.IsZero() {
+		fmt.Fprintf(stdout, "; expires %s", w.ExpiresAt.Format(time.RFC3339))
+	}
+	fmt.Fprintln(stdout)
+	return exitOK
+}
