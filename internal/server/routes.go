@@ -217,3 +217,20 @@ func (s *Server) killEntity(id, scope, target string) api.Entity {
 	}
 	return api.Entity{Type: "kill", ID: id, Properties: props}
 }
+
+// RouteInfo describes one route for documentation and tests.
+type RouteInfo struct {
+	Pattern string // "POST /v1/check"
+	Action  string // kernel.* action; "" for public routes
+	Public  bool   // no credential needed
+	Agent   bool   // authenticated by the handler as an agent
+}
+
+// Routes lists every route the server serves, in table order.
+func (s *Server) Routes() []RouteInfo {
+	out := make([]RouteInfo, len(s.table))
+	for i, rt := range s.table {
+		out[i] = RouteInfo{Pattern: rt.pattern, Action: rt.action, Public: rt.access == accessPublic, Agent: rt.access == accessAgent}
+	}
+	return out
+}
