@@ -45,7 +45,10 @@ type route struct {
 	leader bool
 	// audited: the handler writes its own, richer audit record of the act.
 	audited bool
-	h       http.HandlerFunc
+	// query: a POST that changes nothing (a decision, a simulation), so
+	// not an operator act to audit.
+	query bool
+	h     http.HandlerFunc
 }
 
 // routeTable is every route the mux serves. routes() registers only
@@ -53,10 +56,10 @@ type route struct {
 // action or one registered around the table.
 func (s *Server) routeTable() []route {
 	rt := []route{
-		{pattern: "POST /v1/check", action: "kernel.decision.check", media: mediaJSON, h: s.handleCheck},
-		{pattern: "POST /v1/check/batch", action: "kernel.decision.check", media: mediaJSON, h: s.handleCheckBatch},
-		{pattern: "POST /access/v1/evaluation", action: "kernel.decision.check", media: mediaJSON, h: s.handleAuthZENEvaluation},
-		{pattern: "POST /access/v1/evaluations", action: "kernel.decision.check", media: mediaJSON, h: s.handleAuthZENEvaluations},
+		{pattern: "POST /v1/check", action: "kernel.decision.check", query: true, media: mediaJSON, h: s.handleCheck},
+		{pattern: "POST /v1/check/batch", action: "kernel.decision.check", query: true, media: mediaJSON, h: s.handleCheckBatch},
+		{pattern: "POST /access/v1/evaluation", action: "kernel.decision.check", query: true, media: mediaJSON, h: s.handleAuthZENEvaluation},
+		{pattern: "POST /access/v1/evaluations", action: "kernel.decision.check", query: true, media: mediaJSON, h: s.handleAuthZENEvaluations},
 		{pattern: "GET /.well-known/authzen-configuration", access: accessPublic, h: s.handleAuthZENConfig},
 
 		{pattern: "PUT /v1/policies", action: "kernel.policy.publish", media: mediaBundle, leader: true, target: bundleTarget, h: s.handlePublish},
@@ -64,7 +67,7 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /v1/policies/versions", action: "kernel.policy.read", h: s.handleVersions},
 		{pattern: "GET /v1/policies/versions/{v}", action: "kernel.policy.read", h: s.handleVersion},
 		{pattern: "POST /v1/policies/rollback", action: "kernel.policy.rollback", media: mediaJSON, leader: true, target: bundleTarget, h: s.handleRollback},
-		{pattern: "POST /v1/policies/simulate", action: "kernel.policy.simulate", media: mediaBundle, h: s.handleSimulate},
+		{pattern: "POST /v1/policies/simulate", action: "kernel.policy.simulate", query: true, media: mediaBundle, h: s.handleSimulate},
 
 		{pattern: "PUT /v1/entities", action: "kernel.entity.write", media: mediaJSON, leader: true, h: s.handlePutEntities},
 		{pattern: "GET /v1/entities/{type}/{id}", action: "kernel.entity.read", target: entityTarget, h: s.handleGetEntity},

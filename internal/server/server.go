@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,7 +71,7 @@ type Store interface {
 	ActiveKills() []api.KillSwitch
 	CreateToken(ctx context.Context, t api.Token, hash string) (api.Token, error)
 	RevokeToken(ctx context.Context, accessor, by string, now time.Time) (api.Token, error)
-	TokenByHash(hash string) (api.Token, string, bool)
+	TokenBySum(sum *[32]byte) (api.Token, string, bool)
 	Token(accessor string) (api.Token, bool)
 	Tokens() []api.Token
 }
@@ -150,9 +149,9 @@ type Server struct {
 	system   *engine.Bundle
 	failures *failureLimiter
 	// permits remembers system decisions of target-less routes per
-	// accessor and action; permitCount bounds it.
-	permits     sync.Map
-	permitCount atomic.Int64
+	// accessor and action (at most maxPermitCache).
+	permitMu sync.RWMutex
+	permits  map[permitKey]bool // guarded by permitMu
 }
 
 // New validates cfg, applies defaults and builds the routes.
@@ -190,6 +189,7 @@ func New(cfg Config) (*Server, error) {
 		client:  &http.Client{Timeout: cfg.WriteTimeout + 5*time.Second},
 		mux:     http.NewServeMux(),
 	}
+	s.permits = make(map[permitKey]bool)
 	s.failures = newFailureLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow)
 	var err error
 	if s.system, err = systemBundle(); err != nil {
