@@ -93,7 +93,7 @@ func (s *Server) guard(rt *route) http.HandlerFunc {
 				s.failures.add(src, s.now())
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="aibos"`)
-			msg := rt.pattern + " needs a credential: send \"Authorization: Bearer TOKEN\" with an operator token (aibos token create, or DATA/root-token)"
+			msg := rt.pattern + " needs a credential: send \"Authorization: Bearer TOKEN\" with an operator token (the CLI reads --token-file, then $AIBOS_TOKEN, then ./data/root-token, which a new cluster's first node writes; aibos token create makes more)"
 			if !errors.Is(err, auth.ErrNoCredential) {
 				msg = "authentication failed for " + rt.pattern + ": " + err.Error()
 			}
