@@ -37,3 +37,27 @@ func (c *Client) WhoAmI(ctx context.Context) (api.WhoAmI, error) {
 	err := c.doJSON(ctx, http.MethodGet, "/v1/whoami", nil, &out)
 	return out, err
 }
+
+// PublishSystem replaces the system bundle that authorizes the kernel's
+// own API (admin only). It is compiled and its tests run first; a broken
+// one is refused like any bundle.
+func (c *Client) PublishSystem(ctx context.Context, files []api.File, message string) (api.PublishResponse, error) {
+	body, ctype, q, err := bundleBody(files)
+	if err != nil {
+		return api.PublishResponse{}, err
+	}
+	if message != "" {
+		q.Set("message", message)
+	}
+	var resp api.PublishResponse
+	err = c.do(ctx, http.MethodPut, "/v1/system-policy?"+q.Encode(), ctype, body, &resp)
+	return resp, err
+}
+
+// SystemPolicy is the system bundle in force (version 0: the embedded
+// default).
+func (c *Client) SystemPolicy(ctx context.Context) (api.BundleVersion, error) {
+	var out api.BundleVersion
+	err := c.doJSON(ctx, http.MethodGet, "/v1/system-policy", nil, &out)
+	return out, err
+}

@@ -41,6 +41,7 @@ Usage:
   aibos audit verify|query|export         check or read a node's audit log (see aibos audit -h)
   aibos token create|list|revoke          operator tokens (create --principal NAME --role ROLE prints the secret once)
   aibos whoami                            the principal your credential stands for
+  aibos system-policy publish|get         the system bundle that authorizes the kernel's API (admin)
   aibos cluster status                    show a cluster's members
   aibos bench [flags]                     drive a node with decisions and report throughput/latency
   aibos failover-bench [flags]            measure leader failover on a local 3-node cluster
@@ -96,6 +97,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdToken(rest, stdout, stderr)
 	case "whoami":
 		return cmdWhoAmI(rest, stdout, stderr)
+	case "system-policy":
+		return cmdSystemPolicy(rest, stdout, stderr)
 	case "bench":
 		return cmdBench(rest, stdout, stderr)
 	case "failover-bench":

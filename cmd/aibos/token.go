@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/aibos/kernel/internal/policy"
 )
 
 const tokenUsage = `Usage: aibos token create --principal NAME --role ROLE [--role ROLE...] [--tenant T...] [--ttl D]
@@ -133,5 +135,67 @@ func cmdWhoAmI(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "; expires %s", w.ExpiresAt.Format(time.RFC3339))
 	}
 	fmt.Fprintln(stdout)
+	return exitOK
+}
+
+const systemPolicyUsage = `Usage: aibos system-policy publish PATH [--message M]   replace the system bundle (admin)
+       aibos system-policy get                        the system bundle in force, as YAML
+  [--server URL] [--token-file F]`
+
+// cmdSystemPolicy runs `aibos system-policy publish|get`.
+func cmdSystemPolicy(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, systemPolicyUsage)
+		return exitInvalid
+	}
+	sub, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("system-policy "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	msg := fs.String("message", "", "publish: why (recorded)")
+	var path string
+	switch sub {
+	case "publish":
+		var err error
+		if path, err = parseWithPath(fs, rest); err != nil || path == "" {
+			fmt.Fprintln(stderr, systemPolicyUsage)
+			return exitInvalid
+		}
+	case "get":
+		if err := fs.Parse(rest); err != nil {
+			return exitInvalid
+		}
+	default:
+		fmt.Fprintf(stderr, "aibos system-policy: unknown subcommand %q\n%s\n", sub, systemPolicyUsage)
+		return exitInvalid
+	}
+	c, err := newClient(*server, fs)
+	if err != nil {
+		return apiFail(stderr, "system-policy "+sub, err)
+	}
+	ctx := context.Background()
+	if sub == "get" {
+		v, err := c.SystemPolicy(ctx)
+		if err != nil {
+			return apiFail(stderr, "system-policy get", err)
+		}
+		for i, f := range v.Files {
+			if i > 0 {
+				fmt.Fprintln(stdout, "---")
+			}
+			fmt.Fprintf(stdout, "# %s (system bundle version %d)\n%s", f.Name, v.Version, f.Data)
+		}
+		return exitOK
+	}
+	files, err := policy.ReadPath(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos system-policy publish: %v\n", err)
+		return exitInvalid
+	}
+	resp, err := c.PublishSystem(ctx, files, *msg)
+	if err != nil {
+		return apiFail(stderr, "system-policy publish", err)
+	}
+	fmt.Fprintf(stdout, "system bundle version %d in force at revision %d (hash %s)\n", resp.Version, resp.Revision, resp.Hash)
 	return exitOK
 }

@@ -97,7 +97,9 @@ type Node struct {
 	Store   *store.Store
 	Server  *server.Server
 	Bundles *server.Bundles
-	Watch   *watch.Hub
+	// System is the system bundle that authorizes the API.
+	System *server.SystemPolicy
+	Watch  *watch.Hub
 	// Decisions is the node's decision log; nil if disabled.
 	Decisions *decisionlog.Log
 	// Audit is the node's audit log; Counter the gateway's counter store.
@@ -162,6 +164,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, ln: ln}
 	n.Bundles = server.NewBundles(log)
+	if n.System, err = server.NewSystemPolicy(log); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	// The hub exists before the store so the apply hook can wake it; it
 	// reads the store only for watchers, which connect once HTTP serves.
 	wcfg := cfg.Watch
@@ -200,6 +206,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			}
 			if c.Kind == store.ChangeKill {
 				n.Watch.Notify()
+			}
+			if c.Kind == store.ChangeSystem || c.Kind == store.ChangeRestore {
+				n.System.Apply(c.System)
 			}
 			n.gatewayHook(c)
 		},
@@ -253,7 +262,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		NodeID:      cfg.NodeID,
 		DecisionLog: dlog, Decisions: dsrc,
 		Audit: n.Audit, Counter: n.Counter, Gateway: cfg.Gateway, NoDecisionAudit: cfg.NoDecisionAudit,
-		NodeToken: nodeToken, AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureWindow: cfg.AuthFailureWindow,
+		System: n.System, NodeToken: nodeToken, AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureWindow: cfg.AuthFailureWindow,
 	})
 	if err != nil {
 		n.closeGateway()

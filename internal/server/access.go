@@ -46,16 +46,6 @@ func principal(r *http.Request) *auth.Principal {
 	return p
 }
 
-// systemBundle compiles the embedded system bundle and runs its tests: a
-// broken one keeps the node from starting rather than authorize wrongly.
-func systemBundle() (*engine.Bundle, error) {
-	b, err := engine.Prepare(auth.SystemBundle(), engine.Options{}, time.Now())
-	if err != nil {
-		return nil, fmt.Errorf("server: the system bundle: %w", err)
-	}
-	return b, nil
-}
-
 // guard wraps a route's handler in its access checks.
 func (s *Server) guard(rt *route) http.HandlerFunc {
 	inner := rt.h
@@ -116,34 +106,24 @@ func (s *Server) guard(rt *route) http.HandlerFunc {
 	}
 }
 
-type permitKey struct{ accessor, action string }
-
 // permitted asks the system bundle. Decisions on routes without a target
 // depend only on the token and the action (a token's roles never change,
 // the system bundle is fixed), so they are remembered per accessor.
 func (s *Server) permitted(p *auth.Principal, rt *route, r *http.Request) (bool, string) {
 	cacheable := rt.target == nil && p.Kind == auth.KindOperator
 	key := permitKey{p.Accessor, rt.action}
-	if cacheable {
-		s.permitMu.RLock()
-		ok, found := s.permits[key]
-		s.permitMu.RUnlock()
-		if found && ok {
-			return true, ""
-		}
+	if cacheable && s.system.permitted(key) {
+		return true, ""
 	}
+	sys := s.system.bundle()
 	res := api.Entity{Type: "kernel", ID: rt.action}
 	if rt.target != nil {
 		res = rt.target(s, r)
 	}
-	d := s.authorize(p, rt.action, res)
+	d := s.authorizeWith(sys, p, rt.action, res)
 	ok := d.Decision == api.Allow
 	if cacheable && ok {
-		s.permitMu.Lock()
-		if len(s.permits) < maxPermitCache {
-			s.permits[key] = true
-		}
-		s.permitMu.Unlock()
+		s.system.remember(key, sys)
 	}
 	if ok {
 		return true, ""
@@ -151,13 +131,14 @@ func (s *Server) permitted(p *auth.Principal, rt *route, r *http.Request) (bool,
 	return false, engine.DescribeReasons(d.Reasons)
 }
 
-// maxPermitCache bounds the remembered decisions (accessors × actions).
-const maxPermitCache = 1 << 16
-
 // authorize decides one kernel action with the system bundle. Stored
 // entities are not merged in: the principal's roles come from its token
 // only.
 func (s *Server) authorize(p *auth.Principal, action string, res api.Entity) api.Decision {
+	return s.authorizeWith(s.system.bundle(), p, action, res)
+}
+
+func (s *Server) authorizeWith(sys *engine.Bundle, p *auth.Principal, action string, res api.Entity) api.Decision {
 	props := make(map[string]any, len(res.Properties))
 	for k, v := range res.Properties {
 		props[k] = v
@@ -170,7 +151,7 @@ func (s *Server) authorize(p *auth.Principal, action string, res api.Entity) api
 		Action:   api.Action{Name: action},
 		Resource: res,
 	}
-	return s.system.Decide(&req, engine.NoEntities{}, s.now())
+	return sys.Decide(&req, engine.NoEntities{}, s.now())
 }
 
 // refine re-decides a route's action once the handler knows its real

@@ -105,6 +105,9 @@ func (s *Server) routeTable() []route {
 		{pattern: "POST /v1/kill", action: "kernel.kill.set", media: mediaJSON, leader: true, audited: true, target: deferredTarget("kill"), h: s.handleSetKill},
 		{pattern: "POST /v1/kill/{id}/lift", action: "kernel.kill.lift", media: mediaJSON, leader: true, audited: true, target: killSwitchTarget, h: s.handleLiftKill},
 
+		{pattern: "PUT /v1/system-policy", action: "kernel.system.publish", media: mediaBundle, leader: true, h: s.handlePublishSystem},
+		{pattern: "GET /v1/system-policy", action: "kernel.system.read", h: s.handleGetSystem},
+
 		{pattern: "POST /v1/tokens", action: "kernel.token.create", media: mediaJSON, leader: true, h: s.handleCreateToken},
 		{pattern: "GET /v1/tokens", action: "kernel.token.read", h: s.handleListTokens},
 		{pattern: "DELETE /v1/tokens/{accessor}", action: "kernel.token.revoke", leader: true, target: tokenTarget, h: s.handleRevokeToken},

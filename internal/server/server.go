@@ -10,7 +10,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +17,6 @@ import (
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
 	"github.com/aibos/kernel/internal/auth"
-	"github.com/aibos/kernel/internal/engine"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
 	"github.com/aibos/kernel/internal/simulate"
@@ -69,6 +67,8 @@ type Store interface {
 	LiftKill(ctx context.Context, id, by, reason string, now time.Time) (api.KillSwitch, error)
 	Kills() []api.KillSwitch
 	ActiveKills() []api.KillSwitch
+	PublishSystem(ctx context.Context, files []api.File, message, author string, now time.Time) (api.VersionInfo, error)
+	System() (api.BundleVersion, bool)
 	CreateToken(ctx context.Context, t api.Token, hash string) (api.Token, error)
 	RevokeToken(ctx context.Context, accessor, by string, now time.Time) (api.Token, error)
 	TokenBySum(sum *[32]byte) (api.Token, string, bool)
@@ -121,6 +121,10 @@ type Config struct {
 	// Gateway tunes the agent gateway; its Store, Decide, Audit, Counter,
 	// Node, Now, Logger and Registerer are set by the server.
 	Gateway gateway.Config
+	// System holds the system bundle that authorizes the API; nil: the
+	// embedded default only (a node passes the one its store applies
+	// published replacements to).
+	System *SystemPolicy
 	// NodeToken is this node's own credential for the requests it makes
 	// of the leader (a rollout's automatic abort from a follower); empty:
 	// such requests go without one and the leader refuses them.
@@ -146,12 +150,8 @@ type Server struct {
 
 	table    []route
 	verifier *auth.Verifier
-	system   *engine.Bundle
+	system   *SystemPolicy
 	failures *failureLimiter
-	// permits remembers system decisions of target-less routes per
-	// accessor and action (at most maxPermitCache).
-	permitMu sync.RWMutex
-	permits  map[permitKey]bool // guarded by permitMu
 }
 
 // New validates cfg, applies defaults and builds the routes.
@@ -189,11 +189,12 @@ func New(cfg Config) (*Server, error) {
 		client:  &http.Client{Timeout: cfg.WriteTimeout + 5*time.Second},
 		mux:     http.NewServeMux(),
 	}
-	s.permits = make(map[permitKey]bool)
 	s.failures = newFailureLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow)
 	var err error
-	if s.system, err = systemBundle(); err != nil {
-		return nil, err
+	if s.system = cfg.System; s.system == nil {
+		if s.system, err = NewSystemPolicy(cfg.Logger); err != nil {
+			return nil, err
+		}
 	}
 	if s.verifier, err = auth.NewVerifier(auth.VerifierConfig{Tokens: cfg.Store, Agents: cfg.Store, Now: cfg.Now}); err != nil {
 		return nil, err

@@ -42,6 +42,9 @@ type Change struct {
 	// approvals its setting voided, by id. Shared, read-only.
 	Kill   *api.KillSwitch
 	Voided []*api.Approval
+	// System is the published system bundle (Kind system, or restore;
+	// nil: the embedded default). Shared, read-only.
+	System *api.BundleVersion
 }
 
 // applyResult is the response of a successfully applied command, returned
@@ -98,6 +101,8 @@ type state struct {
 	// live token's SHA-256 to its accessor.
 	tokens      map[string]*tokenRecord
 	tokenHashes map[string]string
+	// system is the published system bundle; nil: the embedded default.
+	system *api.BundleVersion
 }
 
 func newState() state {
@@ -278,6 +283,9 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 	case cmdTokenCreate, cmdTokenRevoke:
 		return f.applyToken(c)
 
+	case cmdSystemPublish:
+		return f.applySystem(c)
+
 	default:
 		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
 	}
@@ -345,6 +353,7 @@ func (f *fsm) captureLocked() *fsmSnapshot {
 		approvals:  make([]*api.Approval, 0, len(f.st.approvals)),
 		kills:      make([]*api.KillSwitch, 0, len(f.st.kills)),
 		tokens:     make([]*tokenRecord, 0, len(f.st.tokens)),
+		system:     f.st.system,
 	}
 	for _, t := range f.st.tokens {
 		s.tokens = append(s.tokens, t)
@@ -386,6 +395,6 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	cand := f.candidateLocked()
 	f.mu.Unlock()
-	f.changed(Change{Revision: st.revision, Kind: ChangeRestore, Version: cur, Rollout: st.rollout, Candidate: cand})
+	f.changed(Change{Revision: st.revision, Kind: ChangeRestore, Version: cur, Rollout: st.rollout, Candidate: cand, System: st.system})
 	return nil
 }

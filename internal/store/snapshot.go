@@ -49,6 +49,8 @@ type snapshotHeader struct {
 	// accessor); omitted when 0, so a state without them encodes as
 	// before, and an older node refuses the field rather than drop them.
 	Tokens int `json:"tokens,omitempty"`
+	// Systems is 1 when a published system bundle follows the tokens.
+	Systems int `json:"systems,omitempty"`
 }
 
 // snapshotRecord has exactly one field set. New kinds of state add a field
@@ -68,6 +70,7 @@ type snapshotRecord struct {
 	Approval  *api.Approval      `json:"approval,omitempty"`
 	Kill      *api.KillSwitch    `json:"kill,omitempty"`
 	Token     *tokenRecord       `json:"token,omitempty"`
+	System    *api.BundleVersion `json:"system,omitempty"`
 }
 
 // kinds counts the kinds of state a record holds (Staged goes with
@@ -75,7 +78,7 @@ type snapshotRecord struct {
 func (r *snapshotRecord) kinds() int {
 	n := 0
 	for _, set := range []bool{r.Version != nil, r.Node != nil, r.Entity != nil, r.Rollout != nil,
-		r.Agent != nil, r.Orchestra != nil, r.Approval != nil, r.Kill != nil, r.Token != nil} {
+		r.Agent != nil, r.Orchestra != nil, r.Approval != nil, r.Kill != nil, r.Token != nil, r.System != nil} {
 		if set {
 			n++
 		}
@@ -98,6 +101,7 @@ type fsmSnapshot struct {
 	approvals  []*api.Approval
 	kills      []*api.KillSwitch
 	tokens     []*tokenRecord
+	system     *api.BundleVersion
 }
 
 // Persist writes the snapshot to the sink. It runs concurrently with Apply,
@@ -156,6 +160,9 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	h.CatalogRevision = s.catalogRev
 	h.Orchestras, h.Approvals, h.Kills = len(s.orchestras), len(s.approvals), len(s.kills)
 	h.Tokens = len(s.tokens)
+	if s.system != nil {
+		h.Systems = 1
+	}
 	if err := enc.Encode(h); err != nil {
 		return err
 	}
@@ -201,6 +208,11 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	}
 	for _, t := range s.tokens {
 		if err := enc.Encode(snapshotRecord{Token: t}); err != nil {
+			return err
+		}
+	}
+	if s.system != nil {
+		if err := enc.Encode(snapshotRecord{System: s.system}); err != nil {
 			return err
 		}
 	}
@@ -276,7 +288,7 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	if h.Format != snapshotFormat {
 		return state{}, fmt.Errorf("unknown snapshot format %d (this node reads %d)", h.Format, snapshotFormat)
 	}
-	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 || h.Orchestras < 0 || h.Approvals < 0 || h.Kills < 0 || h.Tokens < 0 {
+	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 || h.Orchestras < 0 || h.Approvals < 0 || h.Kills < 0 || h.Tokens < 0 || h.Systems < 0 || h.Systems > 1 {
 		return state{}, errors.New("negative count in header")
 	}
 	if h.Rollouts != 0 && h.Rollouts != 1 {
@@ -288,13 +300,20 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	total := h.Versions + h.Nodes + h.Entities
 	core := total + h.Rollouts + h.Agents
 	gw := core + h.Orchestras + h.Approvals + h.Kills
-	for i := 0; i < gw+h.Tokens; i++ {
+	for i := 0; i < gw+h.Tokens+h.Systems; i++ {
 		var rec snapshotRecord
 		if err := dec.Decode(&rec); err != nil {
 			return state{}, fmt.Errorf("record %d: %w", i, err)
 		}
 		if rec.kinds() != 1 {
 			return state{}, fmt.Errorf("record %d: holds %d kinds of state, want 1", i, rec.kinds())
+		}
+		if i >= gw+h.Tokens {
+			if rec.System == nil || validateFiles(rec.System.Files) != nil {
+				return state{}, fmt.Errorf("record %d: want a system bundle", i)
+			}
+			st.system = rec.System
+			continue
 		}
 		if i >= gw {
 			if err := restoreToken(&st, &rec); err != nil {

@@ -35,6 +35,12 @@ func TestTokenCommandsAndSnapshot(t *testing.T) {
 		t.Fatal("a revoked token is still in the index")
 	}
 
+	r = applyOK(t, f, cmdSystemPublish, systemPublishCmd{Files: []api.File{{Name: "s.yaml", Data: []byte("x")}}, Hash: "h", Author: "root", Time: t0})
+	if r.Version.Version != 1 || f.st.system == nil {
+		t.Fatalf("system publish: %+v", r.Version)
+	}
+	applyErr(t, f, ErrBadCommand, cmdSystemPublish, systemPublishCmd{Time: t0})
+
 	snap, _ := f.Snapshot()
 	var buf bytes.Buffer
 	if err := snap.(*fsmSnapshot).write(&buf); err != nil {
@@ -47,7 +53,7 @@ func TestTokenCommandsAndSnapshot(t *testing.T) {
 	if !bytes.Equal(dump(t, g), dump(t, f)) {
 		t.Fatalf("restored state differs:\n%s\nwant\n%s", dump(t, g), dump(t, f))
 	}
-	if len(g.st.tokenHashes) != 1 || g.st.tokens["acc_5"].Token.RevokedAt.IsZero() || !g.hasRootLocked() {
+	if g.st.system == nil || g.st.system.Version != 1 || len(g.st.tokenHashes) != 1 || g.st.tokens["acc_5"].Token.RevokedAt.IsZero() || !g.hasRootLocked() {
 		t.Fatalf("restored tokens %v %v", g.st.tokenHashes, g.st.tokens)
 	}
 }
