@@ -3,7 +3,6 @@ package auth
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"time"
@@ -13,9 +12,9 @@ import (
 
 // TokenStore is what verification needs of the replicated operator
 // tokens: the live (not revoked) token whose secret's SHA-256 is sum, with
-// the hex hash it stores.
+// the sum it stores.
 type TokenStore interface {
-	TokenBySum(sum *[32]byte) (tok api.Token, storedHash string, ok bool)
+	TokenBySum(sum *[32]byte) (tok api.Token, stored [32]byte, ok bool)
 }
 
 // AgentStore is what verification needs of the agent registry: the active
@@ -70,9 +69,7 @@ func (v *Verifier) Verify(cred string) (Principal, error) {
 		var buf [64]byte // the token on the stack: no allocation
 		sum := sha256.Sum256(append(buf[:0], cred...))
 		tok, stored, ok := v.cfg.Tokens.TokenBySum(&sum)
-		var h [64]byte
-		hex.Encode(h[:], sum[:])
-		if !ok || subtle.ConstantTimeCompare(h[:], []byte(stored)) != 1 || !tok.RevokedAt.IsZero() {
+		if !ok || subtle.ConstantTimeCompare(sum[:], stored[:]) != 1 || !tok.RevokedAt.IsZero() {
 			return Principal{}, fmt.Errorf("%w: no live operator token has this secret (revoked, or never issued by this cluster)", ErrUnknown)
 		}
 		if !tok.ExpiresAt.IsZero() && !v.cfg.Now().Before(tok.ExpiresAt) {

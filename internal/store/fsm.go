@@ -98,7 +98,7 @@ type state struct {
 	kills     map[string]*api.KillSwitch
 	killRev   uint64
 	// tokens are the operator tokens by accessor; tokenHashes maps a
-	// live token's SHA-256 to its accessor.
+	// live token's SHA-256 (32 bytes, not hex) to its accessor.
 	tokens      map[string]*tokenRecord
 	tokenHashes map[string]string
 	// system is the published system bundle; nil: the embedded default.

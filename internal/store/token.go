@@ -90,7 +90,7 @@ func (f *fsm) applyToken(c command) (Change, applyResult, error) {
 		if _, dup := f.st.tokens[p.Token.Accessor]; dup {
 			return Change{}, applyResult{}, fmt.Errorf("%w: accessor %s exists", ErrTokenConflict, p.Token.Accessor)
 		}
-		if _, dup := f.st.tokenHashes[p.Hash]; dup {
+		if _, dup := f.st.tokenHashes[hashKey(p.Hash)]; dup {
 			return Change{}, applyResult{}, fmt.Errorf("%w: a token with this secret exists", ErrTokenConflict)
 		}
 		if p.Token.Root && f.hasRootLocked() {
@@ -100,7 +100,7 @@ func (f *fsm) applyToken(c command) (Change, applyResult, error) {
 		t := p.Token
 		t.Revision = f.st.revision
 		f.st.tokens[t.Accessor] = &tokenRecord{Token: t, Hash: p.Hash}
-		f.st.tokenHashes[p.Hash] = t.Accessor
+		f.st.tokenHashes[hashKey(p.Hash)] = t.Accessor
 		return Change{Revision: f.st.revision, Kind: ChangeToken}, applyResult{Revision: f.st.revision, Token: &t}, nil
 	case cmdTokenRevoke:
 		var p tokenRevokeCmd
@@ -123,7 +123,7 @@ func (f *fsm) applyToken(c command) (Change, applyResult, error) {
 		t := old.Token
 		t.RevokedAt, t.RevokedBy, t.Revision = p.Time, p.By, f.st.revision
 		f.st.tokens[t.Accessor] = &tokenRecord{Token: t, Hash: old.Hash}
-		delete(f.st.tokenHashes, old.Hash)
+		delete(f.st.tokenHashes, hashKey(old.Hash))
 		return Change{Revision: f.st.revision, Kind: ChangeToken}, applyResult{Revision: f.st.revision, Token: &t}, nil
 	}
 	return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
@@ -153,10 +153,10 @@ func restoreToken(st *state, rec *snapshotRecord) error {
 		return fmt.Errorf("token %s appears twice", t.Token.Accessor)
 	}
 	if t.Token.RevokedAt.IsZero() {
-		if _, dup := st.tokenHashes[t.Hash]; dup {
+		if _, dup := st.tokenHashes[hashKey(t.Hash)]; dup {
 			return fmt.Errorf("token %s: secret shared with another token", t.Token.Accessor)
 		}
-		st.tokenHashes[t.Hash] = t.Token.Accessor
+		st.tokenHashes[hashKey(t.Hash)] = t.Token.Accessor
 	}
 	st.tokens[t.Token.Accessor] = t
 	return nil
@@ -186,24 +186,31 @@ func (s *Store) RevokeToken(ctx context.Context, accessor, by string, now time.T
 	return *res.Token, nil
 }
 
+// hashKey is the index key of a validated hex hash: its 32 bytes, so a
+// lookup by a computed sum needs neither encoding nor allocation.
+func hashKey(hexHash string) string {
+	b, _ := hex.DecodeString(hexHash)
+	return string(b)
+}
+
 // TokenBySum returns the live token whose secret's SHA-256 is sum, and
-// the hex hash it stores (the caller compares the two in constant time).
-// No allocation: it runs on every authenticated request.
-func (s *Store) TokenBySum(sum *[32]byte) (api.Token, string, bool) {
-	var h [64]byte
-	hex.Encode(h[:], sum[:])
+// the sum it stores (the caller compares the two in constant time). No
+// allocation: it runs on every authenticated request.
+func (s *Store) TokenBySum(sum *[32]byte) (api.Token, [32]byte, bool) {
 	f := s.fsm
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	acc, ok := f.st.tokenHashes[string(h[:])]
+	acc, ok := f.st.tokenHashes[string(sum[:])]
 	if !ok {
-		return api.Token{}, "", false
+		return api.Token{}, [32]byte{}, false
 	}
 	rec := f.st.tokens[acc]
 	if rec == nil || !rec.Token.RevokedAt.IsZero() {
-		return api.Token{}, "", false
+		return api.Token{}, [32]byte{}, false
 	}
-	return rec.Token, rec.Hash, true
+	var stored [32]byte
+	hex.Decode(stored[:], []byte(rec.Hash))
+	return rec.Token, stored, true
 }
 
 // Token returns the token with accessor, revoked or not.

@@ -20,7 +20,7 @@ func TestTokenCommandsAndSnapshot(t *testing.T) {
 	f := newFSM(nil)
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	r := applyOK(t, f, cmdTokenCreate, newTokenCmd("acc_1", "a", "root", true, t0))
-	if r.Token.Revision == 0 || f.st.tokenHashes[strings.Repeat("a", 64)] != "acc_1" {
+	if r.Token.Revision == 0 || f.st.tokenHashes[hashKey(strings.Repeat("a", 64))] != "acc_1" {
 		t.Fatalf("created %+v, index %v", r.Token, f.st.tokenHashes)
 	}
 	applyErr(t, f, ErrTokenConflict, cmdTokenCreate, newTokenCmd("acc_2", "b", "root2", true, t0)) // a second root
@@ -31,7 +31,7 @@ func TestTokenCommandsAndSnapshot(t *testing.T) {
 	applyOK(t, f, cmdTokenRevoke, tokenRevokeCmd{Accessor: "acc_5", By: "root", Time: t0})
 	applyErr(t, f, ErrTokenConflict, cmdTokenRevoke, tokenRevokeCmd{Accessor: "acc_5", Time: t0})
 	applyErr(t, f, ErrNotFound, cmdTokenRevoke, tokenRevokeCmd{Accessor: "acc_9", Time: t0})
-	if _, live := f.st.tokenHashes[strings.Repeat("e", 64)]; live {
+	if _, live := f.st.tokenHashes[hashKey(strings.Repeat("e", 64))]; live {
 		t.Fatal("a revoked token is still in the index")
 	}
 
