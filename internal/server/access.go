@@ -90,6 +90,12 @@ func (s *Server) guard(rt *route) http.HandlerFunc {
 			s.refuse(w, r, rt, nil, http.StatusUnauthorized, codeUnauthenticated, msg)
 			return
 		}
+		if held, d := s.heldAct(&p, rt, r); held {
+			pp := p
+			r = r.WithContext(context.WithValue(r.Context(), principalKey{}, &pp))
+			s.leaderOnly(func(w http.ResponseWriter, r *http.Request) { s.holdAct(w, r, rt, &pp, d, inner) })(w, r)
+			return
+		}
 		if ok, why := s.permitted(&p, rt, r); !ok {
 			s.refuse(w, r, rt, &p, http.StatusForbidden, codeForbidden,
 				fmt.Sprintf("%s %q may not %s (%s): %s", p.Kind, p.Name, rt.action, rt.pattern, why))
@@ -129,6 +135,17 @@ func (s *Server) permitted(p *auth.Principal, rt *route, r *http.Request) (bool,
 		return true, ""
 	}
 	return false, engine.DescribeReasons(d.Reasons)
+}
+
+// heldAct reports whether the system bundle holds this act for a second
+// person (require_approval). Only routes with a target can be held: the
+// decisions of the others are remembered as allows.
+func (s *Server) heldAct(p *auth.Principal, rt *route, r *http.Request) (bool, api.Decision) {
+	if rt.target == nil || p.Kind != auth.KindOperator {
+		return false, api.Decision{}
+	}
+	d := s.authorize(p, rt.action, rt.target(s, r))
+	return d.Decision == api.RequireApproval, d
 }
 
 // authorize decides one kernel action with the system bundle. Stored

@@ -251,11 +251,15 @@ func (s *Server) handleDecideApproval(approve bool) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("%q may not decide approval %s: its approvers are %s", approver, id, strings.Join(a.Approvers, ", ")))
 			return
 		}
+		if a.AgentVersion == store.KernelApproval && approver == a.Agent {
+			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("%q asked for this act and cannot approve it (two-person rule): a second, different principal must", approver))
+			return
+		}
 		if approver == a.Agent || approver == "agent:"+a.Agent {
 			writeError(w, http.StatusForbidden, codeForbidden, "an agent cannot approve its own action")
 			return
 		}
-		if ag, ok := s.store.Agent(a.Agent); ok && ag.Owner != "" && ag.Owner == approver {
+		if ag, ok := s.store.Agent(a.Agent); ok && a.AgentVersion != store.KernelApproval && ag.Owner != "" && ag.Owner == approver {
 			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("%q owns agent %s and cannot approve its action (separation of duties): another approver must", approver, a.Agent))
 			return
 		}
