@@ -46,6 +46,19 @@ func (e *Error) Error() string {
 // no leader was reachable; such writes are retried.
 const codeNoLeader = "no_leader"
 
+// codeApprovalRequired: a kernel act held for a second person's approval
+// (202); the Error's Body holds its approval_id.
+const codeApprovalRequired = "approval_required"
+
+type approvalKey struct{}
+
+// WithApproval makes the calls made with ctx redeem the approved kernel
+// approval id: the act the two-person rule held runs, once, when sent again
+// exactly as it was asked for.
+func WithApproval(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, approvalKey{}, id)
+}
+
 // Options tune a Client.
 type Options struct {
 	// HTTPClient is used for every call; nil means a client with a 30 s
@@ -336,6 +349,9 @@ func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte,
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if id, ok := ctx.Value(approvalKey{}).(string); ok {
+		req.Header.Set("X-Aibos-Approval", id)
+	}
 	for k, vs := range hdr {
 		req.Header[k] = vs
 	}
@@ -347,6 +363,14 @@ func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte,
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
+	}
+	if resp.StatusCode == http.StatusAccepted {
+		// A kernel act held for a second person (two-person rule) is not
+		// done: say so as an error the caller cannot mistake for success.
+		var eb api.ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Code == codeApprovalRequired {
+			return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Body: data}
+		}
 	}
 	if resp.StatusCode >= 300 {
 		var eb api.ErrorBody

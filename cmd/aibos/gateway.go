@@ -331,6 +331,7 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 	scope := fs.String("scope", "", "set: global, tenant, agent or action")
 	target := fs.String("target", "", "set: the tenant, agent id or action pattern (none for global)")
 	all := fs.Bool("all", false, "list: lifted kill switches too")
+	approval := fs.String("approval", "", "lift: redeem this approved approval (the two-person rule holds lifting a global kill switch)")
 	var id string
 	switch sub {
 	case "set", "list":
@@ -352,6 +353,9 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 		return apiFail(stderr, "kill "+sub, err)
 	}
 	ctx := context.Background()
+	if *approval != "" {
+		ctx = client.WithApproval(ctx, *approval)
+	}
 	switch sub {
 	case "set":
 		k, err := c.Kill(ctx, api.KillRequest{Scope: *scope, Target: *target, Reason: *reason, By: *by})
