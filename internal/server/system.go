@@ -26,12 +26,16 @@ type SystemPolicy struct {
 	cur     atomic.Pointer[engine.Bundle]
 	version atomic.Uint64 // 0: the embedded default
 
-	mu      sync.RWMutex
-	permits map[permitKey]bool // guarded by mu
+	// permits is copied on write: the decision path reads it with one
+	// atomic load and no lock, which two cores would contend on.
+	mu      sync.Mutex // serializes writers of permits and cur
+	permits atomic.Pointer[map[permitKey]bool]
 }
 
-// maxPermitCache bounds the remembered decisions (accessors × actions).
-const maxPermitCache = 1 << 16
+// maxPermitCache bounds the remembered decisions (accessors × actions;
+// each is copied on insert, so the bound keeps inserts cheap). Past it,
+// decisions are made each time, at a microsecond each.
+const maxPermitCache = 1 << 12
 
 type permitKey struct{ accessor, action string }
 
@@ -45,8 +49,9 @@ func NewSystemPolicy(log *slog.Logger) (*SystemPolicy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: the embedded system bundle: %w", err)
 	}
-	sp := &SystemPolicy{log: log, def: b, permits: make(map[permitKey]bool)}
+	sp := &SystemPolicy{log: log, def: b}
 	sp.cur.Store(b)
+	sp.permits.Store(&map[permitKey]bool{})
 	return sp, nil
 }
 
@@ -74,7 +79,7 @@ func (sp *SystemPolicy) Apply(v *api.BundleVersion) {
 	sp.mu.Lock()
 	sp.cur.Store(b)
 	sp.version.Store(ver)
-	clear(sp.permits)
+	sp.permits.Store(&map[permitKey]bool{})
 	sp.mu.Unlock()
 	sp.log.Info("system bundle applied", "version", ver)
 }
@@ -86,20 +91,24 @@ func (sp *SystemPolicy) bundle() *engine.Bundle { return sp.cur.Load() }
 
 // permitted reports a remembered allow.
 func (sp *SystemPolicy) permitted(k permitKey) bool {
-	sp.mu.RLock()
-	ok := sp.permits[k]
-	sp.mu.RUnlock()
-	return ok
+	return (*sp.permits.Load())[k]
 }
 
 // remember keeps an allow decided with bundle b, unless b was replaced
 // meanwhile.
 func (sp *SystemPolicy) remember(k permitKey, b *engine.Bundle) {
 	sp.mu.Lock()
-	if sp.cur.Load() == b && len(sp.permits) < maxPermitCache {
-		sp.permits[k] = true
+	defer sp.mu.Unlock()
+	old := *sp.permits.Load()
+	if sp.cur.Load() != b || len(old) >= maxPermitCache || old[k] {
+		return
 	}
-	sp.mu.Unlock()
+	m := make(map[permitKey]bool, len(old)+1)
+	for key, v := range old {
+		m[key] = v
+	}
+	m[k] = true
+	sp.permits.Store(&m)
 }
 
 // handlePublishSystem replaces the system bundle: validated and tested
