@@ -96,6 +96,9 @@ type Decision struct {
 	Obligations *Obligations   `json:"obligations,omitempty"`
 	Errors      []string       `json:"errors,omitempty"`
 	Explain     []LayerOutcome `json:"explain,omitempty"`
+	// Error is set, in a batch, on the result of a check that could not be
+	// decided because the check itself was invalid; Decision is then deny.
+	Error *ErrorDetail `json:"error,omitempty"`
 }
 
 // BatchCheckRequest asks for several decisions at once.
@@ -163,7 +166,20 @@ type Node struct {
 	Raft            string `json:"raft"`
 	Role            string `json:"role"` // leader, follower, nonvoter
 	AppliedRevision uint64 `json:"applied_revision"`
+	// Status is what the answering node found when it asked the member's
+	// GET /readyz: ready, not_ready (it answered 503; Detail says why) or
+	// unreachable (Detail has the error). AppliedRevision is the member's
+	// own when it is ready, and 0 when it is not known.
+	Status string `json:"status,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
+
+// Statuses of a member in GET /v1/cluster.
+const (
+	NodeReady       = "ready"
+	NodeNotReady    = "not_ready"
+	NodeUnreachable = "unreachable"
+)
 
 // Cluster is the answer of GET /v1/cluster.
 type Cluster struct {

@@ -36,9 +36,10 @@ var (
 )
 
 // DecodeCheckRequest decodes one check request from JSON, strictly: unknown
-// fields, trailing data, a missing action name and oversized input are
-// errors that say what is wrong and where (line and column). Every error
-// wraps ErrInvalidRequest or ErrRequestTooLarge.
+// fields, trailing data, a missing action name, text that is not UTF-8
+// (see MangledText) and oversized input are errors that say what is wrong
+// and where (line and column, or the field). Every error wraps
+// ErrInvalidRequest or ErrRequestTooLarge.
 //
 // The decoding is that of encoding/json into a CheckRequest (with
 // DisallowUnknownFields), followed by the checks of the limits above. A
@@ -107,6 +108,11 @@ func decodeCheckSlow(src source, data []byte) (*CheckRequest, error) {
 	}
 	if err := checkRequest(src, &req); err != nil {
 		return nil, err
+	}
+	if MangledText(data) {
+		if err := checkRequestText(src, &req); err != nil {
+			return nil, err
+		}
 	}
 	return &req, nil
 }

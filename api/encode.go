@@ -50,6 +50,17 @@ func AppendDecision(dst []byte, d *Decision) []byte {
 		}
 		dst = append(dst, ']')
 	}
+	if d.Error != nil {
+		dst = append(dst, `,"error":{"code":`...)
+		dst = appendString(dst, d.Error.Code)
+		dst = append(dst, `,"message":`...)
+		dst = appendString(dst, d.Error.Message)
+		if len(d.Error.Details) > 0 {
+			dst = append(dst, `,"details":`...)
+			dst = appendStrings(dst, d.Error.Details)
+		}
+		dst = append(dst, '}')
+	}
 	return append(dst, '}')
 }
 

@@ -58,6 +58,12 @@ func fuzzDecision(effect, s1, s2, s3 string, version, revision uint64, limit int
 	} else if bit(14) {
 		d.Explain = []LayerOutcome{}
 	}
+	if bit(15) {
+		d.Error = &ErrorDetail{Code: s1, Message: s2}
+		if bit(0) {
+			d.Error.Details = []string{s3}
+		}
+	}
 	return d
 }
 

@@ -17,6 +17,7 @@ const (
 const (
 	BackendBuiltin = "builtin" // the kernel's own actions (orchestra "kernel")
 	BackendHTTP    = "http"    // a webhook the kernel POSTs to
+	BackendMCP     = "mcp"     // an MCP server: a process the node starts (Command) or a streamable HTTP URL
 )
 
 // BuiltinOrchestra is the name of the kernel's own orchestra. It is part of
@@ -38,10 +39,14 @@ type Orchestra struct {
 
 // Backend says how an orchestra's actions are performed. For http, the
 // kernel POSTs an ActionCall to URL (joined with the action's Path, if any)
-// and takes a 2xx JSON body as the result.
+// and takes a 2xx JSON body as the result. For mcp, the kernel speaks MCP
+// to the server at URL (streamable HTTP) or to the process it starts with
+// Command (stdio), which gets Env as its whole environment.
 type Backend struct {
-	Type string `json:"type"`
-	URL  string `json:"url,omitempty"`
+	Type    string            `json:"type"`
+	URL     string            `json:"url,omitempty"`
+	Command []string          `json:"command,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
 }
 
 // ActionDef is one entry of the catalog.
@@ -60,6 +65,19 @@ type ActionDef struct {
 	Obligations *Obligations `json:"obligations,omitempty"`
 	// Path is appended to an http backend's URL.
 	Path string `json:"path,omitempty"`
+	// MCP is the upstream tool of an mcp orchestra's action, pinned when
+	// the orchestra was put (internal/mcp).
+	MCP *MCPTool `json:"mcp,omitempty"`
+}
+
+// MCPTool is an MCP server's tool as the kernel pinned it: its name on the
+// server, the SHA-256 of its canonical definition, and the definition
+// itself (name, title, description, inputSchema, outputSchema,
+// annotations) as the server listed it.
+type MCPTool struct {
+	Tool       string          `json:"tool"`
+	Digest     string          `json:"digest"`
+	Definition json.RawMessage `json:"definition"`
 }
 
 // CostModel is what one invocation costs against a budget: Fixed, plus the
@@ -142,6 +160,10 @@ type ActionCall struct {
 	Input        json.RawMessage `json:"input"`
 }
 
+// ApprovalKindAccessRequest marks an approval asked for through the
+// AuthZEN access request endpoint.
+const ApprovalKindAccessRequest = "access_request"
+
 // Approval states.
 const (
 	ApprovalPending  = "pending"
@@ -156,7 +178,13 @@ const (
 // agent, its version, the action and the RFC 8785 digest of the arguments:
 // only an invocation with all four equal redeems it, once.
 type Approval struct {
-	ID           string `json:"id"`
+	ID string `json:"id"`
+	// Kind is empty for a held invocation, ApprovalKindAccessRequest for
+	// an AuthZEN access request (Agent is then the subject, "TYPE:ID", or
+	// the agent's id for a registered agent; AgentVersion is empty but for
+	// an agent; ArgsDigest is the digest of the evaluation request;
+	// InvocationID the denied evaluation's id).
+	Kind         string `json:"kind,omitempty"`
 	Agent        string `json:"agent"`
 	AgentVersion string `json:"agent_version"`
 	Tenant       string `json:"tenant,omitempty"`

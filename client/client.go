@@ -8,6 +8,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,9 +43,16 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Code of an answer that says the write was certainly not applied because
-// no leader was reachable; such writes are retried.
-const codeNoLeader = "no_leader"
+// Codes of answers that say the call was certainly not carried out, so it
+// is retried: no leader was reachable for a write, or the node has not yet
+// replayed its state after a start (it answers nothing until it has).
+const (
+	codeNoLeader = "no_leader"
+	codeNotReady = "not_ready"
+)
+
+// notCarriedOut reports whether err is an answer that says nothing was done.
+func notCarriedOut(e *Error) bool { return e.Code == codeNoLeader || e.Code == codeNotReady }
 
 // codeApprovalRequired: a kernel act held for a second person's approval
 // (202); the Error's Body holds its approval_id.
@@ -64,6 +72,10 @@ type Options struct {
 	// HTTPClient is used for every call; nil means a client with a 30 s
 	// timeout.
 	HTTPClient *http.Client
+	// TLS, if set and HTTPClient is nil, configures https node URLs:
+	// RootCAs is the cluster CA (nil: the system roots), Certificates an
+	// operator's client certificate where nodes require one.
+	TLS *tls.Config
 	// RetryFor bounds how long a call keeps retrying while nodes are
 	// unreachable or there is no leader. Zero means 5 s; negative disables
 	// retries.
@@ -83,7 +95,8 @@ type Client struct {
 	next     atomic.Uint32
 }
 
-// New returns a client for the nodes at urls ("http://127.0.0.1:8181").
+// New returns a client for the nodes at urls ("http://127.0.0.1:8181",
+// or "https://..." for nodes that serve TLS: see Options.TLS).
 func New(urls []string, opts Options) (*Client, error) {
 	if len(urls) == 0 {
 		return nil, errors.New("client: give at least one node URL")
@@ -100,6 +113,11 @@ func New(urls []string, opts Options) (*Client, error) {
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		if opts.TLS != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = opts.TLS
+			opts.HTTPClient.Transport = tr
+		}
 	}
 	if opts.RetryFor == 0 {
 		opts.RetryFor = 5 * time.Second
@@ -224,8 +242,18 @@ func (c *Client) Current(ctx context.Context) (api.BundleVersion, error) {
 
 // Rollback publishes the content of version to as a new version.
 func (c *Client) Rollback(ctx context.Context, to uint64, message string) (api.PublishResponse, error) {
+	return c.RollbackBy(ctx, to, message, "")
+}
+
+// RollbackBy is Rollback recording author as who rolled back (empty: the
+// server's default).
+func (c *Client) RollbackBy(ctx context.Context, to uint64, message, author string) (api.PublishResponse, error) {
+	path := "/v1/policies/rollback"
+	if author != "" {
+		path += "?" + url.Values{"author": {author}}.Encode()
+	}
 	var resp api.PublishResponse
-	err := c.doJSON(ctx, http.MethodPost, "/v1/policies/rollback", api.RollbackRequest{To: to, Message: message}, &resp)
+	err := c.doJSON(ctx, http.MethodPost, path, api.RollbackRequest{To: to, Message: message}, &resp)
 	return resp, err
 }
 
@@ -320,7 +348,7 @@ func (c *Client) doH(ctx context.Context, method, path, ctype string, body []byt
 func safeToRetry(method, path string, err error) bool {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
-		return apiErr.Code == codeNoLeader
+		return notCarriedOut(apiErr)
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "dial" {

@@ -57,6 +57,7 @@ func TestSafeToRetry(t *testing.T) {
 		want               bool
 	}{
 		{"no leader answer", "PUT", "/v1/policies?x=1", &Error{Code: "no_leader"}, true},
+		{"not ready answer", "PUT", "/v1/policies?x=1", &Error{Code: "not_ready"}, true},
 		{"outcome unknown answer", "PUT", "/v1/entities", &Error{Code: "write_outcome_unknown"}, false},
 		{"bad request", "POST", "/v1/check", &Error{Code: "bad_request"}, false},
 		{"publish never sent", "PUT", "/v1/policies?x=1", dial, true},

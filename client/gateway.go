@@ -50,11 +50,12 @@ func (c *Client) Invoke(ctx context.Context, token, action string, req api.Invok
 }
 
 // invokeRetry retries an invocation without an idempotency key only when
-// it certainly did not run: it never reached a node, or no leader took it.
+// it certainly did not run: it never reached a node, no leader took it, or
+// the node was not ready.
 func invokeRetry(method, path string, err error) bool {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
-		return apiErr.Code == codeNoLeader
+		return notCarriedOut(apiErr)
 	}
 	var opErr *net.OpError
 	return errors.As(err, &opErr) && opErr.Op == "dial"
@@ -65,7 +66,7 @@ func invokeRetry(method, path string, err error) bool {
 func safeWithKey(method, path string, err error) bool {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
-		return apiErr.Code == codeNoLeader
+		return notCarriedOut(apiErr)
 	}
 	return true
 }
@@ -106,6 +107,15 @@ func (c *Client) Orchestra(ctx context.Context, name string) (api.Orchestra, err
 func (c *Client) PutOrchestra(ctx context.Context, o api.Orchestra) (api.Orchestra, error) {
 	var out api.Orchestra
 	err := c.doJSON(ctx, http.MethodPut, "/v1/orchestras/"+url.PathEscape(o.Name), o, &out)
+	return out, err
+}
+
+// AcceptOrchestra pins an mcp orchestra's current tool definitions (one
+// tool, or all with tool ""), ending their quarantine; by names the
+// operator in the audit log.
+func (c *Client) AcceptOrchestra(ctx context.Context, name, tool, by string) (api.AcceptResponse, error) {
+	var out api.AcceptResponse
+	err := c.doJSON(ctx, http.MethodPost, "/v1/orchestras/"+url.PathEscape(name)+"/accept", api.AcceptRequest{Tool: tool, By: by}, &out)
 	return out, err
 }
 

@@ -1,44 +1,53 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/policy"
 )
 
-const agentUsage = "Usage: aibos agent register FILE|- | import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O] | list [--capability X] [--skill S] [--label k=v] [--tenant T] | get ID | stats ID | retire ID | rotate ID   [--server URL]"
+const agentUsage = `Usage: aibos agent register|import-card|list|get|stats|retire|rotate [flags]
 
-// cmdAgent runs `aibos agent register|list|get|retire|rotate`.
+  aibos agent register FILE|-                    register an agent from its manifest (YAML or JSON); prints its token once
+  aibos agent import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O]
+                                                 register an agent from its A2A Agent Card
+  aibos agent list [--capability X] [--skill S] [--label k=v] [--tenant T] [--state S]
+  aibos agent get ID                             one agent as JSON (never its credential)
+  aibos agent stats ID                           the answering node's invocation counters for the agent
+  aibos agent retire ID                          retire the agent; its credential is revoked
+  aibos agent rotate ID                          a new token; the old one stops working
+
+Every subcommand takes --server URL and --json.`
+
+// cmdAgent runs `aibos agent register|import-card|list|get|stats|retire|rotate`.
 func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, agentUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, agentUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("agent "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("agent "+sub, agentUsage, stdout, stderr)
 	server := serverFlag(fs)
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
 	var f client.AgentFilter
 	var imp api.A2AImport
 	switch sub {
 	case "list":
+		fs.synopsis = "Usage: aibos agent list [flags]\n\nDiscover registered agents."
 		fs.StringVar(&f.Capability, "capability", "", "agents with a capability covering this action")
 		fs.StringVar(&f.Skill, "skill", "", "agents with a skill of this id or tag")
 		fs.StringVar(&f.Label, "label", "", "agents with this label (key=value)")
 		fs.StringVar(&f.Tenant, "tenant", "", "agents of this tenant")
 		fs.StringVar(&f.State, "state", "", "active or retired")
 	case "import-card":
+		fs.synopsis = "Usage: aibos agent import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O] [--server URL]\n\nRegister an agent from its A2A Agent Card; prints its token once."
 		fs.StringVar(&imp.ID, "id", "", "the agent's id (default: from the card's name)")
 		fs.StringVar(&imp.Tenant, "tenant", "", "the agent's tenant")
 		fs.StringVar(&imp.Owner, "owner", "", "the agent's owner")
@@ -46,24 +55,28 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			imp.Capabilities = strings.Split(v, ",")
 			return nil
 		})
-	case "register", "get", "retire", "rotate", "stats":
+	case "register":
+		fs.synopsis = "Usage: aibos agent register FILE|- [--json] [--server URL]\n\nRegister an agent from its manifest (YAML or JSON); prints its token once."
+	case "get", "retire", "rotate", "stats":
+		fs.synopsis = "Usage: aibos agent " + sub + " ID [--json] [--server URL]"
 	default:
-		fmt.Fprintf(stderr, "aibos agent: unknown subcommand %q\n%s\n", sub, agentUsage)
-		return exitInvalid
+		return unknownSub("agent", sub, agentUsage, stderr)
 	}
 	var arg string
 	if sub == "list" {
-		if err := fs.Parse(rest); err != nil {
-			return exitInvalid
+		if code, ok := fs.parse(rest); !ok {
+			return code
 		}
 	} else {
 		var err error
 		if arg, err = parseWithPath(fs, rest); err != nil {
-			fmt.Fprintf(stderr, "aibos agent %s: give the %s\n", sub, map[bool]string{true: "manifest FILE", false: "agent ID"}[sub == "register" || sub == "import-card"])
-			return exitInvalid
+			if errors.Is(err, errMissingArg) {
+				err = fmt.Errorf("give the %s", map[bool]string{true: "manifest FILE", false: "agent ID"}[sub == "register" || sub == "import-card"])
+			}
+			return fs.fail(err)
 		}
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "agent "+sub, err)
 	}
@@ -78,12 +91,12 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		var m api.AgentManifest
 		if sub == "register" {
-			m, err = decodeManifest(data)
-		} else {
-			m, err = api.ManifestFromA2ACard(data, imp)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "aibos agent %s: %s: %v\n", sub, arg, err)
+			if err = policy.DecodeStrict(inputName(arg), data, &m); err != nil {
+				fmt.Fprintf(stderr, "aibos agent register: %v\n", err)
+				return exitInvalid
+			}
+		} else if m, err = api.ManifestFromA2ACard(data, imp); err != nil {
+			fmt.Fprintf(stderr, "aibos agent %s: %s: %v\n", sub, inputName(arg), err)
 			return exitInvalid
 		}
 		reg, err := c.RegisterAgent(ctx, m)
@@ -155,22 +168,6 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // unknown fields so a typo is not silently dropped.
 func decodeManifest(data []byte) (api.AgentManifest, error) {
 	var m api.AgentManifest
-	err := decodeStrictYAML(data, &m)
+	err := policy.DecodeStrict("manifest", data, &m)
 	return m, err
-}
-
-// decodeStrictYAML decodes a YAML or JSON document (JSON is YAML) into v
-// through its JSON form, refusing unknown fields.
-func decodeStrictYAML(data []byte, v any) error {
-	var doc any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return err
-	}
-	j, err := json.Marshal(doc)
-	if err != nil {
-		return fmt.Errorf("not a JSON-compatible document: %v", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(j))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
 }

@@ -28,14 +28,11 @@ unless --data is given. T is an RFC 3339 time or a duration before now (1h).`
 
 // cmdAudit runs `aibos audit verify|query|export`.
 func cmdAudit(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, auditUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, auditUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("audit "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, auditUsage) }
+	fs := newFlags("audit "+sub, auditUsage, stdout, stderr)
 	data := fs.String("data", "data", "the node's data directory (the log is in DIR/audit)")
 	var server *string
 	var ff filterFlags
@@ -43,22 +40,15 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	case "verify":
 		server = fs.String("server", "", "ask this node to verify its log instead of reading DIR")
 		fs.String("token-file", "", "with --server: file holding the operator token (else $AIBOS_TOKEN, else "+defaultTokenFile+")")
+		fs.String("tls-ca", os.Getenv("AIBOS_CA"), "PEM file of the CA of the node's HTTPS certificate (env AIBOS_CA)")
 	case "query", "export":
 		server = serverFlag(fs)
-		ff.add(fs)
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, auditUsage)
-		return exitOK
+		ff.add(fs.FlagSet)
 	default:
-		fmt.Fprintf(stderr, "aibos audit: unknown subcommand %q\n%s\n", sub, auditUsage)
-		return exitInvalid
+		return unknownSub("audit", sub, auditUsage, stderr)
 	}
-	if err := fs.Parse(rest); err != nil {
-		return exitInvalid
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "aibos audit %s: unexpected argument %q\n", sub, fs.Arg(0))
-		return exitInvalid
+	if code, ok := fs.parse(rest); !ok {
+		return code
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -76,18 +66,19 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	base := strings.TrimRight(strings.Split(*server, ",")[0], "/")
-	token, err := credential(fs)
+	token, err := credential(fs.FlagSet)
 	if err != nil {
 		fmt.Fprintf(stderr, "aibos audit %s: %v\n", sub, err)
 		return exitInvalid
 	}
+	hc := httpClient(fs.FlagSet, 0)
 
 	if sub == "verify" {
 		var rep audit.Report
 		var err error
 		if remote {
 			var vr audit.VerifyResponse
-			err = auditGet(token, base+"/v1/audit/verify", func(body io.Reader) error { return json.NewDecoder(body).Decode(&vr) })
+			err = auditGet(hc, token, base+"/v1/audit/verify", func(body io.Reader) error { return json.NewDecoder(body).Decode(&vr) })
 			rep = vr.Report
 		} else {
 			rep, err = audit.Verify(dir)
@@ -106,7 +97,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case sub == "export" && remote:
-		err = auditGet(token, base+"/v1/audit/export?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error {
+		err = auditGet(hc, token, base+"/v1/audit/export?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error {
 			_, err := io.Copy(stdout, body)
 			return err
 		})
@@ -116,7 +107,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		var recs []audit.Record
 		if remote {
 			var qr audit.QueryResponse
-			err = auditGet(token, base+"/v1/audit?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error { return json.NewDecoder(body).Decode(&qr) })
+			err = auditGet(hc, token, base+"/v1/audit?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error { return json.NewDecoder(body).Decode(&qr) })
 			recs = qr.Records
 		} else {
 			recs, err = audit.QueryDir(dir, f)
@@ -210,7 +201,7 @@ func flagTime(name, v string, now time.Time) (time.Time, error) {
 
 // auditGet GETs url and hands a 200 body to read; an error answer becomes
 // its message.
-func auditGet(token, url string, read func(io.Reader) error) error {
+func auditGet(hc *http.Client, token, url string, read func(io.Reader) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -220,7 +211,7 @@ func auditGet(token, url string, read func(io.Reader) error) error {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -25,18 +26,18 @@ import (
 // measuring latency from each request's scheduled time so that a stalled
 // server is not hidden (no coordinated omission).
 func cmdBench(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("bench", "Usage: aibos bench [flags]\n\nDrive a running node on loopback with decisions over HTTP and report\ndecisions per second and latency percentiles.", stdout, stderr)
 	server := fs.String("server", "http://127.0.0.1:8181", "node URL")
 	fs.String("token-file", "", "file holding the operator token (else $AIBOS_TOKEN, else "+defaultTokenFile+"); it needs the pep role, and policy-author with --setup")
 	conc := fs.Int("concurrency", 32, "concurrent connections")
 	dur := fs.Duration("duration", 10*time.Second, "how long to drive load")
 	batch := fs.Int("batch", 0, "checks per request on /v1/check/batch (0: single checks on /v1/check)")
 	rate := fs.Float64("rate", 0, "requests per second in total (0: as fast as possible)")
-	setup := fs.Bool("setup", true, "publish a generated 1,000-policy bundle first")
+	setup := fs.Bool("setup", false, "publish a generated bundle of --policies policies first: it replaces the node's live bundle (as a new version; roll back to restore)")
 	policies := fs.Int("policies", 1000, "policies in the generated bundle")
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	reqFile := fs.String("requests", "", "JSON file of the check requests to send: one request, an array of them or {\"checks\": [...]} (default: requests for the generated bundle)")
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
 	if *conc < 1 || *dur <= 0 || *batch < 0 {
 		fmt.Fprintln(stderr, "aibos bench: --concurrency ≥ 1, --duration > 0 and --batch ≥ 0 are required")
@@ -48,19 +49,48 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx := context.Background()
 	const namespaces = 20
-	if *setup {
-		c, err := newClient(*server, fs)
-		if err != nil {
-			return apiFail(stderr, "bench", err)
+	reqs := benchRequests(*policies, namespaces, 256)
+	if *reqFile != "" {
+		var err error
+		if reqs, err = readBenchRequests(*reqFile); err != nil {
+			fmt.Fprintf(stderr, "aibos bench: --requests %s: %v\n", *reqFile, err)
+			return exitInvalid
 		}
+	}
+	// A bundle someone published is theirs: bench decides with it, and
+	// replaces it only when --setup asks.
+	c, err := newClient(fs, *server)
+	if err != nil {
+		return apiFail(stderr, "bench", err)
+	}
+	cur, err := c.Current(ctx)
+	var ce *client.Error
+	live := err == nil
+	if err != nil && !(errors.As(err, &ce) && ce.Code == "not_found") {
+		return apiFail(stderr, "bench", err)
+	}
+	switch {
+	case *setup:
 		resp, err := c.Publish(ctx, enginetest.GenerateBundle(*policies, namespaces), client.PublishOptions{Message: "bench bundle", Author: "aibos bench"})
 		if err != nil {
 			return apiFail(stderr, "bench: publish", err)
 		}
-		fmt.Fprintf(stdout, "published a %d-policy bundle as version %d\n", *policies, resp.Version)
+		if live {
+			fmt.Fprintf(stdout, "replaced the live bundle (version %d) with a generated %d-policy bundle as version %d, as --setup asks; restore yours with: aibos policy rollback --to %d\n", cur.Version, *policies, resp.Version, cur.Version)
+		} else {
+			fmt.Fprintf(stdout, "published a generated %d-policy bundle as version %d\n", *policies, resp.Version)
+		}
+	case !live:
+		fmt.Fprintf(stderr, "aibos bench: the node at %s has no policy bundle, so every check would be denied for that reason alone.\n"+
+			"Publish yours (aibos policy publish FILE) and give requests for it (--requests FILE), or run aibos bench --setup to publish a generated %d-policy bundle (it becomes the node's live bundle).\n", *server, *policies)
+		return exitInvalid
+	case *reqFile == "":
+		fmt.Fprintf(stdout, "benchmarking the live bundle (version %d), unchanged, with requests generated for the bench bundle: their decisions depend on your policies; --requests FILE sends yours\n", cur.Version)
+	default:
+		fmt.Fprintf(stdout, "benchmarking the live bundle (version %d), unchanged, with %d requests from %s\n", cur.Version, len(reqs), *reqFile)
 	}
-	bodies := benchBodies(benchRequests(*policies, namespaces, 256), *batch)
-	token, err := credential(fs)
+	bodies := benchBodies(reqs, *batch)
+	token, err := credential(fs.FlagSet)
 	if err != nil {
 		fmt.Fprintf(stderr, "aibos bench: %v\n", err)
 		return exitInvalid
@@ -105,6 +135,46 @@ func isLoopbackURL(u string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// readBenchRequests reads check requests from a JSON file: one request,
+// an array of them, or a batch {"checks": [...]}.
+func readBenchRequests(path string) ([]api.CheckRequest, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	data = bytes.TrimSpace(data)
+	var reqs []api.CheckRequest
+	switch {
+	case len(data) > 0 && data[0] == '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal(data, &items); err != nil {
+			return nil, fmt.Errorf("not a JSON array of check requests: %v", err)
+		}
+		for i, it := range items {
+			r, err := api.DecodeCheckRequest(it)
+			if err != nil {
+				return nil, fmt.Errorf("request [%d]: %v", i, err)
+			}
+			reqs = append(reqs, *r)
+		}
+	default:
+		r, err := api.DecodeCheckRequest(data)
+		if err != nil {
+			b, berr := api.DecodeBatchCheckRequest(data)
+			if berr != nil {
+				return nil, err
+			}
+			reqs = b.Checks
+			break
+		}
+		reqs = append(reqs, *r)
+	}
+	if len(reqs) == 0 {
+		return nil, errors.New("no check requests in the file")
+	}
+	return reqs, nil
+}
+
 // benchBodies pre-encodes request bodies so the generator spends its time
 // waiting on the server, not encoding.
 func benchBodies(reqs []api.CheckRequest, batch int) [][]byte {
@@ -135,11 +205,7 @@ type benchResult struct {
 }
 
 func (r *benchResult) pct(p float64) time.Duration {
-	if len(r.latencies) == 0 {
-		return 0
-	}
-	i := int(p * float64(len(r.latencies)-1))
-	return r.latencies[i].Round(time.Microsecond)
+	return percentile(r.latencies, p).Round(time.Microsecond)
 }
 
 func drive(ctx context.Context, server, token string, conc int, dur time.Duration, rate float64, batch int, bodies [][]byte) benchResult {

@@ -3,18 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/client"
 )
 
 func cmdCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("check", "Usage: aibos check --subject TYPE:ID --action NAME --resource TYPE:ID [--context JSON] | --request FILE|-\n\nAsk a cluster for a decision and print it.", stdout, stderr)
 	server := serverFlag(fs)
 	reqPath := fs.String("request", "", "request JSON file, or - for standard input (instead of the flags below)")
 	subject := fs.String("subject", "", "subject as TYPE:ID")
@@ -24,12 +24,8 @@ func cmdCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	minRev := fs.Uint64("min-revision", 0, "answer only once the node has applied this revision")
 	explain := fs.Bool("explain", false, "include per-layer outcomes")
 	failOnDeny := fs.Bool("fail-on-deny", false, "exit 1 unless the decision is allow")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: aibos check --subject TYPE:ID --action NAME --resource TYPE:ID [--context JSON] | --request FILE|-")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
 	var req *api.CheckRequest
 	if *reqPath != "" {
@@ -68,7 +64,7 @@ func cmdCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		req.MinRevision = *minRev
 	}
 	req.Explain = req.Explain || *explain
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "check", err)
 	}
@@ -93,18 +89,23 @@ func parseEntityFlag(s string) (api.Entity, bool) {
 	return api.Entity{Type: typ, ID: id}, true
 }
 
+const entitiesUsage = `Usage: aibos entities put FILE|- [--server URL]
+
+Upsert stored entities in a cluster. FILE (or - for stdin) is JSON:
+{"entities": [{"type": "user", "id": "u1", "properties": {...}}]}`
+
 func cmdEntities(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "put" {
-		fmt.Fprintln(stderr, "Usage: aibos entities put FILE|- [--server URL]   (FILE: {\"entities\": [{\"type\", \"id\", \"properties\"}]})")
-		return exitInvalid
+	if code, ok := groupHelp(args, entitiesUsage, stdout, stderr); !ok {
+		return code
 	}
-	fs := flag.NewFlagSet("entities put", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	if args[0] != "put" {
+		return unknownSub("entities", args[0], entitiesUsage, stderr)
+	}
+	fs := newFlags("entities put", entitiesUsage, stdout, stderr)
 	server := serverFlag(fs)
 	path, err := parseWithPath(fs, args[1:])
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos entities put: %v\n", err)
-		return exitInvalid
+		return fs.fail(err)
 	}
 	data, err := readInput(path, stdin)
 	if err != nil {
@@ -118,7 +119,7 @@ func cmdEntities(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos entities put: %s: %v\n", path, err)
 		return exitInvalid
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "entities put", err)
 	}
@@ -130,36 +131,86 @@ func cmdEntities(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+const clusterUsage = `Usage:
+  aibos cluster status [--wait 10s] [--json] [--server URL]
+      a cluster's members as the answering node sees them: role, addresses,
+      the revision each has applied and whether it is ready (each member is
+      asked). Waits up to --wait for the node to be up and to know a leader
+      (a node just started is still electing or joining); exit 1 if none is
+      known by then.
+  ` + recoverUsage
+
 func cmdCluster(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "status" {
-		fmt.Fprintln(stderr, "Usage: aibos cluster status [--server URL] [--json]")
-		return exitInvalid
+	if code, ok := groupHelp(args, clusterUsage, stdout, stderr); !ok {
+		return code
 	}
-	fs := flag.NewFlagSet("cluster status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	if args[0] == "recover" {
+		return clusterRecover(args[1:], stdout, stderr)
+	}
+	if args[0] != "status" {
+		return unknownSub("cluster", args[0], clusterUsage, stderr)
+	}
+	fs := newFlags("cluster status", clusterUsage, stdout, stderr)
 	server := serverFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
-		return exitInvalid
+	wait := fs.Duration("wait", 10*time.Second, "how long to wait for the node to answer and know a leader (0: ask once)")
+	if code, ok := fs.parse(args[1:]); !ok {
+		return code
 	}
-	c, err := newClient(*server, fs)
+	retry := *wait
+	if retry <= 0 {
+		retry = -1 // client.Options: no retries
+	}
+	c, err := newClientWith(fs, *server, client.Options{RetryFor: retry})
 	if err != nil {
 		return apiFail(stderr, "cluster status", err)
 	}
-	cl, err := c.Cluster(context.Background())
-	if err != nil {
-		return apiFail(stderr, "cluster status", err)
+	ctx := context.Background()
+	deadline := time.Now().Add(*wait)
+	var cl api.Cluster
+	for {
+		cl, err = c.Cluster(ctx)
+		if err != nil {
+			return apiFail(stderr, "cluster status", err)
+		}
+		if (cl.Leader != "" && len(cl.Nodes) > 0) || !time.Now().Before(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if *asJSON {
 		json.NewEncoder(stdout).Encode(cl)
-		return exitOK
+	} else {
+		leader := cl.Leader
+		if leader == "" {
+			leader = "unknown"
+		}
+		fmt.Fprintf(stdout, "region %s, leader %s\n", cl.Region, leader)
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tROLE\tSTATUS\tHTTP\tRAFT\tAPPLIED")
+		for _, n := range cl.Nodes {
+			role, applied := n.Role, fmt.Sprint(n.AppliedRevision)
+			if n.Status != api.NodeReady {
+				applied = "-"
+			}
+			if n.Status == api.NodeUnreachable && role != "leader" {
+				role = "unknown"
+			}
+			status := n.Status
+			if n.Detail != "" {
+				status += " (" + n.Detail + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, role, status, n.HTTP, n.Raft, applied)
+		}
+		tw.Flush()
 	}
-	fmt.Fprintf(stdout, "region %s, leader %s\n", cl.Region, cl.Leader)
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tHTTP\tRAFT\tAPPLIED")
-	for _, n := range cl.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", n.ID, n.Role, n.HTTP, n.Raft, n.AppliedRevision)
+	if cl.Leader == "" || len(cl.Nodes) == 0 {
+		what := "knows no leader"
+		if len(cl.Nodes) == 0 {
+			what = "has no cluster configuration yet"
+		}
+		fmt.Fprintf(stderr, "aibos cluster status: %s %s after %s: it is still starting, electing or joining (see its log); run this again, or wait longer with --wait 30s\n", *server, what, *wait)
+		return exitFailed
 	}
-	tw.Flush()
 	return exitOK
 }

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,12 +18,12 @@ func TestCredentialOrder(t *testing.T) {
 	}
 	get := func(args ...string) string {
 		t.Helper()
-		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		fs := newFlags("x", "", io.Discard, io.Discard)
 		serverFlag(fs)
 		if err := fs.Parse(args); err != nil {
 			t.Fatal(err)
 		}
-		tok, err := credential(fs)
+		tok, err := credential(fs.FlagSet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,10 +49,10 @@ func TestCredentialOrder(t *testing.T) {
 	if tok := get("--token-file", fileTok); tok != "from-file" {
 		t.Fatalf("--token-file: %q", tok)
 	}
-	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs := newFlags("x", "", io.Discard, io.Discard)
 	serverFlag(fs)
 	_ = fs.Parse([]string{"--token-file", filepath.Join(dir, "missing")})
-	if _, err := credential(fs); err == nil {
+	if _, err := credential(fs.FlagSet); err == nil {
 		t.Fatal("a missing --token-file is not an error")
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,12 +21,15 @@ import (
 // that knows all three nodes. The killed node is restarted from its data
 // between rounds.
 func cmdFailoverBench(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("failover-bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("failover-bench", "Usage: aibos failover-bench [--rounds N] [--data DIR] [-v]\n\nStart a 3-node cluster in this process on loopback, kill its leader N times\nand report how long until writes are accepted again.", stdout, stderr)
 	rounds := fs.Int("rounds", 20, "how many times to kill the leader")
 	dir := fs.String("data", "", "directory for the nodes' data (default: a temporary directory, removed afterwards)")
 	verbose := fs.Bool("v", false, "log the nodes' warnings and errors to standard error")
-	if err := fs.Parse(args); err != nil {
+	if code, ok := fs.parse(args); !ok {
+		return code
+	}
+	if *rounds < 1 {
+		fmt.Fprintf(stderr, "aibos failover-bench: --rounds %d: want at least 1 leader kill to measure\n", *rounds)
 		return exitInvalid
 	}
 	if *dir == "" {
@@ -49,9 +51,7 @@ func cmdFailoverBench(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	slices.Sort(samples)
-	p := func(q float64) time.Duration {
-		return samples[int(q*float64(len(samples)-1))].Round(time.Millisecond)
-	}
+	p := func(q float64) time.Duration { return percentile(samples, q).Round(time.Millisecond) }
 	fmt.Fprintf(stdout, "leader kills=%d time-to-next-accepted-write p50=%s p99=%s max=%s (target p99 ≤ 900ms)\n",
 		len(samples), p(0.5), p(0.99), p(1))
 	return exitOK

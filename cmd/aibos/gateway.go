@@ -7,47 +7,80 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/policy"
 )
 
 // The agent gateway's commands: orchestra, action, invoke, approval, kill.
 
-const orchestraUsage = "Usage: aibos orchestra put FILE|- | list | get NAME | delete NAME   [--server URL]"
+const orchestraUsage = `Usage: aibos orchestra put|list|get|delete|accept [flags]
+
+  aibos orchestra put FILE|-     create or replace an orchestra and its actions (YAML or JSON)
+  aibos orchestra list           every orchestra, the kernel's own included
+  aibos orchestra get NAME       one orchestra as JSON
+  aibos orchestra delete NAME    delete an orchestra and its actions
+  aibos orchestra accept NAME [TOOL]
+                                 accept an MCP server's changed tool definitions (all, or TOOL's);
+                                 the acceptor is your token's principal (--as NAME, if given, must be it)
+
+Every subcommand takes --server URL.`
 
 // cmdOrchestra runs `aibos orchestra put|list|get|delete`.
 func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, orchestraUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, orchestraUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("orchestra "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("orchestra "+sub, orchestraUsage, stdout, stderr)
 	server := serverFlag(fs)
-	var arg string
+	as := fs.String("as", "", "accept: who accepts: your token's principal; if given, must be it")
+	var arg, tool string
 	switch sub {
-	case "list":
-		if err := fs.Parse(rest); err != nil {
+	case "accept":
+		var pos []string
+		for {
+			if err := fs.Parse(rest); err != nil {
+				return exitInvalid
+			}
+			if fs.NArg() == 0 {
+				break
+			}
+			pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+		}
+		if len(pos) == 0 || len(pos) > 2 {
+			fmt.Fprintln(stderr, "aibos orchestra accept: give the orchestra NAME and optionally one TOOL (its name on the MCP server)")
 			return exitInvalid
+		}
+		arg = pos[0]
+		if len(pos) == 2 {
+			tool = pos[1]
+		}
+	case "list":
+		fs.synopsis = "Usage: aibos orchestra list [--server URL]\n\nEvery orchestra, the kernel's own included."
+		if code, ok := fs.parse(rest); !ok {
+			return code
 		}
 	case "put", "get", "delete":
+		what := map[bool]string{true: "FILE|-", false: "NAME"}[sub == "put"]
+		fs.synopsis = "Usage: aibos orchestra " + sub + " " + what + " [--server URL]"
 		var err error
-		if arg, err = parseWithPath(fs, rest); err != nil || arg == "" {
-			fmt.Fprintf(stderr, "aibos orchestra %s: give the %s\n", sub, map[bool]string{true: "orchestra FILE (YAML or JSON)", false: "orchestra NAME"}[sub == "put"])
-			return exitInvalid
+		if arg, err = parseWithPath(fs, rest); err != nil {
+			if errors.Is(err, errMissingArg) {
+				err = fmt.Errorf("give the %s", map[bool]string{true: "orchestra FILE (YAML or JSON)", false: "orchestra NAME"}[sub == "put"])
+			}
+			return fs.fail(err)
 		}
 	default:
-		fmt.Fprintf(stderr, "aibos orchestra: unknown subcommand %q\n%s\n", sub, orchestraUsage)
-		return exitInvalid
+		return unknownSub("orchestra", sub, orchestraUsage, stderr)
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "orchestra "+sub, err)
 	}
@@ -60,14 +93,14 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 			return exitInvalid
 		}
 		var o api.Orchestra
-		if err := decodeStrictYAML(data, &o); err != nil {
-			fmt.Fprintf(stderr, "aibos orchestra put: %s: %v\n", arg, err)
+		if err := policy.DecodeStrict(inputName(arg), data, &o); err != nil {
+			fmt.Fprintf(stderr, "aibos orchestra put: %v\n", err)
 			return exitInvalid
 		}
 		if strings.TrimSpace(o.Name) == "" {
 			// The name is the URL's last segment: without it the request
 			// would go to /v1/orchestras/ and come back as a bare 404/405.
-			fmt.Fprintf(stderr, "aibos orchestra put: %s: the orchestra has no name\n", arg)
+			fmt.Fprintf(stderr, "aibos orchestra put: %s: the orchestra has no name (add name: ... at the top)\n", inputName(arg))
 			return exitInvalid
 		}
 		out, err := c.PutOrchestra(ctx, o)
@@ -97,25 +130,55 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 			return apiFail(stderr, "orchestra delete", err)
 		}
 		fmt.Fprintf(stdout, "orchestra %s deleted\n", arg)
+	case "accept":
+		out, err := c.AcceptOrchestra(ctx, arg, tool, *as)
+		if err != nil {
+			return apiFail(stderr, "orchestra accept", err)
+		}
+		if len(out.Accepted) == 0 {
+			fmt.Fprintf(stdout, "orchestra %s: no definition changed; nothing to accept\n", arg)
+		} else {
+			fmt.Fprintf(stdout, "orchestra %s: accepted the new definition of %s (revision %d)\n", arg, strings.Join(out.Accepted, ", "), out.Orchestra.Revision)
+		}
 	}
 	return exitOK
 }
 
+// inputName names an input in messages: its file, or stdin for -.
+func inputName(arg string) string {
+	if arg == "-" {
+		return "(stdin)"
+	}
+	return arg
+}
+
+// riskClasses are the risk classes of actions, for --risk.
+func riskClasses() []string {
+	return []string{api.RiskRead, api.RiskWrite, api.RiskDestructive, api.RiskExternal}
+}
+
+const actionUsage = "Usage: aibos action list [--orchestra NAME] [--risk read|write|destructive|external] [--server URL]\n\nEvery action agents can invoke, the kernel's own included."
+
 // cmdAction runs `aibos action list`.
 func cmdAction(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "list" {
-		fmt.Fprintln(stderr, "Usage: aibos action list [--orchestra NAME] [--risk CLASS] [--server URL]")
-		return exitInvalid
+	if code, ok := groupHelp(args, actionUsage, stdout, stderr); !ok {
+		return code
 	}
-	fs := flag.NewFlagSet("action list", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	if args[0] != "list" {
+		return unknownSub("action", args[0], actionUsage, stderr)
+	}
+	fs := newFlags("action list", actionUsage, stdout, stderr)
 	server := serverFlag(fs)
 	orch := fs.String("orchestra", "", "only this orchestra's actions")
-	risk := fs.String("risk", "", "only actions of this risk class (read, write, destructive, external)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return exitInvalid
+	risks := riskClasses()
+	risk := fs.String("risk", "", "only actions of this risk class ("+strings.Join(risks, ", ")+")")
+	if code, ok := fs.parse(args[1:]); !ok {
+		return code
 	}
-	c, err := newClient(*server, fs)
+	if *risk != "" && !slices.Contains(risks, *risk) {
+		return fs.fail(fmt.Errorf("--risk %q: want one of %s", *risk, strings.Join(risks, ", ")))
+	}
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "action list", err)
 	}
@@ -132,11 +195,12 @@ func cmdAction(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+const invokeUsage = "Usage: aibos invoke ACTION [--input JSON|@FILE|-] [--token T] [--idempotency-key K] [--approval ID] [--wait 5m] [--server URL]\n\nInvoke an action as an agent and print the answer. Exit 1 for any outcome but\ncompleted (held for approval, denied, failed, cancelled)."
+
 // cmdInvoke runs `aibos invoke ACTION`: an agent's call, for scripts and
 // for trying policies out.
 func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("invoke", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("invoke", invokeUsage, stdout, stderr)
 	server := serverFlag(fs)
 	token := fs.String("token", os.Getenv("AIBOS_AGENT_TOKEN"), "the agent's token (env AIBOS_AGENT_TOKEN)")
 	input := fs.String("input", "{}", "the input: JSON, @FILE, or - for stdin")
@@ -144,9 +208,11 @@ func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	approval := fs.String("approval", "", "redeem this approved approval")
 	wait := fs.Duration("wait", 0, "when the call is held for approval, wait up to this long for it, then redeem it")
 	action, err := parseWithPath(fs, args)
-	if err != nil || action == "" {
-		fmt.Fprintln(stderr, "Usage: aibos invoke ACTION [--input JSON|@FILE|-] [--token T] [--idempotency-key K] [--approval ID] [--wait 5m] [--server URL]")
-		return exitInvalid
+	if err != nil {
+		if errors.Is(err, errMissingArg) {
+			err = errors.New("give the ACTION to invoke")
+		}
+		return fs.fail(err)
 	}
 	raw := []byte(*input)
 	switch {
@@ -165,7 +231,7 @@ func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// An invocation may run on its backend for up to the action's timeout
 	// (at most 10 min): the client's default 30 s would cut it.
 	// The agent's token for every call: waiting for its own approval too.
-	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: &http.Client{Timeout: invokeHTTPTimeout}, Token: *token})
+	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: httpClient(fs.FlagSet, invokeHTTPTimeout), Token: *token})
 	if err != nil {
 		return apiFail(stderr, "invoke", err)
 	}
@@ -228,42 +294,71 @@ func waitApproval(ctx context.Context, c *client.Client, id string, wait time.Du
 	}
 }
 
-const approvalUsage = "Usage: aibos approval list [--state pending] | get ID [--wait 30s] | approve ID [--reason R] | deny ID [--reason R]   [--server URL] [--token-file F]\n(the approver is your token's principal; --as NAME, if given, must be it)"
+const approvalUsage = `Usage: aibos approval list|get|approve|deny [flags]
+
+  aibos approval list [--state pending] [--agent A] [--action X]   held invocations (default: the pending ones)
+  aibos approval get ID [--wait 30s]                               one approval as JSON
+  aibos approval approve ID [--reason R]                           the held call may run once
+  aibos approval deny ID [--reason R]                              the held call never runs
+
+The approver is your token's principal (--as NAME, if given, must be it).
+Every subcommand takes --server URL and --token-file F.`
+
+// approvalStates are the states of an approval, for --state.
+func approvalStates() []string {
+	return []string{api.ApprovalPending, api.ApprovalApproved, api.ApprovalDenied, api.ApprovalExpired, api.ApprovalVoided, api.ApprovalConsumed}
+}
 
 // cmdApproval runs `aibos approval list|get|approve|deny`.
 func cmdApproval(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, approvalUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, approvalUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("approval "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("approval "+sub, approvalUsage, stdout, stderr)
 	server := serverFlag(fs)
 	var f client.ApprovalFilter
-	as := fs.String("as", "", "who decides: your token's principal; if given, must be it")
-	reason := fs.String("reason", "", "why (recorded with the approval)")
-	wait := fs.Duration("wait", 0, "get: wait up to this long for a pending approval to be decided")
+	var as, reason *string
+	var wait *time.Duration
 	var id string
+	states := approvalStates()
 	switch sub {
 	case "list":
-		fs.StringVar(&f.State, "state", "pending", "pending, approved, denied, expired, voided, consumed; empty for all")
+		fs.synopsis = "Usage: aibos approval list [--state S] [--agent A] [--action X] [--server URL]\n\nHeld invocations, with their (redacted) input."
+		fs.StringVar(&f.State, "state", api.ApprovalPending, strings.Join(states, ", ")+"; empty for all")
 		fs.StringVar(&f.Agent, "agent", "", "only this agent's")
 		fs.StringVar(&f.Action, "action", "", "only this action's")
-		if err := fs.Parse(rest); err != nil {
-			return exitInvalid
+		if code, ok := fs.parse(rest); !ok {
+			return code
+		}
+		if f.State != "" && !slices.Contains(states, f.State) {
+			return fs.fail(fmt.Errorf("--state %q: want one of %s, or empty for all", f.State, strings.Join(states, ", ")))
 		}
 	case "get", "approve", "deny":
+		switch sub {
+		case "get":
+			fs.synopsis = "Usage: aibos approval get ID [--wait 30s] [--server URL]\n\nOne approval as JSON."
+			wait = fs.Duration("wait", 0, "wait up to this long for a pending approval to be decided")
+		case "approve":
+			fs.synopsis = "Usage: aibos approval approve ID [--reason R] [--server URL]\n\nApprove a held invocation: the agent may run it once, with the same arguments.\nThe approver is your token's principal."
+		case "deny":
+			fs.synopsis = "Usage: aibos approval deny ID [--reason R] [--server URL]\n\nDeny a held invocation: it never runs. The decider is your token's principal."
+		}
+		if sub != "get" {
+			as = fs.String("as", "", "who decides: your token's principal; if given, must be it")
+			reason = fs.String("reason", "", "why (recorded with the approval)")
+		}
 		var err error
-		if id, err = parseWithPath(fs, rest); err != nil || id == "" {
-			fmt.Fprintln(stderr, approvalUsage)
-			return exitInvalid
+		if id, err = parseWithPath(fs, rest); err != nil {
+			if errors.Is(err, errMissingArg) {
+				err = errors.New("give the approval ID (aibos approval list shows them)")
+			}
+			return fs.fail(err)
 		}
 	default:
-		fmt.Fprintf(stderr, "aibos approval: unknown subcommand %q\n%s\n", sub, approvalUsage)
-		return exitInvalid
+		return unknownSub("approval", sub, approvalUsage, stderr)
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "approval "+sub, err)
 	}
@@ -277,7 +372,12 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATE\tAGENT\tACTION\tEXPIRES\tARGS")
 		for _, a := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s@%s\t%s\t%s\t%s\n", a.ID, a.State, a.Agent, a.AgentVersion, a.Action, a.ExpiresAt.Format(time.RFC3339), string(a.Input))
+			who := a.Agent
+			if a.AgentVersion != "" {
+				who += "@" + a.AgentVersion
+			}
+			// An AuthZEN access request's "agent" is its subject, TYPE:ID.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.State, who, a.Action, a.ExpiresAt.Format(time.RFC3339), string(a.Input))
 		}
 		_ = tw.Flush()
 		return exitOK
@@ -309,46 +409,75 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return apiFail(stderr, "approval "+sub, err)
 	}
-	fmt.Fprintf(stdout, "approval %s is %s by %s: %s on %s@%s may run once with the approved arguments until %s\n",
-		a.ID, a.State, a.DecidedBy, a.Action, a.Agent, a.AgentVersion, a.ExpiresAt.Format(time.RFC3339))
+	if sub == "approve" {
+		fmt.Fprintf(stdout, "approval %s is %s by %s: %s on %s@%s may run once with the approved arguments until %s\n",
+			a.ID, a.State, a.DecidedBy, a.Action, a.Agent, a.AgentVersion, a.ExpiresAt.Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(stdout, "approval %s is %s by %s: %s on %s@%s will not run; the agent gets a denial if it asks again\n",
+			a.ID, a.State, a.DecidedBy, a.Action, a.Agent, a.AgentVersion)
+	}
 	return exitOK
 }
 
-const killUsage = "Usage: aibos kill set --scope global|tenant|agent|action [--target T] --reason R | lift ID [--reason R] | list [--all]   [--server URL] [--token-file F]"
+const killUsage = `Usage: aibos kill set|lift|list [flags]
+
+  aibos kill set --scope global|tenant|agent|action [--target T] --reason R   stop everything in a scope
+  aibos kill lift ID [--reason R] [--approval ID]                            lift a kill switch
+  aibos kill list [--all]                                                    active kill switches (--all: lifted ones too)
+
+Who sets or lifts is your token's principal (--by NAME, if given, must be it).
+The two-person rule holds lifting a global kill switch: a second principal
+approves (aibos approval approve ID), and kill lift ID --approval ID redeems it.
+Every subcommand takes --server URL and --token-file F.`
 
 // cmdKill runs `aibos kill set|lift|list`.
 func cmdKill(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, killUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, killUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("kill "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("kill "+sub, killUsage, stdout, stderr)
 	server := serverFlag(fs)
-	by := fs.String("by", "", "who: your token's principal; if given, must be it")
-	reason := fs.String("reason", "", "why (recorded; required to set)")
-	scope := fs.String("scope", "", "set: global, tenant, agent or action")
-	target := fs.String("target", "", "set: the tenant, agent id or action pattern (none for global)")
-	all := fs.Bool("all", false, "list: lifted kill switches too")
-	approval := fs.String("approval", "", "lift: redeem this approved approval (the two-person rule holds lifting a global kill switch)")
+	var by, reason, scope, target *string
+	var all *bool
+	approval := new(string)
 	var id string
 	switch sub {
-	case "set", "list":
-		if err := fs.Parse(rest); err != nil {
-			return exitInvalid
+	case "set":
+		fs.synopsis = "Usage: aibos kill set --scope global|tenant|agent|action [--target T] --reason R [--server URL]\n\nSet a kill switch: every node refuses new invocations in its scope, cancels\nthe running ones and voids pending approvals, until it is lifted."
+		scope = fs.String("scope", "", "global, tenant, agent or action")
+		target = fs.String("target", "", "the tenant, agent id or action pattern (none for global)")
+		reason = fs.String("reason", "", "why (required; recorded and shown in kill list)")
+		by = fs.String("by", "", "who sets it: your token's principal; if given, must be it")
+		approval = fs.String("approval", "", "redeem this approved approval (when a system rule holds setting it for a second person)")
+		if code, ok := fs.parse(rest); !ok {
+			return code
+		}
+		if strings.TrimSpace(*reason) == "" {
+			return fs.fail(errors.New("--reason is required: say why the kill switch is set (it is recorded and shown in kill list)"))
+		}
+	case "list":
+		fs.synopsis = "Usage: aibos kill list [--all] [--server URL]\n\nThe active kill switches."
+		all = fs.Bool("all", false, "lifted kill switches too")
+		if code, ok := fs.parse(rest); !ok {
+			return code
 		}
 	case "lift":
+		fs.synopsis = "Usage: aibos kill lift ID [--reason R] [--approval ID] [--server URL]\n\nLift a kill switch (aibos kill list shows their ids). The two-person rule\nholds lifting a global kill switch: a second principal approves it, and the\nsame lift with --approval ID runs once."
+		by = fs.String("by", "", "who lifts it: your token's principal; if given, must be it")
+		approval = fs.String("approval", "", "redeem this approved approval (the two-person rule holds lifting a global kill switch)")
+		reason = fs.String("reason", "", "why (recorded)")
 		var err error
-		if id, err = parseWithPath(fs, rest); err != nil || id == "" {
-			fmt.Fprintln(stderr, killUsage)
-			return exitInvalid
+		if id, err = parseWithPath(fs, rest); err != nil {
+			if errors.Is(err, errMissingArg) {
+				err = errors.New("give the kill switch ID (aibos kill list shows them)")
+			}
+			return fs.fail(err)
 		}
 	default:
-		fmt.Fprintf(stderr, "aibos kill: unknown subcommand %q\n%s\n", sub, killUsage)
-		return exitInvalid
+		return unknownSub("kill", sub, killUsage, stderr)
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "kill "+sub, err)
 	}
@@ -362,7 +491,7 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return apiFail(stderr, "kill set", err)
 		}
-		fmt.Fprintf(stdout, "kill switch %s set (%s %s) at revision %d; lift it with: aibos kill lift %s\n", k.ID, k.Scope, k.Target, k.Revision, k.ID)
+		fmt.Fprintf(stdout, "kill switch %s set (%s) at revision %d; lift it with: aibos kill lift %s\n", k.ID, killScope(k), k.Revision, k.ID)
 	case "lift":
 		k, err := c.LiftKill(ctx, id, *by, *reason)
 		if err != nil {
@@ -382,6 +511,14 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 		_ = tw.Flush()
 	}
 	return exitOK
+}
+
+// killScope says what a kill switch stops: "global", "agent billing-bot".
+func killScope(k api.KillSwitch) string {
+	if k.Target == "" {
+		return k.Scope
+	}
+	return k.Scope + " " + k.Target
 }
 
 func printJSON(w io.Writer, v any) {

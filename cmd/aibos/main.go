@@ -29,6 +29,7 @@ Usage:
   aibos policy simulate PATH --since 1h   replay a node's logged decisions against a candidate bundle
   aibos rollout start|status|abort|promote  canary a bundle version to a cohort (see -h of each)
   aibos check [flags]                     ask a cluster for a decision
+  aibos search subject|resource|action    who may, on what, or which actions (AuthZEN search; see -h)
   aibos entities put FILE                 upsert entities ({"entities": [...]}) in a cluster
   aibos agent register|list|get|retire|rotate  the agent registry (register FILE prints the token once)
   aibos agent import-card CARD.json      register an agent from its A2A Agent Card (--capabilities ...)
@@ -43,17 +44,22 @@ Usage:
   aibos whoami                            the principal your credential stands for
   aibos system-policy publish|get         the system bundle that authorizes the kernel's API (admin)
   aibos cluster status                    show a cluster's members
+  aibos tls ca create|cert create         a cluster CA, node and operator certificates (see aibos tls -h)
   aibos bench [flags]                     drive a node with decisions and report throughput/latency
   aibos failover-bench [flags]            measure leader failover on a local 3-node cluster
 
-Run "aibos COMMAND -h" for the flags of a command. Commands that talk to a
-cluster send the operator token of --token-file, else $AIBOS_TOKEN, else
-./data/root-token (what "aibos serve" writes on a new cluster's first start).
+  aibos version                           print the version (also --version)
+
+Run "aibos COMMAND -h" (or "aibos help COMMAND") for the flags of a command.
+Commands that talk to a cluster send the operator token of --token-file,
+else $AIBOS_TOKEN, else ./data/root-token (what "aibos serve" writes on a
+new cluster's first start).
 
 Exit codes: 0 ok; 1 failed bundle tests, a decision other than allow
 with --fail-on-deny, lint warnings with --strict, an invocation that did not
-complete (held, denied, failed, cancelled), or audit verify finding problems; 2 invalid input (flags, bundle, request) or an error
-answer from the server.
+complete (held, denied, failed, cancelled), audit verify finding problems, or
+cluster status finding no leader; 2 invalid input (flags, bundle, request), an error
+answer from the server, or a server that cannot be reached.
 `
 
 func main() {
@@ -68,13 +74,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "serve":
-		return cmdServe(rest, stderr)
+		return cmdServe(rest, stdout, stderr)
 	case "policy":
 		return cmdPolicy(rest, stdin, stdout, stderr)
 	case "rollout":
 		return cmdRollout(rest, stdout, stderr)
 	case "check":
 		return cmdCheck(rest, stdin, stdout, stderr)
+	case "search":
+		return cmdSearch(rest, stdout, stderr)
 	case "entities":
 		return cmdEntities(rest, stdin, stdout, stderr)
 	case "agent":
@@ -99,11 +107,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdWhoAmI(rest, stdout, stderr)
 	case "system-policy":
 		return cmdSystemPolicy(rest, stdout, stderr)
+	case "tls":
+		return cmdTLS(rest, stdout, stderr)
 	case "bench":
 		return cmdBench(rest, stdout, stderr)
 	case "failover-bench":
 		return cmdFailoverBench(rest, stdout, stderr)
-	case "help", "-h", "--help":
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version())
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		if cmd == "help" && len(rest) > 0 {
+			// aibos help COMMAND [SUB]: the command's own help.
+			return run(append(rest, "--help"), stdin, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:

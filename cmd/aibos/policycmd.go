@@ -4,9 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -25,7 +26,7 @@ const policyUsage = `Usage:
   aibos policy eval PATH --request FILE|- [--entities FILE] [--now RFC3339] [--fail-on-deny]
   aibos policy publish PATH [--message M] [--author A] [--dry-run] [--server URL]
   aibos policy versions [--server URL]
-  aibos policy rollback --to V [--message M] [--server URL]
+  aibos policy rollback --to V [--message M] [--author A] [--server URL]
   aibos policy diff A B [--json] [--server URL] semantic changes from A to B (each a PATH or a version number)
   aibos policy simulate PATH [--since 1h] [--json] [--server URL]   replay a node's logged decisions against PATH
 
@@ -35,9 +36,8 @@ Exit codes: 0 ok; 1 failed tests, (with --fail-on-deny) a decision other than al
 `
 
 func cmdPolicy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, policyUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, policyUsage, stdout, stderr); !ok {
+		return code
 	}
 	switch args[0] {
 	case "lint":
@@ -56,18 +56,14 @@ func cmdPolicy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return policyDiff(args[1:], stdout, stderr)
 	case "simulate":
 		return policySimulate(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, policyUsage)
-		return exitOK
 	default:
-		fmt.Fprintf(stderr, "aibos policy: unknown subcommand %q\n\n%s", args[0], policyUsage)
-		return exitInvalid
+		return unknownSub("policy", args[0], policyUsage, stderr)
 	}
 }
 
 // parseWithPath parses flags that may come before or after one positional
 // PATH argument.
-func parseWithPath(fs *flag.FlagSet, args []string) (string, error) {
+func parseWithPath(fs *flags, args []string) (string, error) {
 	var path string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -82,10 +78,14 @@ func parseWithPath(fs *flag.FlagSet, args []string) (string, error) {
 		path, args = fs.Arg(0), fs.Args()[1:]
 	}
 	if path == "" {
-		return "", errors.New("missing PATH: a bundle file or directory")
+		return "", errMissingArg
 	}
 	return path, nil
 }
+
+// errMissingArg is parseWithPath's error when the positional argument is
+// missing; callers that take something other than a PATH say what.
+var errMissingArg = errors.New("missing PATH: give a bundle file or directory")
 
 // loadBundle reads, parses and compiles a bundle, printing every error.
 func loadBundle(path string, stderr io.Writer) (*engine.Bundle, bool) {
@@ -122,13 +122,11 @@ func relativeTo(root string, e policy.Error) string {
 }
 
 func policyLint(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy lint", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy lint", "Usage: aibos policy lint PATH [--strict]\n\nParse and compile a bundle (a file or a directory); print every error with\nfile:line:column, then the warnings.", stdout, stderr)
 	strict := fs.Bool("strict", false, "exit 1 when there are warnings")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos policy lint: %v\n", err)
-		return exitInvalid
+		return fs.fail(err)
 	}
 	b, ok := loadBundle(path, stderr)
 	if !ok {
@@ -149,13 +147,11 @@ func policyLint(args []string, stdout, stderr io.Writer) int {
 }
 
 func policyTest(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy test", "Usage: aibos policy test PATH [--json]\n\nRun the bundle's Test documents; each failure with its request, the expected\nand actual decisions and the rules that decided. Exit 1 if any fails.", stdout, stderr)
 	asJSON := fs.Bool("json", false, "print every result as JSON")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos policy test: %v\n", err)
-		return exitInvalid
+		return fs.fail(err)
 	}
 	b, ok := loadBundle(path, stderr)
 	if !ok {
@@ -188,16 +184,14 @@ func policyTest(args []string, stdout, stderr io.Writer) int {
 }
 
 func policyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy eval", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy eval", "Usage: aibos policy eval PATH --request FILE|- [--entities FILE] [--now RFC3339] [--fail-on-deny]\n\nDecide one request locally against the bundle at PATH and print the decision\nwith its per-layer explanation. Stored entities (the roles and properties a\ncluster would merge from `aibos entities put`) come only from --entities.", stdout, stderr)
 	reqPath := fs.String("request", "", "request JSON file, or - for standard input")
 	entPath := fs.String("entities", "", "optional JSON file {\"entities\": [...]} of stored entities")
 	nowFlag := fs.String("now", "", "time of the decision (RFC 3339); default: now")
 	failOnDeny := fs.Bool("fail-on-deny", false, "exit 1 unless the decision is allow")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos policy eval: %v\n", err)
-		return exitInvalid
+		return fs.fail(err)
 	}
 	if *reqPath == "" {
 		fmt.Fprintln(stderr, "aibos policy eval: --request FILE (or -) is required")
@@ -256,55 +250,82 @@ func readInput(path string, stdin io.Reader) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// serverFlag adds --server (several URLs may be given, comma-separated)
-// and --token-file, the operator credential (see credential).
-func serverFlag(fs *flag.FlagSet) *string {
+// serverFlag adds --server (several URLs may be given, comma-separated),
+// --token-file, the operator credential (see credential), --tls-ca, the
+// CA that https URLs are verified against, and the client certificate
+// flags.
+func serverFlag(fs *flags) *string {
 	def := os.Getenv("AIBOS_SERVER")
 	if def == "" {
 		def = "http://127.0.0.1:8181"
 	}
 	fs.String("token-file", "", "file holding the operator token (else $AIBOS_TOKEN, else "+defaultTokenFile+")")
+	fs.String("tls-ca", os.Getenv("AIBOS_CA"), "PEM file of the CA that signed the cluster's HTTPS certificates, for https:// servers (env AIBOS_CA; empty: the system roots)")
+	fs.String("tls-client-cert", os.Getenv("AIBOS_CLIENT_CERT"), "client certificate to present, for nodes started with --tls-client-ca (env AIBOS_CLIENT_CERT; with --tls-client-key)")
+	fs.String("tls-client-key", os.Getenv("AIBOS_CLIENT_KEY"), "key of --tls-client-cert (env AIBOS_CLIENT_KEY)")
 	return fs.String("server", def, "kernel node URL(s), comma-separated (env AIBOS_SERVER)")
 }
 
-// newClient is a client of servers with the credential of fs's flags.
-func newClient(servers string, fs *flag.FlagSet) (*client.Client, error) {
-	return newClientWith(servers, fs, client.Options{})
+// newClient is a client of servers with the credential and the HTTP
+// client that serverFlag's flags describe.
+func newClient(fs *flags, servers string) (*client.Client, error) {
+	return newClientWith(fs, servers, client.Options{})
 }
 
-func newClientWith(servers string, fs *flag.FlagSet, opts client.Options) (*client.Client, error) {
-	tok, err := credential(fs)
-	if err != nil {
-		return nil, err
+// newClientWith is newClient with options. The token is the credential
+// (see credential) unless o has one; the HTTP client is the one
+// serverFlag's flags describe, with a 30s timeout, unless o has one.
+func newClientWith(fs *flags, servers string, o client.Options) (*client.Client, error) {
+	if o.Token == "" {
+		tok, err := credential(fs.FlagSet)
+		if err != nil {
+			return nil, err
+		}
+		o.Token = tok
 	}
-	opts.Token = tok
-	return client.New(strings.Split(servers, ","), opts)
+	if o.HTTPClient == nil {
+		hc, err := httpClientErr(fs.FlagSet, 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		o.HTTPClient = hc
+	}
+	return client.New(strings.Split(servers, ","), o)
 }
 
 // apiFail prints an error answer or a transport error and returns exit 2.
+// A node that could not be reached at all is named, with what to do.
 func apiFail(stderr io.Writer, what string, err error) int {
+	var ue *url.Error
+	var op *net.OpError
+	if errors.As(err, &ue) && errors.As(err, &op) && op.Op == "dial" {
+		node := ue.URL
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			node = u.Scheme + "://" + u.Host
+		}
+		fmt.Fprintf(stderr, "aibos %s: cannot reach a kernel node at %s (%v): is aibos serve running there? Start it, or point --server (or AIBOS_SERVER) at a running node\n", what, node, op.Err)
+		return exitInvalid
+	}
 	fmt.Fprintf(stderr, "aibos %s: %v\n", what, err)
 	return exitInvalid
 }
 
 func policyPublish(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy publish", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy publish", "Usage: aibos policy publish PATH [--message M] [--author A] [--dry-run] [--server URL]\n\nPublish a bundle to a cluster as a new version; the server validates it and\nruns its tests first (--dry-run: only that).", stdout, stderr)
 	server := serverFlag(fs)
 	msg := fs.String("message", "", "why this version (recorded with it)")
 	author := fs.String("author", "", "who publishes: recorded from your token's principal; if given, must be it")
 	dry := fs.Bool("dry-run", false, "validate and test on the server without publishing")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos policy publish: %v\n", err)
-		return exitInvalid
+		return fs.fail(err)
 	}
 	files, err := policy.ReadPath(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "aibos policy publish: %v\n", err)
 		return exitInvalid
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "policy publish", err)
 	}
@@ -323,17 +344,14 @@ func policyPublish(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// currentUser names who runs the command, for the version record.
-
 func policyVersions(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy versions", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy versions", "Usage: aibos policy versions [--json] [--server URL]\n\nList a cluster's bundle versions: who, when, why, content hash.", stdout, stderr)
 	server := serverFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "policy versions", err)
 	}
@@ -363,23 +381,23 @@ func policyVersions(args []string, stdout, stderr io.Writer) int {
 }
 
 func policyRollback(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy rollback", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy rollback", "Usage: aibos policy rollback --to V [--message M] [--author A] [--server URL]\n\nPublish version V's content as a new version.", stdout, stderr)
 	server := serverFlag(fs)
 	to := fs.Uint64("to", 0, "the version whose content becomes current (as a new version)")
-	msg := fs.String("message", "", "why")
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	msg := fs.String("message", "", "why (recorded with the new version)")
+	author := fs.String("author", "", "who rolls back: recorded from your token's principal; if given, must be it")
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
 	if *to == 0 {
 		fmt.Fprintln(stderr, "aibos policy rollback: --to V is required")
 		return exitInvalid
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "policy rollback", err)
 	}
-	resp, err := c.Rollback(context.Background(), *to, *msg)
+	resp, err := c.RollbackBy(context.Background(), *to, *msg, *author)
 	if err != nil {
 		return apiFail(stderr, "policy rollback", err)
 	}
@@ -388,14 +406,13 @@ func policyRollback(args []string, stdout, stderr io.Writer) int {
 }
 
 func policyDiff(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy diff", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy diff", "Usage: aibos policy diff A B [--json] [--server URL]\n\nSemantic changes from bundle A to bundle B, each a PATH or a version number\nfetched from --server.", stdout, stderr)
 	server := serverFlag(fs)
 	asJSON := fs.Bool("json", false, "print the changes as JSON")
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return exitInvalid
+			return fs.fail(err)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -408,7 +425,7 @@ func policyDiff(args []string, stdout, stderr io.Writer) int {
 	}
 	var srcs [2]*policy.Bundle
 	for i, arg := range pos {
-		b, ok := diffSource(arg, *server, fs, stderr)
+		b, ok := diffSource(fs, arg, *server, stderr)
 		if !ok {
 			return exitInvalid
 		}
@@ -436,12 +453,12 @@ func policyDiff(args []string, stdout, stderr io.Writer) int {
 
 // diffSource parses one side of a diff: a version number fetched from the
 // server, unless a file of that name exists, or a local bundle.
-func diffSource(arg, server string, fs *flag.FlagSet, stderr io.Writer) (*policy.Bundle, bool) {
+func diffSource(fs *flags, arg, server string, stderr io.Writer) (*policy.Bundle, bool) {
 	var files []api.File
 	var err error
 	if v, perr := strconv.ParseUint(arg, 10, 64); perr == nil && !exists(arg) {
 		var c *client.Client
-		if c, err = newClient(server, fs); err == nil {
+		if c, err = newClient(fs, server); err == nil {
 			var bv api.BundleVersion
 			bv, err = c.Version(context.Background(), v)
 			files = bv.Files

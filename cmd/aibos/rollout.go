@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -12,17 +11,42 @@ import (
 	"github.com/aibos/kernel/internal/policy"
 )
 
+const rolloutUsage = `Usage:
+  aibos rollout start --candidate V | --bundle PATH  --percent P | --selector k=v  [--max-flip-rate R] [--max-error-rate R] [--min-samples N]
+  aibos rollout status                 the latest rollout and the answering node's shadow counters
+  aibos rollout abort [--reason R]     everyone back on the current version
+  aibos rollout promote [--reason R]   the candidate becomes current (a new version)
+
+Every subcommand takes --server URL; start, abort and promote take --author NAME.
+Run "aibos rollout SUBCOMMAND -h" for its flags.`
+
+// rolloutSynopsis is the usage of one rollout subcommand.
+func rolloutSynopsis(sub string) string {
+	switch sub {
+	case "start":
+		return "Usage: aibos rollout start --candidate V | --bundle PATH  --percent P | --selector k=v [flags]\n\nCanary a bundle to a cohort of subjects, with automatic abort."
+	case "status":
+		return "Usage: aibos rollout status [--server URL]\n\nThe latest rollout and the answering node's shadow counters."
+	case "abort":
+		return "Usage: aibos rollout abort [--id N] [--reason R] [--author A] [--server URL]\n\nAbort the active rollout: everyone back on the current version."
+	case "promote":
+		return "Usage: aibos rollout promote [--id N] [--reason R] [--author A] [--server URL]\n\nPromote the active rollout's candidate: it becomes current as a new version."
+	}
+	return ""
+}
+
 // cmdRollout runs `aibos rollout start|status|abort|promote`.
 func cmdRollout(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "aibos rollout: give a subcommand: start, status, abort or promote")
-		return exitInvalid
+	if code, ok := groupHelp(args, rolloutUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("rollout "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("rollout "+sub, rolloutSynopsis(sub), stdout, stderr)
 	server := serverFlag(fs)
-	author := fs.String("author", "", "who does it: recorded from your token's principal; if given, must be it")
+	var author *string
+	if sub != "status" {
+		author = fs.String("author", "", "who does it: recorded from your token's principal; if given, must be it")
+	}
 	var (
 		candidate              *uint64
 		percent, maxFlip, maxE *float64
@@ -45,13 +69,12 @@ func cmdRollout(args []string, stdout, stderr io.Writer) int {
 		id = fs.Uint64("id", 0, "end only this rollout (default: the active one)")
 	case "status":
 	default:
-		fmt.Fprintf(stderr, "aibos rollout: unknown subcommand %q (start, status, abort, promote)\n", sub)
-		return exitInvalid
+		return unknownSub("rollout", sub, rolloutUsage, stderr)
 	}
-	if err := fs.Parse(rest); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(rest); !ok {
+		return code
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "rollout "+sub, err)
 	}

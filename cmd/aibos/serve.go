@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -16,9 +17,13 @@ import (
 	"github.com/aibos/kernel/internal/node"
 )
 
-func cmdServe(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+const serveSynopsis = `Usage: aibos serve [flags]
+
+Run a kernel node. With no flags: a single-node cluster with its data in
+./data, HTTP on 127.0.0.1:8181.`
+
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("serve", serveSynopsis, stdout, stderr)
 	var cfg node.Config
 	fs.StringVar(&cfg.NodeID, "node-id", "node1", "this node's id, unique in the cluster")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8181", "address of the HTTP API")
@@ -27,7 +32,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Join, "join", "", "HTTP address of any member of a cluster to join (empty: bootstrap a new cluster)")
 	fs.BoolVar(&cfg.NonVoter, "nonvoter", false, "join as a non-voting read replica")
 	fs.StringVar(&cfg.Region, "region", "default", "name of this node's region")
-	sample := fs.Float64("decision-log-sample", 0.1, "fraction of decisions logged in DATA/decisions for `aibos policy simulate` (1: all, 0: none)")
+	sample := fs.Float64("decision-log-sample", 0.1, "fraction of decisions logged in DATA/decisions for aibos policy simulate (1: all, 0: none)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.RedisAddr, "redis", os.Getenv("AIBOS_REDIS"), "Redis address (host:port) for the gateway's rate limits, budgets and idempotency keys, shared by the cluster (env AIBOS_REDIS; empty: kept per node in DATA)")
 	cfg.RedisPassword = os.Getenv("AIBOS_REDIS_PASSWORD")
@@ -38,13 +43,27 @@ func cmdServe(args []string, stderr io.Writer) int {
 	auditDecisions := fs.Bool("audit-decisions", true, "record every decision of /v1/check, batches and AuthZEN in the audit log (invocations are always recorded)")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", 30*24*time.Hour, "how long audit records are kept")
 	tokenFile := fs.String("token-file", "", "with --join: file holding the operator token this node joins with (a token with the node role; else $AIBOS_TOKEN)")
+	cfg.AuditMaxBytes = 10 << 30
+	fs.Func("audit-max-bytes", "size bound of the audit log, such as 512MiB or 20GiB (default 10GiB; 0: none): past it the oldest segments holding only decisions are deleted, never one with an invocation, approval or kill switch", func(v string) error {
+		n, err := parseBytes(v)
+		if err != nil {
+			return err
+		}
+		if n > 0 && n < 128<<20 {
+			return fmt.Errorf("%s is below 128MiB (two 64 MiB segments)", v)
+		}
+		cfg.AuditMaxBytes = n
+		return nil
+	})
 	fs.DurationVar(&cfg.Gateway.ApprovalTTL, "approval-ttl", 15*time.Minute, "how long a held invocation can be approved and redeemed")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: aibos serve [flags]\n\nWith no flags: a single-node cluster with its data in ./data, HTTP on 127.0.0.1:8181.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	fs.DurationVar(&cfg.HTTP.ReadTimeout, "http-read-timeout", 30*time.Second, "a request's line, headers and body must arrive within this, or the connection is closed (0: no bound)")
+	fs.DurationVar(&cfg.HTTP.WriteTimeout, "http-write-timeout", 60*time.Second, "a request must be answered within this from the end of its headers; the watch stream, approval waits, exports, publishes, simulations and invocations extend their own (0: no bound)")
+	fs.DurationVar(&cfg.HTTP.IdleTimeout, "http-idle-timeout", 60*time.Second, "a keep-alive connection with no next request is closed after this (0: the read timeout)")
+	fs.IntVar(&cfg.HTTP.MaxConns, "http-max-conns", 16384, "HTTP connections open at once, watchers included; further ones wait to be accepted until one closes (0: no limit)")
+	var tf tlsFlags
+	tf.add(fs.FlagSet)
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
 	if *sample < 0 || *sample > 1 {
 		fmt.Fprintf(stderr, "aibos serve: -decision-log-sample %v: want a fraction from 0 (no log) to 1 (every decision)\n", *sample)
@@ -61,6 +80,23 @@ func cmdServe(args []string, stderr io.Writer) int {
 			cfg.Token = tok
 		}
 	}
+	// node.Config reads zero as its default and a negative bound as none.
+	for _, d := range []*time.Duration{&cfg.HTTP.ReadTimeout, &cfg.HTTP.WriteTimeout, &cfg.HTTP.IdleTimeout} {
+		if *d < 0 {
+			fmt.Fprintf(stderr, "aibos serve: a negative HTTP timeout (%s): want a duration such as 30s, or 0 for no bound\n", *d)
+			return exitInvalid
+		}
+		if *d == 0 {
+			*d = -1
+		}
+	}
+	if cfg.HTTP.MaxConns < 0 {
+		fmt.Fprintf(stderr, "aibos serve: -http-max-conns %d: want a number of connections, or 0 for no limit\n", cfg.HTTP.MaxConns)
+		return exitInvalid
+	}
+	if cfg.HTTP.MaxConns == 0 {
+		cfg.HTTP.MaxConns = -1
+	}
 	cfg.DecisionLogSample = *sample
 	cfg.NoDecisionAudit = !*auditDecisions
 	if *sample == 0 {
@@ -73,6 +109,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	cfg.Logger = log
+	var err error
 	if os.Getenv("GOGC") == "" {
 		// The decision path allocates a few KiB per request against a small
 		// live heap; collecting at 4x the live heap instead of 2x halves the
@@ -80,11 +117,19 @@ func cmdServe(args []string, stderr io.Writer) int {
 		debug.SetGCPercent(400)
 	}
 
+	if cfg.Security, err = tf.load(log); err != nil {
+		log.Error("cannot start", "err", err)
+		return exitInvalid
+	}
+	cfg.Security.InsecureNoTLS = tf.insecure
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopReload := reloadOnHUP(cfg.Security, log)
+	defer stopReload()
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
+		fmt.Fprintf(stderr, "aibos serve: cannot start: %v\n", err)
 		return exitInvalid
 	}
 	log.Info("serving", "url", n.URL())
@@ -104,4 +149,26 @@ func cmdServe(args []string, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// parseBytes reads a size: a whole number of bytes, or one with a unit
+// KiB, MiB, GiB, TiB (powers of 1024) or KB, MB, GB, TB (of 1000).
+func parseBytes(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	num, mult := strings.TrimSpace(v), int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a size: give bytes, or a number with KiB, MiB, GiB or TiB, such as 10GiB", v)
+	}
+	return n * mult, nil
 }

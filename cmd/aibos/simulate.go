@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -20,22 +18,20 @@ import (
 // policySimulate asks one node to replay its logged decisions against a
 // candidate bundle. Only that node's log is read: each node logs its own.
 func policySimulate(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("policy simulate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("policy simulate", "Usage: aibos policy simulate PATH [--since 1h] [--json] [--server URL]\n\nReplay one node's logged decisions of the last --since against the candidate\nbundle at PATH: how many would change, by action, candidate rule and subject.", stdout, stderr)
 	server := serverFlag(fs)
 	since := fs.Duration("since", time.Hour, "replay the decisions of this last period")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos policy simulate: %v\n", err)
-		return exitInvalid
+		return fs.fail(err)
 	}
 	files, err := policy.ReadPath(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "aibos policy simulate: %v\n", err)
 		return exitInvalid
 	}
-	c, err := newClientWith(*server, fs, client.Options{HTTPClient: &http.Client{Timeout: 10 * time.Minute}})
+	c, err := newClientWith(fs, *server, client.Options{HTTPClient: httpClient(fs.FlagSet, 10*time.Minute)})
 	if err != nil {
 		return apiFail(stderr, "policy simulate", err)
 	}

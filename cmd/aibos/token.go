@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -20,13 +20,11 @@ Roles: admin, policy-author, approver, operator, auditor, registrar, pep, node.`
 
 // cmdToken runs `aibos token create|list|revoke`.
 func cmdToken(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, tokenUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, tokenUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("token "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("token "+sub, tokenUsage, stdout, stderr)
 	server := serverFlag(fs)
 	principal := fs.String("principal", "", "create: who the token is for")
 	var roles, tenants []string
@@ -36,27 +34,21 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 	var accessor string
 	switch sub {
 	case "create", "list":
-		if err := fs.Parse(rest); err != nil {
-			return exitInvalid
-		}
-		if fs.NArg() > 0 {
-			fmt.Fprintf(stderr, "aibos token %s: unexpected argument %q\n%s\n", sub, fs.Arg(0), tokenUsage)
-			return exitInvalid
+		if code, ok := fs.parse(rest); !ok {
+			return code
 		}
 	case "revoke":
 		var err error
-		if accessor, err = parseWithPath(fs, rest); err != nil || accessor == "" {
-			fmt.Fprintln(stderr, tokenUsage)
-			return exitInvalid
+		if accessor, err = parseWithPath(fs, rest); err != nil {
+			if errors.Is(err, errMissingArg) {
+				err = errors.New("give the token's ACCESSOR (aibos token list shows them)")
+			}
+			return fs.fail(err)
 		}
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, tokenUsage)
-		return exitOK
 	default:
-		fmt.Fprintf(stderr, "aibos token: unknown subcommand %q\n%s\n", sub, tokenUsage)
-		return exitInvalid
+		return unknownSub("token", sub, tokenUsage, stderr)
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "token "+sub, err)
 	}
@@ -113,13 +105,12 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 
 // cmdWhoAmI runs `aibos whoami`.
 func cmdWhoAmI(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("whoami", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("whoami", "Usage: aibos whoami [--server URL] [--token-file F]\n\nThe principal your credential stands for: name, kind, token, roles, tenants.", stdout, stderr)
 	server := serverFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "whoami", err)
 	}
@@ -144,32 +135,31 @@ const systemPolicyUsage = `Usage: aibos system-policy publish PATH [--message M]
 
 // cmdSystemPolicy runs `aibos system-policy publish|get`.
 func cmdSystemPolicy(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, systemPolicyUsage)
-		return exitInvalid
+	if code, ok := groupHelp(args, systemPolicyUsage, stdout, stderr); !ok {
+		return code
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("system-policy "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("system-policy "+sub, systemPolicyUsage, stdout, stderr)
 	server := serverFlag(fs)
 	msg := fs.String("message", "", "publish: why (recorded)")
 	var path string
 	switch sub {
 	case "publish":
 		var err error
-		if path, err = parseWithPath(fs, rest); err != nil || path == "" {
-			fmt.Fprintln(stderr, systemPolicyUsage)
-			return exitInvalid
+		if path, err = parseWithPath(fs, rest); err != nil {
+			if errors.Is(err, errMissingArg) {
+				err = errors.New("give the system bundle's PATH")
+			}
+			return fs.fail(err)
 		}
 	case "get":
-		if err := fs.Parse(rest); err != nil {
-			return exitInvalid
+		if code, ok := fs.parse(rest); !ok {
+			return code
 		}
 	default:
-		fmt.Fprintf(stderr, "aibos system-policy: unknown subcommand %q\n%s\n", sub, systemPolicyUsage)
-		return exitInvalid
+		return unknownSub("system-policy", sub, systemPolicyUsage, stderr)
 	}
-	c, err := newClient(*server, fs)
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "system-policy "+sub, err)
 	}

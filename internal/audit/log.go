@@ -27,8 +27,15 @@ type Config struct {
 	// an array, the rest of the path applies to each element.
 	Redact []string
 	// SegmentBytes is the size at which a segment is closed and the next
-	// begun. (64 MiB)
+	// begun. (64 MiB, or MaxBytes/8 if that is smaller)
 	SegmentBytes int64
+	// MaxBytes bounds the segments' size on disk; 0: no bound. Once they
+	// exceed MaxBytes − SegmentBytes, the oldest segments that hold only
+	// decisions are deleted, after a KindPruned record of what they held
+	// (prune.go). A segment with any other record is never deleted for
+	// size, so the log can exceed the bound if those alone do
+	// (Stats.OverBound). At least 2 × SegmentBytes.
+	MaxBytes int64
 	// Retention is how long records are kept: a whole segment is deleted
 	// once the next segment began before now − Retention. Checked at Open
 	// and hourly. (30 days)
@@ -59,6 +66,8 @@ type Stats struct {
 	Failed       uint64 `json:"failed"`        // records not written: too large, or the log was closed or had failed
 	QueueLen     int    `json:"queue_len"`     // records waiting now
 	Segments     int    `json:"segments"`      // segment files now
+	Pruned       uint64 `json:"pruned"`        // segments deleted by the size bound
+	OverBound    bool   `json:"over_bound"`    // over MaxBytes with no segment of decisions only left to delete
 }
 
 var (
@@ -115,8 +124,9 @@ type Log struct {
 	closed  atomic.Bool
 	failure atomic.Pointer[error]
 	stats   struct {
-		written, fsyncs, blocked, blockedNanos, failed atomic.Uint64
-		segments                                       atomic.Int64
+		written, fsyncs, blocked, blockedNanos, failed, pruned atomic.Uint64
+		segments                                               atomic.Int64
+		overBound                                              atomic.Bool
 	}
 	// readers is held by in-process readers (Query, Export, Verify);
 	// retention skips a round rather than delete under them.
@@ -124,6 +134,11 @@ type Log struct {
 
 	closeOnce sync.Once
 	closeErr  error // set by the writer and syncer before done closes
+
+	// The pruner (MaxBytes > 0 only): pruneq wakes it, prunerDone closes
+	// when it has stopped.
+	pruneq     chan struct{}
+	prunerDone chan struct{}
 
 	// Owned by the writer goroutine (and by Open before it starts).
 	f        *os.File
@@ -151,6 +166,12 @@ func Open(cfg Config) (*Log, error) {
 	}
 	if cfg.SegmentBytes <= 0 {
 		cfg.SegmentBytes = 64 << 20
+		if cfg.MaxBytes > 0 {
+			cfg.SegmentBytes = min(cfg.SegmentBytes, cfg.MaxBytes/8)
+		}
+	}
+	if cfg.MaxBytes < 0 || cfg.MaxBytes > 0 && cfg.MaxBytes < 2*cfg.SegmentBytes {
+		return nil, fmt.Errorf("audit: MaxBytes %d is below two segments of %d bytes: raise it, or lower SegmentBytes", cfg.MaxBytes, cfg.SegmentBytes)
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 30 * 24 * time.Hour
@@ -178,6 +199,11 @@ func Open(cfg Config) (*Log, error) {
 	}
 	l.expire()
 	go l.run()
+	if cfg.MaxBytes > 0 {
+		l.pruneq, l.prunerDone = make(chan struct{}, 1), make(chan struct{})
+		go l.pruner()
+		l.kickPrune()
+	}
 	return l, nil
 }
 
@@ -378,6 +404,7 @@ func (l *Log) Stats() Stats {
 		Written: l.stats.written.Load(), Fsyncs: l.stats.fsyncs.Load(),
 		Blocked: l.stats.blocked.Load(), BlockedNanos: l.stats.blockedNanos.Load(),
 		Failed: l.stats.failed.Load(), QueueLen: len(l.queue), Segments: int(l.stats.segments.Load()),
+		Pruned: l.stats.pruned.Load(), OverBound: l.stats.overBound.Load(),
 	}
 }
 
@@ -388,6 +415,9 @@ func (l *Log) Close() error {
 		l.closed.Store(true)
 		close(l.stop)
 		<-l.done
+		if l.prunerDone != nil {
+			<-l.prunerDone
+		}
 	})
 	return l.closeErr
 }
@@ -529,7 +559,7 @@ func (l *Log) encode(r *Record) (uint64, error) {
 		l.scratch = appendValue(l.scratch[:0], c.Req.Context)
 		args, trusted = l.scratch, true
 	}
-	if l.red != nil {
+	if l.red != nil && r.Kind != KindPruned {
 		var paths []string
 		args, paths = l.red.apply(args, "args", nil)
 		res, paths = l.red.apply(res, "result", paths)
@@ -573,6 +603,7 @@ func (l *Log) rotate() error {
 	l.buf = appendSegHeader(l.buf, segHeader{firstSeq: l.seq + 1, start: l.cfg.Now().UnixNano(), prev: l.chain})
 	l.segSize = int64(len(l.buf))
 	l.stats.segments.Add(1)
+	l.kickPrune()
 	return nil
 }
 

@@ -133,6 +133,19 @@ type verifier struct {
 	haveHead   bool
 	tornSeg    string
 	tornOffset int64
+	// gaps are records missing between two segments, and runs the runs
+	// that KindPruned records say the size bound deleted (by first seq):
+	// finish matches them up, since a gap's record comes after it.
+	gaps []gap
+	runs map[uint64][]prunedRun
+}
+
+// gap is a run of records missing before segment seg: seqs from..to, the
+// chain before them (prev) and after them (next, the segment's header).
+type gap struct {
+	seg        string
+	from, to   uint64
+	prev, next [32]byte
 }
 
 func (v *verifier) problem(seg string, seq uint64, off int64, msg string) {
@@ -163,9 +176,9 @@ func (v *verifier) segment(name string, nameSeq uint64, data []byte, last bool) 
 				v.problem(name, hdr.firstSeq, 0, "the first segment does not begin at the genesis of the chain")
 			}
 		case !v.started:
-			v.note(fmt.Sprintf("records before seq %d are not here: expired by retention, or removed", hdr.firstSeq))
+			v.note(fmt.Sprintf("records before seq %d are not here: expired by retention, deleted by the size bound, or removed", hdr.firstSeq))
 		case hdr.firstSeq > v.next:
-			v.problem(name, v.next, 0, fmt.Sprintf("%s missing: the segment before this one ends at seq %d (a segment removed?)", seqRange(v.next, hdr.firstSeq-1), v.next-1))
+			v.gaps = append(v.gaps, gap{seg: name, from: v.next, to: hdr.firstSeq - 1, prev: v.chain, next: hdr.prev})
 		case hdr.firstSeq < v.next:
 			v.problem(name, hdr.firstSeq, 0, fmt.Sprintf("segment begins at seq %d but the one before ends at seq %d: overlapping or duplicated records", hdr.firstSeq, v.next-1))
 		case hdr.prev != v.chain:
@@ -216,6 +229,17 @@ func (v *verifier) segment(name string, nameSeq uint64, data []byte, last bool) 
 		}
 		if len(msgs) > 0 {
 			v.problem(name, fr.seq, int64(off), strings.Join(msgs, "; "))
+		} else if bodyKind(fr.body) == KindPruned {
+			runs, err := prunedRuns(fr.body)
+			if err != nil {
+				v.problem(name, fr.seq, int64(off), "a record of deleted segments does not say which: "+err.Error())
+			}
+			if v.runs == nil {
+				v.runs = map[uint64][]prunedRun{}
+			}
+			for _, r := range runs {
+				v.runs[r.FirstSeq] = append(v.runs[r.FirstSeq], r)
+			}
 		}
 		if v.rep.Records == 0 {
 			v.rep.FirstSeq = fr.seq
@@ -233,8 +257,16 @@ func (v *verifier) segment(name string, nameSeq uint64, data []byte, last bool) 
 
 func (v *verifier) note(s string) { v.rep.Notes = append(v.rep.Notes, s) }
 
-// finish checks the end of the log against the head file.
+// finish checks the gaps between segments against the records of the
+// size bound, and the end of the log against the head file.
 func (v *verifier) finish(hs headState) {
+	for _, g := range v.gaps {
+		if v.vouched(g.from, g.to, hex.EncodeToString(g.prev[:]), hex.EncodeToString(g.next[:])) {
+			v.note(fmt.Sprintf("records %d..%d, before %s, were deleted by the size bound (decisions only), as the log recorded", g.from, g.to, g.seg))
+			continue
+		}
+		v.problem(g.seg, g.from, 0, fmt.Sprintf("%s missing: the segment before this one ends at seq %d, and no record of the size bound accounts for them (a segment removed?)", seqRange(g.from, g.to), g.from-1))
+	}
 	h := hs.h
 	v.rep.Head = hex.EncodeToString(v.chain[:])
 	if !v.started {
@@ -267,6 +299,20 @@ func (v *verifier) finish(hs headState) {
 	if v.tornSeg != "" && h.seq <= end {
 		v.note(fmt.Sprintf("%s has an incomplete last record at offset %d, after the last acknowledged one (a crash while writing; Open truncates it)", v.tornSeg, v.tornOffset))
 	}
+}
+
+// vouched reports whether recorded runs of deleted records join seq from,
+// after chain prev, to seq to, with chain next after it.
+func (v *verifier) vouched(from, to uint64, prev, next string) bool {
+	if from == to+1 {
+		return prev == next
+	}
+	for _, r := range v.runs[from] {
+		if r.PrevChain == prev && r.LastSeq <= to && r.LastSeq >= from && v.vouched(r.LastSeq+1, to, r.Chain, next) {
+			return true
+		}
+	}
+	return false
 }
 
 // seqRange names records a..b with their verb: "record 7 is", "records 7..9 are".

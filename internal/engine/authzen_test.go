@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,9 +12,13 @@ import (
 	"github.com/aibos/kernel/internal/policy"
 )
 
-// authzenDir holds the public AuthZEN Todo interop vectors, in the
-// repository root's sibling "shared" (CI always has it).
-var authzenDir = filepath.Join("..", "..", "..", "shared", "conformance", "authzen")
+// authzenDir holds the public AuthZEN interop vectors, copied into the
+// repository (testdata/authzen/README.md says from where).
+var authzenDir = filepath.Join("..", "..", "testdata", "authzen")
+
+// sharedAuthzenDir is the team's reference copy of the same vectors, a
+// sibling of the repository when it is there.
+var sharedAuthzenDir = filepath.Join("..", "..", "..", "shared", "conformance", "authzen")
 
 // authzenRequest is an AuthZEN 1.0 evaluation request; in a batch the
 // top-level subject, action, resource and context are the defaults of
@@ -46,7 +51,7 @@ type authzenVectors struct {
 // todo-users.json as stored entities.
 func TestAuthZENTodo(t *testing.T) {
 	if _, err := os.Stat(authzenDir); err != nil {
-		t.Fatalf("AuthZEN vectors missing (want %s next to the repository): %v", authzenDir, err)
+		t.Fatalf("AuthZEN vectors missing (want them in %s): %v", authzenDir, err)
 	}
 	files, err := policy.ReadPath(filepath.Join("..", "..", "examples", "authzen-todo"))
 	if err != nil {
@@ -137,5 +142,45 @@ func readJSON(t *testing.T, path string, v any) {
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// TestAuthZENVectorsMatchShared compares the repository's copy of the
+// AuthZEN vectors with the shared reference copy, byte for byte, when the
+// shared copy is beside the repository (a fresh clone has none: skipped).
+// Every file of the shared copy the repository holds must be identical.
+func TestAuthZENVectorsMatchShared(t *testing.T) {
+	if _, err := os.Stat(sharedAuthzenDir); err != nil {
+		t.Skipf("no shared copy at %s to compare with: %v", sharedAuthzenDir, err)
+	}
+	compared := 0
+	err := filepath.WalkDir(authzenDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(path) != ".json" {
+			return err
+		}
+		rel, err := filepath.Rel(authzenDir, path)
+		if err != nil {
+			return err
+		}
+		mine, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		ref, err := os.ReadFile(filepath.Join(sharedAuthzenDir, rel))
+		if err != nil {
+			t.Errorf("%s: not in the shared copy: %v", rel, err)
+			return nil
+		}
+		if !bytes.Equal(mine, ref) {
+			t.Errorf("%s differs from the shared copy %s: copy the shared file over it", path, filepath.Join(sharedAuthzenDir, rel))
+		}
+		compared++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if compared < 7 {
+		t.Fatalf("compared %d files, want the 7 of testdata/authzen", compared)
 	}
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,11 +27,28 @@ func (c *countdownCtx) Err() error {
 	return nil
 }
 
+// startedCtx is a context that closes started at its n-th Err call: the
+// sign that a computation is under way, for a test to cancel it then.
+type startedCtx struct {
+	context.Context
+	n       atomic.Int64
+	started chan struct{}
+}
+
+func (c *startedCtx) Err() error {
+	if c.n.Add(-1) == 0 {
+		close(c.started)
+	}
+	return c.Context.Err()
+}
+
 // TestCancelStopsCompileAndLint makes sure Prepare and Lint give up with
 // the context's error when it is done before they start, part way through
-// and while a publish of a 50,000-rule bundle runs.
+// and while a publish runs. 1,000 rules hold every distinct condition of
+// enginetest.GenerateRules and take over a thousand context checks, so
+// each cancel comes long before the end.
 func TestCancelStopsCompileAndLint(t *testing.T) {
-	files := enginetest.GenerateRules(policy.MaxRules, 10)
+	files := enginetest.GenerateRules(1000, 10)
 	b, err := Load(files, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +69,7 @@ func TestCancelStopsCompileAndLint(t *testing.T) {
 				t.Errorf("got %v, want context.Canceled", err)
 			}
 		})
-		// The tenth check is far from the last on 50,000 rules.
+		// The tenth check is far from the last on 1,000 rules.
 		t.Run(s.name+"/cancelled part way", func(t *testing.T) {
 			ctx := &countdownCtx{Context: context.Background()}
 			ctx.n.Store(10)
@@ -60,10 +78,13 @@ func TestCancelStopsCompileAndLint(t *testing.T) {
 			}
 		})
 	}
-	// What a publish runs, cancelled as its client leaves: before
-	// LintContext existed, lint alone took minutes on this bundle.
+	// What a publish runs, cancelled from another goroutine as its client
+	// leaves, once it is compiling: the parser checks the context once a
+	// document (100 here), so the 150th check is in the compiler.
 	t.Run("publish cancelled", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
+		parent, cancel := context.WithCancel(context.Background())
+		ctx := &startedCtx{Context: parent, started: make(chan struct{})}
+		ctx.n.Store(150)
 		errc := make(chan error, 1)
 		go func() {
 			b, err := PrepareContext(ctx, files, Options{}, benchNow)
@@ -72,7 +93,11 @@ func TestCancelStopsCompileAndLint(t *testing.T) {
 			}
 			errc <- err
 		}()
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.started:
+		case err := <-errc:
+			t.Fatalf("done before its 150th context check (%v): the test needs a bigger bundle", err)
+		}
 		cancel()
 		select {
 		case err := <-errc:
@@ -86,13 +111,19 @@ func TestCancelStopsCompileAndLint(t *testing.T) {
 }
 
 // TestLoadOverLimitCompilesNothing makes sure a bundle over the rule limit
-// is refused by the parser's error alone, without compiling what was read.
+// of Options.Limits is refused by the parser's error alone, without
+// compiling what was read (the bad condition would be a second error).
 func TestLoadOverLimitCompilesNothing(t *testing.T) {
 	bad := api.File{Name: "bad.yaml", Data: []byte("kind: Policy\nname: bad\nlayer: tenant\nrules:\n  - {name: r, effect: allow, actions: [a.b], when: \"nope(\"}\n")}
-	files := append([]api.File{bad}, enginetest.GenerateRules(policy.MaxRules, 10)...)
-	_, err := Load(files, Options{})
+	files := append([]api.File{bad}, enginetest.GenerateRules(200, 10)...)
+	_, err := Load(files, Options{Limits: policy.Limits{Rules: 200}})
 	var list policy.ErrorList
-	if !errors.As(err, &list) || len(list) != 1 {
+	if !errors.As(err, &list) || len(list) != 1 || !strings.Contains(list[0].Msg, "the bundle has 201 rules; at most 200 are allowed") {
 		t.Fatalf("got %v, want the one error of the rule limit", err)
+	}
+	// Under the limit the bad condition is compiled, and reported.
+	_, err = Load(files, Options{Limits: policy.Limits{Rules: 201}})
+	if !errors.As(err, &list) || len(list) != 1 || list[0].Pos.File != "bad.yaml" {
+		t.Fatalf("got %v, want the one error of the bad condition", err)
 	}
 }

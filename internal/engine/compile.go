@@ -24,6 +24,9 @@ type Options struct {
 	// MaxCost bounds each condition's statically estimated cost;
 	// zero means DefaultMaxCost.
 	MaxCost uint64
+	// Limits bound the policies and rules of the source Load and Prepare
+	// parse; a zero field means its default (policy.Limits).
+	Limits policy.Limits
 }
 
 // Bundle is a compiled policy bundle. It is immutable (but for a memo of

@@ -39,7 +39,7 @@ func Load(files []api.File, opts Options) (*Bundle, error) {
 
 // LoadContext is Load that gives up, with ctx's error, when ctx is done.
 func LoadContext(ctx context.Context, files []api.File, opts Options) (*Bundle, error) {
-	src, err := policy.ParsePartialContext(ctx, files)
+	src, err := policy.ParsePartialContext(ctx, files, policy.WithLimits(opts.Limits))
 	if err != nil {
 		var perrs policy.ErrorList
 		if !errors.As(err, &perrs) || src == nil {

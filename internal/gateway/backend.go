@@ -56,6 +56,8 @@ func (in *invocation) perform(ctx context.Context) (result json.RawMessage, cost
 	var err error
 	if in.entry.builtin != nil {
 		result, err = in.entry.builtin(tctx, g, &in.agent, in.resp.InvocationID, in.input)
+	} else if in.entry.backend.Type == api.BackendMCP {
+		result, err = in.callMCP(tctx)
 	} else {
 		result, cost, err = in.callHTTP(tctx, cost)
 	}

@@ -82,6 +82,9 @@ type Config struct {
 	MaxResultBytes int64
 	// DefaultTimeout bounds a backend call when the action sets none (30 s).
 	DefaultTimeout time.Duration
+	// MCP performs the actions of mcp orchestras (internal/mcp); nil: they
+	// fail with backend_error.
+	MCP MCPCaller
 }
 
 // Gateway enforces policy on agents' actions. Create it with New.
@@ -97,7 +100,12 @@ type Gateway struct {
 	catDirty atomic.Bool
 	cat      atomic.Pointer[catalog]
 
-	kills atomic.Pointer[[]api.KillSwitch]
+	// kills are the active kill switches as of the last KillsChanged;
+	// killMu makes its read of the store and its swap one step, so that of
+	// two concurrent calls (the node's after New, the apply hook's) the
+	// later read is the one kept.
+	killMu sync.Mutex
+	kills  atomic.Pointer[[]api.KillSwitch]
 
 	flightMu sync.Mutex
 	flights  map[string]*flight

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,10 @@ type Call struct {
 	Action         string // from the path
 	IdempotencyKey string // the Idempotency-Key header, if any
 	Body           []byte // an api.InvokeRequest; empty means {}
+	// Kind is the audit record's kind ("invocation" if empty); Note is
+	// added to the record as its reason (the MCP endpoint names the
+	// session and method there).
+	Kind, Note string
 }
 
 // Reply is the gateway's answer. Exactly one of Resp and Err is set, unless
@@ -82,6 +87,8 @@ type invocation struct {
 	resp    api.InvokeResponse
 	idemKey string
 	claimed bool
+	kind    string // audit record kind; "" is "invocation"
+	note    string
 }
 
 // MaxInvokeBody bounds an invocation's body.
@@ -107,7 +114,7 @@ func (g *Gateway) Invoke(ctx context.Context, c Call) Reply {
 		g.metrics.rejected.WithLabelValues(CodeCapability).Inc()
 		return fail(http.StatusForbidden, CodeCapability, fmt.Sprintf("agent %q did not declare a capability for %q (its capabilities: %s); register a new version of the agent with it", agent.ID, c.Action, strings.Join(agent.Capabilities, ", ")))
 	}
-	in := &invocation{g: g, start: start, agent: agent, entry: e}
+	in := &invocation{g: g, start: start, agent: agent, entry: e, kind: c.Kind, note: c.Note}
 	in.resp = api.InvokeResponse{InvocationID: NewID("inv_"), Action: c.Action, Agent: agent.ID}
 	if k := g.killFor(&agent, c.Action); k != nil {
 		in.resp.Status, in.resp.Decision = api.InvocationDenied, api.Deny
@@ -618,7 +625,7 @@ func (in *invocation) finish(ctx context.Context, status int, code, msg string) 
 // record is the audit record of the invocation.
 func (in *invocation) record() *audit.Record {
 	r := &audit.Record{
-		Time: in.g.now(), Node: in.g.cfg.Node, Kind: "invocation",
+		Time: in.g.now(), Node: in.g.cfg.Node, Kind: cmp.Or(in.kind, "invocation"), Reason: in.note,
 		Agent: in.agent.ID, AgentVersion: in.agent.Version, Tenant: in.agent.Tenant,
 		Subject: api.EntityTypeAgent + ":" + in.agent.ID, Action: in.entry.def.Name,
 		Decision: string(in.resp.Decision), Version: in.resp.Version,

@@ -10,8 +10,10 @@ import (
 // store's apply hook, so a kill switch takes effect on each node as soon
 // as the node applies it; it does no I/O.
 func (g *Gateway) KillsChanged() {
+	g.killMu.Lock()
 	ks := g.cfg.Store.ActiveKills()
 	g.kills.Store(&ks)
+	g.killMu.Unlock()
 	if len(ks) == 0 {
 		return
 	}

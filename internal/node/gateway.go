@@ -19,6 +19,7 @@ func openAudit(cfg Config, reg prometheus.Registerer) (*audit.Log, error) {
 		Node:      cfg.NodeID,
 		Redact:    cfg.AuditRedact,
 		Retention: cfg.AuditRetention,
+		MaxBytes:  cfg.AuditMaxBytes,
 		Now:       cfg.Now,
 	})
 	if err != nil {
@@ -35,6 +36,15 @@ func openAudit(cfg Config, reg prometheus.Registerer) (*audit.Log, error) {
 		func(st audit.Stats) float64 { return float64(st.Blocked) })
 	counter("aibos_audit_backpressure_seconds_total", "Time appends spent waiting for room in the audit log's queue.",
 		func(st audit.Stats) float64 { return float64(st.BlockedNanos) / 1e9 })
+	counter("aibos_audit_pruned_segments_total", "Audit segments of decisions only deleted by the size bound.",
+		func(st audit.Stats) float64 { return float64(st.Pruned) })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aibos_audit_over_bound", Help: "1 when the audit log is over its size bound with no segment of decisions only left to delete."},
+		func() float64 {
+			if l.Stats().OverBound {
+				return 1
+			}
+			return 0
+		}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aibos_audit_queue_length", Help: "Records queued for the audit log's writer."},
 		func() float64 { return float64(l.Stats().QueueLen) }))
 	return l, nil
@@ -61,6 +71,15 @@ func openCounter(cfg Config) (limits.Counter, error) {
 
 // gatewayHook passes the store's changes that the gateway follows.
 func (n *Node) gatewayHook(c store.Change) {
+	if m := n.mcp.Load(); m != nil {
+		switch c.Kind {
+		case store.ChangeCatalog, store.ChangeRestore:
+			m.CatalogChanged()
+		}
+		if c.Kind == store.ChangeKill || c.Kind == store.ChangeRestore {
+			m.KillsChanged()
+		}
+	}
 	gw := n.gw.Load()
 	if gw == nil {
 		return // not built yet: it reads the state when it is

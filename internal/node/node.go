@@ -7,6 +7,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,8 @@ import (
 	"github.com/aibos/kernel/internal/decisionlog"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
+	"github.com/aibos/kernel/internal/mcp"
+	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/server"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
@@ -65,10 +68,12 @@ type Config struct {
 	// See internal/decisionlog/DESIGN.md.
 	DecisionLogSample float64
 	// AuditRedact are field paths redacted from every audit record's
-	// arguments and results; AuditRetention how long records are kept
-	// (see internal/audit).
+	// arguments and results; AuditRetention how long records are kept;
+	// AuditMaxBytes bounds the log's size, deleting the oldest segments
+	// of decisions only (0: no bound; see internal/audit).
 	AuditRedact    []string
 	AuditRetention time.Duration
+	AuditMaxBytes  int64
 	// NoDecisionAudit leaves /v1/check decisions out of the audit log;
 	// invocations are always recorded.
 	NoDecisionAudit bool
@@ -88,6 +93,17 @@ type Config struct {
 	// AuthFailureLimit and AuthFailureWindow: see server.Config.
 	AuthFailureLimit  int
 	AuthFailureWindow time.Duration
+	// MCP tunes the MCP gateway (debounce, backoff); its Store, Logger and
+	// Metrics are set by the node.
+	MCP mcp.Config
+	// HTTP bounds the HTTP API's connections: timeouts and their number.
+	HTTP HTTPLimits
+	// Security: TLS of the HTTP API and node-to-node mutual TLS (tls.go).
+	Security Security
+	// BundleLimits bound the policies and rules of a bundle (10,000 and
+	// 50,000: policy.MaxPolicies and policy.MaxRules); every node of a
+	// cluster should have the same, since each compiles every version.
+	BundleLimits policy.Limits
 }
 
 // Node is one running kernel node.
@@ -106,6 +122,9 @@ type Node struct {
 	Audit   *audit.Log
 	Counter limits.Counter
 	gw      atomic.Pointer[gateway.Gateway]
+	// MCP keeps the sessions with the catalog's MCP servers.
+	MCP *mcp.Manager
+	mcp atomic.Pointer[mcp.Manager]
 
 	http    *http.Server
 	ln      net.Listener
@@ -117,7 +136,7 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
-
+	lock      *dirLock // of the data directory, released last
 	rootToken string
 }
 
@@ -149,21 +168,46 @@ func (c *Config) defaults() {
 	if c.DecisionLogSample == 0 {
 		c.DecisionLogSample = 0.1
 	}
+	c.HTTP.defaults()
 }
 
 // Start brings a node up: listen for HTTP (so the advertised address is
 // known), open the store (bootstrapping or restoring), start serving, and
-// join the cluster if asked. It returns once the node serves HTTP; use
-// WaitReady to wait for a leader.
-func Start(ctx context.Context, cfg Config) (*Node, error) {
+// join the cluster if asked. It returns once the node serves HTTP; until
+// its store has caught up (a restart replays the log) it answers only
+// probes, everything else with 503 not_ready. Use WaitReady to wait for
+// that and a leader.
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg.defaults()
 	log := cfg.Logger.With("node", cfg.NodeID)
+	sec := cfg.Security
+	if err := sec.check(cfg); err != nil {
+		return nil, err
+	}
+	// The data directory first, before anything in it is opened.
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.release()
+		}
+	}()
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen on %s for HTTP: %w", cfg.HTTPAddr, err)
 	}
-	n := &Node{cfg: cfg, log: log, ln: ln}
-	n.Bundles = server.NewBundles(log)
+	var limited *limitListener
+	if cfg.HTTP.MaxConns > 0 {
+		limited = newLimitListener(ln, cfg.HTTP.MaxConns)
+		ln = limited
+	}
+	if sec.httpTLS() {
+		ln = tls.NewListener(ln, sec.httpServerTLS())
+	}
+	n := &Node{cfg: cfg, log: log, ln: ln, lock: lock}
+	n.Bundles = server.NewBundles(log, cfg.BundleLimits)
 	if n.System, err = server.NewSystemPolicy(log); err != nil {
 		ln.Close()
 		return nil, err
@@ -182,6 +226,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "aibos_watchers", Help: "Watch stream connections this node serves.",
 	}, func() float64 { return float64(n.Watch.Subscribers()) }))
+	if limited != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "aibos_http_connections", Help: "HTTP connections open now; at most the node's HTTP connection limit.",
+		}, func() float64 { return float64(limited.open()) }))
+	}
 
 	st, err := store.New(store.Config{
 		NodeID:        cfg.NodeID,
@@ -194,6 +243,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Logger:        log,
 		Timings:       cfg.Timings,
 		Registerer:    reg,
+		RaftTLS:       sec.raftTLS(),
 		OnApply: func(c store.Change) {
 			if c.Kind == store.ChangeBundle || c.Kind == store.ChangeRestore {
 				n.Bundles.Apply(c.Version)
@@ -255,15 +305,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ln.Close()
 		return nil, err
 	}
-	srv, err := server.New(server.Config{
-		Store: st, Bundles: n.Bundles, Region: cfg.Region, Logger: log,
-		Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
-		Watch:       n.Watch,
-		NodeID:      cfg.NodeID,
-		DecisionLog: dlog, Decisions: dsrc,
-		Audit: n.Audit, Counter: n.Counter, Gateway: cfg.Gateway, NoDecisionAudit: cfg.NoDecisionAudit,
-		System: n.System, NodeToken: nodeToken, AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureWindow: cfg.AuthFailureWindow,
-	})
+	mcfg := cfg.MCP
+	mcfg.Store, mcfg.Logger = st, log
+	if mcfg.Metrics, err = mcp.NewMetrics(reg); err == nil {
+		n.MCP, err = mcp.NewManager(mcfg)
+	}
 	if err != nil {
 		n.closeGateway()
 		n.closeDecisions()
@@ -271,7 +317,33 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ln.Close()
 		return nil, err
 	}
+	n.mcp.Store(n.MCP)
+	srv, err := server.New(server.Config{
+		Store: st, Bundles: n.Bundles, Region: cfg.Region, Logger: log,
+		Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
+		Watch:       n.Watch,
+		NodeID:      cfg.NodeID,
+		DecisionLog: dlog, Decisions: dsrc,
+		Audit: n.Audit, Counter: n.Counter, Gateway: cfg.Gateway, NoDecisionAudit: cfg.NoDecisionAudit,
+		PeerTLS: sec.peerTLS(), IdentifyNode: sec.identifyNode(),
+		BundleLimits: cfg.BundleLimits,
+		MCP:          n.MCP,
+		System:       n.System, NodeToken: nodeToken, AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureWindow: cfg.AuthFailureWindow,
+	})
+	if err != nil {
+		n.MCP.Close()
+		n.closeGateway()
+		n.closeDecisions()
+		st.Close()
+		ln.Close()
+		return nil, err
+	}
 	n.Server = srv
+	if e := srv.MCP(); e != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "aibos_mcp_sessions", Help: "Agents' MCP sessions this node serves.",
+		}, func() float64 { return float64(e.Sessions()) }))
+	}
 	if gw := srv.Gateway(); gw != nil {
 		n.gw.Store(gw)
 		// A change applied while the gateway was being built reached no
@@ -286,7 +358,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer n.guardWG.Done()
 		srv.RunRolloutGuard(gctx, time.Second)
 	}()
-	n.http = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	n.http = &http.Server{Handler: srv, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: bound(cfg.HTTP.ReadHeaderTimeout), ReadTimeout: bound(cfg.HTTP.ReadTimeout),
+		WriteTimeout: bound(cfg.HTTP.WriteTimeout), IdleTimeout: bound(cfg.HTTP.IdleTimeout)}
 	n.serveWG.Add(1)
 	go func() {
 		defer n.serveWG.Done()
@@ -305,7 +379,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	if cfg.Join != "" && !n.isMember() {
+	if cfg.Join != "" && n.needsJoin() {
 		if err := n.join(ctx); err != nil {
 			n.Kill()
 			return nil, err
@@ -315,23 +389,27 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// isMember reports whether the restored raft configuration already has
-// this node (a restart), so it need not join again.
-func (n *Node) isMember() bool {
+// needsJoin reports whether this node must (still) ask to join: it is not
+// in the restored raft configuration, or it is there as a non-voter while
+// it should vote (it stopped between joining as a non-voter and its
+// promotion).
+func (n *Node) needsJoin() bool {
 	nodes, err := n.Store.Nodes()
 	if err != nil {
-		return false
+		return true
 	}
 	for _, m := range nodes {
 		if m.ID == n.cfg.NodeID {
-			return true
+			return m.Role == store.RoleNonvoter && !n.cfg.NonVoter
 		}
 	}
-	return false
+	return true
 }
 
 // join asks the member at cfg.Join to add this node, retrying until the
-// cluster has a leader that accepts it or JoinTimeout passes.
+// cluster has a leader that accepts it or JoinTimeout passes. A voter is
+// added as a non-voter first (202 and a revision): it waits until it has
+// applied that revision, then asks again to be promoted.
 func (n *Node) join(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.JoinTimeout)
 	defer cancel()
@@ -339,8 +417,15 @@ func (n *Node) join(ctx context.Context) error {
 	body, _ := json.Marshal(server.JoinRequest{ID: n.cfg.NodeID, Raft: n.Store.RaftAddr(), HTTP: n.HTTPAddr(), Voter: &voter})
 	target := n.cfg.Join
 	if !strings.Contains(target, "://") {
-		target = "http://" + target
+		target = n.scheme() + "://" + target
 	}
+	hc := &http.Client{Transport: http.DefaultTransport}
+	if tc := n.cfg.Security.peerTLS(); tc != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		hc.Transport = tr
+	}
+	defer hc.CloseIdleConnections()
 	var last error
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target+"/v1/cluster/join", bytes.NewReader(body))
@@ -348,18 +433,29 @@ func (n *Node) join(ctx context.Context) error {
 		if n.cfg.Token != "" {
 			req.Header.Set("Authorization", "Bearer "+n.cfg.Token)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err == nil {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			switch {
+			case resp.StatusCode == http.StatusOK:
 				n.log.Info("joined cluster", "via", n.cfg.Join, "voter", voter)
 				return nil
+			case resp.StatusCode == http.StatusAccepted:
+				var jr server.JoinResponse
+				if err := json.Unmarshal(msg, &jr); err != nil {
+					return fmt.Errorf("node: join via %s: unreadable answer %q: %w", n.cfg.Join, msg, err)
+				}
+				n.log.Info("joined as a non-voter; catching up before promotion", "revision", jr.Revision)
+				if err := n.Store.WaitForRevision(ctx, jr.Revision); err != nil {
+					return fmt.Errorf("node: joined via %s as a non-voter but did not catch up to revision %d within %s (%w); it stays a non-voter until it restarts and joins again",
+						n.cfg.Join, jr.Revision, n.cfg.JoinTimeout, err)
+				}
+				continue // ask again: now to be promoted
+			case resp.StatusCode < 500:
+				return fmt.Errorf("node: join via %s refused: %s: %s", n.cfg.Join, resp.Status, strings.TrimSpace(string(msg)))
 			}
 			last = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
-			if resp.StatusCode < 500 {
-				return fmt.Errorf("node: join via %s refused: %w", n.cfg.Join, last)
-			}
 		} else {
 			last = err
 		}
@@ -369,6 +465,13 @@ func (n *Node) join(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+func (n *Node) scheme() string {
+	if n.cfg.Security.httpTLS() {
+		return "https"
+	}
+	return "http"
 }
 
 // Config is the node's configuration, its defaults filled in: start a node
@@ -383,8 +486,8 @@ func (n *Node) Config() Config {
 // HTTPAddr is the address the node serves HTTP on.
 func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }
 
-// URL is the node's base URL.
-func (n *Node) URL() string { return "http://" + n.HTTPAddr() }
+// URL is the node's base URL (https when the API is served over TLS).
+func (n *Node) URL() string { return n.scheme() + "://" + n.HTTPAddr() }
 
 // WaitReady waits until the node knows a leader and has caught up.
 func (n *Node) WaitReady(ctx context.Context) error {
@@ -414,13 +517,22 @@ func (n *Node) Close() error {
 		n.guardWG.Wait()
 		n.Store.TransferLeadership()
 		n.Watch.Close()
+		// Shutdown order: the agents' MCP sessions end (their streams
+		// would hold the HTTP server open), the HTTP server drains (no
+		// call in flight after it), the MCP servers are stopped, and only
+		// then the audit log and counters close.
+		if e := n.Server.MCP(); e != nil {
+			e.Close()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		herr := n.http.Shutdown(ctx)
 		n.serveWG.Wait()
+		n.MCP.Close()
 		n.closeDecisions()
 		n.closeGateway()
 		serr := n.Store.Close()
+		n.lock.release()
 		n.closeErr = errors.Join(herr, serr)
 		n.log.Info("node stopped")
 	})
@@ -436,9 +548,11 @@ func (n *Node) Kill() error {
 		n.Watch.Kill()
 		n.http.Close()
 		n.serveWG.Wait()
+		n.MCP.Close()
 		n.closeDecisions()
 		n.closeGateway()
 		n.closeErr = n.Store.Kill()
+		n.lock.release() // as the end of a crashed process would
 	})
 	return n.closeErr
 }

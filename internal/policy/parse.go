@@ -28,16 +28,50 @@ const (
 	MaxRules      = 50_000
 )
 
+// Limits bound the policies and the rules of a bundle. A zero field takes
+// its default, MaxPolicies or MaxRules: the zero Limits are the product's.
+// A node may be configured with others (tests use small ones, so that a
+// bundle over them is cheap to build); every node of a cluster should use
+// the same, since each compiles every published bundle.
+type Limits struct {
+	Policies, Rules int
+}
+
+// OrDefaults returns l with each zero or negative field set to its
+// default.
+func (l Limits) OrDefaults() Limits {
+	if l.Policies <= 0 {
+		l.Policies = MaxPolicies
+	}
+	if l.Rules <= 0 {
+		l.Rules = MaxRules
+	}
+	return l
+}
+
+// A ParseOption adjusts how a bundle is parsed.
+type ParseOption func(*parseConfig)
+
+type parseConfig struct {
+	limits Limits
+}
+
+// WithLimits parses with l instead of the default limits (see
+// Limits.OrDefaults).
+func WithLimits(l Limits) ParseOption {
+	return func(c *parseConfig) { c.limits = l }
+}
+
 // Parse loads a bundle from its source files. It reports every problem it
 // finds, each with its position, as a sorted ErrorList; on any error it
 // returns no bundle, so nothing is ever half-loaded.
-func Parse(files []api.File) (*Bundle, error) {
-	return ParseContext(context.Background(), files)
+func Parse(files []api.File, opts ...ParseOption) (*Bundle, error) {
+	return ParseContext(context.Background(), files, opts...)
 }
 
 // ParseContext is Parse that gives up, with ctx's error, when ctx is done.
-func ParseContext(ctx context.Context, files []api.File) (*Bundle, error) {
-	b, err := ParsePartialContext(ctx, files)
+func ParseContext(ctx context.Context, files []api.File, opts ...ParseOption) (*Bundle, error) {
+	b, err := ParsePartialContext(ctx, files, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -50,17 +84,20 @@ func ParseContext(ctx context.Context, files []api.File) (*Bundle, error) {
 // returned with an error is incomplete and must never be used for
 // decisions.
 //
-// A bundle over MaxPolicies or MaxRules is returned as nil with its
-// ErrorList: its rules are counted but not kept, so that nobody compiles
-// them.
-func ParsePartial(files []api.File) (*Bundle, error) {
-	return ParsePartialContext(context.Background(), files)
+// A bundle over its Limits is returned as nil with its ErrorList: its
+// rules are counted but not kept, so that nobody compiles them.
+func ParsePartial(files []api.File, opts ...ParseOption) (*Bundle, error) {
+	return ParsePartialContext(context.Background(), files, opts...)
 }
 
 // ParsePartialContext is ParsePartial that gives up, with ctx's error and
 // no bundle, when ctx is done.
-func ParsePartialContext(ctx context.Context, files []api.File) (*Bundle, error) {
-	p := &parser{ctx: ctx}
+func ParsePartialContext(ctx context.Context, files []api.File, opts ...ParseOption) (*Bundle, error) {
+	var cfg parseConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	p := &parser{ctx: ctx, limits: cfg.limits.OrDefaults()}
 	var total int
 	if len(files) == 0 {
 		p.errs.Add(Pos{File: "(bundle)"}, "the bundle has no files: give at least one YAML or JSON document of kind Policy")
@@ -84,13 +121,13 @@ func ParsePartialContext(ctx context.Context, files []api.File) (*Bundle, error)
 	if total > MaxBundleSize {
 		p.errs.Add(Pos{File: "(bundle)"}, "the bundle is %d bytes; at most %d are allowed", total, MaxBundleSize)
 	}
-	if p.policies > MaxPolicies {
+	if lim := p.limits; p.policies > lim.Policies {
 		p.errs.Add(p.overPolicies, "the bundle has %d policies; at most %d are allowed (this is policy %d): merge policies of the same layer",
-			p.policies, MaxPolicies, MaxPolicies+1)
+			p.policies, lim.Policies, lim.Policies+1)
 	}
-	if p.rules > MaxRules {
+	if lim := p.limits; p.rules > lim.Rules {
 		p.errs.Add(p.overRules, "the bundle has %d rules; at most %d are allowed (this is rule %d): remove rules, or give one rule several actions instead of repeating it",
-			p.rules, MaxRules, MaxRules+1)
+			p.rules, lim.Rules, lim.Rules+1)
 	}
 	p.finish()
 	if p.overLimit() {
@@ -101,6 +138,7 @@ func ParsePartialContext(ctx context.Context, files []api.File) (*Bundle, error)
 
 type parser struct {
 	ctx        context.Context
+	limits     Limits // with their defaults applied
 	b          Bundle
 	errs       ErrorList
 	layersSeen bool
@@ -113,7 +151,9 @@ type parser struct {
 
 // overLimit reports whether the source has more policies or rules than a
 // bundle may: from there on they are counted, not kept.
-func (p *parser) overLimit() bool { return p.policies > MaxPolicies || p.rules > MaxRules }
+func (p *parser) overLimit() bool {
+	return p.policies > p.limits.Policies || p.rules > p.limits.Rules
+}
 
 func (p *parser) file(f api.File) {
 	dec := yaml.NewDecoder(bytes.NewReader(f.Data))
@@ -196,7 +236,7 @@ func (p *parser) bundleDoc(m *mapNode) {
 }
 
 func (p *parser) policy(m *mapNode) {
-	if p.policies++; p.policies == MaxPolicies+1 {
+	if p.policies++; p.policies == p.limits.Policies+1 {
 		p.overPolicies = m.pos
 	}
 	if p.overLimit() {
@@ -248,9 +288,9 @@ func (p *parser) policy(m *mapNode) {
 }
 
 // countRule counts a rule of the source and notes where the first rule
-// over MaxRules is.
+// over the limit is.
 func (p *parser) countRule(file string, n *yaml.Node) {
-	if p.rules++; p.rules == MaxRules+1 {
+	if p.rules++; p.rules == p.limits.Rules+1 {
 		p.overRules = pos(file, n)
 	}
 }

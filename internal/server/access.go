@@ -77,7 +77,20 @@ func (s *Server) guard(rt *route) http.HandlerFunc {
 				fmt.Sprintf("too many failed authentications from %s; retry after %s with a valid token", src, wait.Round(time.Second)))
 			return
 		}
+		if p, ok := s.nodeByCertificate(rt, r); ok {
+			// Node mTLS: the certificate is the node's credential for
+			// joining (the handler checks it is the joining node's).
+			inner(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+			return
+		}
 		p, err := s.verifier.Authenticate(r)
+		if err != nil && !errors.Is(err, auth.ErrNoCredential) && !errors.Is(err, auth.ErrMalformed) && s.store.CaughtUp() != nil {
+			// A node still replaying its log (the routes it serves before
+			// then: the cluster, metrics) may not hold the token yet: that
+			// is not a failed authentication.
+			writeNotReady(w, s.store.CaughtUp())
+			return
+		}
 		if err != nil {
 			if !errors.Is(err, auth.ErrNoCredential) {
 				s.failures.add(src, s.now())
@@ -110,6 +123,21 @@ func (s *Server) guard(rt *route) http.HandlerFunc {
 		pp := p // only this copy escapes to the heap
 		inner(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, &pp)))
 	}
+}
+
+// nodeByCertificate is the principal of a join that comes from a node of
+// the cluster over node mTLS (directly, or forwarded by one) and carries no
+// token: with node TLS the node certificate identifies the node, as the
+// node role's token does without it.
+func (s *Server) nodeByCertificate(rt *route, r *http.Request) (*auth.Principal, bool) {
+	if rt.action != "kernel.cluster.join" || s.cfg.IdentifyNode == nil || r.Header.Get("Authorization") != "" {
+		return nil, false
+	}
+	origin := originNode(r)
+	if origin == "" {
+		return nil, false
+	}
+	return &auth.Principal{Name: "node:" + origin, Kind: auth.KindOperator, Accessor: "node-certificate", Roles: []string{auth.RoleNode}}, true
 }
 
 // permitted asks the system bundle. Decisions on routes without a target

@@ -24,7 +24,7 @@ import (
 // handler on the mux around the table (which would skip the guard).
 func TestEveryRouteDeclaresAnAction(t *testing.T) {
 	n, _ := startNode(t)
-	for _, rt := range n.Server.Routes() {
+	for _, rt := range n.Server.RouteTable() {
 		if rt.Public {
 			continue
 		}
@@ -92,7 +92,7 @@ func TestEveryRouteRefusesWithoutPermission(t *testing.T) {
 	pepTok := nodetest.NewToken(t, n, "a-pep", "pep")
 	body := `{"x":1}`
 
-	for _, rt := range n.Server.Routes() {
+	for _, rt := range n.Server.RouteTable() {
 		if rt.Public {
 			continue
 		}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,9 +33,12 @@ type azEvaluation struct {
 	Context  map[string]any `json:"context,omitempty"`
 }
 
+// azEvaluationsRequest is the body of the batch endpoint. The items are
+// decoded one by one, so that a malformed item is an error of that item
+// only (AuthZEN 1.0, Access Evaluations API Response, Errors).
 type azEvaluationsRequest struct {
 	azEvaluation
-	Evaluations []azEvaluation `json:"evaluations,omitempty"`
+	Evaluations []json.RawMessage `json:"evaluations,omitempty"`
 	Options     *struct {
 		Semantic *string `json:"evaluations_semantic,omitempty"`
 	} `json:"options,omitempty"`
@@ -77,6 +81,14 @@ func decodeAuthZEN(r *http.Request, limit int64, v any) error {
 
 func (s *Server) handleAuthZENEvaluation(w http.ResponseWriter, r *http.Request) {
 	echoRequestID(w, r)
+	// The body is kept: a re-evaluation that redeems an approval on a
+	// follower is forwarded to the leader.
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		badRequest(w, describeJSONError(err))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	var ev azEvaluation
 	if err := decodeAuthZEN(r, s.cfg.MaxBodyBytes, &ev); err != nil {
 		badRequest(w, err)
@@ -87,7 +99,32 @@ func (s *Server) handleAuthZENEvaluation(w http.ResponseWriter, r *http.Request)
 		badRequest(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.azDecide(req, true))
+	out, d := s.azDecide(req, true, baseURL(r))
+	if _, ok := approvalRef(req.Context); ok && d.Decision == api.Deny {
+		// An approval does not lift a denial of current policy.
+		out.Context["reason"], out.Context["next_action"] = "policy_denied", "none"
+	}
+	if d.Decision == api.RequireApproval {
+		if id, ok := approvalRef(req.Context); ok {
+			if !s.store.IsLeader() {
+				// Redeeming writes: the leader decides again and answers.
+				leader := s.store.LeaderHTTP()
+				if leader == "" || r.Header.Get(headerForwarded) != "" {
+					writeError(w, http.StatusServiceUnavailable, codeNoLeader, "redeeming an approval needs the leader and none is known right now; retry shortly")
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				r.ContentLength = int64(len(body))
+				s.forward(w, r, leader)
+				return
+			}
+			if err := s.redeem(r, req, id, &out); err != nil {
+				writeError(w, http.StatusServiceUnavailable, codeUnavailable, err.Error())
+				return
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleAuthZENEvaluations(w http.ResponseWriter, r *http.Request) {
@@ -115,26 +152,25 @@ func (s *Server) handleAuthZENEvaluations(w http.ResponseWriter, r *http.Request
 			badRequest(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, s.azDecide(req, true))
+		out, _ := s.azDecide(req, true, baseURL(r))
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
 	if len(body.Evaluations) > MaxBatch {
 		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("%d evaluations; at most %d are allowed", len(body.Evaluations), MaxBatch))
 		return
 	}
-	reqs := make([]*api.CheckRequest, len(body.Evaluations))
-	for i := range body.Evaluations {
-		req, err := body.Evaluations[i].toCheck(&body.azEvaluation, fmt.Sprintf("evaluations[%d].", i))
-		if err != nil {
-			badRequest(w, err)
-			return
+	resp := azEvaluationsResponse{Evaluations: make([]azDecision, 0, len(body.Evaluations))}
+	for i, raw := range body.Evaluations {
+		var d azDecision
+		if req, err := decodeAZItem(raw, &body.azEvaluation, i); err != nil {
+			d = azItemError(http.StatusBadRequest, err)
+		} else {
+			d, _ = s.azDecide(req, false, baseURL(r))
 		}
-		reqs[i] = req
-	}
-	resp := azEvaluationsResponse{Evaluations: make([]azDecision, 0, len(reqs))}
-	for _, req := range reqs {
-		d := s.azDecide(req, false)
 		resp.Evaluations = append(resp.Evaluations, d)
+		// An item in error is a denial (fail closed): it stops a
+		// deny_on_first_deny batch and does not stop a permit_on_first_permit one.
 		if semantic == semDenyOnDeny && !d.Decision || semantic == semPermitOnPermit && d.Decision {
 			break
 		}
@@ -142,9 +178,51 @@ func (s *Server) handleAuthZENEvaluations(w http.ResponseWriter, r *http.Request
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// decodeAZItem decodes item i of an evaluations request and completes it
+// with the request's defaults.
+func decodeAZItem(raw json.RawMessage, defaults *azEvaluation, i int) (*api.CheckRequest, error) {
+	where := fmt.Sprintf("evaluations[%d]", i)
+	var ev azEvaluation
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			if ute.Field == "" {
+				return nil, fmt.Errorf("%s must be an object {subject?, action?, resource?, context?}, not %s", where, ute.Value)
+			}
+			return nil, fmt.Errorf("%s.%s must be %s, not %s", where, ute.Field, jsonTypeName(ute.Type.Kind().String()), ute.Value)
+		}
+		return nil, fmt.Errorf("%s: %v", where, err)
+	}
+	return ev.toCheck(defaults, where+".")
+}
+
+// jsonTypeName names the JSON type of a Go kind for error messages.
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "map", "struct", "ptr":
+		return "an object"
+	case "slice":
+		return "an array"
+	case "bool":
+		return "true or false"
+	}
+	return "a " + kind
+}
+
+// azItemError is the answer of an evaluation that could not be made: a
+// denial with the error in its context.
+func azItemError(status int, err error) azDecision {
+	return azDecision{Decision: false, Context: map[string]any{
+		"error": map[string]any{"status": status, "message": err.Error()},
+	}}
+}
+
 // azDecide decides and shapes the answer. Batch items carry only the
-// decision, as the interop harness compares them exactly.
-func (s *Server) azDecide(req *api.CheckRequest, withContext bool) azDecision {
+// decision, as the interop harness compares them exactly, except that a
+// require_approval decision is a requestable denial (access_request.go).
+func (s *Server) azDecide(req *api.CheckRequest, withContext bool, base string) (azDecision, api.Decision) {
 	d := s.decide(req)
 	out := azDecision{Decision: d.Decision == api.Allow}
 	if withContext {
@@ -155,7 +233,10 @@ func (s *Server) azDecide(req *api.CheckRequest, withContext bool) azDecision {
 			out.Context["errors"] = d.Errors
 		}
 	}
-	return out
+	if d.Decision == api.RequireApproval {
+		out.Context = s.requestable(out.Context, req, base)
+	}
+	return out, d
 }
 
 // toCheck completes an evaluation with the batch defaults and checks that
@@ -209,9 +290,14 @@ func (s *Server) handleAuthZENConfig(w http.ResponseWriter, r *http.Request) {
 		scheme = "https"
 	}
 	base := scheme + "://" + r.Host
-	writeJSON(w, http.StatusOK, map[string]string{
+	writeJSON(w, http.StatusOK, map[string]any{
 		"policy_decision_point":       base,
 		"access_evaluation_endpoint":  base + "/access/v1/evaluation",
 		"access_evaluations_endpoint": base + "/access/v1/evaluations",
+		"search_subject_endpoint":     base + "/access/v1/search/subject",
+		"search_resource_endpoint":    base + "/access/v1/search/resource",
+		"search_action_endpoint":      base + "/access/v1/search/action",
+		"access_request_endpoint":     base + "/access/v1/requests",
+		"capabilities":                []string{"urn:openid:authzen:capability:access-request"},
 	})
 }

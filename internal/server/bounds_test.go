@@ -11,6 +11,7 @@ import (
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/engine/enginetest"
+	"github.com/aibos/kernel/internal/node"
 	"github.com/aibos/kernel/internal/policy"
 )
 
@@ -54,33 +55,53 @@ rules:
 	}
 }
 
-// TestPublishRefusesHugeBundle makes sure a bundle over the rule limit is
-// refused with the limit, the count and the position of the first rule
-// over it.
+// TestPublishRefusesHugeBundle makes sure a bundle over the node's rule
+// limit is refused with the limit, the count and the position of the first
+// rule over it, and one at the limit is not. The node runs with a limit of
+// 200 rules, so that this costs 210 rules rather than 50,010.
 func TestPublishRefusesHugeBundle(t *testing.T) {
-	_, c := startNode(t)
+	_, c := startNode(t, func(cfg *node.Config) { cfg.BundleLimits = policy.Limits{Rules: 200} })
 	ctx := context.Background()
-	_, err := c.Publish(ctx, enginetest.GenerateRules(policy.MaxRules+10, 10), client.PublishOptions{DryRun: true})
+	_, err := c.Publish(ctx, enginetest.GenerateRules(210, 10), client.PublishOptions{DryRun: true})
 	var apiErr *client.Error
 	if !errors.As(err, &apiErr) || apiErr.Status != 400 || apiErr.Code != "invalid_bundle" || len(apiErr.Details) != 1 {
 		t.Fatalf("got %v, want one invalid_bundle error", err)
 	}
-	if want := "the bundle has 50010 rules; at most 50000 are allowed (this is rule 50001)"; !strings.HasPrefix(apiErr.Details[0], "rules.yaml:") ||
+	if want := "the bundle has 210 rules; at most 200 are allowed (this is rule 201)"; !strings.HasPrefix(apiErr.Details[0], "rules.yaml:") ||
 		!strings.Contains(apiErr.Details[0], want) {
 		t.Errorf("got %q, want a position in rules.yaml and %q", apiErr.Details[0], want)
+	}
+	if _, err := c.Publish(ctx, enginetest.GenerateRules(200, 10), client.PublishOptions{DryRun: true}); err != nil {
+		t.Errorf("200 rules, at the limit: %v", err)
 	}
 }
 
 // TestPublishStopsWhenClientLeaves publishes a 50,000-rule bundle and
-// leaves 300 ms later: the node must stop compiling and linting at once
-// (lint alone used to take minutes on it) and publish nothing.
+// leaves as soon as the node is at work on it: the node must stop parsing,
+// compiling and linting at once and publish nothing. Leaving when the work
+// is seen, not after a fixed delay, costs the upload and the start of the
+// parse only; a node that went on would still be at work 10 s later (under
+// -race even parsing this bundle takes longer).
 func TestPublishStopsWhenClientLeaves(t *testing.T) {
 	_, c := startNode(t)
 	files := enginetest.GenerateRules(policy.MaxRules, 10)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := c.Publish(ctx, files, client.PublishOptions{}); err == nil {
-		t.Fatal("the publish finished in 300 ms; the test needs a bundle that takes longer")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Publish(ctx, files, client.PublishOptions{})
+		errc <- err
+	}()
+	for engineFrames() == "" {
+		select {
+		case err := <-errc:
+			t.Fatalf("the publish ended (%v) before the node was seen compiling; the test needs a bigger bundle", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("the publish succeeded although its client left while the node compiled")
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for busy := engineFrames(); busy != ""; busy = engineFrames() {

@@ -63,7 +63,7 @@ func (b *Bundles) ApplyRollout(r *api.Rollout, cand *api.BundleVersion) {
 	}
 	cn := &canary{r: r, stats: &rolloutStats{byRule: map[flipKey]uint64{}},
 		threshold: uint64(math.Round(r.Cohort.Percent * 100))}
-	bundle, err := engine.Load(cand.Files, engine.Options{Version: cand.Version})
+	bundle, err := engine.Load(cand.Files, engine.Options{Version: cand.Version, Limits: b.limits})
 	if err != nil {
 		// Every shadow evaluation counts as an error, so the error rate
 		// aborts the rollout if asked to; the cohort is served the current

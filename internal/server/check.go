@@ -9,6 +9,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/policy"
 )
 
 // MaxBatch bounds the checks of one batch request (and of an AuthZEN
@@ -30,6 +31,9 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, err := api.DecodeCheckRequest(body)
+	if err == nil {
+		err = checkActionName(req, -1)
+	}
 	if err != nil {
 		badRequest(w, err)
 		return
@@ -53,13 +57,25 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, err)
 		return
 	}
-	req, err := api.DecodeBatchCheckRequest(body)
+	// A check that is not valid gets an error result in its slot; only an
+	// error of the whole batch fails it.
+	req, itemErrs, err := api.DecodeBatchCheckItems(body)
 	if err != nil {
 		badRequest(w, err)
 		return
 	}
 	var minRev uint64
 	for i := range req.Checks {
+		if itemErrs != nil && itemErrs[i] != nil {
+			continue
+		}
+		if err := checkActionName(&req.Checks[i], i); err != nil {
+			if itemErrs == nil {
+				itemErrs = make([]error, len(req.Checks))
+			}
+			itemErrs[i] = err
+			continue
+		}
 		minRev = max(minRev, req.Checks[i].MinRevision)
 	}
 	if !s.waitRevision(w, r.Context(), minRev) {
@@ -70,10 +86,44 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 	// loaded node keeps busy anyway.
 	results := make([]api.Decision, len(req.Checks))
 	for i := range req.Checks {
+		if itemErrs != nil && itemErrs[i] != nil {
+			results[i] = s.invalidCheck(itemErrs[i])
+			continue
+		}
 		results[i] = s.decide(&req.Checks[i])
 	}
 	buf.b = append(api.AppendBatchCheckResponse(buf.b[:0], results), '\n')
 	writeJSONBytes(w, buf.b)
+}
+
+// checkActionName refuses a check of a name outside the grammar of action
+// names (the policy package's, which rules' patterns follow): no rule can
+// name it, so deciding it would only hide the caller's mistake. i is the
+// check's index in a batch, negative for a single check.
+func checkActionName(req *api.CheckRequest, i int) error {
+	err := policy.ValidateActionName(req.Action.Name)
+	switch {
+	case err == nil:
+		return nil
+	case i < 0:
+		return fmt.Errorf("action.name: %w", err)
+	}
+	return fmt.Errorf("checks[%d].action.name: %w", i, err)
+}
+
+// invalidCheck is the result of a check of a batch that could not be
+// decided: a denial carrying the error, stamped like a decision.
+func (s *Server) invalidCheck(err error) api.Decision {
+	code := codeBadRequest
+	if errors.Is(err, errTooLarge) {
+		code = codeTooLarge
+	}
+	msg := err.Error()
+	return api.Decision{
+		Decision: api.Deny, Version: s.bundles.Version(), Revision: s.store.AppliedRevision(),
+		Reasons: []api.Reason{{Effect: api.Deny, Message: "this check is invalid and was not decided: " + msg}},
+		Error:   &api.ErrorDetail{Code: code, Message: msg},
+	}
 }
 
 // decide makes one decision with the bundle this node holds and records it

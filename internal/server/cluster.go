@@ -2,13 +2,18 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
+	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/store"
 )
 
 // JoinRequest asks the leader to add a node.
@@ -25,6 +30,12 @@ type RemoveRequest struct {
 	ID string `json:"id"`
 }
 
+// handleCluster lists the members with what each says of itself: the
+// store knows only this node's applied revision (raft does not export the
+// leader's view of its followers), so every member's GET /readyz (this
+// node's too, so that all are judged by the same rule) is asked, in
+// parallel and for at most peerProbeTimeout, for its applied revision and
+// readiness. A member that does not answer is unreachable.
 func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
 	nodes, err := s.store.Nodes()
 	if err != nil {
@@ -34,7 +45,68 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
 	if nodes == nil {
 		nodes = []api.Node{}
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), peerProbeTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range nodes {
+		n := &nodes[i]
+		wg.Go(func() { s.probePeer(ctx, n) })
+	}
+	wg.Wait()
 	writeJSON(w, http.StatusOK, api.Cluster{Leader: s.store.LeaderID(), Region: s.cfg.Region, Nodes: nodes})
+}
+
+// peerProbeTimeout bounds how long GET /v1/cluster waits for the members'
+// answers: a dead member costs the listing this much.
+const peerProbeTimeout = time.Second
+
+// probePeer asks a member's GET /readyz for its applied revision.
+func (s *Server) probePeer(ctx context.Context, n *api.Node) {
+	if n.HTTP == "" && n.ID == s.cfg.NodeID {
+		// Not recorded yet (a new leader records its addresses): the
+		// store still knows this node's own state.
+		n.AppliedRevision, n.Status = s.store.AppliedRevision(), api.NodeReady
+		if err := s.store.Ready(); err != nil {
+			n.Status, n.Detail = api.NodeNotReady, err.Error()
+		}
+		return
+	}
+	if n.HTTP == "" {
+		n.Status, n.Detail = api.NodeUnreachable, "its HTTP address is not known yet (it has not finished joining)"
+		return
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTP+"/readyz", nil)
+	if err != nil {
+		n.Status, n.Detail = api.NodeUnreachable, err.Error()
+		return
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is the member's, already listed
+		}
+		n.Status, n.Detail = api.NodeUnreachable, err.Error()
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		var eb api.ErrorBody
+		n.Status, n.Detail = api.NodeNotReady, resp.Status
+		if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
+			n.Detail = eb.Error.Message
+		}
+		return
+	}
+	var ready struct {
+		Revision uint64 `json:"revision"`
+	}
+	if err := json.Unmarshal(body, &ready); err != nil {
+		n.Status, n.Detail = api.NodeNotReady, "its /readyz answer is not JSON: "+err.Error()
+		return
+	}
+	n.Status, n.AppliedRevision = api.NodeReady, ready.Revision
 }
 
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
@@ -47,15 +119,74 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, errors.New("join needs id, raft and http addresses"))
 		return
 	}
+	if s.cfg.IdentifyNode != nil {
+		if origin := originNode(r); origin != req.ID {
+			presented := "no node certificate"
+			if origin != "" {
+				presented = "the certificate of node " + origin
+			}
+			writeError(w, http.StatusForbidden, codeForbidden, "joining as node "+req.ID+" needs that node's certificate from the cluster CA, and the request presented "+presented+"; issue one with `aibos tls cert create --node "+req.ID+"` and start the node with --node-cert, --node-key and --node-ca")
+			return
+		}
+	}
 	voter := req.Voter == nil || *req.Voter
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
+	if voter && !s.isMember(req.ID, req.Raft) {
+		// A new voter joins as a non-voter first: it counts toward the
+		// quorum only once it has caught up and asks again (see
+		// JoinResponse), so a node that never catches up cannot cost the
+		// cluster its majority.
+		if err := s.store.Join(ctx, req.ID, req.Raft, req.HTTP, false); err != nil {
+			s.writeJoinError(w, err)
+			return
+		}
+		rev := s.store.AppliedRevision()
+		s.log.Info("node joined as a non-voter until it catches up", "id", req.ID, "raft", req.Raft, "http", req.HTTP, "revision", rev)
+		writeJSON(w, http.StatusAccepted, JoinResponse{Joined: req.ID, Revision: rev,
+			Message: fmt.Sprintf("joined as a non-voter; send the same join again once node %s has applied revision %d to become a voter", req.ID, rev)})
+		return
+	}
 	if err := s.store.Join(ctx, req.ID, req.Raft, req.HTTP, voter); err != nil {
-		s.writeStoreError(w, err)
+		s.writeJoinError(w, err)
 		return
 	}
 	s.log.Info("node joined", "id", req.ID, "raft", req.Raft, "http", req.HTTP, "voter", voter)
-	writeJSON(w, http.StatusOK, map[string]any{"joined": req.ID})
+	writeJSON(w, http.StatusOK, JoinResponse{Joined: req.ID, Voter: voter, Revision: s.store.AppliedRevision()})
+}
+
+// JoinResponse answers a join: 200 when the node is a member as asked,
+// 202 when a new voter was added as a non-voter and must join again, with
+// the same request, once it has applied Revision (the node does this by
+// itself).
+type JoinResponse struct {
+	Joined   string `json:"joined"`
+	Voter    bool   `json:"voter"`
+	Revision uint64 `json:"revision"`
+	Message  string `json:"message,omitempty"`
+}
+
+// isMember reports whether id is already in the configuration at raftAddr
+// (as a voter or not).
+func (s *Server) isMember(id, raftAddr string) bool {
+	nodes, err := s.store.Nodes()
+	if err != nil {
+		return false
+	}
+	for _, n := range nodes {
+		if n.ID == id && n.Raft == raftAddr {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) writeJoinError(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrUnreachable) {
+		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+		return
+	}
+	s.writeStoreError(w, err)
 }
 
 func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
@@ -100,7 +231,7 @@ func (s *Server) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, leader string) {
-	target := url.URL{Scheme: "http", Host: leader, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
+	target := url.URL{Scheme: s.peerScheme(), Host: leader, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
 	body := http.MaxBytesReader(nil, r.Body, 64<<20)
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, target.String(), body)
 	if err != nil {
@@ -109,6 +240,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, leader string) 
 	}
 	req.Header = r.Header.Clone()
 	req.Header.Set(headerForwarded, "1")
+	if origin := originNode(r); origin != "" {
+		req.Header.Set(headerNode, origin)
+	}
 	req.ContentLength = r.ContentLength
 	resp, err := s.client.Do(req)
 	if err != nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -12,8 +13,12 @@ import (
 const MaxEntitiesPerWrite = 10_000
 
 func (s *Server) handlePutEntities(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes, nil)
 	var req api.EntitiesRequest
-	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &req); err != nil {
+	if err == nil {
+		err = decodeJSONFrom(bytes.NewReader(body), &req)
+	}
+	if err != nil {
 		badRequest(w, err)
 		return
 	}
@@ -29,6 +34,14 @@ func (s *Server) handlePutEntities(w http.ResponseWriter, r *http.Request) {
 		if e.Type == "" || e.ID == "" {
 			badRequest(w, fmt.Errorf("entities[%d] needs a type and an id", i))
 			return
+		}
+	}
+	if api.MangledText(body) {
+		for i := range req.Entities {
+			if err := api.CheckEntityText(fmt.Sprintf("entities[%d]", i), &req.Entities[i]); err != nil {
+				badRequest(w, err)
+				return
+			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)

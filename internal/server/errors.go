@@ -25,7 +25,9 @@ const (
 	codeTooLarge       = "too_large"
 	codeInternal       = "internal"
 	codeUnavailable    = "unavailable"
+	codeNotReady       = "not_ready"
 	codeOutcomeUnknown = "write_outcome_unknown"
+	codeBadMethod      = "method_not_allowed"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -40,6 +40,7 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, describeJSONError(err))
 		return
 	}
+	holdOpen(w, invokeWork)
 	// A malformed or absent header is an empty token: the gateway answers
 	// 401 for it as for an unknown one.
 	token, _ := auth.Credential(r)
@@ -123,6 +124,12 @@ func (s *Server) handlePutOrchestra(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o.UpdatedAt, o.Revision = time.Time{}, 0
+	if o.Backend.Type == api.BackendMCP {
+		if err := s.resolveMCP(r.Context(), &o); err != nil {
+			badRequest(w, err)
+			return
+		}
+	}
 	if err := errors.Join(store.ValidateOrchestra(&o), gateway.ValidateOrchestra(&o)); err != nil {
 		badRequest(w, err)
 		return
@@ -138,6 +145,10 @@ func (s *Server) handlePutOrchestra(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDeleteOrchestra(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("name") == api.BuiltinOrchestra {
+		writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("orchestra %q is built in (the kernel's own actions) and cannot be deleted; to stop its actions, set a kill switch: aibos kill set --scope action --target '%s.*' --reason ...", api.BuiltinOrchestra, api.BuiltinOrchestra))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
 	rev, err := s.store.DeleteOrchestra(ctx, r.PathValue("name"), s.now())
@@ -187,6 +198,7 @@ func (s *Server) handleGetApproval(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		wait = min(d, maxApprovalWait)
+		holdOpen(w, wait+answerMargin)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
@@ -261,6 +273,10 @@ func (s *Server) handleDecideApproval(approve bool) http.HandlerFunc {
 		}
 		if ag, ok := s.store.Agent(a.Agent); ok && a.AgentVersion != store.KernelApproval && ag.Owner != "" && ag.Owner == approver {
 			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("%q owns agent %s and cannot approve its action (separation of duties): another approver must", approver, a.Agent))
+			return
+		}
+		if _, subjectID, _ := strings.Cut(a.Agent, ":"); a.Kind == api.ApprovalKindAccessRequest && approver == subjectID {
+			writeError(w, http.StatusForbidden, codeForbidden, "the subject of an access request cannot approve it: another person must")
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)

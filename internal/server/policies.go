@@ -32,7 +32,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	// Compile, tests and lint stop when the request ends: a client that
 	// leaves does not keep the node busy, and nothing is published.
-	b, err := engine.PrepareContext(r.Context(), files, engine.Options{}, now)
+	b, err := engine.PrepareContext(r.Context(), files, engine.Options{Limits: s.cfg.BundleLimits}, now)
 	if err != nil {
 		writeBundleError(w, err)
 		return
@@ -85,6 +85,7 @@ func readBundle(w http.ResponseWriter, r *http.Request) ([]api.File, bool) {
 		badRequest(w, err)
 		return nil, false
 	}
+	holdOpen(w, bundleWork)
 	return files, true
 }
 
@@ -247,9 +248,29 @@ func (s *Server) writeVersion(w http.ResponseWriter, r *http.Request, v api.Bund
 	}
 }
 
+// minRevisionParam is the min_revision query parameter of a read, which
+// ServeHTTP has checked (checkMinRevisionParam) before routing.
 func minRevisionParam(r *http.Request) uint64 {
 	n, _ := strconv.ParseUint(r.URL.Query().Get("min_revision"), 10, 64)
 	return n
+}
+
+// checkMinRevisionParam refuses a min_revision query parameter that is not
+// one revision number: ignored, it would answer from a state older than
+// the caller asked for. Every read takes the parameter, so it is checked
+// once for all of them.
+func checkMinRevisionParam(r *http.Request) error {
+	vs, ok := r.URL.Query()["min_revision"]
+	if !ok {
+		return nil
+	}
+	if len(vs) != 1 {
+		return fmt.Errorf("query parameter min_revision is given %d times: give it once", len(vs))
+	}
+	if _, err := strconv.ParseUint(vs[0], 10, 64); err != nil {
+		return fmt.Errorf("query parameter min_revision=%q is not a revision number: give a whole number from 0 up, such as the revision a write answered", vs[0])
+	}
+	return nil
 }
 
 // writeStoreError maps store errors to answers.
@@ -260,7 +281,11 @@ func (s *Server) writeStoreError(w http.ResponseWriter, err error) {
 	case errors.Is(err, store.ErrLeadershipLost):
 		writeError(w, http.StatusServiceUnavailable, codeOutcomeUnknown, "leadership changed while the write was committing: it may or may not have been applied; read the state before retrying")
 	case errors.Is(err, store.ErrRolloutActive):
-		writeError(w, http.StatusConflict, codeRolloutActive, err.Error()+": a rollout freezes the bundle; promote or abort it first (GET /v1/rollouts/current)")
+		msg := "a rollout is active and freezes the bundle"
+		if r, ok := s.store.Rollout(); ok && r != nil && r.State == api.RolloutActive {
+			msg = fmt.Sprintf("rollout %d (candidate version %d) is active and freezes the bundle", r.ID, r.Candidate)
+		}
+		writeError(w, http.StatusConflict, codeRolloutActive, msg+": promote or abort it first (aibos rollout promote or abort; GET /v1/rollouts/current shows it)")
 	case errors.Is(err, store.ErrBadCommand):
 		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
 	case errors.Is(err, store.ErrNoSuchVersion), errors.Is(err, store.ErrNotFound):

@@ -44,7 +44,7 @@ func (s *Server) handleStartRollout(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	if len(req.Files) > 0 {
 		// Validated like a publish: a staged candidate is promoted as is.
-		if _, err := engine.PrepareContext(r.Context(), req.Files, engine.Options{}, now); err != nil {
+		if _, err := engine.PrepareContext(r.Context(), req.Files, engine.Options{Limits: s.cfg.BundleLimits}, now); err != nil {
 			writeBundleError(w, err)
 			return
 		}
@@ -212,7 +212,7 @@ func (s *Server) proposeAbort(ctx context.Context, id uint64, reason string) err
 		return errors.New("no leader known")
 	}
 	body, _ := json.Marshal(api.RolloutEndRequest{ID: id, Reason: reason})
-	u := url.URL{Scheme: "http", Host: leader, Path: "/v1/rollouts/abort"}
+	u := url.URL{Scheme: s.peerScheme(), Host: leader, Path: "/v1/rollouts/abort"}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return err

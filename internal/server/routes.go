@@ -1,11 +1,15 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/mcp"
 )
 
 // access says how a route authenticates.
@@ -61,6 +65,13 @@ func (s *Server) routeTable() []route {
 		{pattern: "POST /access/v1/evaluation", action: "kernel.decision.check", query: true, media: mediaJSON, h: s.handleAuthZENEvaluation},
 		{pattern: "POST /access/v1/evaluations", action: "kernel.decision.check", query: true, media: mediaJSON, h: s.handleAuthZENEvaluations},
 		{pattern: "GET /.well-known/authzen-configuration", access: accessPublic, h: s.handleAuthZENConfig},
+		{pattern: "POST /access/v1/search/subject", action: "kernel.decision.search", query: true, media: mediaJSON, h: s.handleSearch(searchSubject)},
+		{pattern: "POST /access/v1/search/resource", action: "kernel.decision.search", query: true, media: mediaJSON, h: s.handleSearch(searchResource)},
+		{pattern: "POST /access/v1/search/action", action: "kernel.decision.search", query: true, media: mediaJSON, h: s.handleSearch(searchAction)},
+		// An access request is the PEP's (the denied subject's side); it is
+		// decided like any held act, by an approver (kernel.approval.decide).
+		{pattern: "POST /access/v1/requests", action: "kernel.access.request", media: mediaJSON, leader: true, h: s.handleAccessRequest},
+		{pattern: "GET /access/v1/requests/{id}", action: "kernel.access.status", target: accessRequestTarget, h: s.handleAccessRequestStatus},
 
 		{pattern: "PUT /v1/policies", action: "kernel.policy.publish", media: mediaBundle, leader: true, target: bundleTarget, h: s.handlePublish},
 		{pattern: "GET /v1/policies", action: "kernel.policy.read", h: s.handleCurrentPolicies},
@@ -95,6 +106,7 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /v1/orchestras/{name}", action: "kernel.catalog.read", target: orchestraTarget, h: s.handleGetOrchestra},
 		{pattern: "PUT /v1/orchestras/{name}", action: "kernel.catalog.write", media: mediaJSON, leader: true, target: orchestraTarget, h: s.handlePutOrchestra},
 		{pattern: "DELETE /v1/orchestras/{name}", action: "kernel.catalog.delete", leader: true, target: orchestraTarget, h: s.handleDeleteOrchestra},
+		{pattern: "POST /v1/orchestras/{name}/accept", action: "kernel.catalog.accept", media: mediaJSON, leader: true, target: orchestraTarget, h: s.handleAcceptOrchestra},
 
 		{pattern: "GET /v1/approvals", action: "kernel.approval.read", h: s.handleListApprovals},
 		{pattern: "GET /v1/approvals/{id}", action: "kernel.approval.wait", target: approvalTarget, h: s.handleGetApproval},
@@ -120,12 +132,33 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /healthz", access: accessPublic, h: s.handleHealth},
 		{pattern: "GET /readyz", access: accessPublic, h: s.handleReady},
 	}
-	if s.cfg.Audit != nil {
-		h := s.cfg.Audit.Handler().ServeHTTP
+	if s.mcp != nil {
+		// The agents' MCP endpoint authenticates its agent tokens itself
+		// (internal/mcp); its protected-resource metadata is discovery,
+		// open as the AuthZEN configuration is.
+		h := func(w http.ResponseWriter, r *http.Request) {
+			// A tools/call may run for its action's timeout, and a GET
+			// holds the session's notification stream open.
+			holdOpen(w, invokeWork)
+			s.mcp.ServeHTTP(w, r)
+		}
+		for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+			media := ""
+			if method == http.MethodPost {
+				media = mediaJSON
+			}
+			rt = append(rt, route{pattern: method + " " + mcp.Path, action: "kernel.mcp.session", access: accessAgent, media: media, h: h})
+		}
 		rt = append(rt,
-			route{pattern: "GET /v1/audit", action: "kernel.audit.read", h: h},
-			route{pattern: "GET /v1/audit/export", action: "kernel.audit.read", h: h},
-			route{pattern: "GET /v1/audit/verify", action: "kernel.audit.read", h: h})
+			route{pattern: "GET " + mcp.MetadataPath, access: accessPublic, h: s.mcp.ServeHTTP},
+			route{pattern: "GET " + mcp.MetadataPath + mcp.Path, access: accessPublic, h: s.mcp.ServeHTTP})
+	}
+	if s.cfg.Audit != nil {
+		h := s.cfg.Audit.Handler()
+		rt = append(rt,
+			route{pattern: "GET /v1/audit", action: "kernel.audit.read", h: h.ServeHTTP},
+			route{pattern: "GET /v1/audit/export", action: "kernel.audit.read", h: streaming(h).ServeHTTP},
+			route{pattern: "GET /v1/audit/verify", action: "kernel.audit.read", h: h.ServeHTTP})
 	}
 	if s.cfg.Gatherer != nil {
 		rt = append(rt, route{pattern: "GET /metrics", action: "kernel.metrics.read",
@@ -134,16 +167,70 @@ func (s *Server) routeTable() []route {
 	return rt
 }
 
-// routes registers the table on the mux, each route behind its guard.
+// routes registers the table on the mux, each route behind its guard, and
+// the catch-all that answers 404 and 405 (handleNoRoute).
 func (s *Server) routes() {
 	s.table = s.routeTable()
 	for i := range s.table {
 		rt := &s.table[i]
 		s.mux.HandleFunc(rt.pattern, s.guard(rt))
 	}
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no endpoint "+r.Method+" "+r.URL.Path+": see the API reference in the README")
-	})
+	s.mux.HandleFunc("/", s.handleNoRoute)
+}
+
+// routeMux is the server's ServeMux, which also keeps the list of the
+// patterns registered on it: the route table that answers which methods a
+// path allows.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
+}
+
+// Routes lists the patterns of the server's routes ("POST /v1/check"), in
+// the order they were registered; the catch-all "/" that answers 404 and
+// 405 is not among them.
+func (s *Server) Routes() []string {
+	return slices.DeleteFunc(slices.Clone(s.mux.patterns), func(p string) bool { return p == "/" })
+}
+
+// routeMethods are the methods a route may serve, in the order an Allow
+// header lists them.
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// handleNoRoute answers a request no route matched: 405 with an Allow
+// header when routes serve its path with other methods, else 404. It needs
+// no credential: it tells only what the route table (the README) says.
+// The catch-all "/" matches every method, so the mux never answers 405
+// itself (and its own 405 would be plain text); asking the mux which of
+// the other methods would match keeps the answer true to the route table
+// as routes are added.
+func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range routeMethods {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, Host: r.Host, URL: r.URL}
+		if _, p := s.mux.Handler(probe); p != "" && p != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, codeNotFound, "no endpoint "+r.Method+" "+r.URL.Path+": see the API reference in the README")
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, codeBadMethod,
+		fmt.Sprintf("%s is not allowed on %s: it serves %s (see the API reference in the README)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
 // The targets of routes, as the system bundle sees them.
@@ -158,6 +245,17 @@ func entityTarget(_ *Server, r *http.Request) api.Entity {
 
 func orchestraTarget(_ *Server, r *http.Request) api.Entity {
 	return api.Entity{Type: "orchestra", ID: r.PathValue("name")}
+}
+
+// accessRequestTarget is an access request (an approval of kind
+// access_request) with its tenant, for tenant-bound tokens.
+func accessRequestTarget(s *Server, r *http.Request) api.Entity {
+	id := r.PathValue("id")
+	e := api.Entity{Type: "access_request", ID: id}
+	if a, ok := s.store.Approval(id); ok && a.Tenant != "" {
+		e.Properties = map[string]any{"tenant": a.Tenant}
+	}
+	return e
 }
 
 func tokenTarget(_ *Server, r *http.Request) api.Entity {
@@ -232,8 +330,9 @@ type RouteInfo struct {
 	Agent   bool   // authenticated by the handler as an agent
 }
 
-// Routes lists every route the server serves, in table order.
-func (s *Server) Routes() []RouteInfo {
+// RouteTable lists every route of the table with its action, in table
+// order (Routes lists the mux's patterns).
+func (s *Server) RouteTable() []RouteInfo {
 	out := make([]RouteInfo, len(s.table))
 	for i, rt := range s.table {
 		out[i] = RouteInfo{Pattern: rt.pattern, Action: rt.action, Public: rt.access == accessPublic, Agent: rt.access == accessAgent}

@@ -7,7 +7,9 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -19,6 +21,8 @@ import (
 	"github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
+	"github.com/aibos/kernel/internal/mcp"
+	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
 	"github.com/aibos/kernel/internal/watch"
@@ -31,6 +35,7 @@ type Store interface {
 	PutEntities(ctx context.Context, ents []api.Entity) (uint64, error)
 	DeleteEntity(ctx context.Context, typ, id string) (uint64, error)
 	Entity(typ, id string) (map[string]any, bool)
+	EntityIDs(typ string) []string
 	Current() (api.BundleVersion, bool)
 	Version(v uint64) (api.BundleVersion, bool)
 	Versions() []api.VersionInfo
@@ -43,6 +48,7 @@ type Store interface {
 	Join(ctx context.Context, nodeID, raftAddr, httpAddr string, voter bool) error
 	Remove(ctx context.Context, nodeID string) error
 	Ready() error
+	CaughtUp() error
 	StartRollout(ctx context.Context, req api.RolloutRequest, by string, now time.Time) (api.Rollout, error)
 	AbortRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
 	PromoteRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
@@ -134,6 +140,23 @@ type Config struct {
 	// means 20 in 1 min.
 	AuthFailureLimit  int
 	AuthFailureWindow time.Duration
+	// PeerTLS, if set, is the TLS client configuration of this node's calls
+	// to other nodes' HTTP APIs (forwarding to the leader, automatic
+	// aborts), which then use https; nil: plain http.
+	PeerTLS *tls.Config
+	// IdentifyNode, if set, names the node behind a request's TLS client
+	// certificate (false: not a node of this cluster). With it, forwarding
+	// markers are trusted only from nodes and a join needs the joining
+	// node's own certificate (see nodes.go). nil: nodes are not
+	// authenticated (a plaintext cluster).
+	IdentifyNode func(*tls.ConnectionState) (string, bool)
+	// BundleLimits bound the policies and rules of a bundle published,
+	// staged or simulated here; a zero field means its default
+	// (policy.Limits). Bundles should be made with the same limits.
+	BundleLimits policy.Limits
+	// MCP, with the gateway, runs mcp orchestras and serves /mcp; nil: mcp
+	// orchestras cannot be put and /mcp answers 404.
+	MCP *mcp.Manager
 }
 
 // Server serves the kernel's HTTP API. Create it with New.
@@ -145,13 +168,15 @@ type Server struct {
 	now     func() time.Time
 	metrics *metrics
 	client  *http.Client
-	mux     *http.ServeMux
+	mux     *routeMux
 	gw      *gateway.Gateway
 
 	table    []route
 	verifier *auth.Verifier
 	system   *SystemPolicy
 	failures *failureLimiter
+	ids      searchIDs
+	mcp      *mcp.Endpoint
 }
 
 // New validates cfg, applies defaults and builds the routes.
@@ -180,14 +205,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AuthFailureWindow == 0 {
 		cfg.AuthFailureWindow = time.Minute
 	}
+	if cfg.BundleLimits.Policies < 0 || cfg.BundleLimits.Rules < 0 {
+		return nil, fmt.Errorf("server: bundle limits of %d policies and %d rules: give positive numbers, or 0 for the defaults",
+			cfg.BundleLimits.Policies, cfg.BundleLimits.Rules)
+	}
 	s := &Server{
 		cfg:     cfg,
 		store:   cfg.Store,
 		bundles: cfg.Bundles,
 		log:     cfg.Logger,
 		now:     cfg.Now,
-		client:  &http.Client{Timeout: cfg.WriteTimeout + 5*time.Second},
-		mux:     http.NewServeMux(),
+		client:  newPeerClient(cfg.PeerTLS, cfg.WriteTimeout+5*time.Second),
+		mux:     &routeMux{ServeMux: http.NewServeMux()},
 	}
 	s.failures = newFailureLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow)
 	var err error
@@ -215,8 +244,14 @@ func New(cfg Config) (*Server, error) {
 		gc := cfg.Gateway
 		gc.Store, gc.Decide, gc.Audit, gc.Counter = cfg.Store, s.decideForGateway, cfg.Audit, cfg.Counter
 		gc.Node, gc.Now, gc.Logger, gc.Registerer = cfg.NodeID, cfg.Now, cfg.Logger, cfg.Registerer
+		if cfg.MCP != nil {
+			gc.MCP = cfg.MCP
+		}
 		if s.gw, err = gateway.New(gc); err != nil {
 			return nil, err
+		}
+		if cfg.MCP != nil {
+			s.mcp = cfg.MCP.Endpoint(mcp.EndpointConfig{Gateway: s.gw, Audit: cfg.Audit, Node: cfg.NodeID, Now: cfg.Now})
 		}
 	}
 	s.routes()
@@ -237,5 +272,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "internal", "internal error; the node logged it")
 		}
 	}()
-	s.mux.ServeHTTP(w, r)
+	if err := s.store.CaughtUp(); err != nil && !servedBeforeCaughtUp(r) {
+		writeNotReady(w, err)
+		return
+	}
+	if r.URL.RawQuery != "" {
+		if err := checkMinRevisionParam(r); err != nil {
+			badRequest(w, err)
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, s.admitNode(r))
 }

@@ -258,7 +258,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"POST", "/v1/check", `{"action":{"name":"x"},"bogus":1}`, 400},
 		{"POST", "/v1/check", `{"action":{"name":"x"}} {}`, 400},
 		{"POST", "/v1/check", `[]`, 400},
-		{"POST", "/v1/check/batch", `{"checks":[{"action":{"name":"a"}},{"action":{}}]}`, 400},
+		{"POST", "/v1/check/batch", `{"checks":[{"action":{"name":"a"}},{]}`, 400},
 		{"PUT", "/v1/policies", ``, 400},
 		{"PUT", "/v1/policies", "kind: Policy\nname: [", 400},
 		{"PUT", "/v1/policies", "kind: Nope\n", 400},

@@ -40,7 +40,7 @@ func (s *Server) handleSimulate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	candidate, err := engine.LoadContext(r.Context(), files, engine.Options{})
+	candidate, err := engine.LoadContext(r.Context(), files, engine.Options{Limits: s.cfg.BundleLimits})
 	if err != nil {
 		writeBundleError(w, err)
 		return

@@ -91,7 +91,10 @@ func validateNewApproval(a *api.Approval) error {
 	switch {
 	case a.Agent == "":
 		return fmt.Errorf("%s: agent is required", at)
-	case a.AgentVersion == "":
+	case a.Kind != "" && a.Kind != api.ApprovalKindAccessRequest:
+		return fmt.Errorf("%s: kind %q is not %q or empty", at, a.Kind, api.ApprovalKindAccessRequest)
+	case a.AgentVersion == "" && a.Kind == "":
+		// An access request's subject need not be an agent.
 		return fmt.Errorf("%s: agent_version is required", at)
 	case a.ArgsDigest == "":
 		return fmt.Errorf("%s: args_digest is required", at)

@@ -52,23 +52,10 @@ type orchestraDeleteCmd struct {
 // backend, and every action. The store calls it before proposing and again
 // in Apply. UpdatedAt and Revision are ignored (the store sets them).
 func ValidateOrchestra(o *api.Orchestra) error {
-	if err := validOrchestraName(o.Name); err != nil {
+	if err := ValidateOrchestraBackend(o); err != nil {
 		return err
 	}
 	at := fmt.Sprintf("orchestra %q", o.Name)
-	switch o.Backend.Type {
-	case api.BackendHTTP:
-		u, err := url.Parse(o.Backend.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%s: backend.url %q is not an absolute http or https URL (e.g. https://crm.internal/aibos)", at, o.Backend.URL)
-		}
-	case api.BackendBuiltin:
-		return fmt.Errorf("%s: backend type %q is reserved for the kernel's own orchestra; use %q with a url", at, api.BackendBuiltin, api.BackendHTTP)
-	case "":
-		return fmt.Errorf("%s: backend.type is required (%q)", at, api.BackendHTTP)
-	default:
-		return fmt.Errorf("%s: unknown backend type %q; use %q", at, o.Backend.Type, api.BackendHTTP)
-	}
 	if len(o.Actions) == 0 || len(o.Actions) > maxActions {
 		return fmt.Errorf("%s: has %d actions; give between 1 and %d", at, len(o.Actions), maxActions)
 	}
@@ -86,6 +73,66 @@ func ValidateOrchestra(o *api.Orchestra) error {
 	return nil
 }
 
+// validMCPBackend checks an mcp backend: exactly one of a streamable HTTP
+// url and a stdio command, and an environment of plain names.
+func validMCPBackend(b *api.Backend) error {
+	switch {
+	case b.URL != "" && len(b.Command) > 0:
+		return errors.New("an mcp backend has either a url (streamable HTTP) or a command (stdio), not both")
+	case b.URL != "":
+		u, err := url.Parse(b.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("backend.url %q is not an absolute http or https URL (e.g. http://127.0.0.1:3001/mcp)", b.URL)
+		}
+		if len(b.Env) > 0 {
+			return errors.New("backend.env is for a stdio command; a url backend has no environment to give")
+		}
+	case len(b.Command) > 0:
+		if b.Command[0] == "" {
+			return errors.New("backend.command[0] is empty: give the program to start (e.g. [\"npx\", \"@modelcontextprotocol/server-everything\"])")
+		}
+		for k := range b.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				return fmt.Errorf("backend.env has the name %q: environment names are non-empty, without '=' or NUL", k)
+			}
+		}
+	default:
+		return errors.New("an mcp backend needs a url (streamable HTTP) or a command (stdio)")
+	}
+	return nil
+}
+
+// ValidateOrchestraBackend checks an orchestra's name and backend, the
+// part that must be right before the kernel connects to an mcp server to
+// list its tools.
+func ValidateOrchestraBackend(o *api.Orchestra) error {
+	if err := validOrchestraName(o.Name); err != nil {
+		return err
+	}
+	at := fmt.Sprintf("orchestra %q", o.Name)
+	switch o.Backend.Type {
+	case api.BackendHTTP:
+		if len(o.Backend.Command) > 0 || len(o.Backend.Env) > 0 {
+			return fmt.Errorf("%s: backend.command and backend.env are for type %q", at, api.BackendMCP)
+		}
+		u, err := url.Parse(o.Backend.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%s: backend.url %q is not an absolute http or https URL (e.g. https://crm.internal/aibos)", at, o.Backend.URL)
+		}
+	case api.BackendMCP:
+		if err := validMCPBackend(&o.Backend); err != nil {
+			return fmt.Errorf("%s: %v", at, err)
+		}
+	case api.BackendBuiltin:
+		return fmt.Errorf("%s: backend type %q is reserved for the kernel's own orchestra; use %q with a url", at, api.BackendBuiltin, api.BackendHTTP)
+	case "":
+		return fmt.Errorf("%s: backend.type is required (%q or %q)", at, api.BackendHTTP, api.BackendMCP)
+	default:
+		return fmt.Errorf("%s: unknown backend type %q; use %q or %q", at, o.Backend.Type, api.BackendHTTP, api.BackendMCP)
+	}
+	return nil
+}
+
 func validOrchestraName(name string) error {
 	if name == "" {
 		return errors.New("orchestra name is required (e.g. \"crm\")")
@@ -95,6 +142,9 @@ func validOrchestraName(name string) error {
 	}
 	if name == api.BuiltinOrchestra || strings.HasPrefix(name, api.BuiltinOrchestra+".") {
 		return fmt.Errorf("orchestra name %q is reserved for the kernel's own actions; choose another name", name)
+	}
+	if name == "mcp" || strings.HasPrefix(name, "mcp.") {
+		return fmt.Errorf("orchestra name %q is reserved for the MCP methods the kernel decides (mcp.tools.list, mcp.resources.read, ...); choose another name", name)
 	}
 	return nil
 }

@@ -47,6 +47,25 @@ func TestValidateOrchestra(t *testing.T) {
 		{"relative url", func(o *api.Orchestra) { o.Backend.URL = "/hook" }, "backend.url"},
 		{"ftp url", func(o *api.Orchestra) { o.Backend.URL = "ftp://x/y" }, "backend.url"},
 		{"no host", func(o *api.Orchestra) { o.Backend.URL = "http:///x" }, "backend.url"},
+		{"mcp stdio", func(o *api.Orchestra) {
+			o.Backend = api.Backend{Type: api.BackendMCP, Command: []string{"node", "server.js"}, Env: map[string]string{"HOME": "/tmp"}}
+		}, ""},
+		{"mcp url", func(o *api.Orchestra) {
+			o.Backend = api.Backend{Type: api.BackendMCP, URL: "http://127.0.0.1:3001/mcp"}
+		}, ""},
+		{"mcp both", func(o *api.Orchestra) {
+			o.Backend = api.Backend{Type: api.BackendMCP, URL: "http://127.0.0.1:3001/mcp", Command: []string{"x"}}
+		}, "not both"},
+		{"mcp neither", func(o *api.Orchestra) { o.Backend = api.Backend{Type: api.BackendMCP} }, "needs a url"},
+		{"mcp empty program", func(o *api.Orchestra) { o.Backend = api.Backend{Type: api.BackendMCP, Command: []string{""}} }, "command[0] is empty"},
+		{"mcp bad env name", func(o *api.Orchestra) {
+			o.Backend = api.Backend{Type: api.BackendMCP, Command: []string{"x"}, Env: map[string]string{"A=B": "c"}}
+		}, "environment names"},
+		{"mcp url with env", func(o *api.Orchestra) {
+			o.Backend = api.Backend{Type: api.BackendMCP, URL: "http://h/mcp", Env: map[string]string{"A": "b"}}
+		}, "backend.env is for a stdio command"},
+		{"http with command", func(o *api.Orchestra) { o.Backend.Command = []string{"x"} }, "are for type"},
+		{"reserved mcp", func(o *api.Orchestra) { *o = orchestra("mcp", "x") }, "reserved for the MCP methods"},
 		{"no actions", func(o *api.Orchestra) { o.Actions = nil }, "between 1 and 1000"},
 		{"too many actions", func(o *api.Orchestra) {
 			for i := range 1000 {

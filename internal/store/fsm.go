@@ -131,6 +131,12 @@ type fsm struct {
 	// revWait is broadcast when it moves.
 	applied atomic.Uint64
 	revWait broadcast.Notifier
+
+	// index is the raft log index the state stands for: that of the last
+	// command applied (its OnApply included), or of the snapshot restored.
+	// Raft's own AppliedIndex counts entries once it has queued them for
+	// the FSM, not once they are applied; Store.CaughtUp compares this one.
+	index atomic.Uint64
 }
 
 func newFSM(onApply func(Change)) *fsm {
@@ -143,6 +149,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
+	// A rejected command moves the index too: it is applied, as a no-op.
+	defer f.index.Store(l.Index)
 	ch, res, err := f.apply(l.Data)
 	if err != nil {
 		return err
@@ -396,5 +404,41 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	cand := f.candidateLocked()
 	f.mu.Unlock()
 	f.changed(Change{Revision: st.revision, Kind: ChangeRestore, Version: cur, Rollout: st.rollout, Candidate: cand, System: st.system})
+	if ix, ok := snapshotIndex(rc); ok {
+		f.index.Store(ix)
+	}
 	return nil
+}
+
+// indexedSnapshots is raft's snapshot store with one addition: what Open
+// returns knows the log index of its snapshot, so that Restore can set
+// fsm.index (raft does not tell FSM.Restore which snapshot it reads).
+type indexedSnapshots struct{ raft.SnapshotStore }
+
+type indexedReader struct {
+	io.ReadCloser
+	index uint64
+}
+
+func (s indexedSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := s.SnapshotStore.Open(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return meta, &indexedReader{ReadCloser: rc, index: meta.Index}, nil
+}
+
+// snapshotIndex finds the index indexedSnapshots attached to rc, under the
+// wrappers raft puts around it (a counting reader).
+func snapshotIndex(rc io.ReadCloser) (uint64, bool) {
+	for {
+		switch r := rc.(type) {
+		case *indexedReader:
+			return r.index, true
+		case raft.ReadCloserWrapper:
+			rc = r.WrappedReadCloser()
+		default:
+			return 0, false
+		}
+	}
 }

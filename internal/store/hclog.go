@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"strconv"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -46,7 +48,51 @@ func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.Off {
 		return
 	}
-	h.l.Log(context.Background(), slogLevel(level), msg, args...)
+	h.l.Log(context.Background(), slogLevel(level), msg, hcArgs(args)...)
+}
+
+// hcArgs renders raft's key-value pairs as hclog would, for slog: an
+// hclog.Fmt value formatted (slog would print its format and arguments
+// as a list), hclog's number and quote wrappers formatted, a Stringer or
+// an error as its text (slog would print a struct such as *raft.Raft as
+// {}). raft's own "node" (a description of the raft instance) becomes
+// "raft_node": the node's logger already says "node" (its id), and a
+// second key of that name makes the JSON line ambiguous.
+func hcArgs(args []any) []any {
+	out := make([]any, len(args))
+	copy(out, args)
+	for i := 0; i+1 < len(out); i += 2 {
+		if out[i] == "node" {
+			out[i] = "raft_node"
+		}
+		switch v := out[i+1].(type) {
+		case hclog.Format:
+			if len(v) > 0 {
+				if f, ok := v[0].(string); ok {
+					out[i+1] = fmt.Sprintf(f, v[1:]...)
+					continue
+				}
+			}
+			out[i+1] = fmt.Sprint(v...)
+		case hclog.Hex:
+			out[i+1] = fmt.Sprintf("0x%x", int(v))
+		case hclog.Octal:
+			out[i+1] = fmt.Sprintf("0%o", int(v))
+		case hclog.Binary:
+			out[i+1] = fmt.Sprintf("0b%b", int(v))
+		case hclog.Quote:
+			out[i+1] = strconv.Quote(string(v))
+		case error:
+			if v != nil {
+				out[i+1] = v.Error()
+			}
+		case fmt.Stringer:
+			if v != nil {
+				out[i+1] = v.String()
+			}
+		}
+	}
+	return out
 }
 
 func (h *hcLogger) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }
@@ -66,7 +112,7 @@ func (h *hcLogger) IsError() bool { return h.enabled(slog.LevelError) }
 func (h *hcLogger) ImpliedArgs() []any { return h.implied }
 
 func (h *hcLogger) With(args ...any) hclog.Logger {
-	return mkHCLogger(h.base.With(args...), h.name, append(h.implied[:len(h.implied):len(h.implied)], args...))
+	return mkHCLogger(h.base.With(hcArgs(args)...), h.name, append(h.implied[:len(h.implied):len(h.implied)], args...))
 }
 
 func (h *hcLogger) Name() string { return h.name }

@@ -54,7 +54,12 @@ func validateNewKill(k *api.KillSwitch) error {
 	if err := validAgentID(k.ID); err != nil {
 		return fmt.Errorf("kill switch %v", err)
 	}
-	at := fmt.Sprintf("kill switch %q", k.ID)
+	// Named by what it would stop: its id was made by the proposer and
+	// means nothing to whoever asked (the switch is never created).
+	at := "kill switch (" + k.Scope + ")"
+	if k.Target != "" {
+		at = "kill switch (" + k.Scope + " " + k.Target + ")"
+	}
 	switch k.Scope {
 	case api.KillGlobal:
 		if k.Target != "" {
@@ -73,7 +78,7 @@ func validateNewKill(k *api.KillSwitch) error {
 	}
 	switch {
 	case k.Reason == "":
-		return fmt.Errorf("%s: a reason is required", at)
+		return fmt.Errorf("%s: a reason is required: say why it is set", at)
 	case k.By == "":
 		return fmt.Errorf("%s: who sets it (by) is required", at)
 	case k.CreatedAt.IsZero():

@@ -28,6 +28,9 @@ func (s *Store) LeaderID() string {
 	return string(id)
 }
 
+// Term is this node's current Raft term.
+func (s *Store) Term() uint64 { return s.raft.CurrentTerm() }
+
 // LeaderHTTP returns the leader's advertised HTTP address, "" if the leader
 // or its address is unknown. Forward writes there on ErrNotLeader.
 func (s *Store) LeaderHTTP() string {
@@ -108,9 +111,21 @@ func (s *Store) Join(ctx context.Context, nodeID, raftAddr, httpAddr string, vot
 	id, addr := raft.ServerID(nodeID), raft.ServerAddress(raftAddr)
 	member, isVoter := false, false
 	for _, srv := range cf.Configuration().Servers {
-		switch {
-		case srv.ID == id && srv.Address == addr:
+		if srv.ID == id && srv.Address == addr {
 			member, isVoter = true, srv.Suffrage == raft.Voter
+		}
+	}
+	if !member || (voter && !isVoter) {
+		// A new member or a promotion to voter must answer first, before
+		// anything changes: a voter where nothing listens counts toward
+		// the quorum and can cost the cluster its leader.
+		if err := s.probe(ctx, raftAddr); err != nil {
+			return fmt.Errorf("store: join %s at %s refused: %w", nodeID, raftAddr, err)
+		}
+	}
+	for _, srv := range cf.Configuration().Servers {
+		switch {
+		case srv.ID == id && srv.Address == addr: // this member itself: kept
 		case srv.ID == id || srv.Address == addr:
 			s.log.Info("replacing member", "id", srv.ID, "raft", srv.Address, "new_id", id, "new_raft", addr)
 			if err := waitFuture(ctx, s.raft.RemoveServer(srv.ID, 0, enqueueTimeout(ctx))); err != nil {

@@ -112,6 +112,9 @@ type Config struct {
 	OnApply func(Change)
 	// Registerer, if set, receives the store's metrics (unregistered on Close).
 	Registerer prometheus.Registerer
+	// RaftTLS, if set, puts Raft traffic under mutual TLS (see stream.go);
+	// nil: plain TCP.
+	RaftTLS *RaftTLS
 }
 
 // Store is one node's replica of the region state. Its methods are safe for
@@ -122,7 +125,9 @@ type Store struct {
 	fsm      *fsm
 	raft     *raft.Raft
 	trans    *raft.NetworkTransport
+	stream   *tlsStream // nil without RaftTLS
 	bolt     *raftboltdb.BoltStore
+	logs     raft.LogStore
 	raftAddr string
 	metrics  *metrics
 
@@ -133,7 +138,11 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	ready atomic.Bool // latched by Ready once caught up
+	// openIndex is the last index of the local log (or snapshot) when the
+	// store opened: what this node held before it stopped. CaughtUp waits
+	// until the state machine has applied it; see DESIGN.md, "Restart".
+	openIndex uint64
+	caughtUp  atomic.Bool // latched by CaughtUp
 	// bootstrapped: this start made a new cluster (set once in New).
 	bootstrapped bool
 
@@ -207,8 +216,11 @@ func New(cfg Config) (*Store, error) {
 		}
 	}()
 
+	if err := checkRaftDB(filepath.Join(dir, "raft.db")); err != nil {
+		return nil, err
+	}
 	var err error
-	s.bolt, err = raftboltdb.New(raftboltdb.Options{
+	s.bolt, err = openBolt(raftboltdb.Options{
 		Path:        filepath.Join(dir, "raft.db"),
 		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout},
 	})
@@ -219,12 +231,18 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: log cache: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsRetain, rc.Logger)
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsRetain, rc.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("store: snapshot store: %w", err)
 	}
+	snaps := indexedSnapshots{fileSnaps}
+	s.logs = logs
 
-	s.trans, err = newTransport(cfg.RaftAddr, cfg.RaftAdvertise, rc.Logger)
+	if cfg.RaftTLS != nil {
+		s.trans, s.stream, err = newTLSTransport(cfg.RaftAddr, cfg.RaftAdvertise, *cfg.RaftTLS, rc.Logger)
+	} else {
+		s.trans, err = newTransport(cfg.RaftAddr, cfg.RaftAdvertise, rc.Logger)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -238,6 +256,9 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: start raft: %w", err)
 	}
+	// NewRaft has restored the latest snapshot; the log after it is applied
+	// only once a leader says it is committed.
+	s.openIndex = s.raft.LastIndex()
 	if cfg.Bootstrap && !existing {
 		s.bootstrapped = true
 		f := s.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
@@ -266,8 +287,8 @@ func New(cfg Config) (*Store, error) {
 	go s.leaderDuties()
 
 	ok = true
-	s.log.Info("store started", "node", cfg.NodeID, "raft", s.raftAddr, "existing_state", existing,
-		"bootstrapped", cfg.Bootstrap && !existing)
+	s.log.Info("store started", "raft", s.raftAddr, "existing_state", existing,
+		"bootstrapped", cfg.Bootstrap && !existing, "log_index", s.openIndex, "restored_index", s.fsm.index.Load())
 	return s, nil
 }
 

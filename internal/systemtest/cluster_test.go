@@ -447,6 +447,10 @@ func appliedAt(ctx context.Context, m *member) (uint64, error) {
 	return 0, fmt.Errorf("%s does not list itself in /v1/cluster", m.id)
 }
 
+// retryLater reports whether err says the write was not carried out for
+// now: no leader, or a node still replaying after a start.
+func retryLater(err error) bool { return isCode(err, "no_leader") || isCode(err, "not_ready") }
+
 // isCode reports whether err is an API error with the given code.
 func isCode(err error, code string) bool {
 	var ae *client.Error
@@ -463,7 +467,7 @@ func putEntities(t *testing.T, ctx context.Context, cl *client.Client, ents ...a
 	eventually(t, waitLong, "an acknowledged write", func() error {
 		var err error
 		rev, err = cl.PutEntities(ctx, ents)
-		if err != nil && writeOutcome(err) == outcomeNotApplied && !isCode(err, "no_leader") {
+		if err != nil && writeOutcome(err) == outcomeNotApplied && !retryLater(err) {
 			t.Fatalf("write refused: %v", err)
 		}
 		return err
@@ -487,7 +491,7 @@ func (c *cluster) publish(ctx context.Context, cl *client.Client, tag string) ap
 		case outcomeOK:
 			return nil
 		case outcomeNotApplied:
-			if !isCode(err, "no_leader") {
+			if !retryLater(err) {
 				t.Fatalf("publish refused: %v", err)
 			}
 			return err

@@ -442,6 +442,8 @@ func writeOutcome(err error) outcome {
 			return outcomeNotApplied
 		case ae.Code == "no_leader" && certainNoLeader(ae.Message):
 			return outcomeNotApplied
+		case ae.Code == "not_ready":
+			return outcomeNotApplied // refused before anything was done
 		}
 	}
 	return outcomeUnknown
