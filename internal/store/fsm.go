@@ -42,6 +42,8 @@ type Change struct {
 	// approvals its setting voided, by id. Shared, read-only.
 	Kill   *api.KillSwitch
 	Voided []*api.Approval
+	// Agent is the agent whose sandbox state changed (Kind sandbox).
+	Agent string
 }
 
 // applyResult is the response of a successfully applied command, returned
@@ -93,6 +95,9 @@ type state struct {
 	approvals map[string]*api.Approval
 	kills     map[string]*api.KillSwitch
 	killRev   uint64
+	// sandbox is the sandbox state of agents (modules, run state,
+	// key/value state) by agent id.
+	sandbox map[string]*sandboxRecord
 }
 
 func newState() state {
@@ -104,6 +109,7 @@ func newState() state {
 		orchestras:  make(map[string]*api.Orchestra),
 		approvals:   make(map[string]*api.Approval),
 		kills:       make(map[string]*api.KillSwitch),
+		sandbox:     make(map[string]*sandboxRecord),
 	}
 }
 
@@ -276,6 +282,9 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 	case cmdKillSet, cmdKillLift:
 		return f.applyKill(c)
 
+	case cmdSandboxModulePut, cmdSandboxRunSet, cmdSandboxStatusSet, cmdSandboxKVPut:
+		return f.applySandbox(c)
+
 	default:
 		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
 	}
@@ -342,6 +351,10 @@ func (f *fsm) captureLocked() *fsmSnapshot {
 		orchestras: make([]*api.Orchestra, 0, len(f.st.orchestras)),
 		approvals:  make([]*api.Approval, 0, len(f.st.approvals)),
 		kills:      make([]*api.KillSwitch, 0, len(f.st.kills)),
+		sandbox:    make([]*sandboxRecord, 0, len(f.st.sandbox)),
+	}
+	for _, r := range f.st.sandbox {
+		s.sandbox = append(s.sandbox, r)
 	}
 	for _, a := range f.st.agents {
 		s.agents = append(s.agents, a)

@@ -45,6 +45,9 @@ type snapshotHeader struct {
 	Orchestras      int    `json:"orchestras,omitempty"`
 	Approvals       int    `json:"approvals,omitempty"`
 	Kills           int    `json:"kills,omitempty"`
+	// Sandboxes counts the agents' sandbox records after the kill
+	// switches (omitted when 0, so a state without them encodes as before).
+	Sandboxes int `json:"sandboxes,omitempty"`
 }
 
 // snapshotRecord has exactly one field set. New kinds of state add a field
@@ -63,6 +66,7 @@ type snapshotRecord struct {
 	Orchestra *api.Orchestra     `json:"orchestra,omitempty"`
 	Approval  *api.Approval      `json:"approval,omitempty"`
 	Kill      *api.KillSwitch    `json:"kill,omitempty"`
+	Sandbox   *sandboxRecord     `json:"sandbox,omitempty"`
 }
 
 // kinds counts the kinds of state a record holds (Staged goes with
@@ -70,7 +74,7 @@ type snapshotRecord struct {
 func (r *snapshotRecord) kinds() int {
 	n := 0
 	for _, set := range []bool{r.Version != nil, r.Node != nil, r.Entity != nil, r.Rollout != nil,
-		r.Agent != nil, r.Orchestra != nil, r.Approval != nil, r.Kill != nil} {
+		r.Agent != nil, r.Orchestra != nil, r.Approval != nil, r.Kill != nil, r.Sandbox != nil} {
 		if set {
 			n++
 		}
@@ -92,6 +96,7 @@ type fsmSnapshot struct {
 	orchestras []*api.Orchestra
 	approvals  []*api.Approval
 	kills      []*api.KillSwitch
+	sandbox    []*sandboxRecord
 }
 
 // Persist writes the snapshot to the sink. It runs concurrently with Apply,
@@ -136,6 +141,7 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	sort.Slice(s.orchestras, func(i, j int) bool { return s.orchestras[i].Name < s.orchestras[j].Name })
 	sort.Slice(s.approvals, func(i, j int) bool { return s.approvals[i].ID < s.approvals[j].ID })
 	sort.Slice(s.kills, func(i, j int) bool { return s.kills[i].ID < s.kills[j].ID })
+	sort.Slice(s.sandbox, func(i, j int) bool { return s.sandbox[i].Agent < s.sandbox[j].Agent })
 
 	enc := json.NewEncoder(w)
 	h := snapshotHeader{
@@ -148,6 +154,7 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	h.Agents = len(s.agents)
 	h.CatalogRevision = s.catalogRev
 	h.Orchestras, h.Approvals, h.Kills = len(s.orchestras), len(s.approvals), len(s.kills)
+	h.Sandboxes = len(s.sandbox)
 	if err := enc.Encode(h); err != nil {
 		return err
 	}
@@ -188,6 +195,11 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	}
 	for _, k := range s.kills {
 		if err := enc.Encode(snapshotRecord{Kill: k}); err != nil {
+			return err
+		}
+	}
+	for _, r := range s.sandbox {
+		if err := enc.Encode(snapshotRecord{Sandbox: r}); err != nil {
 			return err
 		}
 	}
@@ -263,7 +275,7 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	if h.Format != snapshotFormat {
 		return state{}, fmt.Errorf("unknown snapshot format %d (this node reads %d)", h.Format, snapshotFormat)
 	}
-	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 || h.Orchestras < 0 || h.Approvals < 0 || h.Kills < 0 {
+	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 || h.Orchestras < 0 || h.Approvals < 0 || h.Kills < 0 || h.Sandboxes < 0 {
 		return state{}, errors.New("negative count in header")
 	}
 	if h.Rollouts != 0 && h.Rollouts != 1 {
@@ -274,13 +286,20 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	st.catalogRev = h.CatalogRevision
 	total := h.Versions + h.Nodes + h.Entities
 	core := total + h.Rollouts + h.Agents
-	for i := 0; i < core+h.Orchestras+h.Approvals+h.Kills; i++ {
+	gw := core + h.Orchestras + h.Approvals + h.Kills
+	for i := 0; i < gw+h.Sandboxes; i++ {
 		var rec snapshotRecord
 		if err := dec.Decode(&rec); err != nil {
 			return state{}, fmt.Errorf("record %d: %w", i, err)
 		}
 		if rec.kinds() != 1 {
 			return state{}, fmt.Errorf("record %d: holds %d kinds of state, want 1", i, rec.kinds())
+		}
+		if i >= gw {
+			if err := restoreSandbox(&st, rec.Sandbox); err != nil {
+				return state{}, fmt.Errorf("record %d: %w", i, err)
+			}
+			continue
 		}
 		if i >= core {
 			if err := restoreGateway(&st, &rec, i-core, h); err != nil {
