@@ -16,7 +16,7 @@ import (
 	"github.com/aibos/kernel/client"
 )
 
-const agentUsage = "Usage: aibos agent register FILE|- | import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O] | list [--capability X] [--skill S] [--label k=v] [--tenant T] | get ID | stats ID | retire ID | rotate ID   [--server URL]"
+const agentUsage = "Usage: aibos agent register FILE|- | import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O] | list [--capability X] [--skill S] [--label k=v] [--tenant T] | get ID | stats ID | retire ID | rotate ID | deploy ID --module FILE.wasm | start ID | stop ID | status ID   [--server URL]"
 
 // cmdAgent runs `aibos agent register|list|get|retire|rotate`.
 func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -25,6 +25,9 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	sub, rest := args[0], args[1:]
+	if isAgentRuntime(sub) {
+		return cmdAgentRuntime(sub, rest, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("agent "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	server := serverFlag(fs)

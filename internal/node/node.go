@@ -27,6 +27,7 @@ import (
 	"github.com/aibos/kernel/internal/decisionlog"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
+	"github.com/aibos/kernel/internal/sandbox"
 	"github.com/aibos/kernel/internal/server"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
@@ -81,6 +82,9 @@ type Config struct {
 	Gateway gateway.Config
 	// HTTP bounds the HTTP API's connections: timeouts and their number.
 	HTTP HTTPLimits
+	// Sandbox tunes the agent runtime (workers, parking, restarts); its
+	// Store, Gateway, DataDir, Node and Logger are set by the node.
+	Sandbox sandbox.Config
 }
 
 // Node is one running kernel node.
@@ -97,6 +101,9 @@ type Node struct {
 	Audit   *audit.Log
 	Counter limits.Counter
 	gw      atomic.Pointer[gateway.Gateway]
+	// Sandbox runs the node's sandboxed agents; nil without a gateway.
+	Sandbox *sandbox.Runtime
+	sandbox atomic.Pointer[sandbox.Runtime]
 
 	http    *http.Server
 	ln      net.Listener
@@ -204,6 +211,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 				n.Watch.Notify()
 			}
 			n.gatewayHook(c)
+			n.sandboxHook(c)
 		},
 	})
 	if err != nil {
@@ -253,6 +261,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		// hook: read the state once more.
 		gw.CatalogChanged()
 		gw.KillsChanged()
+	}
+	if err := n.startSandbox(); err != nil {
+		n.closeGateway()
+		n.closeDecisions()
+		st.Close()
+		ln.Close()
+		return nil, err
 	}
 	gctx, stopGuard := context.WithCancel(context.Background())
 	n.stopGuard = stopGuard
@@ -381,6 +396,7 @@ func (n *Node) Close() error {
 		defer cancel()
 		herr := n.http.Shutdown(ctx)
 		n.serveWG.Wait()
+		n.closeSandbox()
 		n.closeDecisions()
 		n.closeGateway()
 		serr := n.Store.Close()
@@ -399,6 +415,7 @@ func (n *Node) Kill() error {
 		n.Watch.Kill()
 		n.http.Close()
 		n.serveWG.Wait()
+		n.closeSandbox()
 		n.closeDecisions()
 		n.closeGateway()
 		n.closeErr = n.Store.Kill()

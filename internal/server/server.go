@@ -210,6 +210,16 @@ func (s *Server) Routes() []string {
 	return slices.DeleteFunc(slices.Clone(s.mux.patterns), func(p string) bool { return p == "/" })
 }
 
+// Handle adds a route served by another package (the agent sandbox's);
+// leader routes run on the leader and are forwarded to it from any other
+// node. Call it before the server serves.
+func (s *Server) Handle(pattern string, h http.HandlerFunc, leader bool) {
+	if leader {
+		h = s.leaderOnly(h)
+	}
+	s.mux.HandleFunc(pattern, h)
+}
+
 // Gateway is the server's agent gateway; nil if it runs without one.
 func (s *Server) Gateway() *gateway.Gateway { return s.gw }
 

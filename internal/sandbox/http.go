@@ -1,0 +1,115 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/store"
+)
+
+// Router is where the runtime's routes are added: the node's HTTP server
+// (leader routes are forwarded to the leader).
+type Router interface {
+	Handle(pattern string, h http.HandlerFunc, leader bool)
+}
+
+// Routes adds the agent runtime's endpoints.
+func (r *Runtime) Routes(rt Router) {
+	rt.Handle("PUT /v1/agents/{id}/module", r.handleDeploy, true)
+	rt.Handle("POST /v1/agents/{id}/start", r.handleRun(api.SandboxRun), true)
+	rt.Handle("POST /v1/agents/{id}/stop", r.handleRun(api.SandboxStop), true)
+	// Runtime status and messages are answered by the leader, which runs
+	// the agents (its live view: memory, ticks, health).
+	rt.Handle("GET /v1/agents/{id}/runtime", r.handleStatus, true)
+	rt.Handle("POST /v1/agents/{id}/messages", r.handleMessage, true)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, details ...string) {
+	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg, Details: details}})
+}
+
+// writeStoreError maps a store or validation error to its answer.
+func writeStoreError(w http.ResponseWriter, err error) {
+	var ve *ValidationError
+	switch {
+	case errors.As(err, &ve):
+		writeError(w, http.StatusUnprocessableEntity, "invalid_module", ve.Error(), ve.Problems...)
+	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, store.ErrAgentConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, store.ErrBadCommand):
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	default:
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+	}
+}
+
+func (r *Runtime) handleDeploy(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxModuleBytes+1))
+	if err != nil || len(body) > maxModuleBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a module is at most %d bytes (build with -ldflags='-s -w' to strip it)", maxModuleBytes))
+		return
+	}
+	m, err := r.Deploy(req.Context(), id, body)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	r.Changed()
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (r *Runtime) handleRun(desired string) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		id := req.PathValue("id")
+		if _, ok := r.cfg.Store.Agent(id); !ok {
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no agent %q: register it first", id))
+			return
+		}
+		if _, err := r.cfg.Store.SetAgentRun(req.Context(), id, desired, r.cfg.Now()); err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		r.Changed()
+		writeJSON(w, http.StatusOK, r.Status(id))
+	}
+}
+
+func (r *Runtime) handleStatus(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	if _, ok := r.cfg.Store.Agent(id); !ok {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no agent %q", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, r.Status(id))
+}
+
+func (r *Runtime) handleMessage(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, 64<<10))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", "a message is at most 64 KiB")
+		return
+	}
+	if err := r.Send(id, body); err != nil {
+		status := http.StatusConflict
+		if errors.Is(err, ErrNotRunning) {
+			status = http.StatusNotFound
+		}
+		writeError(w, status, "not_running", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"agent": id, "status": "queued"})
+}
