@@ -16,7 +16,7 @@ import (
 	"github.com/aibos/kernel/client"
 )
 
-const agentUsage = "Usage: aibos agent register FILE|- | import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O] | list [--capability X] [--skill S] [--label k=v] [--tenant T] | get ID | stats ID | retire ID | rotate ID | deploy ID --module FILE.wasm | start ID | stop ID | status ID   [--server URL]"
+const agentUsage = "Usage: aibos agent register FILE|- | import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O] | list [--capability X] [--skill S] [--label k=v] [--tenant T] | get ID | stats ID | retire ID | rotate ID | deploy ID --module FILE.wasm | start ID | stop ID | status ID | upgrade ID --version V   [--server URL]"
 
 // cmdAgent runs `aibos agent register|list|get|retire|rotate`.
 func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {

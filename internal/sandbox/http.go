@@ -22,6 +22,7 @@ func (r *Runtime) Routes(rt Router) {
 	rt.Handle("PUT /v1/agents/{id}/module", r.handleDeploy, true)
 	rt.Handle("POST /v1/agents/{id}/start", r.handleRun(api.SandboxRun), true)
 	rt.Handle("POST /v1/agents/{id}/stop", r.handleRun(api.SandboxStop), true)
+	rt.Handle("POST /v1/agents/{id}/upgrade", r.handleUpgrade, true)
 	// Runtime status and messages are answered by the leader, which runs
 	// the agents (its live view: memory, ticks, health).
 	rt.Handle("GET /v1/agents/{id}/runtime", r.handleStatus, true)
@@ -44,6 +45,10 @@ func writeStoreError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &ve):
 		writeError(w, http.StatusUnprocessableEntity, "invalid_module", ve.Error(), ve.Problems...)
+	case errors.Is(err, ErrUpgrade):
+		writeError(w, http.StatusUnprocessableEntity, "upgrade_refused", err.Error())
+	case errors.Is(err, ErrNotRunning):
+		writeError(w, http.StatusConflict, "not_running", err.Error())
 	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, store.ErrAgentConflict):
@@ -82,6 +87,10 @@ func (r *Runtime) handleRun(desired string) http.HandlerFunc {
 			writeStoreError(w, err)
 			return
 		}
+		if err := r.pinOnStart(req.Context(), id, desired); err != nil {
+			writeStoreError(w, err)
+			return
+		}
 		r.Changed()
 		writeJSON(w, http.StatusOK, r.Status(id))
 	}
@@ -112,4 +121,26 @@ func (r *Runtime) handleMessage(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"agent": id, "status": "queued"})
+}
+
+// UpgradeRequest is the body of POST /v1/agents/{id}/upgrade.
+type UpgradeRequest struct {
+	Version string `json:"version"`
+}
+
+func (r *Runtime) handleUpgrade(w http.ResponseWriter, req *http.Request) {
+	var u UpgradeRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&u); err != nil || u.Version == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", `the body is {"version": "V"}: a registered version of the agent with a module`)
+		return
+	}
+	st, err := r.Upgrade(req.Context(), req.PathValue("id"), u.Version)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	r.Changed()
+	writeJSON(w, http.StatusOK, st)
 }

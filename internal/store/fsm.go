@@ -282,7 +282,7 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 	case cmdKillSet, cmdKillLift:
 		return f.applyKill(c)
 
-	case cmdSandboxModulePut, cmdSandboxRunSet, cmdSandboxStatusSet, cmdSandboxKVPut:
+	case cmdSandboxModulePut, cmdSandboxRunSet, cmdSandboxStatusSet, cmdSandboxKVPut, cmdSandboxRunVer:
 		return f.applySandbox(c)
 
 	default:
