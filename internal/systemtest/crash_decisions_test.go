@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -32,43 +30,8 @@ func TestCrashUnderDecisionLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs a node process")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "aibos")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/aibos/kernel/cmd/aibos").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	data := filepath.Join(dir, "data")
-	httpAddr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raftAddr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	proc := startServe(t, bin, data, httpAddr, raftAddr)
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"ok":true}`))
-	}))
-	defer be.Close()
-	c, err := client.New([]string{"http://" + httpAddr}, client.Options{RetryFor: nodetest.WaitLong})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	policy := "kind: Policy\nname: p\nlayer: platform\nrules:\n  - name: r\n    effect: allow\n    actions: [\"crm.*\", \"payments.refund\"]\n"
-	if _, err := c.Publish(ctx, []api.File{{Name: "p.yaml", Data: []byte(policy)}}, client.PublishOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.PutOrchestra(ctx, api.Orchestra{Name: "crm", Backend: api.Backend{Type: api.BackendHTTP, URL: be.URL},
-		Actions: []api.ActionDef{{Name: "crm.note", Risk: api.RiskWrite}}}); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := c.RegisterAgent(ctx, api.AgentManifest{ID: "a1", Version: "1", Capabilities: []string{"crm.*"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := startCrashNode(t, `["crm.*", "payments.refund"]`)
+	bin, data, httpAddr, raftAddr, proc, ctx, reg := n.bin, n.data, n.httpAddr, n.raftAddr, n.proc, context.Background(), n.reg
 
 	caller, _ := client.New([]string{"http://" + httpAddr}, client.Options{RetryFor: -1})
 	check := func(id string) api.CheckRequest {

@@ -29,45 +29,8 @@ func TestCrashKeepsAcknowledgedInvocations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs a node process")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "aibos")
-	build := exec.Command("go", "build", "-o", bin, "github.com/aibos/kernel/cmd/aibos")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	data := filepath.Join(dir, "data")
-	httpAddr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raftAddr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	proc := startServe(t, bin, data, httpAddr, raftAddr)
-
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"ok":true}`))
-	}))
-	defer be.Close()
-	c, err := client.New([]string{"http://" + httpAddr}, client.Options{RetryFor: nodetest.WaitLong})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	policy := "kind: Policy\nname: p\nlayer: platform\nrules:\n  - name: r\n    effect: allow\n    actions: [\"crm.*\"]\n"
-	if _, err := c.Publish(ctx, []api.File{{Name: "p.yaml", Data: []byte(policy)}}, client.PublishOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.PutOrchestra(ctx, api.Orchestra{Name: "crm", Backend: api.Backend{Type: api.BackendHTTP, URL: be.URL},
-		Actions: []api.ActionDef{{Name: "crm.note", Risk: api.RiskWrite}}}); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := c.RegisterAgent(ctx, api.AgentManifest{ID: "a1", Version: "1", Capabilities: []string{"crm.*"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := startCrashNode(t, `["crm.*"]`)
+	bin, data, httpAddr, raftAddr, proc, ctx, reg := n.bin, n.data, n.httpAddr, n.raftAddr, n.proc, context.Background(), n.reg
 
 	// Load: every acknowledged invocation id is kept.
 	agent, _ := client.New([]string{"http://" + httpAddr}, client.Options{RetryFor: -1})
@@ -153,6 +116,77 @@ func TestCrashKeepsAcknowledgedInvocations(t *testing.T) {
 }
 
 // startServe starts `aibos serve` and waits until it is ready.
+// crashNode is an aibos serve process with a policy allowing actions, the
+// orchestra crm (one write action, a loopback backend) and agent a1.
+type crashNode struct {
+	bin, data, httpAddr, raftAddr string
+	proc                          *exec.Cmd
+	reg                           api.AgentRegistration
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// aibosBinary builds cmd/aibos once per test binary.
+func aibosBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "aibos-systemtest-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "aibos")
+		if out, err := exec.Command("go", "build", "-o", builtBin, "github.com/aibos/kernel/cmd/aibos").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// startCrashNode starts the node; actions is the YAML list of the allow
+// rule's action patterns.
+func startCrashNode(t *testing.T, actions string) crashNode {
+	t.Helper()
+	n := crashNode{bin: aibosBinary(t), data: filepath.Join(t.TempDir(), "data")}
+	var err error
+	if n.httpAddr, err = freeAddr(); err != nil {
+		t.Fatal(err)
+	}
+	if n.raftAddr, err = freeAddr(); err != nil {
+		t.Fatal(err)
+	}
+	n.proc = startServe(t, n.bin, n.data, n.httpAddr, n.raftAddr)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	t.Cleanup(be.Close)
+	c, err := client.New([]string{"http://" + n.httpAddr}, client.Options{RetryFor: nodetest.WaitLong})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	policy := "kind: Policy\nname: p\nlayer: platform\nrules:\n  - name: r\n    effect: allow\n    actions: " + actions + "\n"
+	if _, err := c.Publish(ctx, []api.File{{Name: "p.yaml", Data: []byte(policy)}}, client.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutOrchestra(ctx, api.Orchestra{Name: "crm", Backend: api.Backend{Type: api.BackendHTTP, URL: be.URL},
+		Actions: []api.ActionDef{{Name: "crm.note", Risk: api.RiskWrite}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n.reg, err = c.RegisterAgent(ctx, api.AgentManifest{ID: "a1", Version: "1", Capabilities: []string{"crm.*"}}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func startServe(t *testing.T, bin, data, httpAddr, raftAddr string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "serve", "--data", data, "--http", httpAddr, "--raft", raftAddr, "--log-level", "warn")
@@ -185,4 +219,13 @@ func startServe(t *testing.T, bin, data, httpAddr, raftAddr string) *exec.Cmd {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestMain removes the binary aibosBinary built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
 }
