@@ -42,3 +42,16 @@ func TestServeDataDirInUse(t *testing.T) {
 		t.Errorf("serve waited %s for the directory (stderr %q); want an answer at once", took, msg)
 	}
 }
+
+// FuzzParseBytes: --audit-max-bytes takes a size from the command line;
+// whatever it is given, parseBytes refuses it or returns a size ≥ 0.
+func FuzzParseBytes(f *testing.F) {
+	for _, s := range []string{"0", "512MiB", "10GiB", "2 TiB", "5GB", "-1", "9999999999TiB", "1.5GiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := parseBytes(s); err == nil && n < 0 {
+			t.Fatalf("parseBytes(%q) = %d", s, n)
+		}
+	})
+}
