@@ -54,6 +54,19 @@ const (
 // notCarriedOut reports whether err is an answer that says nothing was done.
 func notCarriedOut(e *Error) bool { return e.Code == codeNoLeader || e.Code == codeNotReady }
 
+// codeApprovalRequired: a kernel act held for a second person's approval
+// (202); the Error's Body holds its approval_id.
+const codeApprovalRequired = "approval_required"
+
+type approvalKey struct{}
+
+// WithApproval makes the calls made with ctx redeem the approved kernel
+// approval id: the act the two-person rule held runs, once, when sent again
+// exactly as it was asked for.
+func WithApproval(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, approvalKey{}, id)
+}
+
 // Options tune a Client.
 type Options struct {
 	// HTTPClient is used for every call; nil means a client with a 30 s
@@ -67,6 +80,10 @@ type Options struct {
 	// unreachable or there is no leader. Zero means 5 s; negative disables
 	// retries.
 	RetryFor time.Duration
+	// Token is the operator token sent with every call as "Authorization:
+	// Bearer TOKEN" (aibos_op_…; an agent's token for an agent). A call
+	// that sets its own Authorization (Invoke) keeps it.
+	Token string
 }
 
 // Client calls a kernel cluster. It is safe for concurrent use.
@@ -74,6 +91,7 @@ type Client struct {
 	urls     []string
 	http     *http.Client
 	retryFor time.Duration
+	token    string
 	next     atomic.Uint32
 }
 
@@ -104,7 +122,7 @@ func New(urls []string, opts Options) (*Client, error) {
 	if opts.RetryFor == 0 {
 		opts.RetryFor = 5 * time.Second
 	}
-	return &Client{urls: clean, http: opts.HTTPClient, retryFor: opts.RetryFor}, nil
+	return &Client{urls: clean, http: opts.HTTPClient, retryFor: opts.RetryFor, token: strings.TrimSpace(opts.Token)}, nil
 }
 
 // Check asks for one decision.
@@ -356,6 +374,12 @@ func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte,
 	if body != nil {
 		req.Header.Set("Content-Type", ctype)
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if id, ok := ctx.Value(approvalKey{}).(string); ok {
+		req.Header.Set("X-Aibos-Approval", id)
+	}
 	for k, vs := range hdr {
 		req.Header[k] = vs
 	}
@@ -367,6 +391,14 @@ func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte,
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
+	}
+	if resp.StatusCode == http.StatusAccepted {
+		// A kernel act held for a second person (two-person rule) is not
+		// done: say so as an error the caller cannot mistake for success.
+		var eb api.ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Code == codeApprovalRequired {
+			return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Body: data}
+		}
 	}
 	if resp.StatusCode >= 300 {
 		var eb api.ErrorBody

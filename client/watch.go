@@ -125,7 +125,11 @@ func (w *watcher) dial(ctx context.Context, base string) (*websocket.Conn, error
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: w.c.http, CompressionMode: websocket.CompressionDisabled})
+	opts := &websocket.DialOptions{HTTPClient: w.c.http, CompressionMode: websocket.CompressionDisabled}
+	if w.c.token != "" {
+		opts.HTTPHeader = http.Header{"Authorization": {"Bearer " + w.c.token}}
+	}
+	conn, resp, err := websocket.Dial(ctx, u, opts)
 	if err != nil {
 		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
 			return nil, &refusedError{fmt.Errorf("client: watch refused by %s: %s: %w", base, resp.Status, err)}

@@ -14,6 +14,7 @@ import (
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/node"
+	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
 // The node a watch is connected to dies while versions are being
@@ -188,7 +189,7 @@ func TestWatchLeavesASilentNode(t *testing.T) {
 	defer silent.Close()
 	nodes := startCluster(t, 1, nil)
 	publish(t, newClient(t, nodes...), versionedBundle(1))
-	c, err := client.New([]string{silent.URL, nodes[0].URL()}, client.Options{})
+	c, err := client.New([]string{silent.URL, nodes[0].URL()}, client.Options{Token: nodetest.Token(nodes[0])})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	switch sub {
 	case "verify":
 		server = fs.String("server", "", "ask this node to verify its log instead of reading DIR")
+		fs.String("token-file", "", "with --server: file holding the operator token (else $AIBOS_TOKEN, else "+defaultTokenFile+")")
 		fs.String("tls-ca", os.Getenv("AIBOS_CA"), "PEM file of the CA of the node's HTTPS certificate (env AIBOS_CA)")
 	case "query", "export":
 		server = serverFlag(fs)
@@ -65,6 +66,11 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	base := strings.TrimRight(strings.Split(*server, ",")[0], "/")
+	token, err := credential(fs.FlagSet)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos audit %s: %v\n", sub, err)
+		return exitInvalid
+	}
 	hc := httpClient(fs.FlagSet, 0)
 
 	if sub == "verify" {
@@ -72,7 +78,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		var err error
 		if remote {
 			var vr audit.VerifyResponse
-			err = auditGet(hc, base+"/v1/audit/verify", func(body io.Reader) error { return json.NewDecoder(body).Decode(&vr) })
+			err = auditGet(hc, token, base+"/v1/audit/verify", func(body io.Reader) error { return json.NewDecoder(body).Decode(&vr) })
 			rep = vr.Report
 		} else {
 			rep, err = audit.Verify(dir)
@@ -91,7 +97,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case sub == "export" && remote:
-		err = auditGet(hc, base+"/v1/audit/export?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error {
+		err = auditGet(hc, token, base+"/v1/audit/export?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error {
 			_, err := io.Copy(stdout, body)
 			return err
 		})
@@ -101,7 +107,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		var recs []audit.Record
 		if remote {
 			var qr audit.QueryResponse
-			err = auditGet(hc, base+"/v1/audit?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error { return json.NewDecoder(body).Decode(&qr) })
+			err = auditGet(hc, token, base+"/v1/audit?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error { return json.NewDecoder(body).Decode(&qr) })
 			recs = qr.Records
 		} else {
 			recs, err = audit.QueryDir(dir, f)
@@ -195,12 +201,15 @@ func flagTime(name, v string, now time.Time) (time.Time, error) {
 
 // auditGet GETs url and hands a 200 body to read; an error answer becomes
 // its message.
-func auditGet(hc *http.Client, url string, read func(io.Reader) error) error {
+func auditGet(hc *http.Client, token, url string, read func(io.Reader) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	res, err := hc.Do(req)
 	if err != nil {

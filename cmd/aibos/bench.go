@@ -28,6 +28,7 @@ import (
 func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("bench", "Usage: aibos bench [flags]\n\nDrive a running node on loopback with decisions over HTTP and report\ndecisions per second and latency percentiles.", stdout, stderr)
 	server := fs.String("server", "http://127.0.0.1:8181", "node URL")
+	fs.String("token-file", "", "file holding the operator token (else $AIBOS_TOKEN, else "+defaultTokenFile+"); it needs the pep role, and policy-author with --setup")
 	conc := fs.Int("concurrency", 32, "concurrent connections")
 	dur := fs.Duration("duration", 10*time.Second, "how long to drive load")
 	batch := fs.Int("batch", 0, "checks per request on /v1/check/batch (0: single checks on /v1/check)")
@@ -58,7 +59,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	// A bundle someone published is theirs: bench decides with it, and
 	// replaces it only when --setup asks.
-	c, err := client.New([]string{*server}, client.Options{})
+	c, err := newClient(fs, *server)
 	if err != nil {
 		return apiFail(stderr, "bench", err)
 	}
@@ -89,7 +90,12 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "benchmarking the live bundle (version %d), unchanged, with %d requests from %s\n", cur.Version, len(reqs), *reqFile)
 	}
 	bodies := benchBodies(reqs, *batch)
-	res := drive(ctx, *server, *conc, *dur, *rate, *batch, bodies)
+	token, err := credential(fs.FlagSet)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos bench: %v\n", err)
+		return exitInvalid
+	}
+	res := drive(ctx, *server, token, *conc, *dur, *rate, *batch, bodies)
 	perReq := max(*batch, 1)
 	fmt.Fprintf(stdout, "mode=%s concurrency=%d duration=%s rate=%s\n", benchMode(*batch), *conc, *dur, rateString(*rate))
 	fmt.Fprintf(stdout, "requests=%d errors=%d decisions=%d decisions/s=%.0f requests/s=%.0f\n",
@@ -202,13 +208,13 @@ func (r *benchResult) pct(p float64) time.Duration {
 	return percentile(r.latencies, p).Round(time.Microsecond)
 }
 
-func drive(ctx context.Context, server string, conc int, dur time.Duration, rate float64, batch int, bodies [][]byte) benchResult {
+func drive(ctx context.Context, server, token string, conc int, dur time.Duration, rate float64, batch int, bodies [][]byte) benchResult {
 	path := "/v1/check"
 	if batch > 0 {
 		path = "/v1/check/batch"
 	}
 	tr := &http.Transport{MaxIdleConns: conc, MaxIdleConnsPerHost: conc, DisableCompression: true}
-	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: bearer{tr, token}, Timeout: 10 * time.Second}
 	defer tr.CloseIdleConnections()
 	url := strings.TrimRight(server, "/") + path
 	ctx, cancel := context.WithTimeout(ctx, dur)
@@ -308,4 +314,18 @@ func benchRequests(policies, namespaces, n int) []api.CheckRequest {
 		reqs = append(reqs, *enginetest.Request(enginetest.Action(ns, k)))
 	}
 	return reqs
+}
+
+// bearer adds the operator token to every request.
+type bearer struct {
+	rt    http.RoundTripper
+	token string
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if b.token != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return b.rt.RoundTrip(r)
 }

@@ -78,6 +78,7 @@ func failoverRounds(dir string, rounds int, log *slog.Logger, stdout io.Writer) 
 		}
 		if i > 0 {
 			cfgs[i].Join = nodes[0].HTTPAddr()
+			cfgs[i].Token = nodes[0].RootToken()
 		}
 		n, err := node.Start(ctx, cfgs[i])
 		if err != nil {
@@ -97,7 +98,7 @@ func failoverRounds(dir string, rounds int, log *slog.Logger, stdout io.Writer) 
 	for i, n := range nodes {
 		urls[i] = n.URL()
 	}
-	c, err := client.New(urls, client.Options{RetryFor: -1, HTTPClient: nil})
+	c, err := client.New(urls, client.Options{RetryFor: -1, Token: nodes[0].RootToken()})
 	if err != nil {
 		return nil, err
 	}

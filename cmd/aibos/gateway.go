@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -25,8 +26,9 @@ const orchestraUsage = `Usage: aibos orchestra put|list|get|delete|accept [flags
   aibos orchestra list           every orchestra, the kernel's own included
   aibos orchestra get NAME       one orchestra as JSON
   aibos orchestra delete NAME    delete an orchestra and its actions
-  aibos orchestra accept NAME [TOOL] [--as NAME]
-                                 accept an MCP server's changed tool definitions (all, or TOOL's)
+  aibos orchestra accept NAME [TOOL]
+                                 accept an MCP server's changed tool definitions (all, or TOOL's);
+                                 the acceptor is your token's principal (--as NAME, if given, must be it)
 
 Every subcommand takes --server URL.`
 
@@ -38,7 +40,7 @@ func cmdOrchestra(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	sub, rest := args[0], args[1:]
 	fs := newFlags("orchestra "+sub, orchestraUsage, stdout, stderr)
 	server := serverFlag(fs)
-	as := fs.String("as", "", "accept: the operator accepting, for the audit log")
+	as := fs.String("as", "", "accept: who accepts: your token's principal; if given, must be it")
 	var arg, tool string
 	switch sub {
 	case "accept":
@@ -228,7 +230,8 @@ func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	// An invocation may run on its backend for up to the action's timeout
 	// (at most 10 min): the client's default 30 s would cut it.
-	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: httpClient(fs.FlagSet, invokeHTTPTimeout)})
+	// The agent's token for every call: waiting for its own approval too.
+	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: httpClient(fs.FlagSet, invokeHTTPTimeout), Token: *token})
 	if err != nil {
 		return apiFail(stderr, "invoke", err)
 	}
@@ -236,7 +239,7 @@ func cmdInvoke(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	req := api.InvokeRequest{Input: raw, ApprovalID: *approval}
 	resp, err := c.Invoke(ctx, *token, action, req, client.InvokeOptions{IdempotencyKey: *key})
 	if err == nil && resp.Status == api.InvocationPendingApproval && *wait > 0 {
-		fmt.Fprintf(stderr, "held for approval %s; waiting up to %s (approve with: aibos approval approve %s --as NAME)\n", resp.ApprovalID, *wait, resp.ApprovalID)
+		fmt.Fprintf(stderr, "held for approval %s; waiting up to %s (approve with: aibos approval approve %s)\n", resp.ApprovalID, *wait, resp.ApprovalID)
 		a, aerr := waitApproval(ctx, c, resp.ApprovalID, *wait)
 		switch {
 		case aerr != nil:
@@ -295,10 +298,11 @@ const approvalUsage = `Usage: aibos approval list|get|approve|deny [flags]
 
   aibos approval list [--state pending] [--agent A] [--action X]   held invocations (default: the pending ones)
   aibos approval get ID [--wait 30s]                               one approval as JSON
-  aibos approval approve ID --as NAME [--reason R]                 the held call may run once
-  aibos approval deny ID --as NAME [--reason R]                    the held call never runs
+  aibos approval approve ID [--reason R]                           the held call may run once
+  aibos approval deny ID [--reason R]                              the held call never runs
 
-Every subcommand takes --server URL.`
+The approver is your token's principal (--as NAME, if given, must be it).
+Every subcommand takes --server URL and --token-file F.`
 
 // approvalStates are the states of an approval, for --state.
 func approvalStates() []string {
@@ -336,12 +340,12 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 			fs.synopsis = "Usage: aibos approval get ID [--wait 30s] [--server URL]\n\nOne approval as JSON."
 			wait = fs.Duration("wait", 0, "wait up to this long for a pending approval to be decided")
 		case "approve":
-			fs.synopsis = "Usage: aibos approval approve ID --as NAME [--reason R] [--server URL]\n\nApprove a held invocation: the agent may run it once, with the same arguments."
+			fs.synopsis = "Usage: aibos approval approve ID [--reason R] [--server URL]\n\nApprove a held invocation: the agent may run it once, with the same arguments.\nThe approver is your token's principal."
 		case "deny":
-			fs.synopsis = "Usage: aibos approval deny ID --as NAME [--reason R] [--server URL]\n\nDeny a held invocation: it never runs."
+			fs.synopsis = "Usage: aibos approval deny ID [--reason R] [--server URL]\n\nDeny a held invocation: it never runs. The decider is your token's principal."
 		}
 		if sub != "get" {
-			as = fs.String("as", currentUser(), "who decides (recorded with the approval)")
+			as = fs.String("as", "", "who decides: your token's principal; if given, must be it")
 			reason = fs.String("reason", "", "why (recorded with the approval)")
 		}
 		var err error
@@ -390,8 +394,11 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 		printJSON(stdout, a)
 		return exitOK
 	}
-	if strings.TrimSpace(*as) == "" {
-		return fs.fail(errors.New("say who decides with --as NAME"))
+	asGiven := false
+	fs.Visit(func(f *flag.Flag) { asGiven = asGiven || f.Name == "as" })
+	if asGiven && strings.TrimSpace(*as) == "" {
+		fmt.Fprintf(stderr, "aibos approval %s: --as is empty: leave it out to decide as your token's principal\n", sub)
+		return exitInvalid
 	}
 	var a api.Approval
 	if sub == "approve" {
@@ -414,11 +421,14 @@ func cmdApproval(args []string, stdout, stderr io.Writer) int {
 
 const killUsage = `Usage: aibos kill set|lift|list [flags]
 
-  aibos kill set --scope global|tenant|agent|action [--target T] --reason R [--by NAME]   stop everything in a scope
-  aibos kill lift ID [--by NAME] [--reason R]                                            lift a kill switch
-  aibos kill list [--all]                                                                active kill switches (--all: lifted ones too)
+  aibos kill set --scope global|tenant|agent|action [--target T] --reason R   stop everything in a scope
+  aibos kill lift ID [--reason R] [--approval ID]                            lift a kill switch
+  aibos kill list [--all]                                                    active kill switches (--all: lifted ones too)
 
-Every subcommand takes --server URL.`
+Who sets or lifts is your token's principal (--by NAME, if given, must be it).
+The two-person rule holds lifting a global kill switch: a second principal
+approves (aibos approval approve ID), and kill lift ID --approval ID redeems it.
+Every subcommand takes --server URL and --token-file F.`
 
 // cmdKill runs `aibos kill set|lift|list`.
 func cmdKill(args []string, stdout, stderr io.Writer) int {
@@ -430,14 +440,16 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 	server := serverFlag(fs)
 	var by, reason, scope, target *string
 	var all *bool
+	approval := new(string)
 	var id string
 	switch sub {
 	case "set":
-		fs.synopsis = "Usage: aibos kill set --scope global|tenant|agent|action [--target T] --reason R [--by NAME] [--server URL]\n\nSet a kill switch: every node refuses new invocations in its scope, cancels\nthe running ones and voids pending approvals, until it is lifted."
+		fs.synopsis = "Usage: aibos kill set --scope global|tenant|agent|action [--target T] --reason R [--server URL]\n\nSet a kill switch: every node refuses new invocations in its scope, cancels\nthe running ones and voids pending approvals, until it is lifted."
 		scope = fs.String("scope", "", "global, tenant, agent or action")
 		target = fs.String("target", "", "the tenant, agent id or action pattern (none for global)")
 		reason = fs.String("reason", "", "why (required; recorded and shown in kill list)")
-		by = fs.String("by", currentUser(), "who sets it (recorded)")
+		by = fs.String("by", "", "who sets it: your token's principal; if given, must be it")
+		approval = fs.String("approval", "", "redeem this approved approval (when a system rule holds setting it for a second person)")
 		if code, ok := fs.parse(rest); !ok {
 			return code
 		}
@@ -451,8 +463,9 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 	case "lift":
-		fs.synopsis = "Usage: aibos kill lift ID [--by NAME] [--reason R] [--server URL]\n\nLift a kill switch (aibos kill list shows their ids)."
-		by = fs.String("by", currentUser(), "who lifts it (recorded)")
+		fs.synopsis = "Usage: aibos kill lift ID [--reason R] [--approval ID] [--server URL]\n\nLift a kill switch (aibos kill list shows their ids). The two-person rule\nholds lifting a global kill switch: a second principal approves it, and the\nsame lift with --approval ID runs once."
+		by = fs.String("by", "", "who lifts it: your token's principal; if given, must be it")
+		approval = fs.String("approval", "", "redeem this approved approval (the two-person rule holds lifting a global kill switch)")
 		reason = fs.String("reason", "", "why (recorded)")
 		var err error
 		if id, err = parseWithPath(fs, rest); err != nil {
@@ -469,6 +482,9 @@ func cmdKill(args []string, stdout, stderr io.Writer) int {
 		return apiFail(stderr, "kill "+sub, err)
 	}
 	ctx := context.Background()
+	if *approval != "" {
+		ctx = client.WithApproval(ctx, *approval)
+	}
 	switch sub {
 	case "set":
 		k, err := c.Kill(ctx, api.KillRequest{Scope: *scope, Target: *target, Reason: *reason, By: *by})

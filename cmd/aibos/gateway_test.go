@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/node"
 	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
@@ -137,10 +139,42 @@ func startCLIBackend(t *testing.T) (*cliBackend, string) {
 	return b, srv.URL
 }
 
-// cli runs the aibos command in process.
+// cli runs the aibos command in process, authenticated as the operator
+// its --as, --by or --author names (a token made for that principal), or
+// else with the root token.
 type cli struct {
 	t      *testing.T
 	server string
+	n      *node.Node
+	files  *sync.Map // principal → token file
+}
+
+// tokenFile is a file holding a token for principal ("" for the root).
+func (c cli) tokenFile(principal string) string {
+	c.t.Helper()
+	if f, ok := c.files.Load(principal); ok {
+		return f.(string)
+	}
+	tok := nodetest.Token(c.n)
+	if principal != "" && principal != nodetest.RootPrincipal {
+		tok = nodetest.NewToken(c.t, c.n, principal, "admin")
+	}
+	f := filepath.Join(c.t.TempDir(), "token")
+	if err := os.WriteFile(f, []byte(tok+"\n"), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	c.files.Store(principal, f)
+	return f
+}
+
+// principalOf is the name args attribute the act to, if any.
+func principalOf(args []string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--as" || args[i] == "--by" || args[i] == "--author" {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 type cliResult struct {
@@ -156,7 +190,7 @@ func (c cli) run(args ...string) cliResult {
 func (c cli) runIn(stdin string, args ...string) cliResult {
 	c.t.Helper()
 	var out, errb bytes.Buffer
-	code := run(append(args, "--server", c.server), strings.NewReader(stdin), &out, &errb)
+	code := run(append(args, "--server", c.server, "--token-file", c.tokenFile(principalOf(args))), strings.NewReader(stdin), &out, &errb)
 	return cliResult{code, out.String(), errb.String()}
 }
 
@@ -195,7 +229,7 @@ func tempFile(t *testing.T, name, data string) string {
 func gatewayCLI(t *testing.T) (cli, *cliBackend, string, string) {
 	n := nodetest.Start(t, nodetest.Config(t, "n1"))
 	be, beURL := startCLIBackend(t)
-	c := cli{t: t, server: n.URL()}
+	c := cli{t: t, server: n.URL(), n: n, files: &sync.Map{}}
 
 	c.must(exitOK, "policy", "publish", tempFile(t, "gateway.yaml", cliGatewayPolicy), "--message", "gateway", "--author", "test")
 
@@ -433,7 +467,7 @@ func TestInvokeWait(t *testing.T) {
 		for time.Now().Before(deadline) {
 			time.Sleep(200 * time.Millisecond)
 			var out, errb bytes.Buffer
-			if run([]string{"approval", "list", "--server", c.server}, nil, &out, &errb) != exitOK {
+			if run([]string{"approval", "list", "--server", c.server, "--token-file", c.tokenFile("")}, nil, &out, &errb) != exitOK {
 				done <- fmt.Errorf("approval list: %s", errb.String())
 				return
 			}
@@ -445,7 +479,7 @@ func TestInvokeWait(t *testing.T) {
 			time.Sleep(300 * time.Millisecond) // the command is waiting now
 			out.Reset()
 			errb.Reset()
-			if run([]string{"approval", "approve", id, "--as", "alice", "--reason", "ok", "--server", c.server}, nil, &out, &errb) != exitOK {
+			if run([]string{"approval", "approve", id, "--as", "alice", "--reason", "ok", "--server", c.server, "--token-file", c.tokenFile("alice")}, nil, &out, &errb) != exitOK {
 				done <- fmt.Errorf("approve %s: %s", id, errb.String())
 				return
 			}
@@ -475,12 +509,12 @@ func TestInvokeWait(t *testing.T) {
 		for time.Now().Before(deadline) {
 			time.Sleep(200 * time.Millisecond)
 			var out, errb bytes.Buffer
-			run([]string{"approval", "list", "--server", c.server}, nil, &out, &errb)
+			run([]string{"approval", "list", "--server", c.server, "--token-file", c.tokenFile("")}, nil, &out, &errb)
 			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 			if len(lines) < 2 {
 				continue
 			}
-			run([]string{"approval", "deny", strings.Fields(lines[1])[0], "--as", "alice", "--reason", "no", "--server", c.server}, nil, &out, &errb)
+			run([]string{"approval", "deny", strings.Fields(lines[1])[0], "--as", "alice", "--reason", "no", "--server", c.server, "--token-file", c.tokenFile("alice")}, nil, &out, &errb)
 			done <- nil
 			return
 		}
@@ -503,7 +537,7 @@ func TestInvokeWait(t *testing.T) {
 
 	// A wait longer than the HTTP client's timeout ends as a pending
 	// approval, not as a timeout.
-	sc, err := client.New([]string{c.server}, client.Options{HTTPClient: &http.Client{Timeout: 2 * time.Second}, RetryFor: -1})
+	sc, err := client.New([]string{c.server}, client.Options{HTTPClient: &http.Client{Timeout: 2 * time.Second}, RetryFor: -1, Token: nodetest.Token(c.n)})
 	if err != nil {
 		t.Fatal(err)
 	}

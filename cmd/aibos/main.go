@@ -40,6 +40,9 @@ Usage:
   aibos approval list|get|approve|deny    held invocations waiting for a person
   aibos kill set|lift|list                kill switches: stop an agent, tenant, action or everything
   aibos audit verify|query|export         check or read a node's audit log (see aibos audit -h)
+  aibos token create|list|revoke          operator tokens (create --principal NAME --role ROLE prints the secret once)
+  aibos whoami                            the principal your credential stands for
+  aibos system-policy publish|get         the system bundle that authorizes the kernel's API (admin)
   aibos cluster status                    show a cluster's members
   aibos tls ca create|cert create         a cluster CA, node and operator certificates (see aibos tls -h)
   aibos bench [flags]                     drive a node with decisions and report throughput/latency
@@ -48,6 +51,9 @@ Usage:
   aibos version                           print the version (also --version)
 
 Run "aibos COMMAND -h" (or "aibos help COMMAND") for the flags of a command.
+Commands that talk to a cluster send the operator token of --token-file,
+else $AIBOS_TOKEN, else ./data/root-token (what "aibos serve" writes on a
+new cluster's first start).
 
 Exit codes: 0 ok; 1 failed bundle tests, a decision other than allow
 with --fail-on-deny, lint warnings with --strict, an invocation that did not
@@ -95,6 +101,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdAudit(rest, stdout, stderr)
 	case "cluster":
 		return cmdCluster(rest, stdout, stderr)
+	case "token":
+		return cmdToken(rest, stdout, stderr)
+	case "whoami":
+		return cmdWhoAmI(rest, stdout, stderr)
+	case "system-policy":
+		return cmdSystemPolicy(rest, stdout, stderr)
 	case "tls":
 		return cmdTLS(rest, stdout, stderr)
 	case "bench":

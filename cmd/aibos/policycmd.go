@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/user"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -252,31 +251,45 @@ func readInput(path string, stdin io.Reader) ([]byte, error) {
 }
 
 // serverFlag adds --server (several URLs may be given, comma-separated),
-// --tls-ca, the CA that https URLs are verified against, and the client
-// certificate flags.
+// --token-file, the operator credential (see credential), --tls-ca, the
+// CA that https URLs are verified against, and the client certificate
+// flags.
 func serverFlag(fs *flags) *string {
 	def := os.Getenv("AIBOS_SERVER")
 	if def == "" {
 		def = "http://127.0.0.1:8181"
 	}
+	fs.String("token-file", "", "file holding the operator token (else $AIBOS_TOKEN, else "+defaultTokenFile+")")
 	fs.String("tls-ca", os.Getenv("AIBOS_CA"), "PEM file of the CA that signed the cluster's HTTPS certificates, for https:// servers (env AIBOS_CA; empty: the system roots)")
 	fs.String("tls-client-cert", os.Getenv("AIBOS_CLIENT_CERT"), "client certificate to present, for nodes started with --tls-client-ca (env AIBOS_CLIENT_CERT; with --tls-client-key)")
 	fs.String("tls-client-key", os.Getenv("AIBOS_CLIENT_KEY"), "key of --tls-client-cert (env AIBOS_CLIENT_KEY)")
 	return fs.String("server", def, "kernel node URL(s), comma-separated (env AIBOS_SERVER)")
 }
 
+// newClient is a client of servers with the credential and the HTTP
+// client that serverFlag's flags describe.
 func newClient(fs *flags, servers string) (*client.Client, error) {
 	return newClientWith(fs, servers, client.Options{})
 }
 
-// newClientWith is newClient with options; the HTTP client is the one
-// serverFlag's flags describe.
+// newClientWith is newClient with options. The token is the credential
+// (see credential) unless o has one; the HTTP client is the one
+// serverFlag's flags describe, with a 30s timeout, unless o has one.
 func newClientWith(fs *flags, servers string, o client.Options) (*client.Client, error) {
-	hc, err := httpClientErr(fs.FlagSet, 30*time.Second)
-	if err != nil {
-		return nil, err
+	if o.Token == "" {
+		tok, err := credential(fs.FlagSet)
+		if err != nil {
+			return nil, err
+		}
+		o.Token = tok
 	}
-	o.HTTPClient = hc
+	if o.HTTPClient == nil {
+		hc, err := httpClientErr(fs.FlagSet, 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		o.HTTPClient = hc
+	}
 	return client.New(strings.Split(servers, ","), o)
 }
 
@@ -301,7 +314,7 @@ func policyPublish(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("policy publish", "Usage: aibos policy publish PATH [--message M] [--author A] [--dry-run] [--server URL]\n\nPublish a bundle to a cluster as a new version; the server validates it and\nruns its tests first (--dry-run: only that).", stdout, stderr)
 	server := serverFlag(fs)
 	msg := fs.String("message", "", "why this version (recorded with it)")
-	author := fs.String("author", currentUser(), "who publishes (recorded with the version)")
+	author := fs.String("author", "", "who publishes: recorded from your token's principal; if given, must be it")
 	dry := fs.Bool("dry-run", false, "validate and test on the server without publishing")
 	path, err := parseWithPath(fs, args)
 	if err != nil {
@@ -329,14 +342,6 @@ func policyPublish(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	return exitOK
-}
-
-// currentUser names who runs the command, for the version record.
-func currentUser() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
-	}
-	return os.Getenv("USER")
 }
 
 func policyVersions(args []string, stdout, stderr io.Writer) int {
@@ -380,7 +385,7 @@ func policyRollback(args []string, stdout, stderr io.Writer) int {
 	server := serverFlag(fs)
 	to := fs.Uint64("to", 0, "the version whose content becomes current (as a new version)")
 	msg := fs.String("message", "", "why (recorded with the new version)")
-	author := fs.String("author", currentUser(), "who rolls back (recorded with the new version)")
+	author := fs.String("author", "", "who rolls back: recorded from your token's principal; if given, must be it")
 	if code, ok := fs.parse(args); !ok {
 		return code
 	}

@@ -148,8 +148,9 @@ func TestPolicyDiffAndLintCommands(t *testing.T) {
 // TestPublishWarningsAndDiffVersions runs a real single node: publishes
 // answer with the lint warnings, and diff fetches versions by number.
 func TestPublishWarningsAndDiffVersions(t *testing.T) {
+	data := t.TempDir()
 	n, err := node.Start(context.Background(), node.Config{
-		NodeID: "n1", HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(),
+		NodeID: "n1", HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", DataDir: data, RootPrincipal: "t",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +166,7 @@ func TestPublishWarningsAndDiffVersions(t *testing.T) {
 	warn := writeFile(t, dir, "warn.yaml", bundleWarn)
 	run := func(args ...string) (int, string, string) {
 		var out, errOut bytes.Buffer
-		code := cmdPolicy(append(args, "--server", n.URL()), strings.NewReader(""), &out, &errOut)
+		code := cmdPolicy(append(args, "--server", n.URL(), "--token-file", filepath.Join(data, "root-token")), strings.NewReader(""), &out, &errOut)
 		return code, out.String(), errOut.String()
 	}
 	wantWarning := `warning: warn.yaml:6:5: allow rule "p/x-read" never takes effect`

@@ -45,7 +45,7 @@ func cmdRollout(args []string, stdout, stderr io.Writer) int {
 	server := serverFlag(fs)
 	var author *string
 	if sub != "status" {
-		author = fs.String("author", currentUser(), "who does it (recorded with the rollout)")
+		author = fs.String("author", "", "who does it: recorded from your token's principal; if given, must be it")
 	}
 	var (
 		candidate              *uint64

@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,7 +31,7 @@ func policySimulate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aibos policy simulate: %v\n", err)
 		return exitInvalid
 	}
-	c, err := client.New(strings.Split(*server, ","), client.Options{HTTPClient: httpClient(fs.FlagSet, 10*time.Minute)})
+	c, err := newClientWith(fs, *server, client.Options{HTTPClient: httpClient(fs.FlagSet, 10*time.Minute)})
 	if err != nil {
 		return apiFail(stderr, "policy simulate", err)
 	}

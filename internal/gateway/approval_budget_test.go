@@ -59,7 +59,7 @@ func TestBudgetRefusalKeepsApproval(t *testing.T) {
 	if st != http.StatusAccepted {
 		t.Fatalf("hold of 40 (49 used of 100): %d %s", st, code)
 	}
-	if _, err := e.c.Approve(ctx, held.ApprovalID, "alice", "ok"); err != nil {
+	if _, err := e.as("alice").Approve(ctx, held.ApprovalID, "alice", "ok"); err != nil {
 		t.Fatal(err)
 	}
 	// A slow spend of 20 holds its reservation while it runs: 69 of 100.
@@ -121,7 +121,7 @@ func TestConcurrentRedeemsRunOnce(t *testing.T) {
 	if st != http.StatusAccepted {
 		t.Fatalf("hold: %d %s", st, code)
 	}
-	if _, err := e.c.Approve(ctx, held.ApprovalID, "alice", "ok"); err != nil {
+	if _, err := e.as("alice").Approve(ctx, held.ApprovalID, "alice", "ok"); err != nil {
 		t.Fatal(err)
 	}
 	const n = 8

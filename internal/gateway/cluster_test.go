@@ -47,7 +47,7 @@ func TestClusterWithRedis(t *testing.T) {
 	if st != http.StatusAccepted {
 		t.Fatalf("hold on a follower: %d %s", st, code)
 	}
-	if _, err := e.c.Approve(ctx, held.ApprovalID, "alice", "ok"); err != nil {
+	if _, err := e.as("alice").Approve(ctx, held.ApprovalID, "alice", "ok"); err != nil {
 		t.Fatal(err)
 	}
 	e.sync()
@@ -67,7 +67,7 @@ func TestClusterWithRedis(t *testing.T) {
 		done <- st
 	}()
 	<-e.be.slowIn
-	k, err := e.c.Kill(ctx, api.KillRequest{Scope: api.KillTenant, Target: "acme", Reason: "incident 7", By: "oncall"})
+	k, err := e.as("oncall").Kill(ctx, api.KillRequest{Scope: api.KillTenant, Target: "acme", Reason: "incident 7", By: "oncall"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestClusterWithRedis(t *testing.T) {
 		t.Fatalf("in-flight invocation on a follower: %d", st)
 	}
 	<-e.be.slowOut
-	if _, err := e.c.LiftKill(ctx, k.ID, "oncall", "resolved"); err != nil {
+	if _, err := e.as("oncall").LiftKill(ctx, k.ID, "oncall", "resolved"); err != nil {
 		t.Fatal(err)
 	}
 	e.sync()

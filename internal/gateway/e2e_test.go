@@ -139,6 +139,25 @@ type env struct {
 	c      *client.Client
 	be     *backend
 	tokens map[string]string
+	// people are clients authenticated as operators, by principal.
+	mu     sync.Mutex
+	people map[string]*client.Client // guarded by mu
+}
+
+// as is a client authenticated as the operator principal name (an admin,
+// so that only the approval's own rules can refuse it).
+func (e *env) as(name string) *client.Client {
+	e.t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.people[name]; ok {
+		return c
+	}
+	if e.people == nil {
+		e.people = map[string]*client.Client{}
+	}
+	e.people[name] = nodetest.ClientAs(e.t, name, []string{"admin"}, e.nodes...)
+	return e.people[name]
 }
 
 // setup publishes the policy, the crm orchestra and registers agents:
@@ -332,10 +351,10 @@ func TestApprovals(t *testing.T) {
 			t.Fatalf("redeem before approval: %d %s", st, code)
 		}
 		// Only a listed approver may decide; an agent credential never.
-		if _, err := e.c.Approve(ctx, h.ApprovalID, "mallory", "sure"); !isStatus(err, http.StatusForbidden) {
+		if _, err := e.as("mallory").Approve(ctx, h.ApprovalID, "mallory", "sure"); !isStatus(err, http.StatusForbidden) {
 			t.Fatalf("approval by a non-approver: %v", err)
 		}
-		a, err := e.c.Approve(ctx, h.ApprovalID, "alice", "customer called")
+		a, err := e.as("alice").Approve(ctx, h.ApprovalID, "alice", "customer called")
 		if err != nil || a.State != api.ApprovalApproved || a.DecidedBy != "alice" {
 			t.Fatalf("approve: %+v %v", a, err)
 		}
@@ -358,7 +377,7 @@ func TestApprovals(t *testing.T) {
 
 	t.Run("deny", func(t *testing.T) {
 		h := hold(600)
-		if _, err := e.c.DenyApproval(ctx, h.ApprovalID, "alice", "no"); err != nil {
+		if _, err := e.as("alice").DenyApproval(ctx, h.ApprovalID, "alice", "no"); err != nil {
 			t.Fatal(err)
 		}
 		if st, _, code := e.invoke(0, "clerk", "crm.refund", `{"amount":600}`, client.InvokeOptions{}, h.ApprovalID); st != http.StatusConflict || code != "approval_invalid" {
@@ -368,7 +387,7 @@ func TestApprovals(t *testing.T) {
 
 	t.Run("arguments changed after approval", func(t *testing.T) {
 		h := hold(700)
-		if _, err := e.c.Approve(ctx, h.ApprovalID, "alice", "ok"); err != nil {
+		if _, err := e.as("alice").Approve(ctx, h.ApprovalID, "alice", "ok"); err != nil {
 			t.Fatal(err)
 		}
 		if st, _, code := e.invoke(0, "clerk", "crm.refund", `{"amount":7000}`, client.InvokeOptions{}, h.ApprovalID); st != http.StatusConflict || code != "approval_voided" {
@@ -387,7 +406,7 @@ func TestApprovals(t *testing.T) {
 		h := hold(800)
 		go func() {
 			time.Sleep(100 * time.Millisecond)
-			e.c.Approve(ctx, h.ApprovalID, "alice", "later")
+			e.as("alice").Approve(ctx, h.ApprovalID, "alice", "later")
 		}()
 		a, err := e.c.Approval(ctx, h.ApprovalID, 30*time.Second)
 		if err != nil || a.State != api.ApprovalApproved {
@@ -417,7 +436,7 @@ func TestApprovalExpires(t *testing.T) {
 			t.Fatalf("approval still %s", a.State)
 		}
 	}
-	if _, err := e.c.Approve(ctx, h.ApprovalID, "alice", "too late"); !isStatus(err, http.StatusGone) {
+	if _, err := e.as("alice").Approve(ctx, h.ApprovalID, "alice", "too late"); !isStatus(err, http.StatusGone) {
 		t.Fatalf("approving an expired approval: %v", err)
 	}
 	if st, _, code := e.invoke(0, "clerk", "crm.refund", `{"amount":900}`, client.InvokeOptions{}, h.ApprovalID); st != http.StatusGone || code != "approval_expired" {
@@ -526,7 +545,7 @@ func TestKillSwitch(t *testing.T) {
 	// And an approval is pending.
 	_, held, _ := e.invoke(0, "clerk", "crm.refund", `{"amount":1000}`, client.InvokeOptions{}, "")
 
-	k, err := e.c.Kill(ctx, api.KillRequest{Scope: api.KillAgent, Target: "clerk", Reason: "runaway loop", By: "oncall"})
+	k, err := e.as("oncall").Kill(ctx, api.KillRequest{Scope: api.KillAgent, Target: "clerk", Reason: "runaway loop", By: "oncall"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +568,7 @@ func TestKillSwitch(t *testing.T) {
 		t.Fatalf("another agent: %d %s", st, code)
 	}
 	// Lifted explicitly.
-	if _, err := e.c.LiftKill(ctx, k.ID, "oncall", "fixed"); err != nil {
+	if _, err := e.as("oncall").LiftKill(ctx, k.ID, "oncall", "fixed"); err != nil {
 		t.Fatal(err)
 	}
 	e.sync()

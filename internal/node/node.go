@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,16 @@ type Config struct {
 	RedisPassword string
 	// Gateway tunes the agent gateway (approval TTL, timeouts, ...).
 	Gateway gateway.Config
+	// Token is the node's own operator credential: joining a cluster
+	// (kernel.cluster.join: the node or admin role) and the requests it
+	// makes of the leader. A bootstrapping node uses its root token.
+	Token string
+	// RootPrincipal names the principal of the root token a new cluster
+	// makes (root).
+	RootPrincipal string
+	// AuthFailureLimit and AuthFailureWindow: see server.Config.
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
 	// MCP tunes the MCP gateway (debounce, backoff); its Store, Logger and
 	// Metrics are set by the node.
 	MCP mcp.Config
@@ -106,7 +117,9 @@ type Node struct {
 	Store   *store.Store
 	Server  *server.Server
 	Bundles *server.Bundles
-	Watch   *watch.Hub
+	// System is the system bundle that authorizes the API.
+	System *server.SystemPolicy
+	Watch  *watch.Hub
 	// Decisions is the node's decision log; nil if disabled.
 	Decisions *decisionlog.Log
 	// Audit is the node's audit log; Counter the gateway's counter store.
@@ -128,6 +141,7 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 	lock      *dirLock // of the data directory, released last
+	rootToken string
 }
 
 func (c *Config) defaults() {
@@ -151,6 +165,9 @@ func (c *Config) defaults() {
 	}
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = 10 * time.Second
+	}
+	if c.RootPrincipal == "" {
+		c.RootPrincipal = rootPrincipal
 	}
 	if c.DecisionLogSample == 0 {
 		c.DecisionLogSample = 0.1
@@ -195,6 +212,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: cfg, log: log, ln: ln, lock: lock}
 	n.Bundles = server.NewBundles(log, cfg.BundleLimits)
+	if n.System, err = server.NewSystemPolicy(log); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	// The hub exists before the store so the apply hook can wake it; it
 	// reads the store only for watchers, which connect once HTTP serves.
 	wcfg := cfg.Watch
@@ -240,6 +261,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			if c.Kind == store.ChangeKill {
 				n.Watch.Notify()
 			}
+			if c.Kind == store.ChangeSystem || c.Kind == store.ChangeRestore {
+				n.System.Apply(c.System)
+			}
 			n.gatewayHook(c)
 		},
 	})
@@ -248,6 +272,23 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.Store = st
+	fresh := st.Bootstrapped()
+	if fresh {
+		if n.rootToken, err = rootSecret(filepath.Join(cfg.DataDir, RootTokenFile)); err != nil {
+			st.Close()
+			ln.Close()
+			return nil, err
+		}
+	} else if cfg.Join == "" {
+		// A restart of the bootstrapping node finds its root token again.
+		if tok, err := readToken(filepath.Join(cfg.DataDir, RootTokenFile)); err == nil {
+			n.rootToken = tok
+		}
+	}
+	nodeToken := cfg.Token
+	if nodeToken == "" {
+		nodeToken = n.rootToken
+	}
 	var dlog server.DecisionLog
 	var dsrc simulate.Source
 	if cfg.DecisionLogSample > 0 {
@@ -291,6 +332,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		PeerTLS: sec.peerTLS(), IdentifyNode: sec.identifyNode(),
 		BundleLimits: cfg.BundleLimits,
 		MCP:          n.MCP,
+		System:       n.System, NodeToken: nodeToken, AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureWindow: cfg.AuthFailureWindow,
 	})
 	if err != nil {
 		n.MCP.Close()
@@ -330,6 +372,17 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
+	if fresh {
+		// The first start of a new cluster: its root token, before Start
+		// returns, so that the file exists once the node serves.
+		rctx, cancel := context.WithTimeout(ctx, n.cfg.JoinTimeout)
+		err := n.ensureRootToken(rctx)
+		cancel()
+		if err != nil {
+			n.Kill()
+			return nil, err
+		}
+	}
 	if cfg.Join != "" && n.needsJoin() {
 		if err := n.join(ctx); err != nil {
 			n.Kill()
@@ -381,6 +434,9 @@ func (n *Node) join(ctx context.Context) error {
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target+"/v1/cluster/join", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		if n.cfg.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+n.cfg.Token)
+		}
 		resp, err := hc.Do(req)
 		if err == nil {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))

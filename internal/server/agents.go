@@ -53,6 +53,9 @@ func (s *Server) handleRegisterAgent(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, fmt.Errorf("agent manifest: %v", err))
 		return
 	}
+	if !s.refine(w, r, "kernel.agent.register", agentEntity(m.ID, m.Tenant)) {
+		return
+	}
 	token, hash, err := newAgentToken()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, codeInternal, err.Error())

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/node/nodetest"
 	"github.com/aibos/kernel/internal/policy"
 )
 
@@ -159,7 +160,7 @@ func TestAuthZENProtocol(t *testing.T) {
 		req, _ := http.NewRequest("POST", n.URL()+"/access/v1/evaluation",
 			bytes.NewBufferString(`{"subject":`+rick+`,"action":{"name":"can_read_todos"},"resource":`+todo+`}`))
 		req.Header.Set("X-Request-ID", "req-123")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := http.DefaultClient.Do(nodetest.Authorize(req, n))
 		if err != nil {
 			t.Fatal(err)
 		}

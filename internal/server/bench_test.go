@@ -11,6 +11,7 @@ import (
 	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/engine/enginetest"
 	"github.com/aibos/kernel/internal/node"
+	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
 // benchNode is a real node holding a generated 1,000-policy bundle.
@@ -19,9 +20,12 @@ func benchNode(b *testing.B, mods ...func(*node.Config)) (*httptest.ResponseReco
 	if _, err := c.Publish(context.Background(), enginetest.GenerateBundle(1000, 20), client.PublishOptions{}); err != nil {
 		b.Fatal(err)
 	}
+	tok := "Bearer " + nodetest.Token(n)
 	serve := func(path string, body []byte) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
-		n.Server.ServeHTTP(rec, httptest.NewRequest("POST", path, bytes.NewReader(body)))
+		req := httptest.NewRequest("POST", path, bytes.NewReader(body))
+		req.Header.Set("Authorization", tok)
+		n.Server.ServeHTTP(rec, req)
 		return rec
 	}
 	return nil, serve

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
 // TestCheckEndpoints drives /v1/check and /v1/check/batch over HTTP: the
@@ -123,7 +124,7 @@ func TestCheckBodyOverLimit(t *testing.T) {
 				rd = io.MultiReader(rd) // no length: sent chunked
 			}
 			req, _ := http.NewRequest("POST", n.URL()+"/v1/check", rd)
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := http.DefaultClient.Do(nodetest.Authorize(req, n))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/node"
+	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
 // fuzzEndpoint is an endpoint that decodes a request body. agent: the
@@ -102,7 +103,7 @@ func setupFuzzGateway(f *testing.F, n *node.Node) *fuzzGateway {
 		fmt.Fprint(w, `{"ok":true,"ssn":"123-45-6789"}`)
 	}))
 	f.Cleanup(be.Close)
-	c, err := client.New([]string{n.URL()}, client.Options{})
+	c, err := client.New([]string{n.URL()}, client.Options{Token: nodetest.Token(n)})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -292,6 +293,10 @@ func FuzzAPIBodies(f *testing.F) {
 			req.Header.Set("Authorization", "Bearer "+g.token)
 		case ep.bogus:
 			req.Header.Set("Authorization", "Bearer aibos_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+		case !invoke:
+			// Operator endpoints: the root token, so bodies reach the
+			// handlers.
+			req.Header.Set("Authorization", "Bearer "+nodetest.Token(n))
 		}
 		var before string
 		if gateway {

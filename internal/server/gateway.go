@@ -13,6 +13,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/store"
 )
@@ -29,30 +30,6 @@ const (
 	maxApprovalWait = 60 * time.Second
 )
 
-func (s *Server) gatewayRoutes(m *routeMux) {
-	m.HandleFunc("POST /v1/actions/{name}/invoke", s.handleInvoke)
-	m.HandleFunc("GET /v1/actions", s.handleListActions)
-	m.HandleFunc("GET /v1/orchestras", s.handleListOrchestras)
-	m.HandleFunc("GET /v1/orchestras/{name}", s.handleGetOrchestra)
-	m.HandleFunc("PUT /v1/orchestras/{name}", s.leaderOnly(s.handlePutOrchestra))
-	m.HandleFunc("DELETE /v1/orchestras/{name}", s.leaderOnly(s.handleDeleteOrchestra))
-	m.HandleFunc("GET /v1/approvals", s.handleListApprovals)
-	m.HandleFunc("GET /v1/approvals/{id}", s.handleGetApproval)
-	m.HandleFunc("POST /v1/approvals/{id}/approve", s.leaderOnly(s.handleDecideApproval(true)))
-	m.HandleFunc("POST /v1/approvals/{id}/deny", s.leaderOnly(s.handleDecideApproval(false)))
-	m.HandleFunc("GET /v1/kill", s.handleListKills)
-	m.HandleFunc("POST /v1/kill", s.leaderOnly(s.handleSetKill))
-	m.HandleFunc("POST /v1/kill/{id}/lift", s.leaderOnly(s.handleLiftKill))
-	m.HandleFunc("GET /v1/agents/{id}/stats", s.handleAgentStats)
-	s.mcpRoutes(m)
-	if s.cfg.Audit != nil {
-		h := s.cfg.Audit.Handler()
-		m.Handle("GET /v1/audit", h)
-		m.Handle("GET /v1/audit/export", streaming(h))
-		m.Handle("GET /v1/audit/verify", h)
-	}
-}
-
 func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	if s.gw == nil {
 		writeError(w, http.StatusServiceUnavailable, codeNoGateway, "this node runs without the agent gateway")
@@ -64,9 +41,11 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	holdOpen(w, invokeWork)
-	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	// A malformed or absent header is an empty token: the gateway answers
+	// 401 for it as for an unknown one.
+	token, _ := auth.Credential(r)
 	rep := s.gw.Invoke(r.Context(), gateway.Call{
-		Token: strings.TrimSpace(token), Action: r.PathValue("name"),
+		Token: token, Action: r.PathValue("name"),
 		IdempotencyKey: r.Header.Get("Idempotency-Key"), Body: body,
 	})
 	if rep.Forward {
@@ -257,26 +236,21 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// isAgentCredential reports whether the request is authenticated as an
-// agent: agents cannot approve actions, set or lift kill switches.
-func (s *Server) isAgentCredential(r *http.Request) bool {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && strings.HasPrefix(strings.TrimSpace(token), tokenPrefix)
-}
-
 func (s *Server) handleDecideApproval(approve bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.isAgentCredential(r) {
-			writeError(w, http.StatusForbidden, codeForbidden, "an agent credential cannot decide approvals: a person or an operator's tool must")
-			return
-		}
 		var v api.ApprovalVerdict
-		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &v); err != nil {
-			badRequest(w, err)
+		if r.ContentLength != 0 {
+			if err := decodeJSON(r, s.cfg.MaxBodyBytes, &v); err != nil {
+				badRequest(w, err)
+				return
+			}
+		}
+		approver, ok := s.attribution(w, r, v.Approver, "approver")
+		if !ok {
 			return
 		}
-		if strings.TrimSpace(v.Approver) == "" {
-			badRequest(w, errors.New("approver is missing: say who decides, e.g. {\"approver\": \"alice@example.com\", \"reason\": \"...\"}"))
+		if strings.TrimSpace(approver) == "" {
+			badRequest(w, errors.New("approver is missing: authenticate as the person who decides"))
 			return
 		}
 		id := r.PathValue("id")
@@ -285,29 +259,48 @@ func (s *Server) handleDecideApproval(approve bool) http.HandlerFunc {
 			writeError(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("no approval %q", id))
 			return
 		}
-		if len(a.Approvers) > 0 && !slices.Contains(a.Approvers, v.Approver) {
-			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("%q may not decide approval %s: its approvers are %s", v.Approver, id, strings.Join(a.Approvers, ", ")))
+		if len(a.Approvers) > 0 && !slices.Contains(a.Approvers, approver) {
+			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("%q may not decide approval %s: its approvers are %s", approver, id, strings.Join(a.Approvers, ", ")))
 			return
 		}
-		if v.Approver == a.Agent || v.Approver == "agent:"+a.Agent {
+		if a.AgentVersion == store.KernelApproval && approver == a.Agent {
+			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("%q asked for this act and cannot approve it (two-person rule): a second, different principal must", approver))
+			return
+		}
+		if approver == a.Agent || approver == "agent:"+a.Agent {
 			writeError(w, http.StatusForbidden, codeForbidden, "an agent cannot approve its own action")
 			return
 		}
-		if _, subjectID, _ := strings.Cut(a.Agent, ":"); a.Kind == api.ApprovalKindAccessRequest && v.Approver == subjectID {
+		if ag, ok := s.store.Agent(a.Agent); ok && a.AgentVersion != store.KernelApproval && ag.Owner != "" && ag.Owner == approver {
+			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("%q owns agent %s and cannot approve its action (separation of duties): another approver must", approver, a.Agent))
+			return
+		}
+		if _, subjectID, _ := strings.Cut(a.Agent, ":"); a.Kind == api.ApprovalKindAccessRequest && approver == subjectID {
 			writeError(w, http.StatusForbidden, codeForbidden, "the subject of an access request cannot approve it: another person must")
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 		defer cancel()
-		out, err := s.store.DecideApproval(ctx, id, approve, v.Approver, v.Reason, s.now())
+		out, err := s.store.DecideApproval(ctx, id, approve, approver, v.Reason, s.now())
 		if err != nil {
 			s.writeGatewayStoreError(w, err)
 			return
 		}
-		s.auditEvent(&audit.Record{Kind: "approval", Agent: out.Agent, AgentVersion: out.AgentVersion, Tenant: out.Tenant,
-			Action: out.Action, ApprovalID: out.ID, Status: out.State, By: v.Approver, Reason: v.Reason, ArgsDigest: out.ArgsDigest})
+		rec := &audit.Record{Kind: "approval", Agent: out.Agent, AgentVersion: out.AgentVersion, Tenant: out.Tenant,
+			Action: out.Action, ApprovalID: out.ID, Status: out.State, By: approver, Reason: v.Reason, ArgsDigest: out.ArgsDigest}
+		s.attribute(rec, r)
+		s.auditEvent(rec)
 		writeJSON(w, http.StatusOK, s.presentApproval(out))
 	}
+}
+
+// attribute names the principal's credential (its accessor) and the
+// source address in an operator act's audit record.
+func (s *Server) attribute(rec *audit.Record, r *http.Request) {
+	if p := principal(r); p != nil {
+		rec.Subject = p.Kind + ":" + p.Name + " " + p.Accessor
+	}
+	rec.Resource = "source " + sourceAddr(r)
 }
 
 func (s *Server) handleListKills(w http.ResponseWriter, r *http.Request) {
@@ -325,48 +318,58 @@ func (s *Server) handleListKills(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleSetKill(w http.ResponseWriter, r *http.Request) {
-	if s.isAgentCredential(r) {
-		writeError(w, http.StatusForbidden, codeForbidden, "an agent credential cannot set kill switches (an agent can quarantine another through the kernel.agent.quarantine action, under policy)")
-		return
-	}
 	var kr api.KillRequest
 	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &kr); err != nil {
 		badRequest(w, err)
 		return
 	}
+	by, ok := s.attribution(w, r, kr.By, "by")
+	if !ok {
+		return
+	}
+	id := gateway.NewID("kill_")
+	if !s.refine(w, r, "kernel.kill.set", s.killEntity(id, kr.Scope, kr.Target)) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
-	k, err := s.store.SetKill(ctx, api.KillSwitch{ID: gateway.NewID("kill_"), Scope: kr.Scope, Target: kr.Target, Reason: kr.Reason, By: kr.By, CreatedAt: s.now()})
+	k, err := s.store.SetKill(ctx, api.KillSwitch{ID: id, Scope: kr.Scope, Target: kr.Target, Reason: kr.Reason, By: by, CreatedAt: s.now()})
 	if err != nil {
 		s.writeGatewayStoreError(w, err)
 		return
 	}
-	s.auditEvent(&audit.Record{Kind: "kill", Reason: k.Reason, By: k.By, Status: "set", Action: killTarget(k)})
+	rec := &audit.Record{Kind: "kill", Reason: k.Reason, By: k.By, Status: "set", Action: killTarget(k)}
+	s.attribute(rec, r)
+	s.auditEvent(rec)
 	writeJSON(w, http.StatusCreated, k)
 }
 
 func (s *Server) handleLiftKill(w http.ResponseWriter, r *http.Request) {
-	if s.isAgentCredential(r) {
-		writeError(w, http.StatusForbidden, codeForbidden, "an agent credential cannot lift kill switches")
-		return
-	}
 	var lr api.LiftRequest
-	if err := decodeJSON(r, s.cfg.MaxBodyBytes, &lr); err != nil {
-		badRequest(w, err)
+	if r.ContentLength != 0 {
+		if err := decodeJSON(r, s.cfg.MaxBodyBytes, &lr); err != nil {
+			badRequest(w, err)
+			return
+		}
+	}
+	by, ok := s.attribution(w, r, lr.By, "by")
+	if !ok {
 		return
 	}
-	if strings.TrimSpace(lr.By) == "" {
+	if strings.TrimSpace(by) == "" {
 		badRequest(w, errors.New("by is missing: say who lifts the kill switch"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
-	k, err := s.store.LiftKill(ctx, r.PathValue("id"), lr.By, lr.Reason, s.now())
+	k, err := s.store.LiftKill(ctx, r.PathValue("id"), by, lr.Reason, s.now())
 	if err != nil {
 		s.writeGatewayStoreError(w, err)
 		return
 	}
-	s.auditEvent(&audit.Record{Kind: "kill", Reason: lr.Reason, By: lr.By, Status: "lifted", Action: killTarget(k)})
+	rec := &audit.Record{Kind: "kill", Reason: lr.Reason, By: by, Status: "lifted", Action: killTarget(k)}
+	s.attribute(rec, r)
+	s.auditEvent(rec)
 	writeJSON(w, http.StatusOK, k)
 }
 

@@ -16,24 +16,6 @@ import (
 // protected-resource metadata (internal/mcp), and the operator's accept of
 // changed tool definitions.
 
-func (s *Server) mcpRoutes(m *routeMux) {
-	m.HandleFunc("POST /v1/orchestras/{name}/accept", s.leaderOnly(s.handleAcceptOrchestra))
-	if s.mcp == nil {
-		return
-	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// A tools/call may run for its action's timeout, and a GET holds
-		// the session's notification stream open.
-		holdOpen(w, invokeWork)
-		s.mcp.ServeHTTP(w, r)
-	})
-	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
-		m.Handle(method+" "+mcp.Path, h)
-	}
-	m.Handle("GET "+mcp.MetadataPath, s.mcp)
-	m.Handle("GET "+mcp.MetadataPath+mcp.Path, s.mcp)
-}
-
 // MCP is the node's MCP endpoint (nil without one).
 func (s *Server) MCP() *mcp.Endpoint { return s.mcp }
 
@@ -61,6 +43,12 @@ func (s *Server) handleAcceptOrchestra(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Who accepts is the authenticated principal, as for kill switches: a
+	// "by" in the body must name it.
+	by, ok := s.attribution(w, r, req.By, "by")
+	if !ok {
+		return
+	}
 	name := r.PathValue("name")
 	o, moved, err := s.cfg.MCP.Accept(r.Context(), name, req.Tool)
 	if err != nil {
@@ -79,7 +67,6 @@ func (s *Server) handleAcceptOrchestra(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.cfg.Audit != nil {
-		by := req.By
 		if by == "" {
 			by = "operator"
 		}

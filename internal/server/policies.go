@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/engine"
@@ -50,9 +51,13 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.PublishResponse{Hash: store.HashFiles(files), Warnings: warnings})
 		return
 	}
+	author, ok := s.attribution(w, r, param(r, "author", headerAuthor), "author")
+	if !ok {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
-	vi, err := s.store.Publish(ctx, files, param(r, "message", headerMessage), param(r, "author", headerAuthor), now)
+	vi, err := s.store.Publish(ctx, files, param(r, "message", headerMessage), author, now)
 	if err != nil {
 		s.writeStoreError(w, err)
 		return
@@ -132,6 +137,24 @@ func writeBundleError(w http.ResponseWriter, err error) {
 	}
 }
 
+// attribution is who a write is attributed to: the authenticated
+// principal, never a name the caller chose. A name given in the request
+// (?author=, "by", "approver") must be that principal's; otherwise the
+// request is refused (403) and false returned.
+func (s *Server) attribution(w http.ResponseWriter, r *http.Request, given, field string) (string, bool) {
+	p := principal(r)
+	if p == nil {
+		return given, true
+	}
+	given = strings.TrimSpace(given)
+	if given == "" || given == p.Name {
+		return p.Name, true
+	}
+	writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf(
+		"%s %q is not you: the kernel attributes this act to the authenticated principal %q; leave %s out (or give your own name)", field, given, p.Name, field))
+	return "", false
+}
+
 func param(r *http.Request, name, header string) string {
 	if v := r.URL.Query().Get(name); v != "" {
 		return v
@@ -151,7 +174,11 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
-	vi, err := s.store.Rollback(ctx, req.To, req.Message, param(r, "author", headerAuthor), s.now())
+	author, ok := s.attribution(w, r, param(r, "author", headerAuthor), "author")
+	if !ok {
+		return
+	}
+	vi, err := s.store.Rollback(ctx, req.To, req.Message, author, s.now())
 	if err != nil {
 		s.writeStoreError(w, err)
 		return

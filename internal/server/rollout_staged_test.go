@@ -7,6 +7,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/node/nodetest"
 	"github.com/aibos/kernel/internal/server"
 	"github.com/aibos/kernel/internal/store"
 )
@@ -16,7 +17,8 @@ import (
 // current version; the bundle is frozen meanwhile; a promote publishes it
 // as exactly version n+1.
 func TestRolloutStagedBundle(t *testing.T) {
-	_, c := startNode(t)
+	nd, c := startNode(t)
+	ann := nodetest.ClientAs(t, "ann", []string{"admin"}, nd)
 	ctx := context.Background()
 	if r, err := c.Publish(ctx, readsBundle("allow"), client.PublishOptions{}); err != nil || r.Version != 1 {
 		t.Fatalf("publish: %+v %v", r, err)
@@ -35,7 +37,7 @@ func TestRolloutStagedBundle(t *testing.T) {
 	}
 
 	cand := readsBundle("deny")
-	st, err := c.StartRollout(ctx, api.RolloutRequest{Files: cand, Percent: 10}, "ann")
+	st, err := ann.StartRollout(ctx, api.RolloutRequest{Files: cand, Percent: 10}, "ann")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func TestRolloutStagedBundle(t *testing.T) {
 		t.Fatalf("rollback during a rollout: %v", err)
 	}
 
-	pr, err := c.PromoteRollout(ctx, 0, "", "ann")
+	pr, err := ann.PromoteRollout(ctx, 0, "", "ann")
 	if err != nil || pr.Rollout.State != api.RolloutPromoted || pr.Rollout.Promoted != 2 {
 		t.Fatalf("promote: %+v %v", pr.Rollout, err)
 	}

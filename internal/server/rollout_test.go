@@ -10,6 +10,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/node/nodetest"
 	"github.com/aibos/kernel/internal/server"
 )
 
@@ -52,10 +53,11 @@ func publishCandidate(t *testing.T, c *client.Client) {
 // subjects of the documented hash, served the candidate; every decision
 // is shadow-compared and the flips are counted per rule and effect.
 func TestRolloutPercentCohort(t *testing.T) {
-	_, c := startNode(t)
+	nd, c := startNode(t)
+	ann := nodetest.ClientAs(t, "ann", []string{"admin"}, nd)
 	ctx := context.Background()
 	publishCandidate(t, c)
-	st, err := c.StartRollout(ctx, api.RolloutRequest{Candidate: 1, Percent: 10}, "ann")
+	st, err := ann.StartRollout(ctx, api.RolloutRequest{Candidate: 1, Percent: 10}, "ann")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +120,8 @@ func TestRolloutPercentCohort(t *testing.T) {
 // that makes the candidate current as a new version.
 func TestRolloutSelectorAbortPromote(t *testing.T) {
 	n, c := startNode(t)
+	ann := nodetest.ClientAs(t, "ann", []string{"admin"}, n)
+	bob := nodetest.ClientAs(t, "bob", []string{"admin"}, n)
 	ctx := context.Background()
 	publishCandidate(t, c)
 	if _, err := c.PutEntities(ctx, []api.Entity{
@@ -174,7 +178,7 @@ func TestRolloutSelectorAbortPromote(t *testing.T) {
 		}
 	}
 
-	ab, err := c.AbortRollout(ctx, st.Rollout.ID, "looked wrong", "bob")
+	ab, err := bob.AbortRollout(ctx, st.Rollout.ID, "looked wrong", "bob")
 	if err != nil || ab.Rollout.State != api.RolloutAborted || ab.Rollout.Reason != "looked wrong" || ab.Rollout.EndedBy != "bob" {
 		t.Fatalf("abort: %+v %v", ab.Rollout, err)
 	}
@@ -189,7 +193,7 @@ func TestRolloutSelectorAbortPromote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, err := c.PromoteRollout(ctx, 0, "looks good", "ann")
+	pr, err := ann.PromoteRollout(ctx, 0, "looks good", "ann")
 	if err != nil || pr.Rollout.State != api.RolloutPromoted || pr.Rollout.Promoted != 3 {
 		t.Fatalf("promote: %+v %v", pr.Rollout, err)
 	}

@@ -9,9 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/engine"
 	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/store"
@@ -47,9 +49,13 @@ func (s *Server) handleStartRollout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	by, ok := s.attribution(w, r, param(r, "author", headerAuthor), "author")
+	if !ok {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
-	ro, err := s.store.StartRollout(ctx, req, param(r, "author", headerAuthor), now)
+	ro, err := s.store.StartRollout(ctx, req, by, now)
 	if err != nil {
 		s.writeRolloutError(w, err)
 		return
@@ -57,6 +63,9 @@ func (s *Server) handleStartRollout(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("canary rollout started", "id", ro.ID, "candidate", ro.Candidate, "staged", ro.Staged, "base", ro.Base, "by", ro.StartedBy)
 	writeJSON(w, http.StatusOK, api.RolloutStatus{Rollout: &ro, Revision: ro.Revision})
 }
+
+// autoAbort is who a node's automatic abort of a rollout is attributed to.
+const autoAbort = "auto-abort"
 
 func (s *Server) handleAbortRollout(w http.ResponseWriter, r *http.Request) {
 	s.endRollout(w, r, s.store.AbortRollout)
@@ -75,9 +84,18 @@ func (s *Server) endRollout(w http.ResponseWriter, r *http.Request,
 			return
 		}
 	}
+	given := param(r, "author", headerAuthor)
+	var by string
+	ok := true
+	if p := principal(r); p != nil && given == autoAbort && (slices.Contains(p.Roles, auth.RoleNode) || slices.Contains(p.Roles, auth.RoleAdmin)) {
+		// A node's automatic abort, sent with the node's credential.
+		by = autoAbort
+	} else if by, ok = s.attribution(w, r, given, "author"); !ok {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
-	ro, err := end(ctx, req.ID, req.Reason, param(r, "author", headerAuthor), s.now())
+	ro, err := end(ctx, req.ID, req.Reason, by, s.now())
 	if err != nil {
 		s.writeRolloutError(w, err)
 		return
@@ -181,7 +199,7 @@ func (cn *canary) exceeded() (string, bool) {
 func (s *Server) proposeAbort(ctx context.Context, id uint64, reason string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
-	by := "auto-abort"
+	by := autoAbort
 	if s.store.IsLeader() {
 		_, err := s.store.AbortRollout(ctx, id, reason, by, s.now())
 		if errors.Is(err, store.ErrNoRollout) {
@@ -202,6 +220,9 @@ func (s *Server) proposeAbort(ctx context.Context, id uint64, reason string) err
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(headerAuthor, by)
 	req.Header.Set(headerForwarded, "1")
+	if s.cfg.NodeToken != "" {
+		req.Header.Set("Authorization", "Bearer "+s.cfg.NodeToken)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return err

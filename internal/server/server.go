@@ -12,15 +12,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
 	"github.com/aibos/kernel/internal/mcp"
@@ -75,6 +73,13 @@ type Store interface {
 	LiftKill(ctx context.Context, id, by, reason string, now time.Time) (api.KillSwitch, error)
 	Kills() []api.KillSwitch
 	ActiveKills() []api.KillSwitch
+	PublishSystem(ctx context.Context, files []api.File, message, author string, now time.Time) (api.VersionInfo, error)
+	System() (api.BundleVersion, bool)
+	CreateToken(ctx context.Context, t api.Token, hash string) (api.Token, error)
+	RevokeToken(ctx context.Context, accessor, by string, now time.Time) (api.Token, error)
+	TokenBySum(sum *[32]byte) (api.Token, [32]byte, bool)
+	Token(accessor string) (api.Token, bool)
+	Tokens() []api.Token
 }
 
 var _ Store = (*store.Store)(nil)
@@ -122,6 +127,19 @@ type Config struct {
 	// Gateway tunes the agent gateway; its Store, Decide, Audit, Counter,
 	// Node, Now, Logger and Registerer are set by the server.
 	Gateway gateway.Config
+	// System holds the system bundle that authorizes the API; nil: the
+	// embedded default only (a node passes the one its store applies
+	// published replacements to).
+	System *SystemPolicy
+	// NodeToken is this node's own credential for the requests it makes
+	// of the leader (a rollout's automatic abort from a follower); empty:
+	// such requests go without one and the leader refuses them.
+	NodeToken string
+	// AuthFailureLimit failed authentications from one source address in
+	// AuthFailureWindow make it wait for the window's end (429). Zero
+	// means 20 in 1 min.
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
 	// PeerTLS, if set, is the TLS client configuration of this node's calls
 	// to other nodes' HTTP APIs (forwarding to the leader, automatic
 	// aborts), which then use https; nil: plain http.
@@ -152,8 +170,13 @@ type Server struct {
 	client  *http.Client
 	mux     *routeMux
 	gw      *gateway.Gateway
-	ids     searchIDs
-	mcp     *mcp.Endpoint
+
+	table    []route
+	verifier *auth.Verifier
+	system   *SystemPolicy
+	failures *failureLimiter
+	ids      searchIDs
+	mcp      *mcp.Endpoint
 }
 
 // New validates cfg, applies defaults and builds the routes.
@@ -176,6 +199,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 4 << 20
 	}
+	if cfg.AuthFailureLimit == 0 {
+		cfg.AuthFailureLimit = 20
+	}
+	if cfg.AuthFailureWindow == 0 {
+		cfg.AuthFailureWindow = time.Minute
+	}
 	if cfg.BundleLimits.Policies < 0 || cfg.BundleLimits.Rules < 0 {
 		return nil, fmt.Errorf("server: bundle limits of %d policies and %d rules: give positive numbers, or 0 for the defaults",
 			cfg.BundleLimits.Policies, cfg.BundleLimits.Rules)
@@ -188,6 +217,16 @@ func New(cfg Config) (*Server, error) {
 		now:     cfg.Now,
 		client:  newPeerClient(cfg.PeerTLS, cfg.WriteTimeout+5*time.Second),
 		mux:     &routeMux{ServeMux: http.NewServeMux()},
+	}
+	s.failures = newFailureLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow)
+	var err error
+	if s.system = cfg.System; s.system == nil {
+		if s.system, err = NewSystemPolicy(cfg.Logger); err != nil {
+			return nil, err
+		}
+	}
+	if s.verifier, err = auth.NewVerifier(auth.VerifierConfig{Tokens: cfg.Store, Agents: cfg.Store, Now: cfg.Now}); err != nil {
+		return nil, err
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -219,116 +258,8 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// routeMux is the server's ServeMux, which also keeps the list of the
-// patterns registered on it: the route table that answers which methods a
-// path allows.
-type routeMux struct {
-	*http.ServeMux
-	patterns []string
-}
-
-func (m *routeMux) Handle(pattern string, h http.Handler) {
-	m.ServeMux.Handle(pattern, h)
-	m.patterns = append(m.patterns, pattern)
-}
-
-func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
-	m.Handle(pattern, http.HandlerFunc(h))
-}
-
-// Routes lists the patterns of the server's routes ("POST /v1/check"), in
-// the order they were registered; the catch-all "/" that answers 404 and
-// 405 is not among them.
-func (s *Server) Routes() []string {
-	return slices.DeleteFunc(slices.Clone(s.mux.patterns), func(p string) bool { return p == "/" })
-}
-
 // Gateway is the server's agent gateway; nil if it runs without one.
 func (s *Server) Gateway() *gateway.Gateway { return s.gw }
-
-func (s *Server) routes() {
-	m := s.mux
-	m.HandleFunc("POST /v1/check", s.handleCheck)
-	m.HandleFunc("POST /v1/check/batch", s.handleCheckBatch)
-
-	m.HandleFunc("POST /access/v1/evaluation", s.handleAuthZENEvaluation)
-	m.HandleFunc("POST /access/v1/evaluations", s.handleAuthZENEvaluations)
-	m.HandleFunc("GET /.well-known/authzen-configuration", s.handleAuthZENConfig)
-	m.HandleFunc("POST /access/v1/search/subject", s.handleSearch(searchSubject))
-	m.HandleFunc("POST /access/v1/search/resource", s.handleSearch(searchResource))
-	m.HandleFunc("POST /access/v1/search/action", s.handleSearch(searchAction))
-	m.HandleFunc("POST /access/v1/requests", s.leaderOnly(s.handleAccessRequest))
-	m.HandleFunc("GET /access/v1/requests/{id}", s.handleAccessRequestStatus)
-
-	m.HandleFunc("PUT /v1/policies", s.leaderOnly(s.handlePublish))
-	m.HandleFunc("GET /v1/policies", s.handleCurrentPolicies)
-	m.HandleFunc("GET /v1/policies/versions", s.handleVersions)
-	m.HandleFunc("GET /v1/policies/versions/{v}", s.handleVersion)
-	m.HandleFunc("POST /v1/policies/rollback", s.leaderOnly(s.handleRollback))
-	m.HandleFunc("POST /v1/policies/simulate", s.handleSimulate)
-
-	m.HandleFunc("PUT /v1/entities", s.leaderOnly(s.handlePutEntities))
-	m.HandleFunc("GET /v1/entities/{type}/{id}", s.handleGetEntity)
-	m.HandleFunc("DELETE /v1/entities/{type}/{id}", s.leaderOnly(s.handleDeleteEntity))
-
-	m.HandleFunc("GET /v1/watch", s.handleWatch)
-
-	m.HandleFunc("POST /v1/rollouts", s.leaderOnly(s.handleStartRollout))
-	m.HandleFunc("GET /v1/rollouts/current", s.handleCurrentRollout)
-	m.HandleFunc("POST /v1/rollouts/abort", s.leaderOnly(s.handleAbortRollout))
-	m.HandleFunc("POST /v1/rollouts/promote", s.leaderOnly(s.handlePromoteRollout))
-
-	m.HandleFunc("POST /v1/agents", s.leaderOnly(s.handleRegisterAgent))
-	m.HandleFunc("GET /v1/agents", s.handleListAgents)
-	m.HandleFunc("GET /v1/agents/{id}", s.handleGetAgent)
-	m.HandleFunc("PATCH /v1/agents/{id}", s.leaderOnly(s.handleUpdateAgent))
-	m.HandleFunc("POST /v1/agents/{id}/retire", s.leaderOnly(s.handleRetireAgent))
-	m.HandleFunc("POST /v1/agents/{id}/credentials/rotate", s.leaderOnly(s.handleRotateAgentCredential))
-	m.HandleFunc("DELETE /v1/agents/{id}/credentials", s.leaderOnly(s.handleRevokeAgentCredential))
-
-	s.gatewayRoutes(m)
-
-	m.HandleFunc("GET /v1/cluster", s.handleCluster)
-	m.HandleFunc("POST /v1/cluster/join", s.leaderOnly(s.handleJoin))
-	m.HandleFunc("POST /v1/cluster/remove", s.leaderOnly(s.handleRemove))
-
-	m.HandleFunc("GET /healthz", s.handleHealth)
-	m.HandleFunc("GET /readyz", s.handleReady)
-	if s.cfg.Gatherer != nil {
-		m.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
-	}
-	m.HandleFunc("/", s.handleNoRoute)
-}
-
-// routeMethods are the methods a route may serve, in the order an Allow
-// header lists them.
-var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
-
-// handleNoRoute answers a request no route matched: 405 with an Allow
-// header when routes serve its path with other methods, else 404. The
-// catch-all "/" matches every method, so the mux never answers 405 itself
-// (and its own 405 would be plain text); asking the mux which of the other
-// methods would match keeps the answer true to the route table as routes
-// are added.
-func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
-	var allow []string
-	for _, m := range routeMethods {
-		if m == r.Method {
-			continue
-		}
-		probe := &http.Request{Method: m, Host: r.Host, URL: r.URL}
-		if _, p := s.mux.Handler(probe); p != "" && p != "/" {
-			allow = append(allow, m)
-		}
-	}
-	if len(allow) == 0 {
-		writeError(w, http.StatusNotFound, codeNotFound, "no endpoint "+r.Method+" "+r.URL.Path+": see the API reference in the README")
-		return
-	}
-	w.Header().Set("Allow", strings.Join(allow, ", "))
-	writeError(w, http.StatusMethodNotAllowed, codeBadMethod,
-		fmt.Sprintf("%s is not allowed on %s: it serves %s (see the API reference in the README)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
-}
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,12 +26,16 @@ func startNode(t testing.TB, mod ...func(*node.Config)) (*node.Node, *client.Cli
 		m(&cfg)
 	}
 	n := nodetest.Start(t, cfg)
-	c, err := client.New([]string{n.URL()}, client.Options{})
+	c, err := client.New([]string{n.URL()}, client.Options{Token: nodetest.Token(n)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	rootTokens.Store(n.URL(), nodetest.Token(n))
 	return n, c
 }
+
+// rootTokens maps a test node's URL to its root token, for do.
+var rootTokens sync.Map
 
 const residencyBundle = `kind: Policy
 name: data-residency
@@ -84,7 +89,8 @@ func check(subject string, roles []any, region string) api.CheckRequest {
 }
 
 func TestPublishCheckVersionsRollback(t *testing.T) {
-	_, c := startNode(t)
+	n, c := startNode(t)
+	alice := nodetest.ClientAs(t, "alice", []string{"admin"}, n)
 	ctx := context.Background()
 
 	d, err := c.Check(ctx, check("a1", []any{"admin"}, "eu"))
@@ -95,7 +101,7 @@ func TestPublishCheckVersionsRollback(t *testing.T) {
 		t.Fatalf("before any bundle: got %s at version %d, want deny at 0", d.Decision, d.Version)
 	}
 
-	v1, err := c.Publish(ctx, file("b.yaml", residencyBundle), client.PublishOptions{Message: "first", Author: "alice"})
+	v1, err := alice.Publish(ctx, file("b.yaml", residencyBundle), client.PublishOptions{Message: "first", Author: "alice"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,6 +319,9 @@ func do(t testing.TB, base, method, path, body string) (*http.Response, string) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	if tok, ok := rootTokens.Load(base); ok {
+		req.Header.Set("Authorization", "Bearer "+tok.(string))
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -320,6 +329,17 @@ func do(t testing.TB, base, method, path, body string) (*http.Response, string) 
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
+}
+
+// post is http.Post to node n with its root token.
+func post(t testing.TB, n *node.Node, path, ctype string, body io.Reader) (*http.Response, error) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, n.URL()+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", ctype)
+	return http.DefaultClient.Do(nodetest.Authorize(req, n))
 }
 
 func isCode(err error, code string) bool {

@@ -62,13 +62,13 @@ func TestSimulateOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	az := `{"subject":{"type":"agent","id":"agent-2"},"action":{"name":"data.write"},"resource":{"type":"table","id":"orders"}}`
-	resp, err := http.Post(n.URL()+"/access/v1/evaluation", "application/json", strings.NewReader(az))
+	resp, err := post(t, n, "/access/v1/evaluation", "application/json", strings.NewReader(az))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatal(resp, err)
 	}
 	resp.Body.Close()
 
-	resp, err = http.Post(n.URL()+"/v1/policies/simulate?since=1h", "application/yaml", bytes.NewReader([]byte(writersCandidate)))
+	resp, err = post(t, n, "/v1/policies/simulate?since=1h", "application/yaml", bytes.NewReader([]byte(writersCandidate)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestSimulateOverHTTP(t *testing.T) {
 	}
 
 	// A bad candidate is refused with its errors.
-	resp2, err := http.Post(n.URL()+"/v1/policies/simulate", "application/yaml", strings.NewReader("kind: Policy\nname: [\n"))
+	resp2, err := post(t, n, "/v1/policies/simulate", "application/yaml", strings.NewReader("kind: Policy\nname: [\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,9 @@ type Change struct {
 	// approvals its setting voided, by id. Shared, read-only.
 	Kill   *api.KillSwitch
 	Voided []*api.Approval
+	// System is the published system bundle (Kind system, or restore;
+	// nil: the embedded default). Shared, read-only.
+	System *api.BundleVersion
 }
 
 // applyResult is the response of a successfully applied command, returned
@@ -54,6 +57,7 @@ type applyResult struct {
 	Orchestra *api.Orchestra
 	Approval  *api.Approval
 	Kill      *api.KillSwitch
+	Token     *api.Token
 }
 
 type entityKey struct{ typ, id string }
@@ -93,6 +97,12 @@ type state struct {
 	approvals map[string]*api.Approval
 	kills     map[string]*api.KillSwitch
 	killRev   uint64
+	// tokens are the operator tokens by accessor; tokenHashes maps a
+	// live token's SHA-256 (32 bytes, not hex) to its accessor.
+	tokens      map[string]*tokenRecord
+	tokenHashes map[string]string
+	// system is the published system bundle; nil: the embedded default.
+	system *api.BundleVersion
 }
 
 func newState() state {
@@ -104,6 +114,8 @@ func newState() state {
 		orchestras:  make(map[string]*api.Orchestra),
 		approvals:   make(map[string]*api.Approval),
 		kills:       make(map[string]*api.KillSwitch),
+		tokens:      make(map[string]*tokenRecord),
+		tokenHashes: make(map[string]string),
 	}
 }
 
@@ -276,6 +288,12 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 	case cmdKillSet, cmdKillLift:
 		return f.applyKill(c)
 
+	case cmdTokenCreate, cmdTokenRevoke:
+		return f.applyToken(c)
+
+	case cmdSystemPublish:
+		return f.applySystem(c)
+
 	default:
 		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
 	}
@@ -342,6 +360,11 @@ func (f *fsm) captureLocked() *fsmSnapshot {
 		orchestras: make([]*api.Orchestra, 0, len(f.st.orchestras)),
 		approvals:  make([]*api.Approval, 0, len(f.st.approvals)),
 		kills:      make([]*api.KillSwitch, 0, len(f.st.kills)),
+		tokens:     make([]*tokenRecord, 0, len(f.st.tokens)),
+		system:     f.st.system,
+	}
+	for _, t := range f.st.tokens {
+		s.tokens = append(s.tokens, t)
 	}
 	for _, a := range f.st.agents {
 		s.agents = append(s.agents, a)
@@ -380,7 +403,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	cand := f.candidateLocked()
 	f.mu.Unlock()
-	f.changed(Change{Revision: st.revision, Kind: ChangeRestore, Version: cur, Rollout: st.rollout, Candidate: cand})
+	f.changed(Change{Revision: st.revision, Kind: ChangeRestore, Version: cur, Rollout: st.rollout, Candidate: cand, System: st.system})
 	if ix, ok := snapshotIndex(rc); ok {
 		f.index.Store(ix)
 	}

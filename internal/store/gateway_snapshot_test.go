@@ -24,6 +24,9 @@ func gatewaySeedCommands(t testing.TB) [][]byte {
 		mustCmd(t, cmdKillSet, killSetCmd{Kill: newKill("k-active", api.KillAction, "billing.*")}),
 		mustCmd(t, cmdKillSet, killSetCmd{Kill: newKill("k-lifted", api.KillAgent, "zz")}),
 		mustCmd(t, cmdKillLift, killLiftCmd{ID: "k-lifted", By: "ops", Reason: "done", Time: t0.Add(time.Hour)}),
+		mustCmd(t, cmdTokenCreate, newTokenCmd("acc_root", "a", "root", true, t0)),
+		mustCmd(t, cmdTokenCreate, newTokenCmd("acc_gone", "b", "bob", false, t0)),
+		mustCmd(t, cmdTokenRevoke, tokenRevokeCmd{Accessor: "acc_gone", By: "root", Time: t0.Add(time.Minute)}),
 	}
 }
 

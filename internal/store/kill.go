@@ -91,8 +91,18 @@ func validateNewKill(k *api.KillSwitch) error {
 
 // killCovers reports whether k stops what approval a is for.
 func killCovers(k *api.KillSwitch, a *api.Approval) bool {
+	if a.AgentVersion == KernelApproval {
+		// An operator's act held for a second person: kill switches stop
+		// agents, not the people who lift them.
+		return false
+	}
 	return KillCovers(k, a.Agent, a.Tenant, a.Action)
 }
+
+// KernelApproval is the agent_version of an approval that holds an
+// operator's act on the kernel's API (the two-person rule): its agent is
+// the principal who asked, its action the route's kernel.* action.
+const KernelApproval = "kernel"
 
 // KillCovers reports whether kill switch k's scope covers an action of
 // the agent of the tenant: the one rule for the store (which approvals a

@@ -45,6 +45,12 @@ type snapshotHeader struct {
 	Orchestras      int    `json:"orchestras,omitempty"`
 	Approvals       int    `json:"approvals,omitempty"`
 	Kills           int    `json:"kills,omitempty"`
+	// Tokens counts the operator tokens after the kill switches (by
+	// accessor); omitted when 0, so a state without them encodes as
+	// before, and an older node refuses the field rather than drop them.
+	Tokens int `json:"tokens,omitempty"`
+	// Systems is 1 when a published system bundle follows the tokens.
+	Systems int `json:"systems,omitempty"`
 }
 
 // snapshotRecord has exactly one field set. New kinds of state add a field
@@ -63,6 +69,8 @@ type snapshotRecord struct {
 	Orchestra *api.Orchestra     `json:"orchestra,omitempty"`
 	Approval  *api.Approval      `json:"approval,omitempty"`
 	Kill      *api.KillSwitch    `json:"kill,omitempty"`
+	Token     *tokenRecord       `json:"token,omitempty"`
+	System    *api.BundleVersion `json:"system,omitempty"`
 }
 
 // kinds counts the kinds of state a record holds (Staged goes with
@@ -70,7 +78,7 @@ type snapshotRecord struct {
 func (r *snapshotRecord) kinds() int {
 	n := 0
 	for _, set := range []bool{r.Version != nil, r.Node != nil, r.Entity != nil, r.Rollout != nil,
-		r.Agent != nil, r.Orchestra != nil, r.Approval != nil, r.Kill != nil} {
+		r.Agent != nil, r.Orchestra != nil, r.Approval != nil, r.Kill != nil, r.Token != nil, r.System != nil} {
 		if set {
 			n++
 		}
@@ -92,6 +100,8 @@ type fsmSnapshot struct {
 	orchestras []*api.Orchestra
 	approvals  []*api.Approval
 	kills      []*api.KillSwitch
+	tokens     []*tokenRecord
+	system     *api.BundleVersion
 }
 
 // Persist writes the snapshot to the sink. It runs concurrently with Apply,
@@ -136,6 +146,7 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	sort.Slice(s.orchestras, func(i, j int) bool { return s.orchestras[i].Name < s.orchestras[j].Name })
 	sort.Slice(s.approvals, func(i, j int) bool { return s.approvals[i].ID < s.approvals[j].ID })
 	sort.Slice(s.kills, func(i, j int) bool { return s.kills[i].ID < s.kills[j].ID })
+	sort.Slice(s.tokens, func(i, j int) bool { return s.tokens[i].Token.Accessor < s.tokens[j].Token.Accessor })
 
 	enc := json.NewEncoder(w)
 	h := snapshotHeader{
@@ -148,6 +159,10 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	h.Agents = len(s.agents)
 	h.CatalogRevision = s.catalogRev
 	h.Orchestras, h.Approvals, h.Kills = len(s.orchestras), len(s.approvals), len(s.kills)
+	h.Tokens = len(s.tokens)
+	if s.system != nil {
+		h.Systems = 1
+	}
 	if err := enc.Encode(h); err != nil {
 		return err
 	}
@@ -188,6 +203,16 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	}
 	for _, k := range s.kills {
 		if err := enc.Encode(snapshotRecord{Kill: k}); err != nil {
+			return err
+		}
+	}
+	for _, t := range s.tokens {
+		if err := enc.Encode(snapshotRecord{Token: t}); err != nil {
+			return err
+		}
+	}
+	if s.system != nil {
+		if err := enc.Encode(snapshotRecord{System: s.system}); err != nil {
 			return err
 		}
 	}
@@ -263,7 +288,7 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	if h.Format != snapshotFormat {
 		return state{}, fmt.Errorf("unknown snapshot format %d (this node reads %d)", h.Format, snapshotFormat)
 	}
-	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 || h.Orchestras < 0 || h.Approvals < 0 || h.Kills < 0 {
+	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 || h.Orchestras < 0 || h.Approvals < 0 || h.Kills < 0 || h.Tokens < 0 || h.Systems < 0 || h.Systems > 1 {
 		return state{}, errors.New("negative count in header")
 	}
 	if h.Rollouts != 0 && h.Rollouts != 1 {
@@ -274,13 +299,27 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	st.catalogRev = h.CatalogRevision
 	total := h.Versions + h.Nodes + h.Entities
 	core := total + h.Rollouts + h.Agents
-	for i := 0; i < core+h.Orchestras+h.Approvals+h.Kills; i++ {
+	gw := core + h.Orchestras + h.Approvals + h.Kills
+	for i := 0; i < gw+h.Tokens+h.Systems; i++ {
 		var rec snapshotRecord
 		if err := dec.Decode(&rec); err != nil {
 			return state{}, fmt.Errorf("record %d: %w", i, err)
 		}
 		if rec.kinds() != 1 {
 			return state{}, fmt.Errorf("record %d: holds %d kinds of state, want 1", i, rec.kinds())
+		}
+		if i >= gw+h.Tokens {
+			if rec.System == nil || validateFiles(rec.System.Files) != nil {
+				return state{}, fmt.Errorf("record %d: want a system bundle", i)
+			}
+			st.system = rec.System
+			continue
+		}
+		if i >= gw {
+			if err := restoreToken(&st, &rec); err != nil {
+				return state{}, fmt.Errorf("record %d: %w", i, err)
+			}
+			continue
 		}
 		if i >= core {
 			if err := restoreGateway(&st, &rec, i-core, h); err != nil {

@@ -143,6 +143,8 @@ type Store struct {
 	// until the state machine has applied it; see DESIGN.md, "Restart".
 	openIndex uint64
 	caughtUp  atomic.Bool // latched by CaughtUp
+	// bootstrapped: this start made a new cluster (set once in New).
+	bootstrapped bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -258,6 +260,7 @@ func New(cfg Config) (*Store, error) {
 	// only once a leader says it is committed.
 	s.openIndex = s.raft.LastIndex()
 	if cfg.Bootstrap && !existing {
+		s.bootstrapped = true
 		f := s.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
 			ID: rc.LocalID, Address: raft.ServerAddress(s.raftAddr), Suffrage: raft.Voter,
 		}}})
@@ -288,6 +291,10 @@ func New(cfg Config) (*Store, error) {
 		"bootstrapped", cfg.Bootstrap && !existing, "log_index", s.openIndex, "restored_index", s.fsm.index.Load())
 	return s, nil
 }
+
+// Bootstrapped reports whether this start bootstrapped a new cluster
+// (Bootstrap set and no raft state in DataDir).
+func (s *Store) Bootstrapped() bool { return s.bootstrapped }
 
 // newTransport listens on addr and advertises advertise or, if that is
 // empty, the address it got (so that port 0 works).

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -121,9 +122,11 @@ func (c *cluster) add(id string, nonVoter bool) *member {
 		Timings:         c.cfg.timings,
 		MinRevisionWait: c.cfg.minRevisionWait,
 		JoinTimeout:     waitLong,
+		RootPrincipal:   "systemtest", // who the tests' writes are by
 	}
 	if len(c.members) > 0 {
 		m.cfg.Join = c.members[0].httpAddr()
+		m.cfg.Token = c.members[0].token()
 	}
 	c.members = append(c.members, m)
 	if err := m.start(); err != nil {
@@ -148,6 +151,19 @@ func freeAddr() (string, error) {
 // start runs the node with its configuration. A restart binds the same
 // ports again; one may be briefly taken (an outgoing connection can get it
 // as its local port), so binding is retried for a while.
+// token is the cluster's root operator token: the one n1 wrote when it
+// bootstrapped, or the one a joining member was given.
+func (m *member) token() string {
+	m.mu.Lock()
+	cfg := m.cfg
+	m.mu.Unlock()
+	if cfg.Token != "" {
+		return cfg.Token
+	}
+	b, _ := os.ReadFile(filepath.Join(cfg.DataDir, node.RootTokenFile))
+	return strings.TrimSpace(string(b))
+}
+
 func (m *member) start() error {
 	m.mu.Lock()
 	cfg, running := m.cfg, m.running != nil
@@ -374,6 +390,7 @@ func newClient(t *testing.T, retryFor time.Duration, ms ...*member) *client.Clie
 	cl, err := client.New(urls, client.Options{
 		RetryFor:   retryFor,
 		HTTPClient: &http.Client{Timeout: 20 * time.Second},
+		Token:      ms[0].token(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -383,11 +400,12 @@ func newClient(t *testing.T, retryFor time.Duration, ms ...*member) *client.Clie
 
 // getJSON GETs a node's URL and decodes the answer, or returns the API
 // error as a *client.Error.
-func getJSON(ctx context.Context, url string, out any) error {
+func getJSON(ctx context.Context, m *member, url string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
+	req.Header.Set("Authorization", "Bearer "+m.token())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -411,14 +429,14 @@ func versionsAt(ctx context.Context, m *member, minRevision uint64) ([]api.Versi
 	var resp struct {
 		Versions []api.VersionInfo `json:"versions"`
 	}
-	err := getJSON(ctx, fmt.Sprintf("%s/v1/policies/versions?min_revision=%d", m.URL(), minRevision), &resp)
+	err := getJSON(ctx, m, fmt.Sprintf("%s/v1/policies/versions?min_revision=%d", m.URL(), minRevision), &resp)
 	return resp.Versions, err
 }
 
 // appliedAt asks a node over HTTP for the revision it has applied.
 func appliedAt(ctx context.Context, m *member) (uint64, error) {
 	var cl api.Cluster
-	if err := getJSON(ctx, m.URL()+"/v1/cluster", &cl); err != nil {
+	if err := getJSON(ctx, m, m.URL()+"/v1/cluster", &cl); err != nil {
 		return 0, err
 	}
 	for _, n := range cl.Nodes {

@@ -33,7 +33,7 @@ func TestCrashUnderDecisionLoad(t *testing.T) {
 	n := startCrashNode(t, `["crm.*", "payments.refund"]`)
 	bin, data, httpAddr, raftAddr, proc, ctx, reg := n.bin, n.data, n.httpAddr, n.raftAddr, n.proc, context.Background(), n.reg
 
-	caller, _ := client.New([]string{"http://" + httpAddr}, client.Options{RetryFor: -1})
+	caller, _ := client.New([]string{"http://" + httpAddr}, client.Options{RetryFor: -1, Token: n.token})
 	check := func(id string) api.CheckRequest {
 		return api.CheckRequest{Subject: api.Entity{Type: "user", ID: id}, Action: api.Action{Name: "payments.refund"},
 			Resource: api.Entity{Type: "payment", ID: "p1"}}
@@ -122,7 +122,9 @@ func TestCrashUnderDecisionLoad(t *testing.T) {
 	}
 
 	proc = startServe(t, bin, data, httpAddr, raftAddr)
-	resp, err := http.Get("http://" + httpAddr + "/v1/audit/export")
+	req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/v1/audit/export", nil)
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

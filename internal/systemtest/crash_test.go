@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,7 +81,9 @@ func TestCrashKeepsAcknowledgedInvocations(t *testing.T) {
 	}
 
 	proc = startServe(t, bin, data, httpAddr, raftAddr)
-	resp, err := http.Get("http://" + httpAddr + "/v1/audit/export?kind=invocation")
+	req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/v1/audit/export?kind=invocation", nil)
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,11 +118,11 @@ func TestCrashKeepsAcknowledgedInvocations(t *testing.T) {
 	}
 }
 
-// startServe starts `aibos serve` and waits until it is ready.
 // crashNode is an aibos serve process with a policy allowing actions, the
 // orchestra crm (one write action, a loopback backend) and agent a1.
 type crashNode struct {
 	bin, data, httpAddr, raftAddr string
+	token                         string // the root token the node wrote at its first start
 	proc                          *exec.Cmd
 	reg                           api.AgentRegistration
 }
@@ -168,7 +171,12 @@ func startCrashNode(t *testing.T, actions string) crashNode {
 		w.Write([]byte(`{"ok":true}`))
 	}))
 	t.Cleanup(be.Close)
-	c, err := client.New([]string{"http://" + n.httpAddr}, client.Options{RetryFor: nodetest.WaitLong})
+	root, err := os.ReadFile(filepath.Join(n.data, "root-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.token = strings.TrimSpace(string(root))
+	c, err := client.New([]string{"http://" + n.httpAddr}, client.Options{RetryFor: nodetest.WaitLong, Token: n.token})
 	if err != nil {
 		t.Fatal(err)
 	}

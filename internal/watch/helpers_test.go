@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -24,14 +25,32 @@ func nodeConfig(t testing.TB, id string) node.Config { return nodetest.Config(t,
 
 func startNode(t testing.TB, cfg node.Config) *node.Node {
 	t.Helper()
-	return nodetest.Start(t, cfg)
+	n := nodetest.Start(t, cfg)
+	rootTokens.Store(n.URL(), nodetest.Token(n))
+	return n
+}
+
+// rootTokens maps a test node's URL to its cluster's root token, for the
+// raw requests of dial and get.
+var rootTokens sync.Map
+
+// authorize sets the root token of the node at base on hdr.
+func authorize(base string, hdr http.Header) http.Header {
+	if tok, ok := rootTokens.Load(base); ok {
+		hdr.Set("Authorization", "Bearer "+tok.(string))
+	}
+	return hdr
 }
 
 // startCluster starts one bootstrapping voter and joins the others to it;
 // nonVoters of them join as non-voters.
 func startCluster(t testing.TB, voters, nonVoters int, mod func(*node.Config)) []*node.Node {
 	t.Helper()
-	return nodetest.Cluster(t, voters, nonVoters, mod)
+	nodes := nodetest.Cluster(t, voters, nonVoters, mod)
+	for _, n := range nodes {
+		rootTokens.Store(n.URL(), nodetest.Token(n))
+	}
+	return nodes
 }
 
 func newClient(t testing.TB, nodes ...*node.Node) *client.Client {
@@ -82,7 +101,7 @@ func dial(t testing.TB, base, query string, rcvbuf int) *websocket.Conn {
 	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, base+"/v1/watch"+query, &websocket.DialOptions{HTTPClient: hc})
+	c, _, err := websocket.Dial(ctx, base+"/v1/watch"+query, &websocket.DialOptions{HTTPClient: hc, HTTPHeader: authorize(base, http.Header{})})
 	if err != nil {
 		t.Fatalf("dial watch %s: %v", query, err)
 	}

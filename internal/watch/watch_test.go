@@ -95,7 +95,9 @@ func TestResumeFromVersion(t *testing.T) {
 func TestBadWatchRequests(t *testing.T) {
 	n := startNode(t, nodeConfig(t, "n1"))
 	for _, q := range []string{"?from=x", "?from=-1", "?content=maybe", "?from=99999999999"} {
-		resp, err := http.Get(n.URL() + "/v1/watch" + q)
+		req, _ := http.NewRequest(http.MethodGet, n.URL()+"/v1/watch"+q, nil)
+		req.Header = authorize(n.URL(), req.Header)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

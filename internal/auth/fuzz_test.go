@@ -1,0 +1,64 @@
+package auth
+
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// FuzzParseAuthorization: any header value either parses to a token68
+// that appears in it after a case-insensitive "bearer", or is refused with
+// one of the package's errors; it never panics.
+func FuzzParseAuthorization(f *testing.F) {
+	for _, s := range []string{"", "Bearer x", "bearer aibos_op_" + strings.Repeat("A", 43), "Basic a", "Bearer  a==", "BeArEr\tb", "Bearer a b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		cred, err := ParseAuthorization(h)
+		if err != nil {
+			if !errors.Is(err, ErrNoCredential) && !errors.Is(err, ErrMalformed) {
+				t.Fatalf("%q: unexpected error %v", h, err)
+			}
+			if cred != "" {
+				t.Fatalf("%q: credential %q with error", h, cred)
+			}
+			return
+		}
+		if !strings.EqualFold(h[:6], "bearer") || !strings.Contains(h, cred) || !isToken68(cred) || len(cred) > maxCredential {
+			t.Fatalf("%q parsed to %q", h, cred)
+		}
+	})
+}
+
+// FuzzDecodeToken: a token decodes to 32 bytes that encode back to it, or
+// is not a kernel token, or is refused as malformed.
+func FuzzDecodeToken(f *testing.F) {
+	op, _, _ := NewOperatorToken(nil)
+	for _, s := range []string{op, "aibos_" + op[len(OperatorPrefix):], "aibos_op_", "aibos_x", "jwt.x.y", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		kind, raw, err := DecodeToken(s)
+		switch {
+		case err != nil:
+			if !errors.Is(err, ErrMalformed) || kind != TokenUnknown {
+				t.Fatalf("%q: %v %v", s, kind, err)
+			}
+		case kind == TokenOperator:
+			if OperatorPrefix+base64.RawURLEncoding.EncodeToString(raw) != s {
+				t.Fatalf("%q does not round-trip", s)
+			}
+		case kind == TokenAgent:
+			if AgentPrefix+base64.RawURLEncoding.EncodeToString(raw) != s {
+				t.Fatalf("%q does not round-trip", s)
+			}
+		case kind == TokenOther:
+			if strings.HasPrefix(s, AgentPrefix) {
+				t.Fatalf("%q: kernel prefix taken as another credential", s)
+			}
+		default:
+			t.Fatalf("%q: kind %v without error", s, kind)
+		}
+	})
+}
