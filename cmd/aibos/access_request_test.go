@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -25,7 +24,9 @@ func TestApproveAccessRequest(t *testing.T) {
 	}
 	post := func(path, body string) map[string]any {
 		t.Helper()
-		resp, err := http.Post(n.URL()+path, "application/json", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, n.URL()+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(nodetest.Authorize(req, n))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,12 +43,12 @@ func TestApproveAccessRequest(t *testing.T) {
 	sub, _ := json.Marshal(map[string]any{"evaluation_id": den["evaluation_id"], "expires_at": den["access_request"].(map[string]any)["expires_at"]})
 	id := post("/access/v1/requests", eval+`,"denial":`+string(sub)+`}`)["task"].(map[string]any)["id"].(string)
 
-	var out, errb bytes.Buffer
-	if run([]string{"approval", "list", "--server", n.URL()}, nil, &out, &errb) != exitOK || !strings.Contains(out.String(), id) || !strings.Contains(out.String(), "user:alice ") {
-		t.Fatalf("approval list: %s %s", out.String(), errb.String())
+	cl := newCLI(t, n, n.URL())
+	if r := cl.run("approval", "list"); r.code != exitOK || !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "user:alice ") {
+		t.Fatalf("approval list: %s %s", r.stdout, r.stderr)
 	}
-	if run([]string{"approval", "approve", id, "--as", "bob", "--reason", "ok", "--server", n.URL()}, nil, &out, &errb) != exitOK {
-		t.Fatalf("approval approve: %s", errb.String())
+	if r := cl.run("approval", "approve", id, "--as", "bob", "--reason", "ok"); r.code != exitOK {
+		t.Fatalf("approval approve: %s", r.stderr)
 	}
 	again := eval + `,"context":{"approval":{"id":"` + id + `"}}}`
 	if v := post("/access/v1/evaluation", again); v["decision"] != true {

@@ -71,7 +71,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case *setup:
-		resp, err := c.Publish(ctx, enginetest.GenerateBundle(*policies, namespaces), client.PublishOptions{Message: "bench bundle", Author: "aibos bench"})
+		resp, err := c.Publish(ctx, enginetest.GenerateBundle(*policies, namespaces), client.PublishOptions{Message: "bench bundle"})
 		if err != nil {
 			return apiFail(stderr, "bench: publish", err)
 		}

@@ -31,7 +31,7 @@ func TestBenchLeavesThePublishedBundleAlone(t *testing.T) {
 	ctx := context.Background()
 	bench := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
-		args = append([]string{"--server", n.URL(), "--duration", "200ms", "--concurrency", "2", "--policies", "40"}, args...)
+		args = append([]string{"--server", n.URL(), "--token-file", newCLI(t, n, n.URL()).tokenFile(""), "--duration", "200ms", "--concurrency", "2", "--policies", "40"}, args...)
 		code := cmdBench(args, &out, &errb)
 		return code, out.String(), errb.String()
 	}

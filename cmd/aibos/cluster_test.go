@@ -30,7 +30,7 @@ func TestClusterStatus(t *testing.T) {
 	if follower.Store.IsLeader() {
 		follower = nodes[2]
 	}
-	c := cli{t: t, server: follower.URL()}
+	c := newCLI(t, nodes[0], follower.URL())
 	r := c.must(exitOK, "cluster", "status", "--json")
 	var cl api.Cluster
 	if err := json.Unmarshal([]byte(r.stdout), &cl); err != nil || len(cl.Nodes) != 3 || cl.Leader == "" {
@@ -54,7 +54,7 @@ func TestClusterStatus(t *testing.T) {
 	deadURL := dead.URL()
 	dead.Kill()
 	alive := nodes[0]
-	c = cli{t: t, server: alive.URL()}
+	c = newCLI(t, nodes[0], alive.URL())
 	r = c.must(exitOK, "cluster", "status")
 	var row string
 	for _, line := range strings.Split(r.stdout, "\n") {
@@ -67,7 +67,7 @@ func TestClusterStatus(t *testing.T) {
 	}
 
 	// Pointed at a dead node: which one, and what to do.
-	c = cli{t: t, server: deadURL}
+	c = newCLI(t, nodes[0], deadURL)
 	r = c.run("cluster", "status", "--wait", "0")
 	if r.code != exitInvalid || !strings.Contains(r.stderr, "cannot reach a kernel node at "+deadURL) || !strings.Contains(r.stderr, "aibos serve") || strings.Contains(r.stderr, "dial tcp") {
 		t.Errorf("cluster status of a dead node: exit %d, stderr %q", r.code, r.stderr)
@@ -77,7 +77,7 @@ func TestClusterStatus(t *testing.T) {
 	for _, n := range nodes[1:] {
 		n.Kill()
 	}
-	c = cli{t: t, server: alive.URL()}
+	c = newCLI(t, nodes[0], alive.URL())
 	deadline := time.Now().Add(nodetest.WaitLong)
 	for {
 		r = c.run("cluster", "status", "--wait", "1s")

@@ -149,6 +149,11 @@ type cli struct {
 	files  *sync.Map // principal → token file
 }
 
+// newCLI is a CLI that talks to url with tokens of n's cluster.
+func newCLI(t *testing.T, n *node.Node, url string) cli {
+	return cli{t: t, server: url, n: n, files: &sync.Map{}}
+}
+
 // tokenFile is a file holding a token for principal ("" for the root).
 func (c cli) tokenFile(principal string) string {
 	c.t.Helper()
@@ -229,7 +234,7 @@ func tempFile(t *testing.T, name, data string) string {
 func gatewayCLI(t *testing.T) (cli, *cliBackend, string, string) {
 	n := nodetest.Start(t, nodetest.Config(t, "n1"))
 	be, beURL := startCLIBackend(t)
-	c := cli{t: t, server: n.URL(), n: n, files: &sync.Map{}}
+	c := newCLI(t, n, n.URL())
 
 	c.must(exitOK, "policy", "publish", tempFile(t, "gateway.yaml", cliGatewayPolicy), "--message", "gateway", "--author", "test")
 

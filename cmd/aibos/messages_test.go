@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
 // What the commands say, against a real node: each message says what
@@ -29,11 +31,11 @@ func TestCLIMessages(t *testing.T) {
 	if strings.Contains(r.stderr, "kill_") || !strings.Contains(r.stderr, "--reason") {
 		t.Errorf("kill set without --reason: %q", r.stderr)
 	}
-	sdk, err := client.New([]string{c.server}, client.Options{})
+	sdk, err := client.New([]string{c.server}, client.Options{Token: nodetest.Token(c.n)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sdk.Kill(context.Background(), api.KillRequest{Scope: api.KillAgent, Target: agent, By: "oncall"})
+	_, err = sdk.Kill(context.Background(), api.KillRequest{Scope: api.KillAgent, Target: agent})
 	if err == nil || strings.Contains(err.Error(), "kill_") || !strings.Contains(err.Error(), "reason") || !strings.Contains(err.Error(), agent) {
 		t.Errorf("POST /v1/kill without a reason: %v", err)
 	}
@@ -43,7 +45,14 @@ func TestCLIMessages(t *testing.T) {
 	if km == nil || !strings.Contains(r.stdout, "(global)") {
 		t.Fatalf("kill set global: %q", r.stdout)
 	}
-	c.must(exitOK, "kill", "lift", km[1], "--reason", "drill over")
+	// Lifting it takes a second person (the default system policy).
+	r = c.run("kill", "lift", km[1], "--reason", "drill over")
+	liftHeld := regexp.MustCompile(`aibos approval approve (apv_\w+)`).FindStringSubmatch(r.stderr)
+	if r.code != exitInvalid || liftHeld == nil {
+		t.Fatalf("kill lift of a global switch: exit %d, want it held\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	c.must(exitOK, "approval", "approve", liftHeld[1], "--as", "alice")
+	c.must(exitOK, "kill", "lift", km[1], "--reason", "drill over", "--approval", liftHeld[1])
 
 	// Unknown filter values are refused with the valid ones.
 	for _, tc := range []struct {

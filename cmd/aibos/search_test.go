@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -50,9 +49,8 @@ func TestSearchCommand(t *testing.T) {
 		{[]string{"search", "action", "--subject", "bob", "--resource", "record:r1"}, "want TYPE:ID", exitInvalid},
 		{[]string{"search", "everything"}, "Usage:", exitInvalid},
 	} {
-		var out, errb bytes.Buffer
-		code := run(append(tc.args, "--server", srv), nil, &out, &errb)
-		got := out.String() + errb.String()
+		r := newCLI(t, n, srv).run(tc.args...)
+		code, got := r.code, r.stdout+r.stderr
 		if code != tc.code || !strings.Contains(got, tc.want) {
 			t.Errorf("%v: exit %d, %q; want %d with %q", tc.args, code, got, tc.code, tc.want)
 		}

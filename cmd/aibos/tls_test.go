@@ -86,6 +86,7 @@ func TestTLSCommands(t *testing.T) {
 	if err := n.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Setenv("AIBOS_TOKEN", nodetest.Token(n))
 	if code, out, errs := runCLI("cluster", "status", "--server", n.URL(), "--tls-ca", filepath.Join(dir, "ca.crt")); code != exitOK || !strings.Contains(out, "leader n1") {
 		t.Fatalf("cluster status --tls-ca: %d %s %s", code, out, errs)
 	}
@@ -108,6 +109,7 @@ func TestTLSCommands(t *testing.T) {
 	cfg2 := nodetest.Config(t, "n2")
 	cfg2.Security = node.Security{Node: ident2, ClientCAs: pool}
 	n2 := nodetest.Start(t, cfg2)
+	t.Setenv("AIBOS_TOKEN", nodetest.Token(n2))
 	if code, _, errs := runCLI("cluster", "status", "--server", n2.URL()); code == exitOK {
 		t.Fatalf("cluster status without a client certificate: %d %s", code, errs)
 	}

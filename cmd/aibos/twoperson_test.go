@@ -3,7 +3,6 @@ package main
 import (
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aibos/kernel/internal/node/nodetest"
@@ -13,7 +12,7 @@ import (
 // held, approved by someone else, then redeemed with --approval.
 func TestKillLiftTwoPerson(t *testing.T) {
 	n := nodetest.Start(t, nodetest.Config(t, "n1"))
-	c := cli{t: t, server: n.URL(), n: n, files: &sync.Map{}}
+	c := newCLI(t, n, n.URL())
 	r := c.must(exitOK, "kill", "set", "--scope", "global", "--reason", "incident")
 	id := killLine.FindStringSubmatch(r.stdout)[1]
 	r = c.run("kill", "lift", id, "--reason", "over")
