@@ -103,7 +103,8 @@ func TestLongHandlersOutliveTheTimeouts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), nodetest.WaitLong)
 	defer cancel()
 
-	ws, _, err := websocket.Dial(ctx, "ws://"+n.HTTPAddr()+"/v1/watch?from=0", nil)
+	ws, _, err := websocket.Dial(ctx, "ws://"+n.HTTPAddr()+"/v1/watch?from=0",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + nodetest.Token(n)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,8 @@ func TestLongHandlersOutliveTheTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	resp, err := http.Get(n.URL() + "/v1/approvals/ap1?wait=1s")
+	req, _ := http.NewRequest(http.MethodGet, n.URL()+"/v1/approvals/ap1?wait=1s", nil)
+	resp, err := http.DefaultClient.Do(nodetest.Authorize(req, n))
 	if err != nil {
 		t.Fatalf("approval wait cut after %s: %v", time.Since(start), err)
 	}
@@ -129,10 +131,7 @@ func TestLongHandlersOutliveTheTimeouts(t *testing.T) {
 	}
 
 	// The watcher has been connected for longer than both timeouts now.
-	c, err := client.New([]string{n.URL()}, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := nodetest.Client(t, n)
 	if _, err := c.Publish(ctx, []api.File{{Name: "b.yaml", Data: []byte("kind: Policy\nname: p\nlayer: platform\nrules:\n  - {name: r, effect: allow, actions: [\"*\"]}\n")}}, client.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
