@@ -16,6 +16,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
+	kauth "github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/jcs"
 	"github.com/aibos/kernel/internal/store"
@@ -99,6 +100,23 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 		// RequireBearerToken names the metadata only when configured; the
 		// URL depends on the host the client used.
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer resource_metadata=%q", metadataURL(r)))
+		// Refused here, the 401 is the API's JSON error, as on every
+		// other route; what passes is verified again by the SDK's
+		// middleware, which carries the agent into the session.
+		tok, err := kauth.Credential(r)
+		if err == nil {
+			_, err = e.verify(r.Context(), tok, r)
+		}
+		if err != nil {
+			msg := err.Error()
+			if errors.Is(err, kauth.ErrNoCredential) {
+				msg = r.Method + " " + Path + " needs the agent's token: send the token issued at registration as 'Authorization: Bearer aibos_...'"
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: "unauthenticated", Message: msg}})
+			return
+		}
 		bearer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Del("WWW-Authenticate")
 			sdk.ServeHTTP(w, r)

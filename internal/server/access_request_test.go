@@ -131,10 +131,13 @@ func TestAccessRequestFlow(t *testing.T) {
 	if apv["kind"] != "access_request" || apv["agent"] != "user:alice" || apv["action"] != "doc.read" || !strings.Contains(string(mustJSON(apv["input"])), "customer renewal") {
 		t.Fatalf("approval as operators see it: %v", apv)
 	}
-	if resp, out := do(t, n.URL(), "POST", "/v1/approvals/"+id+"/approve", `{"approver":"alice"}`); resp.StatusCode != 403 {
+	alice, bob := nodetest.NewToken(t, n, "alice", "approver"), nodetest.NewToken(t, n, "bob", "approver")
+	if resp, out := doAs(t, n.URL(), alice, "POST", "/v1/approvals/"+id+"/approve", `{}`); resp.StatusCode != 403 {
 		t.Fatalf("the subject approved its own request: %d %s", resp.StatusCode, out)
 	}
-	post("/v1/approvals/"+id+"/approve", `{"approver":"bob","reason":"renewal"}`, 200)
+	if resp, out := doAs(t, n.URL(), bob, "POST", "/v1/approvals/"+id+"/approve", `{"reason":"renewal"}`); resp.StatusCode != 200 {
+		t.Fatalf("bob approves: %d %s", resp.StatusCode, out)
+	}
 	st := get("/access/v1/requests/" + id)
 	result, _ := st["result"].(map[string]any)
 	if st["task"].(map[string]any)["status"] != "approved" || result["mode"] != "reevaluate" || result["approval"].(map[string]any)["id"] != id {
@@ -175,7 +178,9 @@ func TestAccessRequestFlow(t *testing.T) {
 	// A second approval, approved but not used before it expires.
 	denial2 := post("/access/v1/evaluation", eval, 200)
 	id2 := post("/access/v1/requests", submission(eval, denial2), 202)["task"].(map[string]any)["id"].(string)
-	post("/v1/approvals/"+id2+"/approve", `{"approver":"bob"}`, 200)
+	if resp, out := doAs(t, n.URL(), bob, "POST", "/v1/approvals/"+id2+"/approve", `{}`); resp.StatusCode != 200 {
+		t.Fatalf("bob approves the second: %d %s", resp.StatusCode, out)
+	}
 	offset.Store(int64(2 * time.Hour))
 	if v := post("/access/v1/evaluation", withApproval(id2), 200); v["decision"] != false || ctxOf(v)["reason"] != "approval_expired" {
 		t.Fatalf("re-evaluation after expiry: %v", v)
@@ -211,20 +216,29 @@ func TestAccessRequestOnAReplica(t *testing.T) {
 	if err := replica.Store.WaitForRevision(ctx, v.Revision); err != nil {
 		t.Fatal(err)
 	}
-	post := func(path, body string) map[string]any {
+	bob, err := c.CreateToken(ctx, "bob", []string{"approver"}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.Store.WaitForRevision(ctx, nodes[0].Store.AppliedRevision()); err != nil { // the replica knows bob's token
+		t.Fatal(err)
+	}
+	root := nodetest.Token(nodes[0])
+	postAs := func(token, path, body string) map[string]any {
 		t.Helper()
-		resp, out := do(t, replica.URL(), "POST", path, body)
+		resp, out := doAs(t, replica.URL(), token, "POST", path, body)
 		var m map[string]any
 		if err := json.Unmarshal([]byte(out), &m); err != nil || resp.StatusCode >= 300 {
 			t.Fatalf("POST %s: %d %s", path, resp.StatusCode, out)
 		}
 		return m
 	}
+	post := func(path, body string) map[string]any { t.Helper(); return postAs(root, path, body) }
 	eval := `{"subject":{"type":"user","id":"alice"},"action":{"name":"doc.read"},"resource":{"type":"doc","id":"plan","properties":{"classification":"secret"}}`
 	den := post("/access/v1/evaluation", eval+`}`)["context"].(map[string]any)
 	sub, _ := json.Marshal(map[string]any{"evaluation_id": den["evaluation_id"], "expires_at": den["access_request"].(map[string]any)["expires_at"]})
 	id := post("/access/v1/requests", eval+`,"denial":`+string(sub)+`}`)["task"].(map[string]any)["id"].(string)
-	post("/v1/approvals/"+id+"/approve", `{"approver":"bob"}`)
+	postAs(bob.Secret, "/v1/approvals/"+id+"/approve", `{}`)
 	again := eval + `,"context":{"approval":{"id":"` + id + `"}}}`
 	if m := post("/access/v1/evaluation", again); m["decision"] != true {
 		t.Fatalf("re-evaluation on the replica: %v", m)

@@ -309,7 +309,17 @@ func TestHealthReadyMetricsCluster(t *testing.T) {
 	}
 }
 
+// do sends a request to base with the root token of the node there (see
+// startNode).
 func do(t testing.TB, base, method, path, body string) (*http.Response, string) {
+	t.Helper()
+	tok, _ := rootTokens.Load(base)
+	s, _ := tok.(string)
+	return doAs(t, base, s, method, path, body)
+}
+
+// doAs sends a request to base with token ("" for none).
+func doAs(t testing.TB, base, token, method, path, body string) (*http.Response, string) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -319,8 +329,8 @@ func do(t testing.TB, base, method, path, body string) (*http.Response, string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok, ok := rootTokens.Load(base); ok {
-		req.Header.Set("Authorization", "Bearer "+tok.(string))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
