@@ -35,7 +35,7 @@ func TestApprovalRunsOnce(t *testing.T) {
 	if _, err := os.Stat(path); err == nil {
 		t.Fatal("the file was written before approval")
 	}
-	if _, err := e.c.Approve(context.Background(), id, "alice", "looks fine"); err != nil {
+	if _, err := e.alice.Approve(context.Background(), id, "alice", "looks fine"); err != nil {
 		t.Fatal(err)
 	}
 	// Other arguments do not match the approval: a new one is asked for.
@@ -89,7 +89,7 @@ func TestKillMidCallCancelsAndNotifies(t *testing.T) {
 	case <-time.After(nodetest.WaitLong):
 		t.Fatal("no progress notification arrived")
 	}
-	if _, err := e.c.Kill(context.Background(), api.KillRequest{Scope: api.KillAction, Target: "everything.trigger-long-running-operation", Reason: "test", By: "alice"}); err != nil {
+	if _, err := e.alice.Kill(context.Background(), api.KillRequest{Scope: api.KillAction, Target: "everything.trigger-long-running-operation", Reason: "test", By: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	a := <-done
@@ -173,7 +173,7 @@ func TestDefinitionChangeQuarantines(t *testing.T) {
 		}
 	}
 	// The operator accepts the new definition: audited, then callable.
-	acc, err := e.c.AcceptOrchestra(context.Background(), "own", "greet", "alice")
+	acc, err := e.alice.AcceptOrchestra(context.Background(), "own", "greet", "alice")
 	if err != nil || len(acc.Accepted) != 1 || acc.Accepted[0] != "greet" {
 		t.Fatalf("accept: %+v %v", acc, err)
 	}
@@ -258,7 +258,7 @@ func TestApprovalThroughFollower(t *testing.T) {
 	if errCode(r) != "approval_required" || id == "" {
 		t.Fatalf("held on the follower: %v %q", errCode(r), text(r))
 	}
-	if _, err := e.c.Approve(context.Background(), id, "alice", "ok"); err != nil {
+	if _, err := e.alice.Approve(context.Background(), id, "alice", "ok"); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -296,7 +296,7 @@ func TestKillCancelsUpstreamRequest(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, err := e.c.Kill(context.Background(), api.KillRequest{Scope: api.KillAgent, Target: "bot", Reason: "runaway", By: "alice"}); err != nil {
+	if _, err := e.alice.Kill(context.Background(), api.KillRequest{Scope: api.KillAgent, Target: "bot", Reason: "runaway", By: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -324,7 +324,7 @@ func TestApprovalTypeScriptClient(t *testing.T) {
 	if r["isError"] != true || id == "" || !strings.Contains(string(b), "approval_required") {
 		t.Fatalf("ts client, held call: %s", b)
 	}
-	if _, err := e.c.Approve(context.Background(), id, "alice", "ok"); err != nil {
+	if _, err := e.alice.Approve(context.Background(), id, "alice", "ok"); err != nil {
 		t.Fatal(err)
 	}
 	res = e.tsClient("bot", []map[string]any{step})
@@ -393,7 +393,7 @@ func TestApprovalByElicitation(t *testing.T) {
 	if id == "" || !strings.Contains(msg, id) {
 		t.Fatalf("elicitation %q does not name the pending approval %q", msg, id)
 	}
-	if _, err := e.c.Approve(context.Background(), id, "alice", "ok"); err != nil {
+	if _, err := e.alice.Approve(context.Background(), id, "alice", "ok"); err != nil {
 		t.Fatal(err)
 	}
 	if r := <-done; r.IsError {

@@ -75,9 +75,10 @@ rules:
 type env struct {
 	t      testing.TB
 	n      *node.Node
-	c      *client.Client
-	dir    string // npm dir
-	node   string // node binary
+	c      *client.Client // the root token's
+	alice  *client.Client // an admin named alice, who approves and kills
+	dir    string         // npm dir
+	node   string         // node binary
 	fsRoot string
 	tokens map[string]string
 }
@@ -97,6 +98,7 @@ func setupOn(t testing.TB, nodes []*node.Node, extra ...api.Orchestra) *env {
 	dir, nodeBin := requireNode(t)
 	n := nodes[0]
 	e := &env{t: t, n: n, c: nodetest.Client(t, nodes...), dir: dir, node: nodeBin, fsRoot: t.TempDir(), tokens: map[string]string{}}
+	e.alice = nodetest.ClientAs(t, "alice", []string{"admin"}, nodes...)
 	ctx := context.Background()
 	if _, err := e.c.Publish(ctx, []api.File{{Name: "mcp.yaml", Data: []byte(testPolicy)}}, client.PublishOptions{}); err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func TestRestartServesNoOlderState(t *testing.T) {
 				target = c.others(c.leaderAmong())[0]
 			}
 			h := newRestartHistory(t, ctx, c, target, tc.snapshot)
-			p := &restartProbe{t: t, url: target.URL(), h: h, hc: &http.Client{Timeout: 20 * time.Second}}
+			p := &restartProbe{t: t, url: target.URL(), h: h, hc: &http.Client{Timeout: 20 * time.Second}, op: c.members[0].token()}
 			p.current.Store(h.current(ctx, c))
 			pctx, stop := context.WithCancel(ctx)
 			var wg sync.WaitGroup
@@ -191,7 +191,7 @@ func newRestartHistory(t *testing.T, ctx context.Context, c *cluster, target *me
 		}
 	}
 	settle(t, "kill switch", func() error {
-		_, err := cl.Kill(ctx, api.KillRequest{Scope: api.KillAgent, Target: "stopped", Reason: "stopped before the restart", By: "oncall"})
+		_, err := cl.Kill(ctx, api.KillRequest{Scope: api.KillAgent, Target: "stopped", Reason: "stopped before the restart"})
 		return err
 	})
 	putEntities(t, ctx, cl, api.Entity{Type: "agent", ID: "a1", Properties: map[string]any{"roles": []any{"reader"}}})
@@ -232,6 +232,7 @@ type restartProbe struct {
 	url       string
 	h         *restartHistory
 	hc        *http.Client
+	op        string // an operator token for checks and reads (the root token)
 	restarted atomic.Bool
 	current   atomic.Uint64 // the current version
 	// epoch is odd from just before the node stops until its restart
@@ -369,7 +370,7 @@ func (p *restartProbe) checks(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		a, ok := p.call(ctx, http.MethodPost, "/v1/check", "", queryBy("a1", 0))
+		a, ok := p.call(ctx, http.MethodPost, "/v1/check", p.op, queryBy("a1", 0))
 		if !ok {
 			continue
 		}
@@ -397,7 +398,7 @@ func (p *restartProbe) checks(ctx context.Context) {
 // versions lists the bundle versions: all of them, or not_ready.
 func (p *restartProbe) versions(ctx context.Context) {
 	for ctx.Err() == nil {
-		a, ok := p.call(ctx, http.MethodGet, "/v1/policies/versions", "", nil)
+		a, ok := p.call(ctx, http.MethodGet, "/v1/policies/versions", p.op, nil)
 		if !ok || p.notReadyAnswer("versions", a, false) {
 			continue
 		}

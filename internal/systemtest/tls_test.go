@@ -32,9 +32,10 @@ import (
 
 // pki is a cluster CA in a directory, issuing certificate files.
 type pki struct {
-	t   *testing.T
-	dir string
-	ca  *certs.CA
+	t    *testing.T
+	dir  string
+	ca   *certs.CA
+	root string // the root token of the cluster startTLSCluster started
 }
 
 func newPKI(t *testing.T) *pki {
@@ -123,8 +124,12 @@ func startTLSCluster(t *testing.T, p *pki, n int) []*node.Node {
 		cfg.Security.Node = ident
 		if i > 0 {
 			cfg.Join = nodes[0].HTTPAddr()
+			cfg.Token = p.root
 		}
 		nodes = append(nodes, nodetest.Start(t, cfg))
+		if i == 0 {
+			p.root = nodes[0].RootToken()
+		}
 	}
 	return nodes
 }
@@ -136,7 +141,7 @@ func tlsClient(t *testing.T, p *pki, nodes ...*node.Node) *client.Client {
 	for _, n := range nodes {
 		urls = append(urls, n.URL())
 	}
-	c, err := client.New(urls, client.Options{RetryFor: waitLong, TLS: &tls.Config{RootCAs: p.pool()}})
+	c, err := client.New(urls, client.Options{RetryFor: waitLong, TLS: &tls.Config{RootCAs: p.pool()}, Token: p.root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +227,7 @@ func TestTLSClusterReplicates(t *testing.T) {
 		strings.NewReader(`{"entities":[{"type":"table","id":"t2"}]}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Aibos-Forwarded", "1")
+	req.Header.Set("Authorization", "Bearer "+p.root)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool()}}}
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Do(req)
@@ -283,6 +289,7 @@ func TestTLSStrangersCannotJoin(t *testing.T) {
 				cfg.Join = leader.HTTPAddr()
 				cfg.JoinTimeout = 3 * time.Second
 				cfg.Security.Node = tc.ident
+				cfg.Token = p.root // even with the root token: the certificate decides
 				n, err := node.Start(context.Background(), cfg)
 				if err == nil {
 					n.Close()
@@ -330,6 +337,7 @@ func rawJoin(p *pki, target *node.Node, cert *tls.Certificate, req server.JoinRe
 	body, _ := json.Marshal(req)
 	hreq, _ := http.NewRequest(http.MethodPost, target.URL()+"/v1/cluster/join", bytes.NewReader(body))
 	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Authorization", "Bearer "+p.root) // even with the root token: the certificate decides
 	for i := 0; i+1 < len(hdr); i += 2 {
 		hreq.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -555,7 +563,9 @@ func TestJoinUnreachableRaftRefused(t *testing.T) {
 	dead := ln.Addr().String()
 	ln.Close()
 	body, _ := json.Marshal(server.JoinRequest{ID: "ghost", Raft: dead, HTTP: "127.0.0.1:1"})
-	resp, err := http.Post(n.URL()+"/v1/cluster/join", "application/json", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, n.URL()+"/v1/cluster/join", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(nodetest.Authorize(req, n))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -654,12 +664,15 @@ func TestTLSClientCA(t *testing.T) {
 			}
 			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tcfg}, Timeout: 10 * time.Second}
 			defer hc.CloseIdleConnections()
-			resp, err := hc.Get(n.URL() + "/v1/cluster")
+			req, _ := http.NewRequest(http.MethodGet, n.URL()+"/v1/cluster", nil)
+			resp, err := hc.Do(nodetest.Authorize(req, n))
+			status := 0
 			if err == nil {
 				resp.Body.Close()
+				status = resp.StatusCode
 			}
-			if tc.ok != (err == nil && resp.StatusCode == http.StatusOK) {
-				t.Fatalf("GET /v1/cluster: %v (want served: %v)", err, tc.ok)
+			if tc.ok != (err == nil && status == http.StatusOK) {
+				t.Fatalf("GET /v1/cluster: %d %v (want served: %v)", status, err, tc.ok)
 			}
 		})
 	}
@@ -678,6 +691,7 @@ func TestTLSNodeCertificateReload(t *testing.T) {
 	cfg := nodetest.Config(t, "n1")
 	cfg.Security.Node = ident
 	n := nodetest.Start(t, cfg)
+	p.root = n.RootToken()
 	peer := p.tlsCert("n9", certs.Request{NodeID: "n9"}) // another node of the cluster's CA
 	serials := func() (raftSerial, httpSerial string) {
 		t.Helper()
