@@ -75,7 +75,7 @@ func (s *Server) probePeer(ctx context.Context, n *api.Node) {
 		n.Status, n.Detail = api.NodeUnreachable, "its HTTP address is not known yet (it has not finished joining)"
 		return
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTP+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.peerScheme()+"://"+n.HTTP+"/readyz", nil)
 	if err != nil {
 		n.Status, n.Detail = api.NodeUnreachable, err.Error()
 		return

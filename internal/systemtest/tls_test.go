@@ -189,6 +189,9 @@ func TestTLSClusterReplicates(t *testing.T) {
 			if m.Role == "nonvoter" {
 				return fmt.Errorf("%s is still a non-voter", m.ID)
 			}
+			if m.Status != api.NodeReady { // n1 probes its peers over TLS
+				return fmt.Errorf("%s is %s: %s", m.ID, m.Status, m.Detail)
+			}
 		}
 		return nil
 	})
