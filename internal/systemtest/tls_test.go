@@ -178,7 +178,9 @@ func TestTLSClusterReplicates(t *testing.T) {
 		}
 	}
 	eventually(t, waitLong, "three voters", func() error {
-		cl, err := tlsClient(t, p, nodes[0]).Cluster(ctx)
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second) // each try is short: eventually retries
+		defer cancel()
+		cl, err := tlsClient(t, p, nodes[0]).Cluster(cctx)
 		if err != nil {
 			return err
 		}
