@@ -93,7 +93,15 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return e.srv }, &mcp.StreamableHTTPOptions{
 		Logger: m.log, SessionTimeout: 30 * time.Minute,
 	})
-	bearer := auth.RequireBearerToken(e.verify, &auth.RequireBearerTokenOptions{
+	// The agent is verified once, below; the SDK's middleware only
+	// carries the result into the session.
+	verified := func(ctx context.Context, token string, r *http.Request) (*auth.TokenInfo, error) {
+		if info, ok := ctx.Value(verifiedKey{}).(*auth.TokenInfo); ok {
+			return info, nil
+		}
+		return e.verify(ctx, token, r)
+	}
+	bearer := auth.RequireBearerToken(verified, &auth.RequireBearerTokenOptions{
 		ResourceMetadataURL: "", AllowMissingExpiration: true,
 	})
 	e.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -101,11 +109,11 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 		// URL depends on the host the client used.
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer resource_metadata=%q", metadataURL(r)))
 		// Refused here, the 401 is the API's JSON error, as on every
-		// other route; what passes is verified again by the SDK's
-		// middleware, which carries the agent into the session.
+		// other route.
+		var info *auth.TokenInfo
 		tok, err := kauth.Credential(r)
 		if err == nil {
-			_, err = e.verify(r.Context(), tok, r)
+			info, err = e.verify(r.Context(), tok, r)
 		}
 		if err != nil {
 			msg := err.Error()
@@ -117,6 +125,7 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 			json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: "unauthenticated", Message: msg}})
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), verifiedKey{}, info))
 		bearer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Del("WWW-Authenticate")
 			sdk.ServeHTTP(w, r)
@@ -125,6 +134,10 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 	m.OnToolsChanged(e.toolsChanged)
 	return e
 }
+
+// verifiedKey holds the *auth.TokenInfo of the agent the endpoint has
+// verified for a request.
+type verifiedKey struct{}
 
 func baseURL(r *http.Request) string {
 	scheme := "http"
