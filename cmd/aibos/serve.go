@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/aibos/kernel/internal/auth"
 	"io"
 	"log/slog"
 	"math"
@@ -61,6 +62,21 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.HTTP.WriteTimeout, "http-write-timeout", 60*time.Second, "a request must be answered within this from the end of its headers; the watch stream, approval waits, exports, publishes, simulations and invocations extend their own (0: no bound)")
 	fs.DurationVar(&cfg.HTTP.IdleTimeout, "http-idle-timeout", 60*time.Second, "a keep-alive connection with no next request is closed after this (0: the read timeout)")
 	fs.IntVar(&cfg.HTTP.MaxConns, "http-max-conns", 16384, "HTTP connections open at once, watchers included; further ones wait to be accepted until one closes (0: no limit)")
+	fs.StringVar(&cfg.OIDC.Issuer, "oidc-issuer", "", "accept operators' ID tokens (JWTs) of this OpenID Connect issuer, its exact iss (empty: kernel tokens only)")
+	fs.StringVar(&cfg.OIDC.Audience, "oidc-audience", "", "with --oidc-issuer: the aud the ID tokens must hold (the kernel's client id at the issuer)")
+	fs.StringVar(&cfg.OIDC.JWKSFile, "oidc-jwks-file", "", "with --oidc-issuer: file of the issuer's public keys (JWKS), to verify without ever calling the issuer (empty: --oidc-jwks-url, else the issuer's discovery document)")
+	fs.StringVar(&cfg.OIDC.JWKSURL, "oidc-jwks-url", "", "with --oidc-issuer: URL of the issuer's public keys (JWKS), fetched once and again only for an unknown key")
+	fs.StringVar(&cfg.OIDC.PrincipalClaim, "oidc-principal-claim", "sub", "with --oidc-issuer: the claim that names the operator (sub, email, preferred_username…)")
+	fs.StringVar(&cfg.OIDC.RoleClaim, "oidc-role-claim", "groups", "with --oidc-issuer: the claim (a string or a list) whose values --oidc-role-map maps to roles")
+	fs.StringVar(&cfg.OIDC.TenantClaim, "oidc-tenant-claim", "", "with --oidc-issuer: a claim (a string or a list) of the tenants an operator is limited to (empty: no limit)")
+	fs.Func("oidc-role-map", "with --oidc-issuer: group=role[,role…][;group=role…], e.g. 'platform=admin;sre=operator,auditor' (unset: a group named as a built-in role is that role; a group not mapped grants nothing)", func(v string) error {
+		m, err := auth.ParseRoleMap(v)
+		if err != nil {
+			return err
+		}
+		cfg.OIDC.RoleMap = m
+		return nil
+	})
 	var tf tlsFlags
 	tf.add(fs.FlagSet)
 	if code, ok := fs.parse(args); !ok {
@@ -68,6 +84,15 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if *sample < 0 || *sample > 1 {
 		fmt.Fprintf(stderr, "aibos serve: -decision-log-sample %v: want a fraction from 0 (no log) to 1 (every decision)\n", *sample)
+		return exitInvalid
+	}
+	if cfg.OIDC.Enabled() {
+		if err := cfg.OIDC.Check(); err != nil {
+			fmt.Fprintf(stderr, "aibos serve: %v\n", err)
+			return exitInvalid
+		}
+	} else if cfg.OIDC.Audience != "" || cfg.OIDC.JWKSFile != "" || cfg.OIDC.JWKSURL != "" || cfg.OIDC.RoleMap != nil || cfg.OIDC.TenantClaim != "" {
+		fmt.Fprintf(stderr, "aibos serve: the --oidc-* flags need --oidc-issuer, the issuer whose tokens to accept\n")
 		return exitInvalid
 	}
 	if cfg.Join != "" {

@@ -62,3 +62,38 @@ func FuzzDecodeToken(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseJWKS: any input is a set of public keys or an error; never a
+// panic, never a private key.
+func FuzzParseJWKS(f *testing.F) {
+	f.Add([]byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","use":"sig"}]}`))
+	f.Add([]byte(`{"keys":[]}`))
+	f.Add([]byte(`{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, err := ParseJWKS(data)
+		if err == nil && len(keys) == 0 {
+			t.Fatal("no error and no keys")
+		}
+	})
+}
+
+// FuzzParseRoleMap: a role map either parses to built-in roles only or is
+// refused.
+func FuzzParseRoleMap(f *testing.F) {
+	for _, s := range []string{"", "a=admin", "a=admin,auditor;b=pep", "=x", "a=", "a=root;;b=node"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseRoleMap(s)
+		if err != nil {
+			return
+		}
+		for g, roles := range m {
+			for _, r := range roles {
+				if !ValidRole(r) {
+					t.Fatalf("%q gives %q the role %q", s, g, r)
+				}
+			}
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
@@ -29,11 +30,14 @@ type VerifierConfig struct {
 	Agents AgentStore
 	// Now is the clock expiry is checked against; nil: time.Now.
 	Now func() time.Time
+	// OIDC, if its Issuer is set, accepts the issuer's ID tokens too.
+	OIDC OIDCConfig
 }
 
 // Verifier turns a request's credential into a Principal.
 type Verifier struct {
-	cfg VerifierConfig
+	cfg  VerifierConfig
+	oidc *oidcVerifier // nil: no OIDC issuer is trusted
 }
 
 // NewVerifier checks cfg and returns a Verifier.
@@ -44,7 +48,16 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Verifier{cfg: cfg}, nil
+	v := &Verifier{cfg: cfg}
+	if cfg.OIDC.Enabled() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		var err error
+		if v.oidc, err = newOIDCVerifier(ctx, cfg.OIDC, cfg.Now); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
 }
 
 // Authenticate verifies the Bearer credential of r.
@@ -83,6 +96,9 @@ func (v *Verifier) Verify(cred string) (Principal, error) {
 		}
 		return Principal{Name: a.ID, Kind: KindAgent, Accessor: a.ID, Tenants: []string{a.Tenant}}, nil
 	default:
+		if v.oidc != nil {
+			return v.oidc.verify(context.Background(), cred)
+		}
 		return Principal{}, fmt.Errorf("%w: the credential is not a kernel token (aibos_op_… for operators, aibos_… for agents)", ErrMalformed)
 	}
 }

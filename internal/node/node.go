@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/aibos/kernel/internal/auth"
 	"io"
 	"log/slog"
 	"net"
@@ -94,6 +95,8 @@ type Config struct {
 	// RootPrincipal names the principal of the root token a new cluster
 	// makes (root).
 	RootPrincipal string
+	// OIDC: see server.Config.
+	OIDC auth.OIDCConfig
 	// AuthFailureLimit and AuthFailureWindow: see server.Config.
 	AuthFailureLimit  int
 	AuthFailureWindow time.Duration
@@ -333,6 +336,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		BundleLimits: cfg.BundleLimits,
 		MCP:          n.MCP,
 		System:       n.System, NodeToken: nodeToken, AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureWindow: cfg.AuthFailureWindow,
+		OIDC: cfg.OIDC,
 	})
 	if err != nil {
 		n.MCP.Close()

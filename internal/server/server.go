@@ -135,6 +135,9 @@ type Config struct {
 	// of the leader (a rollout's automatic abort from a follower); empty:
 	// such requests go without one and the leader refuses them.
 	NodeToken string
+	// OIDC, if its Issuer is set, accepts that issuer's ID tokens as
+	// operator credentials (auth.OIDCConfig).
+	OIDC auth.OIDCConfig
 	// AuthFailureLimit failed authentications from one source address in
 	// AuthFailureWindow make it wait for the window's end (429). Zero
 	// means 20 in 1 min.
@@ -225,7 +228,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	if s.verifier, err = auth.NewVerifier(auth.VerifierConfig{Tokens: cfg.Store, Agents: cfg.Store, Now: cfg.Now}); err != nil {
+	if s.verifier, err = auth.NewVerifier(auth.VerifierConfig{Tokens: cfg.Store, Agents: cfg.Store, Now: cfg.Now, OIDC: cfg.OIDC}); err != nil {
 		return nil, err
 	}
 	m, err := newMetrics(cfg.Registerer)
