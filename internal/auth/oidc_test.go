@@ -73,7 +73,7 @@ func TestOIDCRefusalsSayWhichCheckFailed(t *testing.T) {
 	claims := map[string]any{"email": "ana@example.test"}
 	for _, c := range []struct {
 		name, tok, want string
-		is             error
+		is              error
 	}{
 		{"expired", is.Token(t, "u", -time.Minute, claims), "expired", ErrExpired},
 		{"audience", is.Token(t, "u", time.Hour, map[string]any{"email": "a", "aud": "someone-else"}), "wrong audience", ErrUnknown},
@@ -158,4 +158,57 @@ func FuzzOIDCVerify(f *testing.F) {
 			t.Fatalf("%q authenticated as %+v", cred, p)
 		}
 	})
+}
+
+// BenchmarkOIDCVerify is what an ID token costs per request: the first
+// time, the JWT's parse, its ES256 signature, the claims and the role map;
+// again, the remembered principal.
+//
+//	go test -run '^$' -bench OIDCVerify -benchmem ./internal/auth/
+func BenchmarkOIDCVerify(b *testing.B) {
+	is := authtest.NewIssuer(b, testIssuer, "aibos")
+	st := oneToken{}
+	v, err := NewVerifier(VerifierConfig{Tokens: st, Agents: st, OIDC: OIDCConfig{Issuer: is.URL, Audience: "aibos", JWKSFile: is.JWKSFile, RoleMap: map[string][]string{"g": {RolePEP}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok := is.Token(b, "u", time.Hour, map[string]any{"groups": []string{"g"}})
+	for _, first := range []bool{true, false} {
+		name := map[bool]string{true: "first", false: "again"}[first]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if first {
+					v.oidc.mu.Lock()
+					clear(v.oidc.verified)
+					v.oidc.mu.Unlock()
+				}
+				if _, err := v.Verify(tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// A remembered token still expires when its exp passes.
+func TestOIDCRememberedTokenExpires(t *testing.T) {
+	is := authtest.NewIssuer(t, testIssuer, "aibos")
+	now := time.Now()
+	st := oneToken{}
+	v, err := NewVerifier(VerifierConfig{Tokens: st, Agents: st, Now: func() time.Time { return now },
+		OIDC: OIDCConfig{Issuer: is.URL, Audience: "aibos", JWKSFile: is.JWKSFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := is.Token(t, "u", 10*time.Minute, nil)
+	for range 2 {
+		if _, err := v.Verify(tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(11 * time.Minute)
+	if _, err := v.Verify(tok); !errors.Is(err, ErrExpired) {
+		t.Fatalf("after exp: %v", err)
+	}
 }
