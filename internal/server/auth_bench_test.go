@@ -17,9 +17,10 @@ import (
 
 // BenchmarkCheckAuth puts single checks with and without authentication
 // side by side (DESIGN.md §5: auth costs at most 5 % of single-check
-// throughput): auth=off calls /v1/check's handler without its guard, as
-// before the kernel authenticated its API; auth=pep sends a pep token
-// through the guard (parse, SHA-256, token lookup, system decision).
+// throughput): auth=off serves /v1/check through a mux of the same routes
+// without their guards, as before the kernel authenticated its API;
+// auth=pep sends a pep token through the guard (origin and media checks,
+// failure limiter, parse, SHA-256, token lookup, system decision).
 //
 //	go test -run '^$' -bench 'CheckAuth' -benchtime 2s -count 5 ./internal/server/
 func BenchmarkCheckAuth(b *testing.B) {
@@ -29,7 +30,7 @@ func BenchmarkCheckAuth(b *testing.B) {
 	}
 	pep := "Bearer " + nodetest.NewToken(b, n, "a-pep", "pep")
 	body, _ := json.Marshal(benchChecks(1)[0])
-	unguarded := n.Server.UnguardedHandler("POST /v1/check")
+	unguarded := n.Server.UnguardedServer()
 	for _, mode := range []struct {
 		name  string
 		serve http.HandlerFunc
@@ -83,7 +84,7 @@ func BenchmarkCheckAuthInterleaved(b *testing.B) {
 	}
 	pep := "Bearer " + nodetest.NewToken(b, n, "a-pep", "pep")
 	body, _ := json.Marshal(benchChecks(1)[0])
-	unguarded := n.Server.UnguardedHandler("POST /v1/check")
+	unguarded := n.Server.UnguardedServer()
 	one := func(h http.HandlerFunc, auth string) {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("POST", "/v1/check", bytes.NewReader(body))
