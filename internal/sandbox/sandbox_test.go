@@ -1,0 +1,331 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/node"
+	"github.com/aibos/kernel/internal/node/nodetest"
+	"github.com/aibos/kernel/internal/sandbox"
+)
+
+// The guests are built once per test binary with the plain Go toolchain
+// (GOOS=wasip1 GOARCH=wasm, -buildmode=c-shared), on first use.
+var (
+	buildDir  string
+	buildMu   sync.Mutex
+	buildDone = map[string][]byte{}
+)
+
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "sandbox-guests-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	buildDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
+// guest builds testdata/name and returns the module.
+func guest(t testing.TB, name string) []byte {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if b, ok := buildDone[name]; ok {
+		return b
+	}
+	out := filepath.Join(buildDir, name+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/"+name)
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build guest %s: %v\n%s", name, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buildDone[name] = b
+	return b
+}
+
+const policy = `
+kind: Policy
+name: sandbox
+layer: platform
+rules:
+  - name: audit-reads
+    effect: allow
+    actions: ["kernel.audit.query"]
+    when: subject.properties.tenant == "acme"
+`
+
+type env struct {
+	t *testing.T
+	n *node.Node
+	c *client.Client
+}
+
+func start(t *testing.T) *env {
+	cfg := nodetest.Config(t, "n1")
+	cfg.Sandbox = sandbox.Config{Backoff: 5 * time.Millisecond, MaxRestarts: 2, ParkAfter: time.Minute}
+	n := nodetest.Start(t, cfg)
+	c := nodetest.Client(t, n)
+	if _, err := c.Publish(context.Background(), []api.File{{Name: "p.yaml", Data: []byte(policy)}}, client.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, n: n, c: c}
+}
+
+// register registers an agent with a sandbox profile; mode selects the
+// test guest's behaviour.
+func (e *env) register(id, mode string, profile map[string]any) string {
+	if profile == nil {
+		profile = map[string]any{}
+	}
+	profile["config"] = map[string]any{"mode": mode, "action": "kernel.audit.query"}
+	reg, err := e.c.RegisterAgent(context.Background(), api.AgentManifest{
+		ID: id, Version: "1", Tenant: "acme", Capabilities: []string{"kernel.audit.query"}, Sandbox: profile,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return reg.Token
+}
+
+func (e *env) do(method, path string, body []byte) (int, []byte) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.n.URL()+path, bytes.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (e *env) deploy(id string, wasm []byte) {
+	e.t.Helper()
+	if st, b := e.do("PUT", "/v1/agents/"+id+"/module", wasm); st != 200 {
+		e.t.Fatalf("deploy: %d %s", st, b)
+	}
+}
+
+func (e *env) startAgent(id string) {
+	e.t.Helper()
+	if st, b := e.do("POST", "/v1/agents/"+id+"/start", nil); st != 200 {
+		e.t.Fatalf("start: %d %s", st, b)
+	}
+}
+
+func (e *env) status(id string) api.AgentRuntime {
+	e.t.Helper()
+	st, b := e.do("GET", "/v1/agents/"+id+"/runtime", nil)
+	if st != 200 {
+		e.t.Fatalf("runtime: %d %s", st, b)
+	}
+	var r api.AgentRuntime
+	if err := json.Unmarshal(b, &r); err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+// waitFor polls cond for up to 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (e *env) kv(id, key string) ([]byte, bool) { return e.n.Store.AgentKV(id, key) }
+
+func TestDeployRefusesForbiddenImport(t *testing.T) {
+	e := start(t)
+	e.register("a1", "echo", nil)
+	st, b := e.do("PUT", "/v1/agents/a1/module", guest(t, "forbidden"))
+	if st != http.StatusUnprocessableEntity || !strings.Contains(string(b), "wasi_snapshot_preview1.path_open") || !strings.Contains(string(b), "not allowed in the sandbox") {
+		t.Fatalf("forbidden import: %d %s", st, b)
+	}
+	if st, b := e.do("PUT", "/v1/agents/a1/module", []byte("not wasm at all")); st != http.StatusUnprocessableEntity || !strings.Contains(string(b), "not a WebAssembly binary") {
+		t.Fatalf("garbage: %d %s", st, b)
+	}
+	if st, _ := e.do("PUT", "/v1/agents/nobody/module", guest(t, "agent")); st != http.StatusNotFound {
+		t.Fatalf("unknown agent: %d", st)
+	}
+	if ms := e.n.Store.AgentModules("a1"); len(ms) != 0 {
+		t.Fatalf("a refused module was stored: %+v", ms)
+	}
+	// A good module is stored by its digest; a third deploy keeps two.
+	e.deploy("a1", guest(t, "agent"))
+	if ms := e.n.Store.AgentModules("a1"); len(ms) != 1 || len(ms[0].SHA256) != 64 {
+		t.Fatalf("modules: %+v", ms)
+	}
+}
+
+func TestHostCallSameAsHTTP(t *testing.T) {
+	e := start(t)
+	token := e.register("a1", "echo", nil)
+	e.deploy("a1", guest(t, "agent"))
+	e.startAgent("a1")
+	waitFor(t, "the start tick's invocation", func() bool { _, ok := e.kv("a1", "last"); return ok })
+	waitFor(t, "the timer tick", func() bool { _, ok := e.kv("a1", "timer"); return ok })
+
+	raw, _ := e.kv("a1", "last")
+	var viaHost struct {
+		api.InvokeResponse
+		HTTPStatus int `json:"http_status"`
+	}
+	if err := json.Unmarshal(raw, &viaHost); err != nil {
+		t.Fatal(err)
+	}
+	viaHTTP, err := e.c.Invoke(context.Background(), token, "kernel.audit.query", api.InvokeRequest{Input: json.RawMessage(`{"limit":1}`)}, client.InvokeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if viaHost.Decision != viaHTTP.Decision || viaHost.Version != viaHTTP.Version || viaHost.ArgsDigest != viaHTTP.ArgsDigest ||
+		fmt.Sprint(viaHost.Reasons) != fmt.Sprint(viaHTTP.Reasons) || viaHost.HTTPStatus != 200 || viaHost.Decision != api.Allow {
+		t.Fatalf("host call %+v\nHTTP %+v", viaHost.InvokeResponse, viaHTTP)
+	}
+	// The host call's audit record is marked as from the sandbox.
+	recs, err := e.n.Audit.Query(audit.Filter{Agent: "a1", Kind: "invocation", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	origins := map[string]int{}
+	for _, r := range recs {
+		origins[r.Origin]++
+	}
+	if origins[sandbox.Origin] == 0 || origins[""] == 0 {
+		t.Fatalf("origins of a1's invocations: %v", origins)
+	}
+	// A denied call: same decision and rule both ways too (tenant changes
+	// nothing here, so deny by another action the agent may not use).
+	// The guest never held its credential.
+	mem := e.n.Sandbox.Memory("a1")
+	if len(mem) == 0 {
+		t.Fatal("no instance memory to scan")
+	}
+	if bytes.Contains(mem, []byte(token)) || bytes.Contains(mem, []byte(token[len(token)-16:])) {
+		t.Fatal("the agent's token is in its instance memory")
+	}
+	if s := e.status("a1"); s.State != api.RuntimeRunning || s.Desired != api.SandboxRun || s.Ticks < 2 || s.KVKeys < 3 {
+		t.Fatalf("status %+v", s)
+	}
+}
+
+func TestRunawayTickStopped(t *testing.T) {
+	e := start(t)
+	const timeout = 100
+	e.register("a1", "loop", map[string]any{"timeout_ms": timeout})
+	e.deploy("a1", guest(t, "agent"))
+	e.startAgent("a1")
+	waitFor(t, "running", func() bool { return e.status("a1").State == api.RuntimeRunning })
+	if st, b := e.do("POST", "/v1/agents/a1/messages", []byte(`{"x":1}`)); st != http.StatusAccepted {
+		t.Fatalf("message: %d %s", st, b)
+	}
+	waitFor(t, "the loop", func() bool { _, ok := e.kv("a1", "looping"); return ok })
+	// The node keeps serving while the guest spins.
+	if st, _ := e.do("GET", "/healthz", nil); st != 200 {
+		t.Fatalf("healthz during the loop: %d", st)
+	}
+	waitFor(t, "the crash", func() bool { return e.status("a1").Restarts >= 1 })
+	s := e.status("a1")
+	if !strings.Contains(s.LastError, "exceeded its deadline of 100 ms") {
+		t.Fatalf("last error %q", s.LastError)
+	}
+	// The tick took its deadline and at most 20 ms more (the test's own
+	// slack for a loaded machine is not added: this is the target).
+	if d := e.n.Sandbox.LastCall("a1"); d > timeout*time.Millisecond+20*time.Millisecond {
+		t.Errorf("runaway tick stopped after %v; want ≤ %v", d, timeout*time.Millisecond+20*time.Millisecond)
+	}
+}
+
+func TestMemoryCapHolds(t *testing.T) {
+	e := start(t)
+	e.register("a1", "bomb", map[string]any{"max_pages": 128})
+	e.deploy("a1", guest(t, "agent"))
+	e.startAgent("a1")
+	waitFor(t, "the bomb to fail", func() bool { return e.status("a1").State == api.RuntimeFailed })
+	s := e.status("a1")
+	if !strings.Contains(s.LastError, "trapped") || !strings.Contains(s.LastError, "mallocgc") {
+		t.Fatalf("last error %q", s.LastError)
+	}
+	if mem := e.n.Sandbox.Memory("a1"); uint64(len(mem)) > 128*65536 {
+		t.Fatalf("memory %d bytes, over the cap", len(mem))
+	}
+}
+
+func TestPanicCrashBackoffFailed(t *testing.T) {
+	e := start(t)
+	e.register("a1", "panic", nil)
+	e.deploy("a1", guest(t, "agent"))
+	e.startAgent("a1")
+	var seen []string
+	waitFor(t, "failed", func() bool {
+		s := e.status("a1")
+		if len(seen) == 0 || seen[len(seen)-1] != s.State {
+			seen = append(seen, s.State)
+		}
+		return s.State == api.RuntimeFailed
+	})
+	s := e.status("a1")
+	if s.Restarts != 3 || !strings.Contains(s.LastError, "crashed 3 times in a row") {
+		t.Fatalf("failed with %d restarts: %q (states seen %v)", s.Restarts, s.LastError, seen)
+	}
+	// A start gives it a fresh count (and it fails again: same module).
+	e.startAgent("a1")
+	if s := e.n.Store.AgentRuntime("a1"); s.Restarts > 1 {
+		t.Fatalf("start kept %d restarts", s.Restarts)
+	}
+}
+
+func TestKillSwitchStopsRunningTick(t *testing.T) {
+	e := start(t)
+	e.register("a1", "loop", map[string]any{"timeout_ms": 30000})
+	e.deploy("a1", guest(t, "agent"))
+	e.startAgent("a1")
+	waitFor(t, "running", func() bool { return e.status("a1").State == api.RuntimeRunning })
+	e.do("POST", "/v1/agents/a1/messages", []byte(`{}`))
+	waitFor(t, "the loop", func() bool { _, ok := e.kv("a1", "looping"); return ok && e.n.Sandbox.Running("a1") })
+	k, err := e.c.Kill(context.Background(), api.KillRequest{Scope: api.KillAgent, Target: "a1", Reason: "test", By: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	waitFor(t, "the tick to stop", func() bool { return !e.n.Sandbox.Running("a1") })
+	if d := time.Since(begin); d > time.Second {
+		t.Fatalf("the kill switch stopped the tick after %v", d)
+	}
+	waitFor(t, "killed", func() bool { return e.status("a1").State == api.RuntimeKilled })
+	if st, _ := e.do("POST", "/v1/agents/a1/messages", []byte(`{}`)); st == http.StatusAccepted {
+		t.Fatal("a killed agent took a message")
+	}
+	// Lifted: it starts again.
+	if _, err := e.c.LiftKill(context.Background(), k.ID, "ops", "done"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "running again", func() bool { return e.status("a1").State == api.RuntimeRunning })
+}
