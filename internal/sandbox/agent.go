@@ -461,7 +461,8 @@ func (a *agentRun) live(st *api.AgentRuntime) {
 		}
 	}
 	if a.state != "" {
-		st.State = a.state
+		// This node's view is newer than its last report's commit.
+		st.State, st.Restarts, st.LastError = a.state, a.restarts, a.lastErr
 	}
 }
 

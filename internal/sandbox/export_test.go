@@ -1,6 +1,11 @@
 package sandbox
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+)
 
 // Memory is a copy of a running agent's instance memory (nil if parked or
 // not here): for the test that scans it for the agent's credential.
@@ -35,4 +40,26 @@ func (r *Runtime) run(id string) *agentRun {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.agents[id]
+}
+
+// Park closes the agent's instance now, as an idle timeout would.
+func (r *Runtime) Park(id string) {
+	if a := r.run(id); a != nil {
+		a.parkIfIdle(time.Now().Add(24*time.Hour), 0)
+	}
+}
+
+// Ticks is how many ticks of the agent succeeded on this node.
+func (r *Runtime) Ticks(id string) uint64 {
+	if a := r.run(id); a != nil {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.ticks
+	}
+	return 0
+}
+
+// InstantiateHostForBench defines aibos/v1 and WASI in r.
+func InstantiateHostForBench(ctx context.Context, r wazero.Runtime) error {
+	return instantiateHost(ctx, r)
 }

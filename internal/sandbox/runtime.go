@@ -406,10 +406,7 @@ func (r *Runtime) report(a *agentRun, state, lastErr string) {
 	a.mu.Lock()
 	st := api.AgentRuntime{Agent: a.id, State: state, Node: r.cfg.Node, Version: a.version, Module: a.sha,
 		Restarts: a.restarts, LastError: lastErr, UpdatedAt: r.cfg.Now()}
-	a.state = state
-	if lastErr != "" {
-		a.lastErr = lastErr
-	}
+	a.state, a.lastErr = state, lastErr
 	a.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

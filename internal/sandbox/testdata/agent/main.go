@@ -44,6 +44,24 @@ func init() {
 				for {
 				}
 			}
+			if mode == "bench" {
+				n, _ := t.Config["n"].(float64)
+				for range int(n) {
+					if _, err := guest.InvokeRaw("kernel.audit.query", []byte(`{"input":{"limit":1}}`)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			if mode == "abi" {
+				for range 1000 {
+					guest.Get("started")
+				}
+				return nil
+			}
+			if mode == "idle" {
+				return nil
+			}
 			return invoke(t)
 		case guest.TickTimer:
 			return guest.Put("timer", []byte(t.Timer))
