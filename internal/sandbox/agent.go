@@ -31,28 +31,37 @@ type agentRun struct {
 	r  *Runtime
 	id string
 
-	mu        sync.Mutex
-	queue     []tick                  // guarded by mu
-	scheduled bool                    // guarded by mu
-	running   bool                    // a tick is executing; guarded by mu
-	cancel    context.CancelCauseFunc // of the running tick; guarded by mu
-	inst      wapi.Module             // nil: parked or not started; guarded by mu
-	version   string                  // of inst
-	sha       string                  // of inst's module
-	profile   Profile                 // of inst
-	hasHealth bool
-	lastUsed  time.Time
-	timers    map[string]*time.Timer // guarded by mu
-	killed    *api.KillSwitch        // guarded by mu
-	stopped   bool                   // guarded by mu
-	failed    bool                   // guarded by mu
-	restarts  int                    // crashes in a row; guarded by mu
-	state     string
-	lastErr   string
-	healthy   *bool
-	ticks     uint64
-	seq       uint64
-	lastCall  time.Duration // how long the last call into the guest took
+	mu         sync.Mutex
+	queue      []tick                  // guarded by mu
+	scheduled  bool                    // guarded by mu
+	running    bool                    // a tick is executing; guarded by mu
+	cancel     context.CancelCauseFunc // of the running tick; guarded by mu
+	inst       wapi.Module             // nil: parked or not started; guarded by mu
+	version    string                  // of inst
+	sha        string                  // of inst's module
+	profile    Profile                 // of inst
+	hasHealth  bool
+	lastUsed   time.Time
+	timers     map[string]*time.Timer // guarded by mu
+	killed     *api.KillSwitch        // guarded by mu
+	stopped    bool                   // guarded by mu
+	failed     bool                   // guarded by mu
+	restarts   int                    // crashes in a row; guarded by mu
+	state      string
+	lastErr    string
+	healthy    *bool
+	ticks      uint64
+	seq        uint64
+	lastCall   time.Duration // how long the last call into the guest took
+	lastHealth time.Time
+}
+
+// healthDue reports whether a live, idle instance with a health export is
+// due for a check.
+func (a *agentRun) healthDue(now time.Time, every time.Duration) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.inst != nil && a.hasHealth && !a.running && !a.scheduled && now.Sub(a.lastHealth) >= every
 }
 
 func newAgentRun(r *Runtime, id string) *agentRun {
@@ -343,6 +352,9 @@ func (a *agentRun) health() {
 	if !has {
 		return
 	}
+	a.mu.Lock()
+	a.lastHealth = time.Now()
+	a.mu.Unlock()
 	if err := a.call(exportHealth, nil); err != nil {
 		a.crashed(err)
 	}

@@ -66,6 +66,9 @@ type Config struct {
 	MaxBackoff  time.Duration
 	// QueueLen bounds the ticks waiting per agent (64).
 	QueueLen int
+	// HealthEvery is how often a live instance's health export is called
+	// between ticks (10 s); it is also called after every start.
+	HealthEvery time.Duration
 }
 
 func (c *Config) defaults() error {
@@ -95,6 +98,9 @@ func (c *Config) defaults() error {
 	}
 	if c.QueueLen <= 0 {
 		c.QueueLen = 64
+	}
+	if c.HealthEvery <= 0 {
+		c.HealthEvery = 10 * time.Second
 	}
 	return nil
 }
@@ -386,6 +392,9 @@ func (r *Runtime) parkIdle() {
 	r.mu.Unlock()
 	for _, a := range runs {
 		a.parkIfIdle(now, r.cfg.ParkAfter)
+		if a.healthDue(now, r.cfg.HealthEvery) {
+			a.enqueue(tick{kind: "health"})
+		}
 	}
 }
 

@@ -361,3 +361,34 @@ func TestKillSwitchStopsRunningTick(t *testing.T) {
 	}
 	waitFor(t, "running again", func() bool { return e.status("a1").State == api.RuntimeRunning })
 }
+
+func TestParkWakeStop(t *testing.T) {
+	e := start(t)
+	e.register("a1", "echo", nil)
+	e.deploy("a1", guest(t, "agent"))
+	e.startAgent("a1")
+	waitFor(t, "the start tick", func() bool { _, ok := e.kv("a1", "last"); return ok })
+	if s := e.status("a1"); s.Healthy == nil || !*s.Healthy || s.MemoryBytes == 0 {
+		t.Fatalf("live status %+v", s)
+	}
+	waitFor(t, "parked", func() bool { e.n.Sandbox.Park("a1"); return e.status("a1").Parked })
+	if s := e.status("a1"); !s.Parked || s.State != api.RuntimeRunning {
+		t.Fatalf("parked status: parked %v, state %s", s.Parked, s.State)
+	}
+	// A message wakes it; its state survived the park.
+	before := e.n.Sandbox.Ticks("a1")
+	if st, _ := e.do("POST", "/v1/agents/a1/messages", []byte(`{"hello":1}`)); st != http.StatusAccepted {
+		t.Fatalf("message: %d", st)
+	}
+	waitFor(t, "the woken tick", func() bool { return e.n.Sandbox.Ticks("a1") > before })
+	if s := e.status("a1"); s.Parked || s.KVKeys < 2 {
+		t.Fatalf("woken status: parked %v, %d keys", s.Parked, s.KVKeys)
+	}
+	if st, b := e.do("POST", "/v1/agents/a1/stop", nil); st != 200 {
+		t.Fatalf("stop: %d %s", st, b)
+	}
+	waitFor(t, "stopped", func() bool { s := e.status("a1"); return s.Desired == api.SandboxStop && s.State == api.RuntimeStopped })
+	if st, _ := e.do("POST", "/v1/agents/a1/messages", []byte(`{}`)); st != http.StatusNotFound {
+		t.Fatalf("a stopped agent took a message: %d", st)
+	}
+}
