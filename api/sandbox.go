@@ -34,9 +34,12 @@ type AgentRuntime struct {
 	Agent string `json:"agent"`
 	// Desired is what was asked (running or stopped); State what the
 	// agent's node last reported.
-	Desired   string        `json:"desired"`
-	State     string        `json:"state"`
-	Node      string        `json:"node,omitempty"`
+	Desired string `json:"desired"`
+	State   string `json:"state"`
+	Node    string `json:"node,omitempty"`
+	// Epoch is the leader term in which the node was given the agent; a
+	// host call from an older epoch is refused.
+	Epoch     uint64        `json:"epoch,omitempty"`
 	Version   string        `json:"version,omitempty"`
 	Module    string        `json:"module,omitempty"` // sha256
 	Restarts  int           `json:"restarts"`

@@ -26,6 +26,7 @@ const (
 	codeNotFound    = "not_found"
 	codeStateQuota  = "state_quota"
 	codeUnavailable = "unavailable"
+	codeStaleEpoch  = "stale_epoch"
 )
 
 // memory is the part of a guest's memory the decoders read: wazero's

@@ -54,6 +54,7 @@ type agentRun struct {
 	seq        uint64
 	lastCall   time.Duration // how long the last call into the guest took
 	lastHealth time.Time
+	epoch      uint64 // the leader term it was placed here in; guarded by mu
 }
 
 // healthDue reports whether a live, idle instance with a health export is
@@ -465,7 +466,7 @@ func (a *agentRun) parkIfIdle(now time.Time, after time.Duration) {
 func (a *agentRun) live(st *api.AgentRuntime) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	st.Healthy, st.Ticks = a.healthy, a.ticks
+	st.Healthy, st.Ticks, st.Epoch = a.healthy, a.ticks, a.epoch
 	st.Parked = a.inst == nil
 	if a.inst != nil {
 		if m := a.inst.Memory(); m != nil {

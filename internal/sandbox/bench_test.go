@@ -221,3 +221,27 @@ func BenchmarkHostCallABI(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*1000), "ns/host-call")
 }
+
+// BenchmarkRunawayStop: how long after its deadline a spinning tick is
+// stopped (the target: ≤ 20 ms).
+func BenchmarkRunawayStop(b *testing.B) {
+	const timeout = 100 * time.Millisecond
+	e := startWith(b, 1<<20)
+	e.register("a1", "loop", map[string]any{"timeout_ms": 100})
+	e.deploy("a1", guest(b, "agent"))
+	e.startAgent("a1")
+	var ds []time.Duration
+	for b.Loop() {
+		waitForB(b, func() bool { return e.n.Sandbox.Ticks("a1") >= 1 && !e.n.Sandbox.Running("a1") })
+		if err := e.n.Sandbox.Send("a1", []byte(`{}`)); err != nil {
+			waitForB(b, func() bool { return e.n.Sandbox.Send("a1", []byte(`{}`)) == nil })
+		}
+		waitForB(b, func() bool { return e.n.Sandbox.Running("a1") })
+		waitForB(b, func() bool { return !e.n.Sandbox.Running("a1") })
+		ds = append(ds, e.n.Sandbox.LastCall("a1")-timeout)
+		// The crash restarts it with a start tick; wait for that one.
+		before := e.n.Sandbox.Ticks("a1")
+		waitForB(b, func() bool { return e.n.Sandbox.Ticks("a1") > before })
+	}
+	percentiles(b, ds)
+}

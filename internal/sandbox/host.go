@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -57,8 +58,12 @@ func instantiateHost(ctx context.Context, e wazero.Runtime) error {
 	return err
 }
 
-// enter counts a host call against the tick's cap.
-func enter(ctx context.Context) (*callState, *hostError) {
+// enter counts a host call against the tick's cap and checks the agent's
+// epoch: a call that acts or reads state (all but log) is refused from a
+// node that no longer leads the term it was placed in.
+func enter(ctx context.Context) (*callState, *hostError) { return enterCall(ctx, true) }
+
+func enterCall(ctx context.Context, fenced bool) (*callState, *hostError) {
 	cs, _ := ctx.Value(callKey{}).(*callState)
 	if cs == nil {
 		return nil, &hostError{Code: codeUnavailable, Message: "host call outside a tick"}
@@ -66,6 +71,15 @@ func enter(ctx context.Context) (*callState, *hostError) {
 	cs.calls++
 	if cs.calls > cs.max {
 		return cs, &hostError{Code: codeQuota, Message: "more than sandbox.max_host_calls host calls in one tick; do the rest in the next tick (set a timer)"}
+	}
+	if !fenced {
+		return cs, nil
+	}
+	cs.a.mu.Lock()
+	epoch := cs.a.epoch
+	cs.a.mu.Unlock()
+	if term, lead := cs.a.r.cfg.Store.LeaderTerm(); !lead || term != epoch {
+		return cs, &hostError{Code: codeStaleEpoch, Message: fmt.Sprintf("the agent was placed on this node in epoch %d, and this node does not lead epoch %d: the call is refused (the agent runs where the leader placed it)", epoch, term)}
 	}
 	return cs, nil
 }
@@ -122,7 +136,7 @@ func hostInvoke(ctx context.Context, m wapi.Module, namePtr, nameLen, bodyPtr, b
 }
 
 func hostLog(ctx context.Context, m wapi.Module, level int32, ptr, n uint32) {
-	cs, herr := enter(ctx)
+	cs, herr := enterCall(ctx, false)
 	if herr != nil {
 		return
 	}

@@ -35,6 +35,7 @@ type Store interface {
 	SandboxAgents() []string
 	ActiveKills() []api.KillSwitch
 	IsLeader() bool
+	LeaderTerm() (uint64, bool)
 }
 
 // Invoker is the agent gateway.
@@ -292,6 +293,7 @@ func (r *Runtime) control() {
 	// Leadership is not a store change: poll it too.
 	lead := time.NewTicker(100 * time.Millisecond)
 	defer lead.Stop()
+	var wasTerm uint64
 	wasLeader := false
 	for {
 		select {
@@ -299,20 +301,23 @@ func (r *Runtime) control() {
 			return
 		case <-r.wake:
 		case <-lead.C:
-			if l := r.cfg.Store.IsLeader(); l == wasLeader {
+			if t, l := r.cfg.Store.LeaderTerm(); l == wasLeader && t == wasTerm {
 				continue
 			}
 		case <-park.C:
 			r.parkIdle()
 			continue
 		}
-		wasLeader = r.cfg.Store.IsLeader()
-		r.reconcile(wasLeader)
+		wasTerm, wasLeader = r.cfg.Store.LeaderTerm()
+		r.reconcile(wasLeader, wasTerm)
 	}
 }
 
 // reconcile starts what should run here and stops what should not.
-func (r *Runtime) reconcile(leader bool) {
+// Every agent placed here carries the term it was placed in (its epoch):
+// a host call checks it against the current term, so a node that lost
+// leadership cannot act for an agent the new leader now runs.
+func (r *Runtime) reconcile(leader bool, term uint64) {
 	want := map[string]bool{}
 	if leader {
 		for _, id := range r.cfg.Store.SandboxAgents() {
@@ -333,6 +338,7 @@ func (r *Runtime) reconcile(leader bool) {
 	for id := range want {
 		if _, ok := r.agents[id]; !ok {
 			a := newAgentRun(r, id)
+			a.epoch = term
 			r.agents[id] = a
 			start = append(start, a)
 		}
@@ -343,6 +349,9 @@ func (r *Runtime) reconcile(leader bool) {
 		r.report(a, api.RuntimeStopped, "")
 	}
 	for _, a := range append(start, check...) {
+		a.mu.Lock()
+		a.epoch = term // re-elected: the same node leads a new term
+		a.mu.Unlock()
 		ag, ok := r.cfg.Store.Agent(a.id)
 		if !ok {
 			continue
@@ -413,7 +422,7 @@ func (r *Runtime) worker() {
 // report writes an agent's observed state to the replicated state.
 func (r *Runtime) report(a *agentRun, state, lastErr string) {
 	a.mu.Lock()
-	st := api.AgentRuntime{Agent: a.id, State: state, Node: r.cfg.Node, Version: a.version, Module: a.sha,
+	st := api.AgentRuntime{Agent: a.id, State: state, Node: r.cfg.Node, Epoch: a.epoch, Version: a.version, Module: a.sha,
 		Restarts: a.restarts, LastError: lastErr, UpdatedAt: r.cfg.Now()}
 	a.state, a.lastErr = state, lastErr
 	a.mu.Unlock()

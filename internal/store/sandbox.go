@@ -60,6 +60,7 @@ type sandboxStatusSetCmd struct {
 	Agent     string    `json:"agent"`
 	State     string    `json:"state"`
 	Node      string    `json:"node"`
+	Epoch     uint64    `json:"epoch,omitempty"`
 	Version   string    `json:"version,omitempty"`
 	Module    string    `json:"module,omitempty"`
 	Restarts  int       `json:"restarts"`
@@ -182,7 +183,7 @@ func (f *fsm) applySandbox(c command) (Change, applyResult, error) {
 		agent = p.Agent
 		mutate = func(r *sandboxRecord) error {
 			r.Status = api.AgentRuntime{
-				Agent: p.Agent, State: p.State, Node: p.Node, Version: p.Version, Module: p.Module,
+				Agent: p.Agent, State: p.State, Node: p.Node, Epoch: p.Epoch, Version: p.Version, Module: p.Module,
 				Restarts: p.Restarts, LastError: p.LastError, UpdatedAt: p.Time,
 			}
 			return nil
@@ -271,7 +272,7 @@ func (s *Store) SetAgentRun(ctx context.Context, agent, desired string, now time
 // only.
 func (s *Store) SetAgentStatus(ctx context.Context, st api.AgentRuntime) (uint64, error) {
 	res, err := s.propose(ctx, cmdSandboxStatusSet, sandboxStatusSetCmd{
-		Agent: st.Agent, State: st.State, Node: st.Node, Version: st.Version, Module: st.Module,
+		Agent: st.Agent, State: st.State, Node: st.Node, Epoch: st.Epoch, Version: st.Version, Module: st.Module,
 		Restarts: st.Restarts, LastError: st.LastError, Time: st.UpdatedAt,
 	})
 	if err != nil {

@@ -76,6 +76,7 @@ func invoke(t guest.Tick) error {
 	body, _ := json.Marshal(req)
 	res, err := guest.InvokeRaw(action, body)
 	if err != nil {
+		guest.Put("error", []byte(err.Error()))
 		return err
 	}
 	b, _ := json.Marshal(res)
