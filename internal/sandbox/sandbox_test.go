@@ -54,7 +54,11 @@ func guest(t testing.TB, name string) []byte {
 		return b
 	}
 	out := filepath.Join(buildDir, name+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/"+name)
+	src := "./testdata/" + name
+	if strings.HasPrefix(name, "example-") {
+		src = "../../examples/agents/" + strings.TrimPrefix(name, "example-")
+	}
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, src)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build guest %s: %v\n%s", name, err, b)
