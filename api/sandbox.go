@@ -35,8 +35,11 @@ type AgentRuntime struct {
 	// Desired is what was asked (running or stopped); State what the
 	// agent's node last reported.
 	Desired string `json:"desired"`
-	State   string `json:"state"`
-	Node    string `json:"node,omitempty"`
+	// RunVersion is the version pinned by an upgrade or a rollback; empty:
+	// the agent's current version.
+	RunVersion string `json:"run_version,omitempty"`
+	State      string `json:"state"`
+	Node       string `json:"node,omitempty"`
 	// Epoch is the leader term in which the node was given the agent; a
 	// host call from an older epoch is refused.
 	Epoch     uint64        `json:"epoch,omitempty"`

@@ -37,3 +37,11 @@ func (c *Client) AgentRuntime(ctx context.Context, id string) (api.AgentRuntime,
 	err := c.doJSON(ctx, http.MethodGet, "/v1/agents/"+url.PathEscape(id)+"/runtime", nil, &r)
 	return r, err
 }
+
+// UpgradeAgent moves a running sandboxed agent to a registered version
+// with a module, on probation (rolled back automatically if it fails).
+func (c *Client) UpgradeAgent(ctx context.Context, id, version string) (api.AgentRuntime, error) {
+	var r api.AgentRuntime
+	err := c.doJSON(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(id)+"/upgrade", map[string]string{"version": version}, &r)
+	return r, err
+}

@@ -44,6 +44,8 @@ type Tick struct {
 	Kind string `json:"kind"`
 	// Seq numbers the agent's ticks, from 1, per instance.
 	Seq uint64 `json:"seq"`
+	// Version is the agent version this instance runs.
+	Version string `json:"version"`
 	// Timer is the name of the timer that fired (Kind timer).
 	Timer string `json:"timer,omitempty"`
 	// Message is the message's body (Kind message).

@@ -14,7 +14,7 @@ import (
 	"github.com/aibos/kernel/internal/policy"
 )
 
-const agentUsage = `Usage: aibos agent register|import-card|list|get|stats|retire|rotate|deploy|start|stop|status [flags]
+const agentUsage = `Usage: aibos agent register|import-card|list|get|stats|retire|rotate|deploy|start|stop|status|upgrade [flags]
 
   aibos agent register FILE|-                    register an agent from its manifest (YAML or JSON); prints its token once
   aibos agent import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O]
@@ -26,6 +26,7 @@ const agentUsage = `Usage: aibos agent register|import-card|list|get|stats|retir
   aibos agent rotate ID                          a new token; the old one stops working
   aibos agent deploy ID --module FILE.wasm       deploy a WebAssembly module for the agent to run in the kernel's sandbox
   aibos agent start ID | stop ID | status ID     run, stop, or show the agent's sandboxed run
+  aibos agent upgrade ID --version V             hot-swap the running agent to version V, rolled back on failure
 
 Every subcommand takes --server URL and --json.`
 

@@ -10,12 +10,12 @@ import (
 	"github.com/aibos/kernel/api"
 )
 
-const agentRuntimeUsage = "Usage: aibos agent deploy ID --module FILE.wasm | start ID | stop ID | status ID   [--server URL] [--json]"
+const agentRuntimeUsage = "Usage: aibos agent deploy ID --module FILE.wasm | start ID | stop ID | status ID | upgrade ID --version V   [--server URL] [--json]"
 
 // isAgentRuntime reports whether sub is a sandbox subcommand of aibos agent.
 func isAgentRuntime(sub string) bool {
 	switch sub {
-	case "deploy", "start", "stop", "status":
+	case "deploy", "start", "stop", "status", "upgrade":
 		return true
 	}
 	return false
@@ -27,7 +27,10 @@ func cmdAgentRuntime(sub string, rest []string, stdout, stderr io.Writer) int {
 	fs := newFlags("agent "+sub, agentRuntimeUsage, stdout, stderr)
 	server := serverFlag(fs)
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
-	module := ""
+	module, version := "", ""
+	if sub == "upgrade" {
+		fs.StringVar(&version, "version", "", "the registered version to run (it needs a module); rolled back automatically if it fails in its probation")
+	}
 	if sub == "deploy" {
 		fs.StringVar(&module, "module", "", "the agent's module (GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o FILE.wasm)")
 	}
@@ -37,6 +40,10 @@ func cmdAgentRuntime(sub string, rest []string, stdout, stderr io.Writer) int {
 			err = errors.New("give the agent ID")
 		}
 		return fs.fail(err)
+	}
+	if sub == "upgrade" && version == "" {
+		fmt.Fprintf(stderr, "aibos agent upgrade: give the version with --version V\n")
+		return exitInvalid
 	}
 	if sub == "deploy" && module == "" {
 		fmt.Fprintf(stderr, "aibos agent deploy: give the module with --module FILE.wasm\n")
@@ -71,6 +78,8 @@ func cmdAgentRuntime(sub string, rest []string, stdout, stderr io.Writer) int {
 			r, err = c.StartAgent(ctx, id)
 		case "stop":
 			r, err = c.StopAgent(ctx, id)
+		case "upgrade":
+			r, err = c.UpgradeAgent(ctx, id, version)
 		default:
 			r, err = c.AgentRuntime(ctx, id)
 		}
@@ -83,6 +92,9 @@ func cmdAgentRuntime(sub string, rest []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stdout, " on %s", r.Node)
 			}
 			fmt.Fprintf(stdout, ", version %s, restarts %d", r.Version, r.Restarts)
+			if r.RunVersion != "" && r.RunVersion != r.Version {
+				fmt.Fprintf(stdout, ", moving to version %s", r.RunVersion)
+			}
 			if r.Healthy != nil {
 				fmt.Fprintf(stdout, ", healthy %v", *r.Healthy)
 			}

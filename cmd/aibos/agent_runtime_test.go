@@ -53,6 +53,11 @@ func TestCLIAgentRuntime(t *testing.T) {
 	if !strings.Contains(r.stdout, `"desired": "running"`) {
 		t.Fatalf("status: %q", r.stdout)
 	}
+	c.must(exitInvalid, "agent", "upgrade", "tiny")
+	r = c.run("agent", "upgrade", "tiny", "--version", "9")
+	if r.code == exitOK || !strings.Contains(r.stderr, `no version "9"`) {
+		t.Fatalf("upgrade to a missing version: exit %d, %q", r.code, r.stderr)
+	}
 	r = c.must(exitOK, "agent", "stop", "tiny")
 	if !strings.Contains(r.stdout, "desired stopped") {
 		t.Fatalf("stop: %q", r.stdout)

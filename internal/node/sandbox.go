@@ -14,6 +14,9 @@ func (n *Node) startSandbox() error {
 	}
 	cfg := n.cfg.Sandbox
 	cfg.Store, cfg.Gateway, cfg.DataDir, cfg.Node, cfg.Logger = n.Store, gw, n.cfg.DataDir, n.cfg.NodeID, n.log
+	if n.Audit != nil {
+		cfg.Audit = n.Audit
+	}
 	if cfg.Now == nil {
 		cfg.Now = n.cfg.Now
 	}

@@ -55,6 +55,15 @@ type agentRun struct {
 	lastCall   time.Duration // how long the last call into the guest took
 	lastHealth time.Time
 	epoch      uint64 // the leader term it was placed here in; guarded by mu
+	probation  *probation
+}
+
+// probation is an upgrade on trial: from the old version to the new one,
+// until a time; ticks and failed ticks counted.
+type probation struct {
+	from, to      string
+	until         time.Time
+	ticks, failed int
 }
 
 // healthDue reports whether a live, idle instance with a health export is
@@ -151,6 +160,9 @@ func (a *agentRun) execute(t tick) {
 	}
 	fresh, err := a.ensureInstance()
 	if err != nil {
+		if a.rollbackIfProbation(t, "the new version did not start: "+err.Error()) {
+			return
+		}
 		if !errors.Is(err, errNoModule) {
 			a.crashed(err)
 		}
@@ -164,9 +176,10 @@ func (a *agentRun) execute(t tick) {
 	}
 	a.mu.Lock()
 	a.seq++
-	payload, _ := json.Marshal(tickWire{Kind: t.kind, Seq: a.seq, Timer: t.timer, Message: rawOrNil(t.message), Config: a.profile.Config})
+	payload, _ := json.Marshal(tickWire{Kind: t.kind, Seq: a.seq, Version: a.version, Timer: t.timer, Message: rawOrNil(t.message), Config: a.profile.Config})
 	a.mu.Unlock()
 	err = a.call(exportTick, payload)
+	a.probationTick(err)
 	if err == nil {
 		a.mu.Lock()
 		a.ticks++
@@ -177,6 +190,12 @@ func (a *agentRun) execute(t tick) {
 	var ge *guestError
 	if errors.As(err, &ge) {
 		r.log.Warn("agent tick failed", "agent", a.id, "tick", t.kind, "err", ge)
+		if a.failingProbation() {
+			a.rollbackIfProbation(tick{}, "ticks failing on the new version: "+ge.Error())
+		}
+		return
+	}
+	if a.rollbackIfProbation(t, "the new version crashed: "+err.Error()) {
 		return
 	}
 	a.crashed(err)
@@ -185,6 +204,7 @@ func (a *agentRun) execute(t tick) {
 type tickWire struct {
 	Kind    string          `json:"kind"`
 	Seq     uint64          `json:"seq"`
+	Version string          `json:"version"`
 	Timer   string          `json:"timer,omitempty"`
 	Message json.RawMessage `json:"message,omitempty"`
 	Config  map[string]any  `json:"config,omitempty"`
@@ -217,16 +237,20 @@ func (a *agentRun) ensureInstance() (fresh bool, err error) {
 	if !ok || ag.State != api.AgentActive {
 		return false, fmt.Errorf("agent %q is not active", a.id)
 	}
+	version := ag.Version
+	if v := r.cfg.Store.AgentRuntime(a.id).RunVersion; v != "" {
+		version = v // pinned by an upgrade or a rollback
+	}
 	a.mu.Lock()
-	live := a.inst != nil && !a.inst.IsClosed() && a.version == ag.Version
+	live := a.inst != nil && !a.inst.IsClosed() && a.version == version
 	a.mu.Unlock()
 	if live {
 		return false, nil
 	}
 	a.closeInstance()
-	mod, wasm, ok := r.cfg.Store.AgentModule(a.id, ag.Version)
+	mod, wasm, ok := r.cfg.Store.AgentModule(a.id, version)
 	if !ok {
-		r.report(a, api.RuntimeNoModule, fmt.Sprintf("version %q has no module: deploy one with aibos agent deploy %s --module FILE.wasm", ag.Version, a.id))
+		r.report(a, api.RuntimeNoModule, fmt.Sprintf("version %q has no module: deploy one with aibos agent deploy %s --module FILE.wasm", version, a.id))
 		return false, errNoModule
 	}
 	p, err := ParseProfile(ag.Sandbox)
@@ -244,7 +268,7 @@ func (a *agentRun) ensureInstance() (fresh bool, err error) {
 		return false, err
 	}
 	a.mu.Lock()
-	a.inst, a.version, a.sha, a.profile, a.hasHealth = inst, ag.Version, mod.SHA256, p, c.info.HasHealth
+	a.inst, a.version, a.sha, a.profile, a.hasHealth = inst, version, mod.SHA256, p, c.info.HasHealth
 	a.lastUsed = time.Now()
 	prev := a.state
 	a.mu.Unlock()
@@ -357,7 +381,17 @@ func (a *agentRun) health() {
 	a.lastHealth = time.Now()
 	a.mu.Unlock()
 	if err := a.call(exportHealth, nil); err != nil {
+		if a.rollbackIfProbation(tick{}, "the new version's health check failed: "+err.Error()) {
+			return
+		}
 		a.crashed(err)
+		return
+	}
+	a.mu.Lock()
+	unhealthy := a.healthy != nil && !*a.healthy
+	a.mu.Unlock()
+	if unhealthy {
+		a.rollbackIfProbation(tick{}, "the new version reports itself unhealthy")
 	}
 }
 

@@ -36,12 +36,6 @@ func (r *Runtime) LastCall(id string) time.Duration {
 	return 0
 }
 
-func (r *Runtime) run(id string) *agentRun {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.agents[id]
-}
-
 // Park closes the agent's instance now, as an idle timeout would.
 func (r *Runtime) Park(id string) {
 	if a := r.run(id); a != nil {

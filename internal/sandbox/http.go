@@ -23,6 +23,7 @@ func (r *Runtime) Routes(rt Router) {
 	rt.HandleAgentRoute("PUT /v1/agents/{id}/module", "kernel.agent.deploy", "application/wasm", true, r.handleDeploy)
 	rt.HandleAgentRoute("POST /v1/agents/{id}/start", "kernel.agent.start", "application/json", true, r.handleRun(api.SandboxRun))
 	rt.HandleAgentRoute("POST /v1/agents/{id}/stop", "kernel.agent.stop", "application/json", true, r.handleRun(api.SandboxStop))
+	rt.HandleAgentRoute("POST /v1/agents/{id}/upgrade", "kernel.agent.upgrade", "application/json", true, r.handleUpgrade)
 	// Runtime status and messages are answered by the leader, which runs
 	// the agents (its live view: memory, ticks, health).
 	rt.HandleAgentRoute("GET /v1/agents/{id}/runtime", "kernel.agent.runtime", "", true, r.handleStatus)
@@ -45,6 +46,10 @@ func writeStoreError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &ve):
 		writeError(w, http.StatusUnprocessableEntity, "invalid_module", ve.Error(), ve.Problems...)
+	case errors.Is(err, ErrUpgrade):
+		writeError(w, http.StatusUnprocessableEntity, "upgrade_refused", err.Error())
+	case errors.Is(err, ErrNotRunning):
+		writeError(w, http.StatusConflict, "not_running", err.Error())
 	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, store.ErrAgentConflict):
@@ -83,6 +88,10 @@ func (r *Runtime) handleRun(desired string) http.HandlerFunc {
 			writeStoreError(w, err)
 			return
 		}
+		if err := r.pinOnStart(req.Context(), id, desired); err != nil {
+			writeStoreError(w, err)
+			return
+		}
 		r.Changed()
 		writeJSON(w, http.StatusOK, r.Status(id))
 	}
@@ -113,4 +122,26 @@ func (r *Runtime) handleMessage(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"agent": id, "status": "queued"})
+}
+
+// UpgradeRequest is the body of POST /v1/agents/{id}/upgrade.
+type UpgradeRequest struct {
+	Version string `json:"version"`
+}
+
+func (r *Runtime) handleUpgrade(w http.ResponseWriter, req *http.Request) {
+	var u UpgradeRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&u); err != nil || u.Version == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", `the body is {"version": "V"}: a registered version of the agent with a module`)
+		return
+	}
+	st, err := r.Upgrade(req.Context(), req.PathValue("id"), u.Version)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	r.Changed()
+	writeJSON(w, http.StatusOK, st)
 }

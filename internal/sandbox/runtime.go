@@ -19,6 +19,7 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/audit"
 	"github.com/aibos/kernel/internal/gateway"
 )
 
@@ -31,6 +32,7 @@ type Store interface {
 	PutAgentKV(ctx context.Context, agent, key string, value []byte, del bool) (uint64, error)
 	SetAgentStatus(ctx context.Context, st api.AgentRuntime) (uint64, error)
 	SetAgentRun(ctx context.Context, agent, desired string, now time.Time) (uint64, error)
+	SetAgentRunVersion(ctx context.Context, agent, version string, now time.Time) (uint64, error)
 	DeployModule(ctx context.Context, agent, version string, wasm []byte, now time.Time) (api.AgentModule, error)
 	SandboxAgents() []string
 	ActiveKills() []api.KillSwitch
@@ -41,6 +43,11 @@ type Store interface {
 // Invoker is the agent gateway.
 type Invoker interface {
 	Invoke(ctx context.Context, c gateway.Call) gateway.Reply
+}
+
+// Recorder is the audit log, for upgrades and rollbacks.
+type Recorder interface {
+	Append(r *audit.Record)
 }
 
 // Config configures a Runtime. The zero value of a field takes the
@@ -67,6 +74,11 @@ type Config struct {
 	MaxBackoff  time.Duration
 	// QueueLen bounds the ticks waiting per agent (64).
 	QueueLen int
+	// Audit records upgrades and rollbacks; nil: not recorded.
+	Audit Recorder
+	// Probation is how long after an upgrade a crash, a failed health
+	// check or failing ticks roll the agent back (30 s).
+	Probation time.Duration
 	// HealthEvery is how often a live instance's health export is called
 	// between ticks (10 s); it is also called after every start.
 	HealthEvery time.Duration
@@ -99,6 +111,9 @@ func (c *Config) defaults() error {
 	}
 	if c.QueueLen <= 0 {
 		c.QueueLen = 64
+	}
+	if c.Probation <= 0 {
+		c.Probation = 30 * time.Second
 	}
 	if c.HealthEvery <= 0 {
 		c.HealthEvery = 10 * time.Second
@@ -459,3 +474,10 @@ func (r *Runtime) Send(id string, msg []byte) error {
 
 // ErrNotRunning: the agent does not run here.
 var ErrNotRunning = errors.New("not running")
+
+// run is the agent running on this node, nil if none.
+func (r *Runtime) run(id string) *agentRun {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.agents[id]
+}

@@ -448,3 +448,97 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func (e *env) registerVersion(id, version string, config map[string]any) {
+	e.t.Helper()
+	if _, err := e.c.RegisterAgent(context.Background(), api.AgentManifest{
+		ID: id, Version: version, Tenant: "acme", Capabilities: []string{"kernel.audit.query"},
+		Sandbox: map[string]any{"config": config},
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) upgrade(id, version string) (int, []byte) {
+	return e.do("POST", "/v1/agents/"+id+"/upgrade", []byte(`{"version":"`+version+`"}`))
+}
+
+// TestHotSwap upgrades under a steady stream of message ticks, then tries
+// a bad version that crashes on its first message: every message is
+// handled exactly once across both swaps, and the bad version is rolled
+// back automatically with an audit record saying why.
+func TestHotSwap(t *testing.T) {
+	e := start(t)
+	e.registerVersion("a1", "1", map[string]any{"mode": "swap"})
+	wasm := guest(t, "agent")
+	e.deploy("a1", wasm)
+	e.startAgent("a1")
+	waitFor(t, "running", func() bool { return e.status("a1").State == api.RuntimeRunning })
+
+	const n = 60
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for i := 1; i <= n; i++ {
+			for {
+				req, _ := http.NewRequest("POST", e.n.URL()+"/v1/agents/a1/messages", strings.NewReader(fmt.Sprintf(`{"id":%d}`, i)))
+				resp, err := http.DefaultClient.Do(req)
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusAccepted {
+						break
+					}
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			time.Sleep(3 * time.Millisecond)
+		}
+	}()
+
+	// A good version 2, registered and deployed while 1 runs: nothing
+	// changes until the upgrade.
+	e.registerVersion("a1", "2", map[string]any{"mode": "swap"})
+	e.deploy("a1", wasm)
+	if v := e.status("a1").RunVersion; v != "1" {
+		t.Fatalf("running %q after registering version 2", v)
+	}
+	waitFor(t, "some messages on version 1", func() bool { b, _ := e.kv("a1", "seen"); return len(b) > 10 })
+	if st, b := e.upgrade("a1", "2"); st != 200 {
+		t.Fatalf("upgrade to 2: %d %s", st, b)
+	}
+	// A bad version 3: it passes init and health, then crashes on its
+	// first message.
+	waitFor(t, "some messages on version 2", func() bool { b, _ := e.kv("a1", "seen"); return strings.Count(string(b), ",") > 30 })
+	e.registerVersion("a1", "3", map[string]any{"mode": "swap", "bad_version": "3"})
+	e.deploy("a1", wasm)
+	if st, b := e.upgrade("a1", "3"); st != 200 {
+		t.Fatalf("upgrade to 3: %d %s", st, b)
+	}
+	<-sent
+	// One more after the stream, so version 3 surely gets a message.
+	if st, b := e.do("POST", "/v1/agents/a1/messages", []byte(fmt.Sprintf(`{"id":%d}`, n+1))); st != http.StatusAccepted {
+		t.Fatalf("last message: %d %s", st, b)
+	}
+	waitFor(t, "every message", func() bool { b, _ := e.kv("a1", "seen"); return strings.Count(string(b), ",") >= n+1 })
+	b, _ := e.kv("a1", "seen")
+	count := map[string]int{}
+	for _, id := range strings.Split(strings.TrimSuffix(string(b), ","), ",") {
+		count[id]++
+	}
+	for i := 1; i <= n+1; i++ {
+		if c := count[fmt.Sprint(i)]; c != 1 {
+			t.Errorf("message %d handled %d times", i, c)
+		}
+	}
+	if len(count) != n+1 {
+		t.Errorf("%d distinct messages handled, want %d", len(count), n+1)
+	}
+	waitFor(t, "the rollback", func() bool { return e.status("a1").RunVersion == "2" })
+	recs, err := e.n.Audit.Query(audit.Filter{Agent: "a1", Kind: "sandbox_rollback", Limit: 10})
+	if err != nil || len(recs) != 1 || !strings.Contains(recs[0].Reason, "rolled back from 3 to 2: the new version crashed") {
+		t.Fatalf("rollback records %+v (%v)", recs, err)
+	}
+	if recs, _ := e.n.Audit.Query(audit.Filter{Agent: "a1", Kind: "sandbox_upgrade", Limit: 10}); len(recs) != 2 {
+		t.Fatalf("%d upgrade records, want 2", len(recs))
+	}
+}

@@ -299,7 +299,7 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 
 	case cmdSystemPublish:
 		return f.applySystem(c)
-	case cmdSandboxModulePut, cmdSandboxRunSet, cmdSandboxStatusSet, cmdSandboxKVPut:
+	case cmdSandboxModulePut, cmdSandboxRunSet, cmdSandboxStatusSet, cmdSandboxKVPut, cmdSandboxRunVer:
 		return f.applySandbox(c)
 
 	default:

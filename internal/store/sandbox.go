@@ -22,6 +22,7 @@ const (
 	cmdSandboxRunSet    = "sandbox.run.set"
 	cmdSandboxStatusSet = "sandbox.status.set"
 	cmdSandboxKVPut     = "sandbox.kv.put"
+	cmdSandboxRunVer    = "sandbox.version.set"
 )
 
 // ChangeSandbox is the Change kind of a sandbox command; Change.Agent
@@ -68,6 +69,14 @@ type sandboxStatusSetCmd struct {
 	Time      time.Time `json:"time"`
 }
 
+// sandboxRunVersionCmd pins the version the sandbox runs (an upgrade or
+// its rollback); empty follows the agent's current version.
+type sandboxRunVersionCmd struct {
+	Agent   string    `json:"agent"`
+	Version string    `json:"version"`
+	Time    time.Time `json:"time"`
+}
+
 type sandboxKVPutCmd struct {
 	Agent  string `json:"agent"`
 	Key    string `json:"key"`
@@ -87,6 +96,7 @@ type sandboxRecord struct {
 	Agent   string            `json:"agent"`
 	Modules []*sandboxModule  `json:"modules,omitempty"` // oldest first, at most ModulesKept
 	Desired string            `json:"desired,omitempty"`
+	Run     string            `json:"run,omitempty"` // the version to run; empty: the agent's current one
 	Status  api.AgentRuntime  `json:"status"`
 	KV      map[string][]byte `json:"kv,omitempty"`
 }
@@ -188,6 +198,20 @@ func (f *fsm) applySandbox(c command) (Change, applyResult, error) {
 			}
 			return nil
 		}
+	case cmdSandboxRunVer:
+		var p sandboxRunVersionCmd
+		if err := decodePayload(c, &p); err != nil {
+			return Change{}, applyResult{}, err
+		}
+		agent = p.Agent
+		mutate = func(r *sandboxRecord) error {
+			if p.Version != "" && !slices.ContainsFunc(r.Modules, func(m *sandboxModule) bool { return m.Version == p.Version }) {
+				return fmt.Errorf("%w: agent %q has no module for version %q (deploy one first)", ErrAgentConflict, p.Agent, p.Version)
+			}
+			r.Run = p.Version
+			r.Status.UpdatedAt = p.Time
+			return nil
+		}
 	case cmdSandboxKVPut:
 		var p sandboxKVPutCmd
 		if err := decodePayload(c, &p); err != nil {
@@ -281,6 +305,17 @@ func (s *Store) SetAgentStatus(ctx context.Context, st api.AgentRuntime) (uint64
 	return res.Revision, nil
 }
 
+// SetAgentRunVersion pins the version the sandbox runs for an agent
+// (which must have a module); empty follows its current version. Leader
+// only.
+func (s *Store) SetAgentRunVersion(ctx context.Context, agent, version string, now time.Time) (uint64, error) {
+	res, err := s.propose(ctx, cmdSandboxRunVer, sandboxRunVersionCmd{Agent: agent, Version: version, Time: now})
+	if err != nil {
+		return 0, err
+	}
+	return res.Revision, nil
+}
+
 // PutAgentKV writes (or, with del, deletes) a key of an agent's state.
 // Leader only.
 func (s *Store) PutAgentKV(ctx context.Context, agent, key string, value []byte, del bool) (uint64, error) {
@@ -333,7 +368,7 @@ func (s *Store) AgentRuntime(agent string) api.AgentRuntime {
 		return api.AgentRuntime{Agent: agent, Desired: api.SandboxStop, State: api.RuntimeStopped}
 	}
 	out := r.Status
-	out.Agent, out.Desired = agent, r.Desired
+	out.Agent, out.Desired, out.RunVersion = agent, r.Desired, r.Run
 	if out.Desired == "" {
 		out.Desired = api.SandboxStop
 	}

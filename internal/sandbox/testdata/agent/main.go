@@ -7,6 +7,7 @@ package main
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/aibos/kernel/guest"
@@ -52,6 +53,19 @@ func init() {
 					}
 				}
 				return nil
+			}
+			if mode == "swap" {
+				if bad, _ := t.Config["bad_version"].(string); bad == t.Version {
+					panic("version " + t.Version + " is bad")
+				}
+				var m struct {
+					ID int `json:"id"`
+				}
+				if err := json.Unmarshal(t.Message, &m); err != nil {
+					return err
+				}
+				old, _ := guest.Get("seen")
+				return guest.Put("seen", append(old, []byte(strconv.Itoa(m.ID)+",")...))
 			}
 			if mode == "abi" {
 				for range 1000 {
