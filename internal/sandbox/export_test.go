@@ -66,3 +66,10 @@ func (r *Runtime) SetEpoch(id string, e uint64) {
 		a.mu.Unlock()
 	}
 }
+
+// Compiled counts the modules this node holds compiled.
+func (r *Runtime) Compiled() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.compiled)
+}

@@ -139,6 +139,7 @@ type Runtime struct {
 	engines  map[uint32]wazero.Runtime       // by memory cap in pages; guarded by mu
 	compiled map[compiledKey]*compiledModule // guarded by mu
 	agents   map[string]*agentRun            // guarded by mu
+	warming  bool                            // a prewarm runs; guarded by mu
 }
 
 type compiledKey struct {
@@ -325,6 +326,9 @@ func (r *Runtime) control() {
 		}
 		wasTerm, wasLeader = r.cfg.Store.LeaderTerm()
 		r.reconcile(wasLeader, wasTerm)
+		if !wasLeader {
+			r.prewarm()
+		}
 	}
 }
 
@@ -388,6 +392,50 @@ func slicesContains(s []*agentRun, a *agentRun) bool {
 		}
 	}
 	return false
+}
+
+// prewarm compiles, in the background and one at a time, the modules of
+// the agents asked to run, on a node that does not run them: if it becomes
+// the leader it takes them over without a cold compile (seconds for a Go
+// guest), which is what keeps a failover's move fast.
+func (r *Runtime) prewarm() {
+	r.mu.Lock()
+	if r.warming {
+		r.mu.Unlock()
+		return
+	}
+	r.warming = true
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			r.warming = false
+			r.mu.Unlock()
+		}()
+		for _, id := range r.cfg.Store.SandboxAgents() {
+			if r.ctx.Err() != nil {
+				return
+			}
+			ag, ok := r.cfg.Store.Agent(id)
+			if !ok {
+				continue
+			}
+			version := ag.Version
+			if v := r.cfg.Store.AgentRuntime(id).RunVersion; v != "" {
+				version = v
+			}
+			mod, wasm, ok := r.cfg.Store.AgentModule(id, version)
+			p, err := ParseProfile(ag.Sandbox)
+			if !ok || err != nil {
+				continue
+			}
+			if _, err := r.compile(r.ctx, p.MaxPages, mod.SHA256, wasm); err != nil {
+				r.log.Warn("sandbox prewarm", "agent", id, "err", err)
+			}
+		}
+	}()
 }
 
 // killFor is the first active kill switch that stops the whole agent:
