@@ -56,6 +56,9 @@ type agentRun struct {
 	lastHealth time.Time
 	epoch      uint64 // the leader term it was placed here in; guarded by mu
 	probation  *probation
+	// memBytes is the instance's memory size after its last call: read
+	// there, on the worker, since the guest may grow it while it runs.
+	memBytes uint64
 }
 
 // probation is an upgrade on trial: from the old version to the new one,
@@ -323,8 +326,12 @@ func (a *agentRun) call(export string, payload []byte) error {
 	defer func() {
 		cancelT()
 		cancel(nil)
+		var mem uint64
+		if m := inst.Memory(); m != nil && !inst.IsClosed() {
+			mem = uint64(m.Size())
+		}
 		a.mu.Lock()
-		a.cancel, a.running, a.lastUsed, a.lastCall = nil, false, time.Now(), time.Since(start)
+		a.cancel, a.running, a.lastUsed, a.lastCall, a.memBytes = nil, false, time.Now(), time.Since(start), mem
 		a.mu.Unlock()
 	}()
 	cs := &callState{a: a, max: p.MaxHostCalls, result: payload}
@@ -503,9 +510,7 @@ func (a *agentRun) live(st *api.AgentRuntime) {
 	st.Healthy, st.Ticks, st.Epoch = a.healthy, a.ticks, a.epoch
 	st.Parked = a.inst == nil
 	if a.inst != nil {
-		if m := a.inst.Memory(); m != nil {
-			st.MemoryBytes = uint64(m.Size())
-		}
+		st.MemoryBytes = a.memBytes
 	}
 	if a.state != "" {
 		// This node's view is newer than its last report's commit.
@@ -544,7 +549,7 @@ func (a *agentRun) cancelTimer(name string) {
 func (a *agentRun) memoryCopy() []byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.inst == nil {
+	if a.inst == nil || a.running {
 		return nil
 	}
 	m := a.inst.Memory()

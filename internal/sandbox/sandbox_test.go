@@ -97,7 +97,7 @@ func startTB(t testing.TB) *env { return startWith(t, 2) }
 
 func startWith(t testing.TB, maxRestarts int) *env {
 	cfg := nodetest.Config(t, "n1")
-	cfg.Sandbox = sandbox.Config{Backoff: 5 * time.Millisecond, MaxRestarts: maxRestarts, ParkAfter: time.Minute}
+	cfg.Sandbox = sandbox.Config{Backoff: 5 * time.Millisecond, MaxRestarts: maxRestarts, ParkAfter: time.Minute, Probation: 5 * time.Minute}
 	logs := &syncBuffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	n := nodetest.Start(t, cfg)
@@ -172,6 +172,18 @@ func waitForB(b *testing.B, cond func() bool) {
 		}
 		time.Sleep(50 * time.Microsecond)
 	}
+}
+
+// waitUntil polls cond for up to 20 s and says whether it held.
+func waitUntil(cond func() bool) bool {
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
 
 // waitFor polls cond for up to 20 s.
@@ -250,10 +262,8 @@ func TestHostCallSameAsHTTP(t *testing.T) {
 	// A denied call: same decision and rule both ways too (tenant changes
 	// nothing here, so deny by another action the agent may not use).
 	// The guest never held its credential.
-	mem := e.n.Sandbox.Memory("a1")
-	if len(mem) == 0 {
-		t.Fatal("no instance memory to scan")
-	}
+	var mem []byte
+	waitFor(t, "the instance between ticks", func() bool { mem = e.n.Sandbox.Memory("a1"); return len(mem) > 0 })
 	if bytes.Contains(mem, []byte(token)) || bytes.Contains(mem, []byte(token[len(token)-16:])) {
 		t.Fatal("the agent's token is in its instance memory")
 	}
@@ -453,7 +463,7 @@ func (e *env) registerVersion(id, version string, config map[string]any) {
 	e.t.Helper()
 	if _, err := e.c.RegisterAgent(context.Background(), api.AgentManifest{
 		ID: id, Version: version, Tenant: "acme", Capabilities: []string{"kernel.audit.query"},
-		Sandbox: map[string]any{"config": config},
+		Sandbox: map[string]any{"config": config, "timeout_ms": 10000},
 	}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -519,7 +529,24 @@ func TestHotSwap(t *testing.T) {
 	if st, b := e.do("POST", "/v1/agents/a1/messages", []byte(fmt.Sprintf(`{"id":%d}`, n+1))); st != http.StatusAccepted {
 		t.Fatalf("last message: %d %s", st, b)
 	}
-	waitFor(t, "every message", func() bool { b, _ := e.kv("a1", "seen"); return strings.Count(string(b), ",") >= n+1 })
+	if !waitUntil(func() bool { b, _ := e.kv("a1", "seen"); return strings.Count(string(b), ",") >= n+1 }) {
+		b, _ := e.kv("a1", "seen")
+		logs := e.logs.String()
+		var kinds []string
+		for _, k := range []string{"sandbox_upgrade", "sandbox_rollback", "sandbox_upgrade_refused", "sandbox_upgrade_kept"} {
+			recs, _ := e.n.Audit.Query(audit.Filter{Agent: "a1", Kind: k, Limit: 10})
+			for _, r := range recs {
+				kinds = append(kinds, k+": "+r.Reason)
+			}
+		}
+		var important []string
+		for _, l := range strings.Split(logs, "\n") {
+			if !strings.Contains(l, "stream=stdio") {
+				important = append(important, l[:min(len(l), 300)])
+			}
+		}
+		t.Fatalf("not every message handled: seen %s; status %+v\naudit %v\nlog: %s", b, e.status("a1"), kinds, strings.Join(important[max(0, len(important)-15):], "\n"))
+	}
 	b, _ := e.kv("a1", "seen")
 	count := map[string]int{}
 	for _, id := range strings.Split(strings.TrimSuffix(string(b), ","), ",") {

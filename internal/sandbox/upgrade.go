@@ -35,9 +35,15 @@ func (r *Runtime) Upgrade(ctx context.Context, id, version string) (api.AgentRun
 	if a == nil {
 		return api.AgentRuntime{}, fmt.Errorf("%w: agent %q is not running on this node: start it first", ErrNotRunning, id)
 	}
-	a.mu.Lock()
-	from := a.version
-	a.mu.Unlock()
+	// From what should run now (the pinned version), not what the
+	// instance runs: an upgrade pinned but not yet swapped in is the one
+	// to roll back to.
+	from := r.cfg.Store.AgentRuntime(id).RunVersion
+	if from == "" {
+		a.mu.Lock()
+		from = a.version
+		a.mu.Unlock()
+	}
 	if from == "" {
 		from = ag.Version
 	}
