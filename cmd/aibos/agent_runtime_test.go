@@ -24,7 +24,7 @@ var tinyModule = []byte{
 
 func TestCLIAgentRuntime(t *testing.T) {
 	n := nodetest.Start(t, nodetest.Config(t, "n1"))
-	c := cli{t: t, server: n.URL()}
+	c := newCLI(t, n, n.URL())
 	c.must(exitOK, "agent", "register", tempFile(t, "a.yaml", "id: tiny\nversion: \"1\"\ncapabilities: [\"kernel.audit.query\"]\n"))
 
 	dir := t.TempDir()

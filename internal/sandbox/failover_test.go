@@ -60,6 +60,7 @@ func TestFailoverMovesAgent(t *testing.T) {
 			continue
 		}
 		req, _ := http.NewRequest("POST", n.URL()+"/v1/agents/a1/messages", nil)
+		req.Header.Set("Authorization", "Bearer "+nodetest.Token(nodes[0]))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil || resp.StatusCode != http.StatusAccepted {
 			t.Fatalf("message to the moved agent: %v %v", err, resp)

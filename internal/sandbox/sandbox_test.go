@@ -127,6 +127,7 @@ func (e *env) register(id, mode string, profile map[string]any) string {
 func (e *env) do(method, path string, body []byte) (int, []byte) {
 	e.t.Helper()
 	req, _ := http.NewRequest(method, e.n.URL()+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+nodetest.Token(e.n))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -363,7 +364,7 @@ func TestKillSwitchStopsRunningTick(t *testing.T) {
 	waitFor(t, "running", func() bool { return e.status("a1").State == api.RuntimeRunning })
 	e.do("POST", "/v1/agents/a1/messages", []byte(`{}`))
 	waitFor(t, "the loop", func() bool { _, ok := e.kv("a1", "looping"); return ok && e.n.Sandbox.Running("a1") })
-	k, err := e.c.Kill(context.Background(), api.KillRequest{Scope: api.KillAgent, Target: "a1", Reason: "test", By: "ops"})
+	k, err := e.c.Kill(context.Background(), api.KillRequest{Scope: api.KillAgent, Target: "a1", Reason: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +378,7 @@ func TestKillSwitchStopsRunningTick(t *testing.T) {
 		t.Fatal("a killed agent took a message")
 	}
 	// Lifted: it starts again.
-	if _, err := e.c.LiftKill(context.Background(), k.ID, "ops", "done"); err != nil {
+	if _, err := e.c.LiftKill(context.Background(), k.ID, "", "done"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "running again", func() bool { return e.status("a1").State == api.RuntimeRunning })
@@ -492,6 +493,7 @@ func TestHotSwap(t *testing.T) {
 		for i := 1; i <= n; i++ {
 			for {
 				req, _ := http.NewRequest("POST", e.n.URL()+"/v1/agents/a1/messages", strings.NewReader(fmt.Sprintf(`{"id":%d}`, i)))
+				req.Header.Set("Authorization", "Bearer "+nodetest.Token(e.n))
 				resp, err := http.DefaultClient.Do(req)
 				if err == nil {
 					resp.Body.Close()
