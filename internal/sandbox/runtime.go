@@ -58,9 +58,13 @@ type Config struct {
 	// DataDir holds the compilation cache (DataDir/wasm-cache); empty: an
 	// in-memory cache.
 	DataDir string
-	Node    string
-	Logger  *slog.Logger
-	Now     func() time.Time // (time.Now): the guests' clock too
+	// CacheDir, if set, holds the compilation cache instead of
+	// DataDir/wasm-cache: runtimes of one process may share it (wazero
+	// keys compiled code by the module's hash and its own version).
+	CacheDir string
+	Node     string
+	Logger   *slog.Logger
+	Now      func() time.Time // (time.Now): the guests' clock too
 	// Workers bounds the ticks that run at once on this node (2).
 	Workers int
 	// ParkAfter closes an instance idle for this long; its next tick
@@ -158,8 +162,11 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	var cache wazero.CompilationCache
-	if cfg.DataDir != "" {
-		dir := filepath.Join(cfg.DataDir, "wasm-cache")
+	if cfg.DataDir != "" || cfg.CacheDir != "" {
+		dir := cfg.CacheDir
+		if dir == "" {
+			dir = filepath.Join(cfg.DataDir, "wasm-cache")
+		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("sandbox: compilation cache: %w", err)
 		}

@@ -192,6 +192,12 @@ func (f *fsm) applySandbox(c command) (Change, applyResult, error) {
 		}
 		agent = p.Agent
 		mutate = func(r *sandboxRecord) error {
+			// A report from an older epoch (a deposed leader's "stopped",
+			// applied after the new leader's "running") is stale: keep the
+			// newer one. Decided here, so every replica agrees.
+			if p.Epoch < r.Status.Epoch {
+				return nil
+			}
 			r.Status = api.AgentRuntime{
 				Agent: p.Agent, State: p.State, Node: p.Node, Epoch: p.Epoch, Version: p.Version, Module: p.Module,
 				Restarts: p.Restarts, LastError: p.LastError, UpdatedAt: p.Time,

@@ -69,3 +69,20 @@ func TestSandboxCommands(t *testing.T) {
 		t.Fatal("replicas diverged after restore")
 	}
 }
+
+// A status report of an older epoch, applied after a newer one, is stale
+// and changes nothing (a deposed leader's "stopped" after the new
+// leader's "running").
+func TestSandboxStatusOfOlderEpochIsStale(t *testing.T) {
+	f := newFSM(nil)
+	applyOK(t, f, cmdAgentRegister, agentRegisterCmd{Manifest: agentManifest("a1", "1", "data.*"), TokenHash: TokenHash("tok1"), Time: t0})
+	applyOK(t, f, cmdSandboxStatusSet, sandboxStatusSetCmd{Agent: "a1", State: api.RuntimeRunning, Node: "n2", Epoch: 3, Time: t0})
+	applyOK(t, f, cmdSandboxStatusSet, sandboxStatusSetCmd{Agent: "a1", State: api.RuntimeStopped, Node: "n1", Epoch: 2, Time: t0})
+	if got := f.st.sandbox["a1"].Status; got.State != api.RuntimeRunning || got.Node != "n2" || got.Epoch != 3 {
+		t.Fatalf("status %+v; want the epoch 3 report", got)
+	}
+	applyOK(t, f, cmdSandboxStatusSet, sandboxStatusSetCmd{Agent: "a1", State: api.RuntimeStopped, Node: "n2", Epoch: 3, Time: t0})
+	if got := f.st.sandbox["a1"].Status; got.State != api.RuntimeStopped {
+		t.Fatalf("status %+v; a report of the same epoch applies", got)
+	}
+}
