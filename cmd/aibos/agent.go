@@ -14,7 +14,7 @@ import (
 	"github.com/aibos/kernel/internal/policy"
 )
 
-const agentUsage = `Usage: aibos agent register|import-card|list|get|stats|retire|rotate [flags]
+const agentUsage = `Usage: aibos agent register|import-card|list|get|stats|retire|rotate|deploy|start|stop|status|upgrade [flags]
 
   aibos agent register FILE|-                    register an agent from its manifest (YAML or JSON); prints its token once
   aibos agent import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O]
@@ -24,6 +24,9 @@ const agentUsage = `Usage: aibos agent register|import-card|list|get|stats|retir
   aibos agent stats ID                           the answering node's invocation counters for the agent
   aibos agent retire ID                          retire the agent; its credential is revoked
   aibos agent rotate ID                          a new token; the old one stops working
+  aibos agent deploy ID --module FILE.wasm       deploy a WebAssembly module for the agent to run in the kernel's sandbox
+  aibos agent start ID | stop ID | status ID     run, stop, or show the agent's sandboxed run
+  aibos agent upgrade ID --version V             hot-swap the running agent to version V, rolled back on failure
 
 Every subcommand takes --server URL and --json.`
 
@@ -33,6 +36,9 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return code
 	}
 	sub, rest := args[0], args[1:]
+	if isAgentRuntime(sub) {
+		return cmdAgentRuntime(sub, rest, stdout, stderr)
+	}
 	fs := newFlags("agent "+sub, agentUsage, stdout, stderr)
 	server := serverFlag(fs)
 	asJSON := fs.Bool("json", false, "print the answer as JSON")

@@ -56,6 +56,7 @@ type Record struct {
 	By           string          `json:"by,omitempty"`
 	Reason       string          `json:"reason,omitempty"`
 	Redacted     []string        `json:"redacted,omitempty"` // paths redacted from Args and Result
+	Origin       string          `json:"origin,omitempty"`   // "sandbox" for a host call of a sandboxed agent
 
 	// Check, when set, is a decision of the check API recorded by
 	// reference: the writer takes subject, agent, action, resource and
@@ -197,6 +198,7 @@ func appendBody(b []byte, r *Record, node string, args, result json.RawMessage, 
 		raw("redacted")
 		b = appendStrings(b, redacted)
 	}
+	str("origin", r.Origin)
 	return append(b, '}')
 }
 

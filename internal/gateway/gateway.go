@@ -30,6 +30,7 @@ import (
 // Store is what the gateway needs of the replicated state.
 type Store interface {
 	AgentByToken(token string) (api.Agent, bool)
+	Agent(id string) (api.Agent, bool)
 	Orchestras() []api.Orchestra
 	ActiveKills() []api.KillSwitch
 	IsLeader() bool

@@ -56,6 +56,13 @@ type Call struct {
 	// added to the record as its reason (the MCP endpoint names the
 	// session and method there).
 	Kind, Note string
+	// Agent, when set, is an agent the kernel itself vouches for (the
+	// sandbox runs it, internal/sandbox): Token is then not used, and the
+	// agent must still be registered and active. Never set from a request.
+	Agent string
+	// Origin marks where the call came from in its audit record
+	// ("sandbox"); empty for the HTTP API.
+	Origin string
 }
 
 // Reply is the gateway's answer. Exactly one of Resp and Err is set, unless
@@ -89,6 +96,7 @@ type invocation struct {
 	claimed bool
 	kind    string // audit record kind; "" is "invocation"
 	note    string
+	origin  string
 }
 
 // MaxInvokeBody bounds an invocation's body.
@@ -97,8 +105,15 @@ const MaxInvokeBody = 1 << 20
 // Invoke runs one invocation through the pipeline; see the package comment.
 func (g *Gateway) Invoke(ctx context.Context, c Call) Reply {
 	start := time.Now()
-	agent, ok := g.cfg.Store.AgentByToken(c.Token)
-	if c.Token == "" || !ok {
+	var agent api.Agent
+	var ok bool
+	if c.Agent != "" {
+		agent, ok = g.cfg.Store.Agent(c.Agent)
+	} else {
+		agent, ok = g.cfg.Store.AgentByToken(c.Token)
+		ok = ok && c.Token != ""
+	}
+	if !ok {
 		g.metrics.rejected.WithLabelValues(CodeUnauthenticated).Inc()
 		return fail(http.StatusUnauthorized, CodeUnauthenticated, "no valid agent credential: send the token issued at registration as 'Authorization: Bearer aibos_...'")
 	}
@@ -114,7 +129,7 @@ func (g *Gateway) Invoke(ctx context.Context, c Call) Reply {
 		g.metrics.rejected.WithLabelValues(CodeCapability).Inc()
 		return fail(http.StatusForbidden, CodeCapability, fmt.Sprintf("agent %q did not declare a capability for %q (its capabilities: %s); register a new version of the agent with it", agent.ID, c.Action, strings.Join(agent.Capabilities, ", ")))
 	}
-	in := &invocation{g: g, start: start, agent: agent, entry: e, kind: c.Kind, note: c.Note}
+	in := &invocation{g: g, start: start, agent: agent, entry: e, kind: c.Kind, note: c.Note, origin: c.Origin}
 	in.resp = api.InvokeResponse{InvocationID: NewID("inv_"), Action: c.Action, Agent: agent.ID}
 	if k := g.killFor(&agent, c.Action); k != nil {
 		in.resp.Status, in.resp.Decision = api.InvocationDenied, api.Deny
@@ -631,6 +646,7 @@ func (in *invocation) record() *audit.Record {
 		Decision: string(in.resp.Decision), Version: in.resp.Version,
 		InvocationID: in.resp.InvocationID, ApprovalID: in.resp.ApprovalID, Status: in.resp.Status,
 		Cost: in.resp.Cost, DurationNS: int64(time.Since(in.start)), ArgsDigest: in.resp.ArgsDigest,
+		Origin: in.origin,
 	}
 	if in.check != nil {
 		r.Resource = in.check.Resource.Type + ":" + in.check.Resource.ID

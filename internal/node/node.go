@@ -32,6 +32,7 @@ import (
 	"github.com/aibos/kernel/internal/gateway/limits"
 	"github.com/aibos/kernel/internal/mcp"
 	"github.com/aibos/kernel/internal/policy"
+	"github.com/aibos/kernel/internal/sandbox"
 	"github.com/aibos/kernel/internal/server"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
@@ -111,6 +112,9 @@ type Config struct {
 	// 50,000: policy.MaxPolicies and policy.MaxRules); every node of a
 	// cluster should have the same, since each compiles every version.
 	BundleLimits policy.Limits
+	// Sandbox tunes the agent runtime (workers, parking, restarts); its
+	// Store, Gateway, DataDir, Node and Logger are set by the node.
+	Sandbox sandbox.Config
 }
 
 // Node is one running kernel node.
@@ -132,6 +136,9 @@ type Node struct {
 	// MCP keeps the sessions with the catalog's MCP servers.
 	MCP *mcp.Manager
 	mcp atomic.Pointer[mcp.Manager]
+	// Sandbox runs the node's sandboxed agents; nil without a gateway.
+	Sandbox *sandbox.Runtime
+	sandbox atomic.Pointer[sandbox.Runtime]
 
 	http    *http.Server
 	ln      net.Listener
@@ -268,6 +275,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 				n.System.Apply(c.System)
 			}
 			n.gatewayHook(c)
+			n.sandboxHook(c)
 		},
 	})
 	if err != nil {
@@ -358,6 +366,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		// hook: read the state once more.
 		gw.CatalogChanged()
 		gw.KillsChanged()
+	}
+	if err := n.startSandbox(); err != nil {
+		n.closeGateway()
+		n.closeDecisions()
+		st.Close()
+		ln.Close()
+		return nil, err
 	}
 	gctx, stopGuard := context.WithCancel(context.Background())
 	n.stopGuard = stopGuard
@@ -537,6 +552,7 @@ func (n *Node) Close() error {
 		herr := n.http.Shutdown(ctx)
 		n.serveWG.Wait()
 		n.MCP.Close()
+		n.closeSandbox()
 		n.closeDecisions()
 		n.closeGateway()
 		serr := n.Store.Close()
@@ -557,6 +573,7 @@ func (n *Node) Kill() error {
 		n.http.Close()
 		n.serveWG.Wait()
 		n.MCP.Close()
+		n.closeSandbox()
 		n.closeDecisions()
 		n.closeGateway()
 		n.closeErr = n.Store.Kill()

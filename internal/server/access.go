@@ -299,6 +299,8 @@ func (s *Server) mediaOK(w http.ResponseWriter, r *http.Request, rt *route) bool
 	case !ok:
 	case rt.media == mediaJSON:
 		ok = mt == mediaJSON
+	case rt.media == mediaWasm:
+		ok = mt == mediaWasm || mt == "application/octet-stream"
 	case rt.media == mediaBundle:
 		ok = mt == mediaJSON || mt == "application/yaml" || mt == "application/x-yaml" || mt == "text/yaml" || mt == "application/x-tar" || mt == "application/octet-stream"
 	default:
@@ -308,6 +310,9 @@ func (s *Server) mediaOK(w http.ResponseWriter, r *http.Request, rt *route) bool
 		return true
 	}
 	want := "application/json"
+	if rt.media == mediaWasm {
+		want = "application/wasm"
+	}
 	if rt.media == mediaBundle {
 		want = "application/yaml, application/json or application/x-tar"
 	}

@@ -32,6 +32,7 @@ const (
 const (
 	mediaJSON   = "application/json"
 	mediaBundle = "bundle" // YAML, JSON or a tar (PUT /v1/policies and what takes a bundle)
+	mediaWasm   = "application/wasm"
 )
 
 // route is one entry of the API: its mux pattern, the kernel.* action the
@@ -176,6 +177,21 @@ func (s *Server) routes() {
 		s.mux.HandleFunc(rt.pattern, s.guard(rt))
 	}
 	s.mux.HandleFunc("/", s.handleNoRoute)
+}
+
+// HandleAgentRoute adds a route another package serves on an agent, the
+// path's {id} (the agent sandbox's): it goes into the route table behind
+// the same guard as every route — authenticated, the system bundle deciding
+// action on the agent (its tenant), the act audited, and on the leader if
+// leader. media is the body's type ("" for none, application/json,
+// application/wasm). Call it before the server serves.
+func (s *Server) HandleAgentRoute(pattern, action, media string, leader bool, h http.HandlerFunc) {
+	if action == "" || !strings.HasPrefix(action, "kernel.") {
+		panic(fmt.Sprintf("server: route %s needs a kernel.* action", pattern))
+	}
+	s.table = append(s.table, route{pattern: pattern, action: action, media: media, leader: leader, target: agentTarget, h: h})
+	rt := &s.table[len(s.table)-1]
+	s.mux.HandleFunc(rt.pattern, s.guard(rt))
 }
 
 // routeMux is the server's ServeMux, which also keeps the list of the

@@ -45,6 +45,8 @@ type Change struct {
 	// System is the published system bundle (Kind system, or restore;
 	// nil: the embedded default). Shared, read-only.
 	System *api.BundleVersion
+	// Agent is the agent whose sandbox state changed (Kind sandbox).
+	Agent string
 }
 
 // applyResult is the response of a successfully applied command, returned
@@ -103,6 +105,9 @@ type state struct {
 	tokenHashes map[string]string
 	// system is the published system bundle; nil: the embedded default.
 	system *api.BundleVersion
+	// sandbox is the sandbox state of agents (modules, run state,
+	// key/value state) by agent id.
+	sandbox map[string]*sandboxRecord
 }
 
 func newState() state {
@@ -116,6 +121,7 @@ func newState() state {
 		kills:       make(map[string]*api.KillSwitch),
 		tokens:      make(map[string]*tokenRecord),
 		tokenHashes: make(map[string]string),
+		sandbox:     make(map[string]*sandboxRecord),
 	}
 }
 
@@ -293,6 +299,8 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 
 	case cmdSystemPublish:
 		return f.applySystem(c)
+	case cmdSandboxModulePut, cmdSandboxRunSet, cmdSandboxStatusSet, cmdSandboxKVPut, cmdSandboxRunVer:
+		return f.applySandbox(c)
 
 	default:
 		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
@@ -362,9 +370,13 @@ func (f *fsm) captureLocked() *fsmSnapshot {
 		kills:      make([]*api.KillSwitch, 0, len(f.st.kills)),
 		tokens:     make([]*tokenRecord, 0, len(f.st.tokens)),
 		system:     f.st.system,
+		sandbox:    make([]*sandboxRecord, 0, len(f.st.sandbox)),
 	}
 	for _, t := range f.st.tokens {
 		s.tokens = append(s.tokens, t)
+	}
+	for _, r := range f.st.sandbox {
+		s.sandbox = append(s.sandbox, r)
 	}
 	for _, a := range f.st.agents {
 		s.agents = append(s.agents, a)

@@ -22,6 +22,13 @@ const (
 // IsLeader reports whether this node is the leader.
 func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
 
+// LeaderTerm returns raft's current term and whether this node leads in
+// it: the epoch of what the leader places (the agent sandbox's agents).
+func (s *Store) LeaderTerm() (uint64, bool) {
+	term := s.raft.CurrentTerm()
+	return term, s.raft.State() == raft.Leader
+}
+
 // LeaderID returns the leader's node id, "" if unknown.
 func (s *Store) LeaderID() string {
 	_, id := s.raft.LeaderWithID()

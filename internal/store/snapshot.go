@@ -51,6 +51,9 @@ type snapshotHeader struct {
 	Tokens int `json:"tokens,omitempty"`
 	// Systems is 1 when a published system bundle follows the tokens.
 	Systems int `json:"systems,omitempty"`
+	// Sandboxes counts the agents' sandbox records after the kill
+	// switches (omitted when 0, so a state without them encodes as before).
+	Sandboxes int `json:"sandboxes,omitempty"`
 }
 
 // snapshotRecord has exactly one field set. New kinds of state add a field
@@ -71,6 +74,7 @@ type snapshotRecord struct {
 	Kill      *api.KillSwitch    `json:"kill,omitempty"`
 	Token     *tokenRecord       `json:"token,omitempty"`
 	System    *api.BundleVersion `json:"system,omitempty"`
+	Sandbox   *sandboxRecord     `json:"sandbox,omitempty"`
 }
 
 // kinds counts the kinds of state a record holds (Staged goes with
@@ -78,7 +82,7 @@ type snapshotRecord struct {
 func (r *snapshotRecord) kinds() int {
 	n := 0
 	for _, set := range []bool{r.Version != nil, r.Node != nil, r.Entity != nil, r.Rollout != nil,
-		r.Agent != nil, r.Orchestra != nil, r.Approval != nil, r.Kill != nil, r.Token != nil, r.System != nil} {
+		r.Agent != nil, r.Orchestra != nil, r.Approval != nil, r.Kill != nil, r.Token != nil, r.System != nil, r.Sandbox != nil} {
 		if set {
 			n++
 		}
@@ -102,6 +106,7 @@ type fsmSnapshot struct {
 	kills      []*api.KillSwitch
 	tokens     []*tokenRecord
 	system     *api.BundleVersion
+	sandbox    []*sandboxRecord
 }
 
 // Persist writes the snapshot to the sink. It runs concurrently with Apply,
@@ -147,6 +152,7 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	sort.Slice(s.approvals, func(i, j int) bool { return s.approvals[i].ID < s.approvals[j].ID })
 	sort.Slice(s.kills, func(i, j int) bool { return s.kills[i].ID < s.kills[j].ID })
 	sort.Slice(s.tokens, func(i, j int) bool { return s.tokens[i].Token.Accessor < s.tokens[j].Token.Accessor })
+	sort.Slice(s.sandbox, func(i, j int) bool { return s.sandbox[i].Agent < s.sandbox[j].Agent })
 
 	enc := json.NewEncoder(w)
 	h := snapshotHeader{
@@ -163,6 +169,7 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	if s.system != nil {
 		h.Systems = 1
 	}
+	h.Sandboxes = len(s.sandbox)
 	if err := enc.Encode(h); err != nil {
 		return err
 	}
@@ -213,6 +220,11 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	}
 	if s.system != nil {
 		if err := enc.Encode(snapshotRecord{System: s.system}); err != nil {
+			return err
+		}
+	}
+	for _, r := range s.sandbox {
+		if err := enc.Encode(snapshotRecord{Sandbox: r}); err != nil {
 			return err
 		}
 	}
@@ -288,7 +300,7 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	if h.Format != snapshotFormat {
 		return state{}, fmt.Errorf("unknown snapshot format %d (this node reads %d)", h.Format, snapshotFormat)
 	}
-	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 || h.Orchestras < 0 || h.Approvals < 0 || h.Kills < 0 || h.Tokens < 0 || h.Systems < 0 || h.Systems > 1 {
+	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 || h.Orchestras < 0 || h.Approvals < 0 || h.Kills < 0 || h.Tokens < 0 || h.Systems < 0 || h.Systems > 1 || h.Sandboxes < 0 {
 		return state{}, errors.New("negative count in header")
 	}
 	if h.Rollouts != 0 && h.Rollouts != 1 {
@@ -300,13 +312,19 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	total := h.Versions + h.Nodes + h.Entities
 	core := total + h.Rollouts + h.Agents
 	gw := core + h.Orchestras + h.Approvals + h.Kills
-	for i := 0; i < gw+h.Tokens+h.Systems; i++ {
+	for i := 0; i < gw+h.Tokens+h.Systems+h.Sandboxes; i++ {
 		var rec snapshotRecord
 		if err := dec.Decode(&rec); err != nil {
 			return state{}, fmt.Errorf("record %d: %w", i, err)
 		}
 		if rec.kinds() != 1 {
 			return state{}, fmt.Errorf("record %d: holds %d kinds of state, want 1", i, rec.kinds())
+		}
+		if i >= gw+h.Tokens+h.Systems {
+			if err := restoreSandbox(&st, rec.Sandbox); err != nil {
+				return state{}, fmt.Errorf("record %d: %w", i, err)
+			}
+			continue
 		}
 		if i >= gw+h.Tokens {
 			if rec.System == nil || validateFiles(rec.System.Files) != nil {

@@ -1,0 +1,127 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/aibos/kernel/guest"
+)
+
+// minimal is the smallest module the validator accepts: a memory and an
+// aibos_tick export, importing aibos/v1.log.
+var minimal = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+	// type section: (i32,i32,i32)->(), (i32)->i32
+	0x01, 0x0c, 0x02, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00, 0x60, 0x01, 0x7f, 0x01, 0x7f,
+	// import section: "aibos/v1" "log" func type 0
+	0x02, 0x10, 0x01, 0x08, 'a', 'i', 'b', 'o', 's', '/', 'v', '1', 0x03, 'l', 'o', 'g', 0x00, 0x00,
+	// function section: one function of type 1
+	0x03, 0x02, 0x01, 0x01,
+	// memory section: one memory, min 1
+	0x05, 0x03, 0x01, 0x00, 0x01,
+	// export section: "memory" mem 0, "aibos_tick" func 1
+	0x07, 0x17, 0x02, 0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00,
+	0x0a, 'a', 'i', 'b', 'o', 's', '_', 't', 'i', 'c', 'k', 0x00, 0x01,
+	// code section: (local.get 0)
+	0x0a, 0x06, 0x01, 0x04, 0x00, 0x20, 0x00, 0x0b,
+}
+
+func TestValidateMinimal(t *testing.T) {
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	cm, info, err := Validate(ctx, r, minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Close(ctx)
+	if len(info.Imports) != 1 || info.Imports[0] != "aibos/v1.log" || info.MinPages != 1 {
+		t.Fatalf("info %+v", info)
+	}
+	// Renaming the import to one the host lacks is refused, with its
+	// position.
+	bad := bytes.Replace(minimal, []byte("\x03log"), []byte("\x03lag"), 1)
+	_, _, err = Validate(ctx, r, bad)
+	var ve *ValidationError
+	if !errors.As(err, &ve) || !errors.Is(err, ErrInvalidModule) || len(ve.Problems) != 1 || !bytes.Contains([]byte(ve.Problems[0]), []byte("import 0 (aibos/v1.lag)")) {
+		t.Fatalf("renamed import: %v", err)
+	}
+}
+
+// FuzzValidate: any bytes give a compiled module or a ValidationError,
+// never a panic; an accepted module imports nothing outside the ABI.
+func FuzzValidate(f *testing.F) {
+	f.Add(minimal)
+	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
+	f.Add([]byte("not wasm"))
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 1<<16 {
+			return
+		}
+		cm, info, err := Validate(ctx, r, b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidModule) {
+				t.Fatalf("error not an ErrInvalidModule: %v", err)
+			}
+			return
+		}
+		defer cm.Close(ctx)
+		for _, imp := range info.Imports {
+			mod, name, _ := bytes.Cut([]byte(imp), []byte("."))
+			switch string(mod) {
+			case HostModule:
+				if _, ok := hostSignatures[string(name)]; !ok {
+					t.Fatalf("accepted host import %s", imp)
+				}
+			case wasiModule:
+			default:
+				t.Fatalf("accepted import %s", imp)
+			}
+		}
+	})
+}
+
+// fakeMemory is a guest memory for the decoders.
+type fakeMemory []byte
+
+func (m fakeMemory) Read(off, n uint32) ([]byte, bool) {
+	if uint64(off)+uint64(n) > uint64(len(m)) {
+		return nil, false
+	}
+	return m[off : off+n], true
+}
+
+// FuzzHostDecoders: the decoders of host call arguments never panic and
+// never return bytes outside what the guest pointed at.
+func FuzzHostDecoders(f *testing.F) {
+	f.Add([]byte("kernel.audit.query{\"input\":{}}"), uint32(0), uint32(18), uint32(18), uint32(12), int64(10))
+	f.Add([]byte{0xff, 0xfe}, uint32(1), uint32(5), uint32(0), uint32(0), int64(-1))
+	f.Fuzz(func(t *testing.T, mem []byte, np, nl, bp, bl uint32, delay int64) {
+		m := fakeMemory(mem)
+		name, body, herr := decodeInvoke(m, np, nl, bp, bl)
+		if herr == nil {
+			if len(name) == 0 || len(name) > maxActionName || len(body) > maxInvokeBody {
+				t.Fatalf("accepted name %q, body of %d bytes", name, len(body))
+			}
+			if src, ok := m.Read(bp, bl); ok && !bytes.Equal(src, body) && len(body) > 0 {
+				t.Fatal("body differs from the guest's bytes")
+			}
+		} else if herr.Code != codeBadArgument {
+			t.Fatalf("code %q", herr.Code)
+		}
+		if _, herr := decodeTimer(m, np, nl, delay); herr == nil && (delay < 0 || delay > maxDelayMS) {
+			t.Fatalf("accepted delay %d", delay)
+		}
+		// The guest-side decoders of what the host sends.
+		_, _ = guest.DecodeTick(mem)
+		_, _ = guest.DecodeResult(mem)
+		_ = guest.DecodeError(mem)
+	})
+}

@@ -1,0 +1,147 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/store"
+)
+
+// Router is where the runtime's routes are added: the node's HTTP server,
+// which authenticates each, has the system bundle decide its action on the
+// agent, audits it, and runs leader routes on the leader.
+type Router interface {
+	HandleAgentRoute(pattern, action, media string, leader bool, h http.HandlerFunc)
+}
+
+// Routes adds the agent runtime's endpoints.
+func (r *Runtime) Routes(rt Router) {
+	rt.HandleAgentRoute("PUT /v1/agents/{id}/module", "kernel.agent.deploy", "application/wasm", true, r.handleDeploy)
+	rt.HandleAgentRoute("POST /v1/agents/{id}/start", "kernel.agent.start", "application/json", true, r.handleRun(api.SandboxRun))
+	rt.HandleAgentRoute("POST /v1/agents/{id}/stop", "kernel.agent.stop", "application/json", true, r.handleRun(api.SandboxStop))
+	rt.HandleAgentRoute("POST /v1/agents/{id}/upgrade", "kernel.agent.upgrade", "application/json", true, r.handleUpgrade)
+	// Runtime status and messages are answered by the leader, which runs
+	// the agents (its live view: memory, ticks, health).
+	rt.HandleAgentRoute("GET /v1/agents/{id}/runtime", "kernel.agent.runtime", "", true, r.handleStatus)
+	rt.HandleAgentRoute("POST /v1/agents/{id}/messages", "kernel.agent.message", "application/json", true, r.handleMessage)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, details ...string) {
+	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg, Details: details}})
+}
+
+// writeStoreError maps a store or validation error to its answer.
+func writeStoreError(w http.ResponseWriter, err error) {
+	var ve *ValidationError
+	switch {
+	case errors.As(err, &ve):
+		writeError(w, http.StatusUnprocessableEntity, "invalid_module", ve.Error(), ve.Problems...)
+	case errors.Is(err, ErrUpgrade):
+		writeError(w, http.StatusUnprocessableEntity, "upgrade_refused", err.Error())
+	case errors.Is(err, ErrNotRunning):
+		writeError(w, http.StatusConflict, "not_running", err.Error())
+	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, store.ErrAgentConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, store.ErrBadCommand):
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	default:
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+	}
+}
+
+func (r *Runtime) handleDeploy(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxModuleBytes+1))
+	if err != nil || len(body) > maxModuleBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a module is at most %d bytes (build with -ldflags='-s -w' to strip it)", maxModuleBytes))
+		return
+	}
+	m, err := r.Deploy(req.Context(), id, body)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	r.Changed()
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (r *Runtime) handleRun(desired string) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		id := req.PathValue("id")
+		if _, ok := r.cfg.Store.Agent(id); !ok {
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no agent %q: register it first", id))
+			return
+		}
+		if _, err := r.cfg.Store.SetAgentRun(req.Context(), id, desired, r.cfg.Now()); err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		if err := r.pinOnStart(req.Context(), id, desired); err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		r.Changed()
+		writeJSON(w, http.StatusOK, r.Status(id))
+	}
+}
+
+func (r *Runtime) handleStatus(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	if _, ok := r.cfg.Store.Agent(id); !ok {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no agent %q", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, r.Status(id))
+}
+
+func (r *Runtime) handleMessage(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, 64<<10))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", "a message is at most 64 KiB")
+		return
+	}
+	if err := r.Send(id, body); err != nil {
+		status := http.StatusConflict
+		if errors.Is(err, ErrNotRunning) {
+			status = http.StatusNotFound
+		}
+		writeError(w, status, "not_running", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"agent": id, "status": "queued"})
+}
+
+// UpgradeRequest is the body of POST /v1/agents/{id}/upgrade.
+type UpgradeRequest struct {
+	Version string `json:"version"`
+}
+
+func (r *Runtime) handleUpgrade(w http.ResponseWriter, req *http.Request) {
+	var u UpgradeRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&u); err != nil || u.Version == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", `the body is {"version": "V"}: a registered version of the agent with a module`)
+		return
+	}
+	st, err := r.Upgrade(req.Context(), req.PathValue("id"), u.Version)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	r.Changed()
+	writeJSON(w, http.StatusOK, st)
+}
