@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -124,4 +125,26 @@ func FuzzHostDecoders(f *testing.F) {
 		_, _ = guest.DecodeResult(mem)
 		_ = guest.DecodeError(mem)
 	})
+}
+
+// Declared counts the bytes cannot hold are refused before the compiler
+// allocates for them (inputs the fuzzer found slow: an import and a
+// function section claiming hundreds of millions of entries).
+func TestValidateRefusesCountBombs(t *testing.T) {
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	for _, b := range []string{
+		"\x00asm\x01\x00\x00\x00\x02\xe9\xe90\xd7\xf8\x87S",
+		"\x00asm\x01\x00\x00\x00\x03\x92\xb6\xb10\xb1\xe0\xdab0",
+		"\x00asm\x01\x00\x00\x00\x03\x05\xff\xff\xff\xff\x0f",
+	} {
+		_, _, err := Validate(ctx, r, []byte(b))
+		if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "declares") {
+			t.Errorf("%q: %v", b, err)
+		}
+	}
+	if _, _, err := Validate(ctx, r, minimal); err != nil {
+		t.Fatalf("the minimal module: %v", err)
+	}
 }

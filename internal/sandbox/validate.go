@@ -103,6 +103,9 @@ func Validate(ctx context.Context, r wazero.Runtime, wasm []byte) (wazero.Compil
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return nil, info, &ValidationError{Problems: []string{"not a WebAssembly binary (it must start with \\0asm): build it with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared"}}
 	}
+	if err := checkSections(wasm); err != nil {
+		return nil, info, &ValidationError{Problems: []string{err.Error()}}
+	}
 	cm, err := r.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, info, &ValidationError{Problems: []string{"does not compile: " + err.Error()}}
@@ -172,4 +175,53 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// checkSections reads the module's section headers before the compiler
+// does: every section must fit in what follows it, and the vector that
+// begins a known section (types, imports, functions, … data) cannot hold
+// more entries than the section has bytes, since each takes at least one.
+// A declared count is what a decoder allocates for, so a few bytes could
+// otherwise ask for gigabytes.
+func checkSections(wasm []byte) error {
+	off := 8
+	for off < len(wasm) {
+		id := wasm[off]
+		size, n, ok := leb32(wasm[off+1:])
+		if !ok {
+			return fmt.Errorf("section %d at byte %d: its size is not a valid LEB128 u32", id, off)
+		}
+		body := off + 1 + n
+		if uint64(size) > uint64(len(wasm)-body) {
+			return fmt.Errorf("section %d at byte %d declares %d bytes, but only %d follow: the module is truncated or corrupt", id, off, size, len(wasm)-body)
+		}
+		if id >= 1 && id <= 11 && id != 8 { // 8 (start) is one index, not a vector
+			count, _, ok := leb32(wasm[body : body+int(size)])
+			if !ok {
+				return fmt.Errorf("section %d at byte %d: its entry count is not a valid LEB128 u32", id, off)
+			}
+			if count > size {
+				return fmt.Errorf("section %d at byte %d declares %d entries in %d bytes: the module is corrupt", id, off, count, size)
+			}
+		}
+		off = body + int(size)
+	}
+	return nil
+}
+
+// leb32 decodes an unsigned LEB128 of at most 32 bits.
+func leb32(b []byte) (v uint32, n int, ok bool) {
+	var shift uint
+	for i := 0; i < len(b) && i < 5; i++ {
+		c := b[i]
+		if i == 4 && c > 0x0f {
+			return 0, 0, false
+		}
+		v |= uint32(c&0x7f) << shift
+		if c&0x80 == 0 {
+			return v, i + 1, true
+		}
+		shift += 7
+	}
+	return 0, 0, false
 }
