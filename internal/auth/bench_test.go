@@ -13,11 +13,11 @@ type oneToken struct {
 	tok api.Token
 }
 
-func (o oneToken) TokenBySum(sum *[32]byte) (api.Token, [32]byte, bool) {
-	if *sum != o.sum {
-		return api.Token{}, [32]byte{}, false
+func (o oneToken) TokenBySum(sum [32]byte) (api.Token, bool) {
+	if sum != o.sum {
+		return api.Token{}, false
 	}
-	return o.tok, o.sum, true
+	return o.tok, true
 }
 
 func (oneToken) AgentByToken(string) (api.Agent, bool) { return api.Agent{}, false }

@@ -3,7 +3,6 @@ package auth
 import (
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -92,11 +91,6 @@ func NewOperatorToken(rnd io.Reader) (secret, accessor string, err error) {
 func Hash(secret string) string {
 	h := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(h[:])
-}
-
-// SameHash compares two hashes in constant time.
-func SameHash(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
 // ValidAccessor reports whether s has the form of an accessor.

@@ -70,12 +70,14 @@ func (s *Server) guard(rt *route) http.HandlerFunc {
 		if !s.sameOrigin(w, r, rt) || !s.mediaOK(w, r, rt) {
 			return
 		}
-		src := sourceAddr(r)
-		if wait := s.failures.blocked(src, s.now()); wait > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-			s.refuse(w, r, rt, nil, http.StatusTooManyRequests, codeTooManyFailures,
-				fmt.Sprintf("too many failed authentications from %s; retry after %s with a valid token", src, wait.Round(time.Second)))
-			return
+		if s.failures.armed() {
+			src := sourceAddr(r)
+			if wait := s.failures.blocked(src, s.now()); wait > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+				s.refuse(w, r, rt, nil, http.StatusTooManyRequests, codeTooManyFailures,
+					fmt.Sprintf("too many failed authentications from %s; retry after %s with a valid token", src, wait.Round(time.Second)))
+				return
+			}
 		}
 		if p, ok := s.nodeByCertificate(rt, r); ok {
 			// Node mTLS: the certificate is the node's credential for
@@ -93,7 +95,7 @@ func (s *Server) guard(rt *route) http.HandlerFunc {
 		}
 		if err != nil {
 			if !errors.Is(err, auth.ErrNoCredential) {
-				s.failures.add(src, s.now())
+				s.failures.add(sourceAddr(r), s.now())
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="aibos"`)
 			msg := rt.pattern + " needs a credential: send \"Authorization: Bearer TOKEN\" with an operator token (the CLI reads --token-file, then $AIBOS_TOKEN, then ./data/root-token, which a new cluster's first node writes; aibos token create makes more)"
@@ -272,7 +274,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // is not this host (browsers send Origin on every cross-origin POST, PUT,
 // PATCH and DELETE, and tools do not send it at all).
 func (s *Server) sameOrigin(w http.ResponseWriter, r *http.Request, rt *route) bool {
-	o := r.Header.Get("Origin")
+	o := headerValue(r.Header, "Origin")
 	if o == "" {
 		return true
 	}
@@ -289,7 +291,7 @@ func (s *Server) sameOrigin(w http.ResponseWriter, r *http.Request, rt *route) b
 // takes (text/plain and form posts are what a browser sends cross-site
 // without asking). A body without a Content-Type is read as the route's.
 func (s *Server) mediaOK(w http.ResponseWriter, r *http.Request, rt *route) bool {
-	ct := r.Header.Get("Content-Type")
+	ct := headerValue(r.Header, "Content-Type")
 	if ct == "" || ct == mediaJSON && rt.media != "" {
 		return true
 	}
@@ -321,6 +323,16 @@ func (s *Server) mediaOK(w http.ResponseWriter, r *http.Request, rt *route) bool
 	return false
 }
 
+// headerValue is h.Get(key) for a key in canonical form, without
+// canonicalizing it again on every request: the server stores the
+// headers it reads under their canonical keys.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // sourceAddr is the request's peer address without the port.
 func sourceAddr(r *http.Request) string {
 	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
@@ -336,8 +348,9 @@ type failureLimiter struct {
 	limit  int
 	window time.Duration
 	// until is the end (unix ns) of the latest window that reached the
-	// limit: before it, blocked looks; after it, no source is blocked and
-	// the decision path takes no lock.
+	// limit, 0 once it has passed: before it, blocked looks; after it, no
+	// source is blocked, and the decision path reads neither the clock nor
+	// the peer address and takes no lock.
 	until atomic.Int64
 	mu    sync.Mutex
 	bySrc map[string]*failWindow // guarded by mu
@@ -382,9 +395,15 @@ func (l *failureLimiter) add(src string, now time.Time) {
 	}
 }
 
+// armed reports whether some source may be blocked: a window reached the
+// limit and blocked has not yet seen it end.
+func (l *failureLimiter) armed() bool { return l.until.Load() != 0 }
+
 // blocked is how long src must wait; 0 if it may try.
 func (l *failureLimiter) blocked(src string, now time.Time) time.Duration {
-	if now.UnixNano() >= l.until.Load() {
+	if u := l.until.Load(); now.UnixNano() >= u {
+		// Disarm, unless add has meanwhile armed a later window.
+		l.until.CompareAndSwap(u, 0)
 		return 0
 	}
 	l.mu.Lock()

@@ -77,7 +77,7 @@ type Store interface {
 	System() (api.BundleVersion, bool)
 	CreateToken(ctx context.Context, t api.Token, hash string) (api.Token, error)
 	RevokeToken(ctx context.Context, accessor, by string, now time.Time) (api.Token, error)
-	TokenBySum(sum *[32]byte) (api.Token, [32]byte, bool)
+	TokenBySum(sum [32]byte) (api.Token, bool)
 	Token(accessor string) (api.Token, bool)
 	Tokens() []api.Token
 }

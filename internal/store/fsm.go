@@ -102,7 +102,7 @@ type state struct {
 	// tokens are the operator tokens by accessor; tokenHashes maps a
 	// live token's SHA-256 (32 bytes, not hex) to its accessor.
 	tokens      map[string]*tokenRecord
-	tokenHashes map[string]string
+	tokenHashes map[[32]byte]string
 	// system is the published system bundle; nil: the embedded default.
 	system *api.BundleVersion
 	// sandbox is the sandbox state of agents (modules, run state,
@@ -120,7 +120,7 @@ func newState() state {
 		approvals:   make(map[string]*api.Approval),
 		kills:       make(map[string]*api.KillSwitch),
 		tokens:      make(map[string]*tokenRecord),
-		tokenHashes: make(map[string]string),
+		tokenHashes: make(map[[32]byte]string),
 		sandbox:     make(map[string]*sandboxRecord),
 	}
 }

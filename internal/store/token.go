@@ -188,29 +188,28 @@ func (s *Store) RevokeToken(ctx context.Context, accessor, by string, now time.T
 
 // hashKey is the index key of a validated hex hash: its 32 bytes, so a
 // lookup by a computed sum needs neither encoding nor allocation.
-func hashKey(hexHash string) string {
-	b, _ := hex.DecodeString(hexHash)
-	return string(b)
+func hashKey(hexHash string) (k [32]byte) {
+	hex.Decode(k[:], []byte(hexHash))
+	return k
 }
 
-// TokenBySum returns the live token whose secret's SHA-256 is sum, and
-// the sum it stores (the caller compares the two in constant time). No
-// allocation: it runs on every authenticated request.
-func (s *Store) TokenBySum(sum *[32]byte) (api.Token, [32]byte, bool) {
+// TokenBySum returns the live token whose secret's SHA-256 is sum. The
+// lookup is by the hash, never by the secret, so what its timing could
+// tell is about a SHA-256, from which no secret follows. No allocation: it
+// runs on every authenticated request.
+func (s *Store) TokenBySum(sum [32]byte) (api.Token, bool) {
 	f := s.fsm
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	acc, ok := f.st.tokenHashes[string(sum[:])]
+	acc, ok := f.st.tokenHashes[sum]
 	if !ok {
-		return api.Token{}, [32]byte{}, false
+		return api.Token{}, false
 	}
 	rec := f.st.tokens[acc]
 	if rec == nil || !rec.Token.RevokedAt.IsZero() {
-		return api.Token{}, [32]byte{}, false
+		return api.Token{}, false
 	}
-	var stored [32]byte
-	hex.Decode(stored[:], []byte(rec.Hash))
-	return rec.Token, stored, true
+	return rec.Token, true
 }
 
 // Token returns the token with accessor, revoked or not.
