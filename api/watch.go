@@ -38,11 +38,13 @@ type WatchEvent struct {
 	Message    string    `json:"message,omitempty"`
 	Time       time.Time `json:"time,omitzero"`
 	// Files is the bundle's source, sent only to a watcher that asked for
-	// it with content=true.
+	// it with content=true; in the event of an active rollout, its
+	// candidate's source.
 	Files []File `json:"files,omitempty"`
 
 	// Rollout events only: the rollout's state; Revision is that of its
-	// last change, Version the current bundle version.
+	// last change, Version the current bundle version. With content=true
+	// the event of an active rollout carries its candidate in Files.
 	Rollout *Rollout `json:"rollout,omitempty"`
 
 	// Kill events only: the switch's state; Revision is that of its last

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/engine"
+	"github.com/aibos/kernel/internal/pdp"
 )
 
 // EntityLookup gives the stored properties of an entity, as the kernel's
@@ -45,11 +46,14 @@ var ErrStale = errors.New("local evaluator is stale")
 // LocalEvaluator decides in-process with the bundle version the cluster
 // publishes: it follows the watch stream with content, compiles each
 // version once (of several that arrive together, only the newest), and
-// swaps it in atomically, so a decision is made wholly by one version. It
-// is safe for concurrent use.
+// swaps it in atomically, so a decision is made wholly by one version.
+// During a canary rollout it decides as the nodes do: the watch brings the
+// rollout and its candidate, and the evaluator serves the candidate's
+// answer to the rollout's cohort (the same holder and cohort selection as
+// the nodes, internal/pdp). It is safe for concurrent use.
 type LocalEvaluator struct {
 	opts LocalOptions
-	cur  atomic.Pointer[localBundle]
+	h    *pdp.Holder
 	// heard is when the last message came from the cluster (UnixNano of
 	// opts.Now), and revision the highest revision it reported.
 	heard    atomic.Int64
@@ -60,15 +64,6 @@ type LocalEvaluator struct {
 
 	errMu   sync.Mutex
 	lastErr error // guarded by errMu
-}
-
-// localBundle is one version as the evaluator holds it: compiled, or the
-// error that kept it from compiling here (then decisions deny).
-type localBundle struct {
-	version  uint64
-	revision uint64
-	bundle   *engine.Bundle
-	err      error
 }
 
 // NewLocalEvaluator starts following the cluster c talks to and returns
@@ -84,7 +79,7 @@ func NewLocalEvaluator(ctx context.Context, c *Client, opts LocalOptions) (*Loca
 	wo := opts.Watch
 	wo.Content, wo.FromCurrent = true, true
 	user := wo.OnError
-	e := &LocalEvaluator{opts: opts, done: make(chan struct{})}
+	e := &LocalEvaluator{opts: opts, h: pdp.NewHolder(pdp.Options{Where: "in this evaluator"}), done: make(chan struct{})}
 	wo.OnError = func(err error) {
 		e.errMu.Lock()
 		e.lastErr = err
@@ -93,7 +88,6 @@ func NewLocalEvaluator(ctx context.Context, c *Client, opts LocalOptions) (*Loca
 			user(err)
 		}
 	}
-	e.cur.Store(&localBundle{})
 	wctx, cancel := context.WithCancel(ctx)
 	e.cancel = cancel
 	events, err := c.Watch(wctx, 0, wo)
@@ -123,13 +117,15 @@ func NewLocalEvaluator(ctx context.Context, c *Client, opts LocalOptions) (*Loca
 	go func() {
 		defer close(e.done)
 		for ev := range events {
-			e.touch(ev)
-			if ev.Type != api.WatchBundle {
-				continue
-			}
 			// Of the versions already waiting (a burst of publishes, a
-			// catch-up after a reconnect) only the newest is compiled.
-			latest := ev
+			// catch-up after a reconnect) only the newest is compiled; a
+			// rollout event applies after the versions before it.
+			var latest *api.WatchEvent
+			if ev.Type == api.WatchBundle {
+				latest = &ev
+			} else {
+				e.apply(ev)
+			}
 		drain:
 			for {
 				select {
@@ -137,15 +133,23 @@ func NewLocalEvaluator(ctx context.Context, c *Client, opts LocalOptions) (*Loca
 					if !ok {
 						break drain
 					}
-					e.touch(more)
-					if more.Type == api.WatchBundle {
-						latest = more
+					if more.Type == api.WatchRollout && latest != nil {
+						e.apply(*latest)
+						latest = nil
 					}
+					if more.Type == api.WatchBundle {
+						e.touch(more)
+						latest = &more
+						continue
+					}
+					e.apply(more)
 				default:
 					break drain
 				}
 			}
-			e.load(latest)
+			if latest != nil {
+				e.apply(*latest)
+			}
 		}
 	}()
 	return e, nil
@@ -154,8 +158,17 @@ func NewLocalEvaluator(ctx context.Context, c *Client, opts LocalOptions) (*Loca
 // apply takes one event of the watch.
 func (e *LocalEvaluator) apply(ev api.WatchEvent) {
 	e.touch(ev)
-	if ev.Type == api.WatchBundle {
-		e.load(ev)
+	switch ev.Type {
+	case api.WatchBundle:
+		e.h.Apply(&api.BundleVersion{VersionInfo: ev.VersionInfo(), Files: ev.Files})
+	case api.WatchRollout:
+		var cand *api.BundleVersion
+		if r := ev.Rollout; r != nil && len(ev.Files) > 0 {
+			cand = &api.BundleVersion{VersionInfo: api.VersionInfo{Version: r.Candidate, Hash: r.CandidateHash}, Files: ev.Files}
+		}
+		// Without its candidate (a node that does not send it) the rollout
+		// is not served here: the current version decides for everyone.
+		e.h.ApplyRollout(ev.Rollout, cand)
 	}
 }
 
@@ -170,18 +183,12 @@ func (e *LocalEvaluator) touch(ev api.WatchEvent) {
 	}
 }
 
-// load compiles a version and swaps it in.
-func (e *LocalEvaluator) load(ev api.WatchEvent) {
-	lb := &localBundle{version: ev.Version, revision: ev.Revision}
-	lb.bundle, lb.err = engine.Load(ev.Files, engine.Options{Version: ev.Version})
-	if lb.err != nil {
-		lb.err = fmt.Errorf("bundle version %d does not compile in this evaluator: %w", ev.Version, lb.err)
-	}
-	e.cur.Store(lb)
-}
-
 // Version is the bundle version the evaluator decides with (0: none).
-func (e *LocalEvaluator) Version() uint64 { return e.cur.Load().version }
+func (e *LocalEvaluator) Version() uint64 { return e.h.Version() }
+
+// Rollout is the id of the canary rollout the evaluator serves (its
+// candidate decides for the rollout's cohort); false if none.
+func (e *LocalEvaluator) Rollout() (uint64, bool) { return e.h.Rollout() }
 
 // Staleness is how long ago the evaluator last heard from the cluster.
 func (e *LocalEvaluator) Staleness() time.Duration {
@@ -201,34 +208,27 @@ func (e *LocalEvaluator) LastError() error {
 // past MaxStale, or with a version that does not compile, it denies and
 // says why. The decision is the caller's to modify.
 func (e *LocalEvaluator) Decide(req *api.CheckRequest) api.Decision {
-	lb := e.cur.Load()
+	version, revision, _ := e.h.Current()
+	if version == 0 {
+		revision = e.revision.Load()
+	}
 	now := e.opts.Now()
 	if stale := now.Sub(time.Unix(0, e.heard.Load())); stale > e.opts.MaxStale {
 		msg := fmt.Sprintf("%v: nothing heard from the kernel for %s (max %s)", ErrStale, stale.Round(time.Millisecond), e.opts.MaxStale)
 		if err := e.LastError(); err != nil {
 			msg += "; last error: " + err.Error()
 		}
-		return api.Decision{Decision: api.Deny, Version: lb.version, Revision: lb.revision,
+		return api.Decision{Decision: api.Deny, Version: version, Revision: revision,
 			Reasons: []api.Reason{{Effect: api.Deny, Message: "the local evaluator is stale"}},
 			Errors:  []string{msg}}
 	}
-	switch {
-	case lb.bundle != nil:
-		var ents engine.EntityLookup = engine.NoEntities{}
-		if e.opts.Entities != nil {
-			ents = e.opts.Entities
-		}
-		d := lb.bundle.Decide(req, ents, now)
-		d.Revision = lb.revision
-		return own(d)
-	case lb.err != nil:
-		return api.Decision{Decision: api.Deny, Version: lb.version, Revision: lb.revision,
-			Reasons: []api.Reason{{Effect: api.Deny, Message: "the current bundle does not compile in this evaluator"}},
-			Errors:  []string{lb.err.Error()}}
-	default:
-		return api.Decision{Decision: api.Deny, Revision: e.revision.Load(),
-			Reasons: []api.Reason{{Effect: api.Deny, Message: "no policy bundle has been published"}}}
+	var ents engine.EntityLookup = engine.NoEntities{}
+	if e.opts.Entities != nil {
+		ents = e.opts.Entities
 	}
+	d := e.h.Decide(req, ents, now)
+	d.Revision = revision
+	return own(d)
 }
 
 // own copies what a decision may share with the compiled bundle (the

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/engine"
 )
 
 // Config configures a Log. The zero value of a field takes the default in
@@ -344,7 +345,7 @@ func (l *Log) handle(e entry) bool {
 	}
 	n := len(l.buf)
 	var err error
-	l.buf, err = appendFrame(l.buf, e.t, e.req, e.d, DeterminingRule(e.reasons), e.version, e.revision)
+	l.buf, err = appendFrame(l.buf, e.t, e.req, e.d, engine.DeterminingRule(e.reasons), e.version, e.revision)
 	if err != nil {
 		l.stats.failed.Add(1)
 		return false

@@ -22,28 +22,10 @@ type Record struct {
 	Time     time.Time        `json:"time"`
 	Request  api.CheckRequest `json:"request"`
 	Decision api.Effect       `json:"decision"`
-	// Rule is the determining rule, as DeterminingRule renders it.
+	// Rule is the determining rule, as engine.DeterminingRule renders it.
 	Rule     string `json:"rule,omitempty"`
 	Version  uint64 `json:"version"`
 	Revision uint64 `json:"revision"`
-}
-
-// DeterminingRule names what determined a decision: "policy/rule" of its
-// first reason, or, for implicit and default denials, the layer and the
-// message.
-func DeterminingRule(rs []api.Reason) string {
-	if len(rs) == 0 {
-		return ""
-	}
-	r := rs[0]
-	switch {
-	case r.Rule != "":
-		return r.Policy + "/" + r.Rule
-	case r.Layer != "":
-		return r.Layer + ": " + r.Message
-	default:
-		return r.Message
-	}
 }
 
 // A record on disk is a frame: the payload's length (uint32, little

@@ -96,3 +96,22 @@ func DescribeReasons(rs []api.Reason) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// DeterminingRule names what determined a decision: "policy/rule" of its
+// first reason, or, for implicit and default denials, the layer and the
+// message. It is the one name of a decision's rule: the decision log
+// stores it, simulation reports and rollout flip counters show it.
+func DeterminingRule(rs []api.Reason) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	r := rs[0]
+	switch {
+	case r.Rule != "":
+		return r.Policy + "/" + r.Rule
+	case r.Layer != "":
+		return r.Layer + ": " + r.Message
+	default:
+		return r.Message
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
 	"github.com/aibos/kernel/internal/mcp"
+	"github.com/aibos/kernel/internal/pdp"
 	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/sandbox"
 	"github.com/aibos/kernel/internal/server"
@@ -123,7 +124,7 @@ type Node struct {
 	log     *slog.Logger
 	Store   *store.Store
 	Server  *server.Server
-	Bundles *server.Bundles
+	Bundles *pdp.Holder
 	// System is the system bundle that authorizes the API.
 	System *server.SystemPolicy
 	Watch  *watch.Hub
@@ -221,7 +222,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		ln = tls.NewListener(ln, sec.httpServerTLS())
 	}
 	n := &Node{cfg: cfg, log: log, ln: ln, lock: lock}
-	n.Bundles = server.NewBundles(log, cfg.BundleLimits)
+	n.Bundles = pdp.NewHolder(pdp.Options{Logger: log, Limits: cfg.BundleLimits})
 	if n.System, err = server.NewSystemPolicy(log); err != nil {
 		ln.Close()
 		return nil, err
@@ -300,7 +301,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if nodeToken == "" {
 		nodeToken = n.rootToken
 	}
-	var dlog server.DecisionLog
+	var dlog pdp.DecisionLog
 	var dsrc simulate.Source
 	if cfg.DecisionLogSample > 0 {
 		if n.Decisions, err = openDecisionLog(cfg, reg); err != nil {
@@ -333,19 +334,30 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.mcp.Store(n.MCP)
-	srv, err := server.New(server.Config{
-		Store: st, Bundles: n.Bundles, Region: cfg.Region, Logger: log,
-		Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
-		Watch:       n.Watch,
-		NodeID:      cfg.NodeID,
-		DecisionLog: dlog, Decisions: dsrc,
-		Audit: n.Audit, Counter: n.Counter, Gateway: cfg.Gateway, NoDecisionAudit: cfg.NoDecisionAudit,
-		PeerTLS: sec.peerTLS(), IdentifyNode: sec.identifyNode(),
-		BundleLimits: cfg.BundleLimits,
-		MCP:          n.MCP,
-		System:       n.System, NodeToken: nodeToken, AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureWindow: cfg.AuthFailureWindow,
-		OIDC: cfg.OIDC,
-	})
+	// The decision point: every entry point of the server and the gateway
+	// decides and records through it.
+	pcfg := pdp.Config{Holder: n.Bundles, State: st, DecisionLog: dlog, NoDecisionAudit: cfg.NoDecisionAudit,
+		Node: cfg.NodeID, Now: cfg.Now, Registerer: reg}
+	if n.Audit != nil {
+		pcfg.Audit = n.Audit
+	}
+	point, err := pdp.NewPoint(pcfg)
+	var srv *server.Server
+	if err == nil {
+		srv, err = server.New(server.Config{
+			Store: st, Point: point, Region: cfg.Region, Logger: log,
+			Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
+			Watch:     n.Watch,
+			NodeID:    cfg.NodeID,
+			Decisions: dsrc,
+			Audit:     n.Audit, Counter: n.Counter, Gateway: cfg.Gateway,
+			PeerTLS: sec.peerTLS(), IdentifyNode: sec.identifyNode(),
+			BundleLimits: cfg.BundleLimits,
+			MCP:          n.MCP,
+			System:       n.System, NodeToken: nodeToken, AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureWindow: cfg.AuthFailureWindow,
+			OIDC: cfg.OIDC,
+		})
+	}
 	if err != nil {
 		n.MCP.Close()
 		n.closeGateway()
@@ -586,9 +598,10 @@ func (n *Node) Kill() error {
 // after the hub.
 type replica struct{ n *Node }
 
-func (r replica) Current() (api.BundleVersion, bool)         { return r.n.Store.Current() }
-func (r replica) Version(v uint64) (api.BundleVersion, bool) { return r.n.Store.Version(v) }
-func (r replica) AppliedRevision() uint64                    { return r.n.Store.AppliedRevision() }
-func (r replica) Rollout() (*api.Rollout, bool)              { return r.n.Store.Rollout() }
-func (r replica) Kills() []api.KillSwitch                    { return r.n.Store.Kills() }
-func (r replica) KillRevision() uint64                       { return r.n.Store.KillRevision() }
+func (r replica) Current() (api.BundleVersion, bool)           { return r.n.Store.Current() }
+func (r replica) Version(v uint64) (api.BundleVersion, bool)   { return r.n.Store.Version(v) }
+func (r replica) AppliedRevision() uint64                      { return r.n.Store.AppliedRevision() }
+func (r replica) Rollout() (*api.Rollout, bool)                { return r.n.Store.Rollout() }
+func (r replica) RolloutCandidate() (*api.BundleVersion, bool) { return r.n.Store.RolloutCandidate() }
+func (r replica) Kills() []api.KillSwitch                      { return r.n.Store.Kills() }
+func (r replica) KillRevision() uint64                         { return r.n.Store.KillRevision() }

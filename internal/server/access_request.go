@@ -270,7 +270,7 @@ func (s *Server) handleAccessRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	// The denial must still be requestable under current policy.
 	bound := boundRequest(req)
-	d := s.decideForGateway(&bound)
+	d := s.decideNoAudit(&bound)
 	if d.Decision != api.RequireApproval {
 		writeProblem(w, http.StatusBadRequest, arpNotRequestable, fmt.Sprintf("the current policy (version %d) answers %s for this request, not require_approval: there is nothing to approve", d.Version, d.Decision))
 		return

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/aibos/kernel/api"
-	"github.com/aibos/kernel/internal/audit"
 	"github.com/aibos/kernel/internal/policy"
 )
 
@@ -90,9 +88,9 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 			results[i] = s.invalidCheck(itemErrs[i])
 			continue
 		}
-		results[i] = s.decideForGateway(&req.Checks[i])
+		results[i] = s.decideNoAudit(&req.Checks[i])
 	}
-	s.auditBatch(req.Checks, results, itemErrs)
+	s.pdp.AuditBatch(req.Checks, results, itemErrs)
 	buf.b = append(api.AppendBatchCheckResponse(buf.b[:0], results), '\n')
 	writeJSONBytes(w, buf.b)
 }
@@ -121,96 +119,19 @@ func (s *Server) invalidCheck(err error) api.Decision {
 	}
 	msg := err.Error()
 	return api.Decision{
-		Decision: api.Deny, Version: s.bundles.Version(), Revision: s.store.AppliedRevision(),
+		Decision: api.Deny, Version: s.pdp.Holder().Version(), Revision: s.store.AppliedRevision(),
 		Reasons: []api.Reason{{Effect: api.Deny, Message: "this check is invalid and was not decided: " + msg}},
 		Error:   &api.ErrorDetail{Code: code, Message: msg},
 	}
 }
 
-// decide makes one decision with the bundle this node holds and records it
-// in the metrics, the decision log and the audit log.
-func (s *Server) decide(req *api.CheckRequest) api.Decision {
-	d := s.decideForGateway(req)
-	if s.cfg.Audit != nil && !s.cfg.NoDecisionAudit {
-		s.cfg.Audit.Append(decisionRecord(req, &d, s.cfg.NodeID, s.now()))
-	}
-	return d
-}
+// decide makes one decision through the decision point, recorded in the
+// metrics, the decision log and the audit log.
+func (s *Server) decide(req *api.CheckRequest) api.Decision { return s.pdp.Decide(req) }
 
-// auditBatch records the decisions of a batch request in the audit log:
-// their records in one allocation, queued in one pass.
-func (s *Server) auditBatch(reqs []api.CheckRequest, results []api.Decision, itemErrs []error) {
-	if s.cfg.Audit == nil || s.cfg.NoDecisionAudit {
-		return
-	}
-	blks := make([]recordBlock, len(reqs))
-	recs := make([]*audit.Record, 0, len(reqs))
-	now := s.now()
-	for i := range reqs {
-		if itemErrs != nil && itemErrs[i] != nil {
-			continue
-		}
-		blks[i].fill(&reqs[i], &results[i], s.cfg.NodeID, now)
-		recs = append(recs, &blks[i].r)
-	}
-	s.cfg.Audit.AppendAll(recs)
-}
-
-// recordBlock is a decision's audit record and the reference to its check,
-// allocated together.
-type recordBlock struct {
-	r audit.Record
-	c audit.Check
-}
-
-func (b *recordBlock) fill(req *api.CheckRequest, d *api.Decision, node string, now time.Time) {
-	b.c = audit.Check{Req: req, Reasons: d.Reasons, Full: d.Obligations != nil && d.Obligations.Audit == "full"}
-	b.r = audit.Record{Time: now, Node: node, Kind: audit.KindDecision, Decision: string(d.Decision), Version: d.Version, Check: &b.c}
-}
-
-// decisionRecord is the audit record of a decision made for POST
-// /v1/check, its batches and AuthZEN: a reference to the request and the
-// reasons, formatted by the audit log's writer. The request's context is
-// kept only when the decision's audit obligation is "full".
-func decisionRecord(req *api.CheckRequest, d *api.Decision, node string, now time.Time) *audit.Record {
-	blk := new(recordBlock)
-	blk.fill(req, d, node, now)
-	return &blk.r
-}
-
-// decideForGateway decides and records the decision in the metrics and the
-// decision log, but not in the audit log: the gateway records it with the
-// invocation.
-func (s *Server) decideForGateway(req *api.CheckRequest) api.Decision {
-	start := time.Now()
-	// The revision is read before the bundle: the bundle is then at least as
-	// new as the revision the decision reports.
-	rev := s.store.AppliedRevision()
-	c := s.bundles.load()
-	var d api.Decision
-	switch cn := s.bundles.canary(); {
-	case cn != nil && c.bundle != nil:
-		d = s.decideCanary(cn, c.bundle, req)
-	case c.bundle != nil:
-		d = c.bundle.Decide(req, s.store, s.now())
-	case c.err != nil:
-		d = api.Decision{Decision: api.Deny, Version: c.version,
-			Reasons: []api.Reason{{Effect: api.Deny, Message: "the current bundle does not compile on this node"}},
-			Errors:  []string{c.err.Error()}}
-	default:
-		d = api.Decision{Decision: api.Deny,
-			Reasons: []api.Reason{{Effect: api.Deny, Message: "no policy bundle has been published"}}}
-	}
-	d.Revision = rev
-	if d.Reasons == nil {
-		d.Reasons = []api.Reason{}
-	}
-	s.metrics.observeDecision(d.Decision, time.Since(start))
-	if s.cfg.DecisionLog != nil {
-		s.cfg.DecisionLog.Record(req, &d)
-	}
-	return d
-}
+// decideNoAudit decides and records the decision in the metrics and the
+// decision log, but not in the audit log: the caller records it there.
+func (s *Server) decideNoAudit(req *api.CheckRequest) api.Decision { return s.pdp.DecideNoAudit(req) }
 
 // waitRevision holds a request until this node has applied rev, up to the
 // configured bound. It writes the error and returns false on failure.

@@ -40,7 +40,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"status": "ready", "revision": s.store.AppliedRevision(), "version": s.bundles.Version(),
+		"status": "ready", "revision": s.store.AppliedRevision(), "version": s.pdp.Holder().Version(),
 	})
 }
 

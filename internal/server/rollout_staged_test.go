@@ -8,7 +8,7 @@ import (
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/node/nodetest"
-	"github.com/aibos/kernel/internal/server"
+	"github.com/aibos/kernel/internal/pdp"
 	"github.com/aibos/kernel/internal/store"
 )
 
@@ -61,7 +61,7 @@ func TestRolloutStagedBundle(t *testing.T) {
 	}
 	cohort := 0
 	for i, d := range ds {
-		in := server.CohortBucket(ro.ID, reqs[i].Subject.ID) < 1000
+		in := pdp.CohortBucket(ro.ID, reqs[i].Subject.ID) < 1000
 		want, wantV := api.Allow, uint64(1)
 		if in {
 			want, wantV = api.Deny, 2

@@ -11,7 +11,7 @@ import (
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/client"
 	"github.com/aibos/kernel/internal/node/nodetest"
-	"github.com/aibos/kernel/internal/server"
+	"github.com/aibos/kernel/internal/pdp"
 )
 
 // readsBundle governs doc.read: effect allow lets everyone read, deny
@@ -87,7 +87,7 @@ func TestRolloutPercentCohort(t *testing.T) {
 			if want := map[bool]api.Effect{true: api.Deny, false: api.Allow}[in[i]]; d.Decision != want {
 				t.Fatalf("%s: decision %s with version %d", reqs[i].Subject.ID, d.Decision, d.Version)
 			}
-			if hashIn := server.CohortBucket(ro.ID, reqs[i].Subject.ID) < 1000; hashIn != in[i] {
+			if hashIn := pdp.CohortBucket(ro.ID, reqs[i].Subject.ID) < 1000; hashIn != in[i] {
 				t.Fatalf("%s: in cohort %v, the hash says %v", reqs[i].Subject.ID, in[i], hashIn)
 			}
 			if first != nil && first[i] != in[i] {

@@ -15,6 +15,7 @@ import (
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/engine"
+	"github.com/aibos/kernel/internal/pdp"
 	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/store"
 )
@@ -119,9 +120,11 @@ func (s *Server) rolloutStatus() api.RolloutStatus {
 	if ro, ok := s.store.Rollout(); ok {
 		st.Rollout = ro
 	}
-	if cn := s.bundles.canary(); cn != nil && st.Rollout != nil && cn.r.ID == st.Rollout.ID {
-		st.Counters = cn.counters()
-		st.Counters.Node = s.cfg.NodeID
+	if st.Rollout != nil {
+		if c, ok := s.pdp.Holder().Counters(st.Rollout.ID); ok {
+			st.Counters = c
+			st.Counters.Node = s.cfg.NodeID
+		}
 	}
 	return st
 }
@@ -139,59 +142,12 @@ func (s *Server) writeRolloutError(w http.ResponseWriter, err error) {
 	}
 }
 
-// RunRolloutGuard checks this node's shadow counters against the active
-// rollout's abort policy every interval and, when a threshold is exceeded,
-// asks the leader to abort the rollout (directly on the leader, else over
-// its HTTP API). The abort then applies on every node through Raft. It
-// returns when ctx ends; the node owns the goroutine.
+// RunRolloutGuard runs the decision point's automatic-abort check every
+// interval (pdp.RunGuard), asking the leader to abort a rollout whose
+// shadow counters break its abort policy. It returns when ctx ends; the
+// node owns the goroutine.
 func (s *Server) RunRolloutGuard(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cn := s.bundles.canary()
-		if cn == nil {
-			continue
-		}
-		reason, ok := cn.exceeded()
-		if !ok {
-			continue
-		}
-		if s.cfg.NodeID != "" {
-			reason = "node " + s.cfg.NodeID + ": " + reason
-		}
-		if err := s.proposeAbort(ctx, cn.r.ID, reason); err != nil {
-			s.log.Warn("automatic rollout abort not committed yet; retrying", "id", cn.r.ID, "reason", reason, "err", err)
-			continue
-		}
-		s.log.Warn("canary rollout aborted automatically", "id", cn.r.ID, "reason", reason)
-	}
-}
-
-// exceeded says whether the counters break the abort policy, and how.
-func (cn *canary) exceeded() (string, bool) {
-	p := cn.r.Abort
-	n := cn.stats.samples.Load()
-	if n == 0 || n < p.MinSamples {
-		return "", false
-	}
-	for _, c := range []struct {
-		name  string
-		count uint64
-		max   *float64
-	}{{"flip", cn.stats.flips.Load(), p.MaxFlipRate}, {"error", cn.stats.errors.Load(), p.MaxErrorRate}} {
-		if c.max == nil {
-			continue
-		}
-		if rate := float64(c.count) / float64(n); rate > *c.max {
-			return fmt.Sprintf("%s rate %.4f (%d of %d shadow decisions) above max_%s_rate %g", c.name, rate, c.count, n, c.name, *c.max), true
-		}
-	}
-	return "", false
+	pdp.RunGuard(ctx, s.pdp.Holder(), every, s.cfg.NodeID, s.proposeAbort, s.log)
 }
 
 // proposeAbort aborts rollout id through the leader. A rollout that is no

@@ -189,18 +189,18 @@ func (s *Server) search(r *http.Request, q *searchQuery) (*azSearchResponse, int
 	}
 	// The revision is read before the bundle, as for a decision.
 	rev := s.store.AppliedRevision()
-	c := s.bundles.load()
-	if q.token != "" && (tok.version != c.version || tok.revision != rev) {
-		return nil, http.StatusConflict, codePageStale, fmt.Errorf("page.token is for bundle version %d at revision %d, but this node is at version %d, revision %d: the data changed since the first page; start the search again without page.token", tok.version, tok.revision, c.version, rev)
+	version, _, bundle := s.pdp.Holder().Current()
+	if q.token != "" && (tok.version != version || tok.revision != rev) {
+		return nil, http.StatusConflict, codePageStale, fmt.Errorf("page.token is for bundle version %d at revision %d, but this node is at version %d, revision %d: the data changed since the first page; start the search again without page.token", tok.version, tok.revision, version, rev)
 	}
 	resp := &azSearchResponse{Results: []any{}}
 	var candidates []string
 	switch {
-	case c.bundle == nil:
+	case bundle == nil:
 		// No bundle (or one that does not compile here): every decision
 		// denies, nothing is found.
 	case q.kind == searchAction:
-		candidates = c.bundle.ActionNames()
+		candidates = bundle.ActionNames()
 	case q.kind == searchSubject:
 		candidates = s.ids.get(s.store, q.tmpl.Subject.Type, rev)
 	default:
@@ -210,7 +210,7 @@ func (s *Server) search(r *http.Request, q *searchQuery) (*azSearchResponse, int
 	if i < len(candidates) && after != "" && candidates[i] == after {
 		i++
 	}
-	i = searchCandidates(c.bundle, s.store, s.now(), q, candidates, i, func(id string) {
+	i = searchCandidates(bundle, s.store, s.now(), q, candidates, i, func(id string) {
 		switch q.kind {
 		case searchAction:
 			resp.Results = append(resp.Results, azActionRef{Name: id})
@@ -222,7 +222,7 @@ func (s *Server) search(r *http.Request, q *searchQuery) (*azSearchResponse, int
 	})
 	resp.Page.Count = len(resp.Results)
 	if i < len(candidates) {
-		resp.Page.NextToken = pageToken{kind: q.kind, version: c.version, revision: rev, digest: q.digest, after: candidates[i-1]}.String()
+		resp.Page.NextToken = pageToken{kind: q.kind, version: version, revision: rev, digest: q.digest, after: candidates[i-1]}.String()
 	}
 	return resp, 0, "", nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
 	"github.com/aibos/kernel/internal/mcp"
+	"github.com/aibos/kernel/internal/pdp"
 	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
@@ -86,10 +87,12 @@ var _ Store = (*store.Store)(nil)
 
 // Config configures a Server.
 type Config struct {
-	Store   Store
-	Bundles *Bundles
-	Region  string
-	Logger  *slog.Logger
+	Store Store
+	// Point is the decision point every decision of the API and the
+	// gateway is made and recorded by.
+	Point  *pdp.Point
+	Region string
+	Logger *slog.Logger
 	// Registerer receives the server's metrics; Gatherer serves /metrics.
 	// Both nil: no metrics.
 	Registerer prometheus.Registerer
@@ -108,19 +111,14 @@ type Config struct {
 	Watch *watch.Hub
 	// NodeID names this node in rollout counters and automatic aborts.
 	NodeID string
-	// DecisionLog records the decisions of /v1/check, its batches and the
-	// AuthZEN evaluations; nil: none. Decisions is the log that POST
-	// /v1/policies/simulate replays; nil: the endpoint answers 503.
-	DecisionLog DecisionLog
-	Decisions   simulate.Source
-	// Audit is the node's audit log: every decision is appended to it, the
-	// gateway records invocations in it, and GET /v1/audit serves it. nil:
-	// no audit log and no gateway.
+	// Decisions is the decision log that POST /v1/policies/simulate
+	// replays; nil: the endpoint answers 503.
+	Decisions simulate.Source
+	// Audit is the node's audit log: the gateway records invocations in
+	// it, operators' acts are recorded in it, and GET /v1/audit serves it
+	// (the decision point records decisions in it). nil: no audit log and
+	// no gateway.
 	Audit *audit.Log
-	// NoDecisionAudit leaves the decisions of /v1/check, its batches and
-	// AuthZEN out of the audit log (the gateway's invocations are always
-	// recorded).
-	NoDecisionAudit bool
 	// Counter holds the gateway's rate limits, budgets and idempotency
 	// keys. nil: no gateway (POST /v1/actions/... answers 503).
 	Counter limits.Counter
@@ -166,7 +164,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	store   Store
-	bundles *Bundles
+	pdp     *pdp.Point
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
@@ -184,8 +182,8 @@ type Server struct {
 
 // New validates cfg, applies defaults and builds the routes.
 func New(cfg Config) (*Server, error) {
-	if cfg.Store == nil || cfg.Bundles == nil {
-		return nil, errors.New("server: Store and Bundles are required")
+	if cfg.Store == nil || cfg.Point == nil {
+		return nil, errors.New("server: Store and Point are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -213,13 +211,13 @@ func New(cfg Config) (*Server, error) {
 			cfg.BundleLimits.Policies, cfg.BundleLimits.Rules)
 	}
 	s := &Server{
-		cfg:     cfg,
-		store:   cfg.Store,
-		bundles: cfg.Bundles,
-		log:     cfg.Logger,
-		now:     cfg.Now,
-		client:  newPeerClient(cfg.PeerTLS, cfg.WriteTimeout+5*time.Second),
-		mux:     &routeMux{ServeMux: http.NewServeMux()},
+		cfg:    cfg,
+		store:  cfg.Store,
+		pdp:    cfg.Point,
+		log:    cfg.Logger,
+		now:    cfg.Now,
+		client: newPeerClient(cfg.PeerTLS, cfg.WriteTimeout+5*time.Second),
+		mux:    &routeMux{ServeMux: http.NewServeMux()},
 	}
 	s.failures = newFailureLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow)
 	var err error
@@ -236,16 +234,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
-	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "aibos_bundle_version", Help: "The bundle version this node decides with.",
-		}, func() float64 { return float64(s.bundles.Version()) })); err != nil {
-			return nil, err
-		}
-	}
 	if cfg.Audit != nil && cfg.Counter != nil {
 		gc := cfg.Gateway
-		gc.Store, gc.Decide, gc.Audit, gc.Counter = cfg.Store, s.decideForGateway, cfg.Audit, cfg.Counter
+		gc.Store, gc.Decide, gc.Audit, gc.Counter = cfg.Store, cfg.Point.DecideNoAudit, cfg.Audit, cfg.Counter
 		gc.Node, gc.Now, gc.Logger, gc.Registerer = cfg.NodeID, cfg.Now, cfg.Logger, cfg.Registerer
 		if cfg.MCP != nil {
 			gc.MCP = cfg.MCP

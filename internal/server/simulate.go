@@ -5,17 +5,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/engine"
 	"github.com/aibos/kernel/internal/simulate"
 )
-
-// DecisionLog is what the server needs of a decision log: a cheap,
-// non-blocking Record (the log copies nothing; it keeps req and d's reasons
-// by reference, which the server never modifies after the decision).
-type DecisionLog interface {
-	Record(req *api.CheckRequest, d *api.Decision)
-}
 
 // handleSimulate replays this node's logged decisions of the last ?since=
 // (default 1h) against the candidate bundle in the body (the formats of

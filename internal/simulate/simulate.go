@@ -159,7 +159,7 @@ func replayChunk(rep *Report, recs []decisionlog.Record, candidate *engine.Bundl
 		}
 		rep.Changed++
 		flip := Flip(r.Decision, d.Decision)
-		rule := decisionlog.DeterminingRule(d.Reasons)
+		rule := engine.DeterminingRule(d.Reasons)
 		rep.Flips[flip]++
 		inc(rep.ByAction, r.Request.Action.Name, flip)
 		inc(rep.ByRule, rule, flip)

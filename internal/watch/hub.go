@@ -35,6 +35,11 @@ type Source interface {
 type RolloutSource interface {
 	// Rollout is the latest rollout, active or ended; false if none.
 	Rollout() (*api.Rollout, bool)
+	// RolloutCandidate is the active rollout's candidate version (staged
+	// or published); false if none is active. Its files go to watchers
+	// that asked for content, so a local evaluator decides the cohort as
+	// the nodes do.
+	RolloutCandidate() (*api.BundleVersion, bool)
 }
 
 // KillSource is what the hub needs to send kill switch events; a Source

@@ -136,7 +136,16 @@ func (s *subscriber) sendRollout(ctx context.Context) error {
 		return nil
 	}
 	s.rollout = r.Revision
-	return s.write(ctx, &api.WatchEvent{Type: api.WatchRollout, Version: s.last, Revision: r.Revision, Rollout: r})
+	ev := &api.WatchEvent{Type: api.WatchRollout, Version: s.last, Revision: r.Revision, Rollout: r}
+	if s.content && r.State == api.RolloutActive {
+		// The candidate read after the rollout may belong to a later one;
+		// then that rollout's event follows, and this one goes without
+		// files rather than with another's.
+		if c, ok := s.h.rollouts.RolloutCandidate(); ok && c.Version == r.Candidate && (r.CandidateHash == "" || c.Hash == r.CandidateHash) {
+			ev.Files = c.Files
+		}
+	}
+	return s.write(ctx, ev)
 }
 
 // sendKills sends, the first time, every active kill switch; later, every

@@ -1,14 +1,16 @@
-package server
+package pdp
 
 import (
 	"cmp"
 	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/engine"
@@ -48,44 +50,70 @@ type flipKey struct {
 // rollout; past it, flips of new keys are counted under action "(other)".
 const maxFlipKeys = 10_000
 
-// ApplyRollout makes r (with its candidate version) the rollout this node
-// serves, or ends it when r is nil or no longer active. Called from the
-// store's apply hook, like Apply.
-func (b *Bundles) ApplyRollout(r *api.Rollout, cand *api.BundleVersion) {
+// ApplyRollout makes r (with its candidate version) the rollout decisions
+// are made with, or ends it when r is nil or no longer active. A node's
+// store calls it from its apply hook, like Apply.
+func (h *Holder) ApplyRollout(r *api.Rollout, cand *api.BundleVersion) {
 	if r == nil || r.State != api.RolloutActive || cand == nil {
-		if old := b.roll.Swap(nil); old != nil {
-			b.log.Info("canary rollout ended", "id", old.r.ID, "candidate", old.r.Candidate)
+		if old := h.roll.Swap(nil); old != nil {
+			h.log.Info("canary rollout ended", "id", old.r.ID, "candidate", old.r.Candidate)
 		}
 		return
 	}
-	if old := b.roll.Load(); old != nil && old.r.ID == r.ID {
+	if old := h.roll.Load(); old != nil && old.r.ID == r.ID {
 		return
 	}
 	cn := &canary{r: r, stats: &rolloutStats{byRule: map[flipKey]uint64{}},
 		threshold: uint64(math.Round(r.Cohort.Percent * 100))}
-	bundle, err := engine.Load(cand.Files, engine.Options{Version: cand.Version, Limits: b.limits})
+	bundle, err := engine.Load(cand.Files, engine.Options{Version: cand.Version, Limits: h.limits})
 	if err != nil {
 		// Every shadow evaluation counts as an error, so the error rate
 		// aborts the rollout if asked to; the cohort is served the current
 		// bundle meanwhile.
-		b.log.Error("canary candidate does not compile on this node; serving the current bundle", "version", cand.Version, "err", err)
+		h.log.Error("canary candidate does not compile "+h.where+"; serving the current bundle", "version", cand.Version, "err", err)
 		cn.cand = &compiled{version: cand.Version, err: err}
 	} else {
 		cn.cand = &compiled{version: cand.Version, bundle: bundle}
 	}
-	b.roll.Store(cn)
-	b.log.Info("canary rollout active", "id", r.ID, "candidate", cand.Version, "percent", r.Cohort.Percent, "selector", len(r.Cohort.Selector) > 0)
+	h.roll.Store(cn)
+	h.log.Info("canary rollout active", "id", r.ID, "candidate", cand.Version, "percent", r.Cohort.Percent, "selector", len(r.Cohort.Selector) > 0)
 }
 
-// canary is the active rollout, nil if none.
-func (b *Bundles) canary() *canary { return b.roll.Load() }
+// Rollout is the id of the active rollout; false if none.
+func (h *Holder) Rollout() (uint64, bool) {
+	if cn := h.roll.Load(); cn != nil {
+		return cn.r.ID, true
+	}
+	return 0, false
+}
 
-// decideCanary decides req with both bundles, serves the candidate's answer
-// to the cohort and the current one to everyone else, and counts how the
-// two differ.
-func (s *Server) decideCanary(cn *canary, cur *engine.Bundle, req *api.CheckRequest) api.Decision {
-	now := s.now()
-	d := cur.Decide(req, s.store, now)
+// Counters is a copy of the shadow counters of rollout id, flips sorted by
+// count; false if id is not the active rollout here.
+func (h *Holder) Counters(id uint64) (*api.RolloutCounters, bool) {
+	cn := h.roll.Load()
+	if cn == nil || cn.r.ID != id {
+		return nil, false
+	}
+	return cn.counters(), true
+}
+
+// Exceeded says whether the active rollout's shadow counters break its
+// abort policy: the rollout's id and how; false if there is no active
+// rollout or it keeps within its policy.
+func (h *Holder) Exceeded() (id uint64, reason string, ok bool) {
+	cn := h.roll.Load()
+	if cn == nil {
+		return 0, "", false
+	}
+	reason, ok = cn.exceeded()
+	return cn.r.ID, reason, ok
+}
+
+// decide decides req with both bundles, serves the candidate's answer to
+// the cohort and the current one to everyone else, and counts how the two
+// differ.
+func (cn *canary) decide(cur *engine.Bundle, req *api.CheckRequest, ents engine.EntityLookup, now time.Time) api.Decision {
+	d := cur.Decide(req, ents, now)
 	st := cn.stats
 	st.samples.Add(1)
 	cb := cn.cand.bundle
@@ -93,14 +121,14 @@ func (s *Server) decideCanary(cn *canary, cur *engine.Bundle, req *api.CheckRequ
 		st.errors.Add(1)
 		return d
 	}
-	cd := cb.Decide(req, s.store, now)
+	cd := cb.Decide(req, ents, now)
 	if len(cd.Errors) > 0 {
 		st.errors.Add(1)
 	}
 	if cd.Decision != d.Decision {
-		st.flip(flipKey{rule: reasonKey(cd.Reasons), action: req.Action.Name, from: d.Decision, to: cd.Decision})
+		st.flip(flipKey{rule: engine.DeterminingRule(cd.Reasons), action: req.Action.Name, from: d.Decision, to: cd.Decision})
 	}
-	if cn.inCohort(req, s.store) {
+	if cn.inCohort(req, ents) {
 		st.cohort.Add(1)
 		return cd
 	}
@@ -123,21 +151,26 @@ func (st *rolloutStats) flip(k flipKey) {
 	st.byRule[k]++
 }
 
-// reasonKey names what decided a candidate's answer: its first rule, or the
-// layer of an implicit denial, or the message.
-func reasonKey(rs []api.Reason) string {
-	if len(rs) == 0 {
-		return ""
+// exceeded says whether the counters break the abort policy, and how.
+func (cn *canary) exceeded() (string, bool) {
+	p := cn.r.Abort
+	n := cn.stats.samples.Load()
+	if n == 0 || n < p.MinSamples {
+		return "", false
 	}
-	r := rs[0]
-	switch {
-	case r.Rule != "":
-		return r.Policy + "/" + r.Rule
-	case r.Layer != "":
-		return "layer " + r.Layer
-	default:
-		return r.Message
+	for _, c := range []struct {
+		name  string
+		count uint64
+		max   *float64
+	}{{"flip", cn.stats.flips.Load(), p.MaxFlipRate}, {"error", cn.stats.errors.Load(), p.MaxErrorRate}} {
+		if c.max == nil {
+			continue
+		}
+		if rate := float64(c.count) / float64(n); rate > *c.max {
+			return fmt.Sprintf("%s rate %.4f (%d of %d shadow decisions) above max_%s_rate %g", c.name, rate, c.count, n, c.name, *c.max), true
+		}
 	}
+	return "", false
 }
 
 // counters is a copy of the shadow counters, flips sorted by count.
@@ -163,9 +196,7 @@ func (cn *canary) counters() *api.RolloutCounters {
 // matches if it holds the value. Otherwise: a stable hash of the rollout id
 // and the subject id, so a subject stays in or out for the whole rollout
 // and every node agrees, and each rollout draws a fresh cohort.
-func (cn *canary) inCohort(req *api.CheckRequest, ents interface {
-	Entity(typ, id string) (map[string]any, bool)
-}) bool {
+func (cn *canary) inCohort(req *api.CheckRequest, ents engine.EntityLookup) bool {
 	sub := &req.Subject
 	if sel := cn.r.Cohort.Selector; len(sel) > 0 {
 		stored, _ := ents.Entity(sub.Type, sub.ID)

@@ -1,11 +1,10 @@
-package server
+package pdp
 
 import (
 	"fmt"
 	"testing"
 
 	"github.com/aibos/kernel/api"
-	"github.com/aibos/kernel/internal/policy"
 )
 
 // TestBundlesNeverGoBack: the holder swaps in newer versions only; an
@@ -22,7 +21,7 @@ rules:
     actions: ["x.y"]
 `, v)}}}
 	}
-	b := NewBundles(nil, policy.Limits{})
+	b := NewHolder(Options{})
 	for _, tc := range []struct {
 		apply, want uint64
 	}{{2, 2}, {3, 3}, {2, 3}, {1, 3}, {3, 3}, {4, 4}} {
@@ -30,8 +29,8 @@ rules:
 		if got := b.Version(); got != tc.want {
 			t.Fatalf("after applying version %d the holder decides with %d, want %d", tc.apply, got, tc.want)
 		}
-		if b.load().bundle == nil {
-			t.Fatalf("version %d holds no compiled bundle: %v", b.Version(), b.load().err)
+		if b.cur.Load().bundle == nil {
+			t.Fatalf("version %d holds no compiled bundle: %v", b.Version(), b.cur.Load().err)
 		}
 	}
 }

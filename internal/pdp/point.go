@@ -1,0 +1,151 @@
+package pdp
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/engine"
+)
+
+// State is what a Point needs of the replicated state: the stored
+// entities decisions merge in, and the revision the node has applied.
+type State interface {
+	engine.EntityLookup
+	AppliedRevision() uint64
+}
+
+// DecisionLog records decisions for simulation (internal/decisionlog): a
+// cheap, non-blocking Record (the log copies nothing; it keeps req and d's
+// reasons by reference, which no entry point modifies after the decision).
+type DecisionLog interface {
+	Record(req *api.CheckRequest, d *api.Decision)
+}
+
+// Recorder is the audit log as the decision point writes it.
+type Recorder interface {
+	Append(r *audit.Record)
+	AppendAll(rs []*audit.Record)
+}
+
+// Config configures a Point.
+type Config struct {
+	Holder *Holder
+	State  State
+	// DecisionLog, if set, records every decision (for simulation).
+	DecisionLog DecisionLog
+	// Audit, if set, records the decisions of Decide and AuditBatch.
+	// NoDecisionAudit leaves them out (the gateway's invocations, which
+	// it records itself, are always recorded).
+	Audit           Recorder
+	NoDecisionAudit bool
+	// Node names this node in audit records.
+	Node string
+	// Now is the clock of decisions (time.Now).
+	Now func() time.Time
+	// Registerer receives the decision metrics (decisions by result,
+	// latency, bundle version); nil: none are registered.
+	Registerer prometheus.Registerer
+}
+
+// Point is a node's decision point. Every entry point decides through it:
+// Decide for a decision it answers alone (POST /v1/check, AuthZEN),
+// DecideNoAudit for one whose audit record it writes itself (the gateway's
+// invocation, a batch's records through AuditBatch, an access request).
+type Point struct {
+	cfg     Config
+	metrics *metrics
+}
+
+// NewPoint checks cfg and returns its decision point.
+func NewPoint(cfg Config) (*Point, error) {
+	if cfg.Holder == nil || cfg.State == nil {
+		return nil, errors.New("pdp: Holder and State are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m, err := newMetrics(cfg.Registerer, cfg.Holder)
+	if err != nil {
+		return nil, err
+	}
+	return &Point{cfg: cfg, metrics: m}, nil
+}
+
+// Holder is the bundle holder the point decides with.
+func (p *Point) Holder() *Holder { return p.cfg.Holder }
+
+// Decide makes one decision and records it in the metrics, the decision
+// log and the audit log.
+func (p *Point) Decide(req *api.CheckRequest) api.Decision {
+	d := p.DecideNoAudit(req)
+	if p.cfg.Audit != nil && !p.cfg.NoDecisionAudit {
+		p.cfg.Audit.Append(DecisionRecord(req, &d, p.cfg.Node, p.cfg.Now()))
+	}
+	return d
+}
+
+// DecideNoAudit makes one decision and records it in the metrics and the
+// decision log, but not in the audit log: the caller records it there
+// with what it does (an invocation), or with its batch (AuditBatch).
+func (p *Point) DecideNoAudit(req *api.CheckRequest) api.Decision {
+	start := time.Now()
+	// The revision is read before the bundle: the bundle is then at least as
+	// new as the revision the decision reports.
+	rev := p.cfg.State.AppliedRevision()
+	d := p.cfg.Holder.Decide(req, p.cfg.State, p.cfg.Now())
+	d.Revision = rev
+	if d.Reasons == nil {
+		d.Reasons = []api.Reason{}
+	}
+	p.metrics.observe(d.Decision, time.Since(start))
+	if p.cfg.DecisionLog != nil {
+		p.cfg.DecisionLog.Record(req, &d)
+	}
+	return d
+}
+
+// AuditBatch records the decisions of a batch in the audit log: their
+// records in one allocation, queued in one pass. A check with an error in
+// itemErrs was not decided and is not recorded.
+func (p *Point) AuditBatch(reqs []api.CheckRequest, results []api.Decision, itemErrs []error) {
+	if p.cfg.Audit == nil || p.cfg.NoDecisionAudit {
+		return
+	}
+	blks := make([]recordBlock, len(reqs))
+	recs := make([]*audit.Record, 0, len(reqs))
+	now := p.cfg.Now()
+	for i := range reqs {
+		if itemErrs != nil && itemErrs[i] != nil {
+			continue
+		}
+		blks[i].fill(&reqs[i], &results[i], p.cfg.Node, now)
+		recs = append(recs, &blks[i].r)
+	}
+	p.cfg.Audit.AppendAll(recs)
+}
+
+// recordBlock is a decision's audit record and the reference to its check,
+// allocated together.
+type recordBlock struct {
+	r audit.Record
+	c audit.Check
+}
+
+func (b *recordBlock) fill(req *api.CheckRequest, d *api.Decision, node string, now time.Time) {
+	b.c = audit.Check{Req: req, Reasons: d.Reasons, Full: d.Obligations != nil && d.Obligations.Audit == "full"}
+	b.r = audit.Record{Time: now, Node: node, Kind: audit.KindDecision, Decision: string(d.Decision), Version: d.Version, Check: &b.c}
+}
+
+// DecisionRecord is the audit record of a decision: a reference to the
+// request and the reasons, formatted by the audit log's writer. The
+// request's context is kept only when the decision's audit obligation is
+// "full".
+func DecisionRecord(req *api.CheckRequest, d *api.Decision, node string, now time.Time) *audit.Record {
+	blk := new(recordBlock)
+	blk.fill(req, d, node, now)
+	return &blk.r
+}
