@@ -87,6 +87,22 @@ func NewOperatorToken(rnd io.Reader) (secret, accessor string, err error) {
 	return OperatorPrefix + base64.RawURLEncoding.EncodeToString(b[:secretBytes]), "acc_" + hex.EncodeToString(b[secretBytes:]), nil
 }
 
+// NewAgentToken makes an agent's credential: AgentPrefix and 32 random
+// bytes from rnd (crypto/rand if nil), base64url, with its Hash. The node
+// that proposes the registration or rotation makes it; only the hash
+// enters the log, and the token is shown once.
+func NewAgentToken(rnd io.Reader) (token, hash string, err error) {
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	var b [secretBytes]byte
+	if _, err := io.ReadFull(rnd, b[:]); err != nil {
+		return "", "", fmt.Errorf("auth: random agent token: %w", err)
+	}
+	token = AgentPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return token, Hash(token), nil
+}
+
 // Hash is the hex SHA-256 of a token: all the kernel stores of it.
 func Hash(secret string) string {
 	h := sha256.Sum256([]byte(secret))

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,26 +9,12 @@ import (
 	"strings"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/store"
 )
 
 // codeConflict answers a write that contradicts the agent registry.
 const codeConflict = "conflict"
-
-// tokenPrefix marks the kernel's agent credentials, so scanners and people
-// can tell them apart.
-const tokenPrefix = "aibos_"
-
-// newAgentToken issues a credential: 32 random bytes, base64url. It is made
-// here, by the proposer, and only its hash enters the log.
-func newAgentToken() (token, hash string, err error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", "", fmt.Errorf("generate agent token: %w", err)
-	}
-	token = tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
-	return token, store.TokenHash(token), nil
-}
 
 func (s *Server) writeAgentError(w http.ResponseWriter, err error) {
 	switch {
@@ -56,7 +40,7 @@ func (s *Server) handleRegisterAgent(w http.ResponseWriter, r *http.Request) {
 	if !s.refine(w, r, "kernel.agent.register", agentEntity(m.ID, m.Tenant)) {
 		return
 	}
-	token, hash, err := newAgentToken()
+	token, hash, err := auth.NewAgentToken(nil)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
 		return
@@ -157,7 +141,7 @@ func (s *Server) handleRevokeAgentCredential(w http.ResponseWriter, r *http.Requ
 }
 
 func (s *Server) handleRotateAgentCredential(w http.ResponseWriter, r *http.Request) {
-	token, hash, err := newAgentToken()
+	token, hash, err := auth.NewAgentToken(nil)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
 		return

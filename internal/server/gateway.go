@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -259,24 +258,12 @@ func (s *Server) handleDecideApproval(approve bool) http.HandlerFunc {
 			writeError(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("no approval %q", id))
 			return
 		}
-		if len(a.Approvers) > 0 && !slices.Contains(a.Approvers, approver) {
-			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("%q may not decide approval %s: its approvers are %s", approver, id, strings.Join(a.Approvers, ", ")))
-			return
+		owner := func(agent string) string {
+			ag, _ := s.store.Agent(agent)
+			return ag.Owner
 		}
-		if a.AgentVersion == store.KernelApproval && approver == a.Agent {
-			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("%q asked for this act and cannot approve it (two-person rule): a second, different principal must", approver))
-			return
-		}
-		if approver == a.Agent || approver == "agent:"+a.Agent {
-			writeError(w, http.StatusForbidden, codeForbidden, "an agent cannot approve its own action")
-			return
-		}
-		if ag, ok := s.store.Agent(a.Agent); ok && a.AgentVersion != store.KernelApproval && ag.Owner != "" && ag.Owner == approver {
-			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("%q owns agent %s and cannot approve its action (separation of duties): another approver must", approver, a.Agent))
-			return
-		}
-		if _, subjectID, _ := strings.Cut(a.Agent, ":"); a.Kind == api.ApprovalKindAccessRequest && approver == subjectID {
-			writeError(w, http.StatusForbidden, codeForbidden, "the subject of an access request cannot approve it: another person must")
+		if err := gateway.CheckApprover(a, approver, owner); err != nil {
+			writeError(w, http.StatusForbidden, codeForbidden, err.Error())
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
