@@ -47,8 +47,8 @@ func (e *Error) Error() string {
 // is retried: no leader was reachable for a write, or the node has not yet
 // replayed its state after a start (it answers nothing until it has).
 const (
-	codeNoLeader = "no_leader"
-	codeNotReady = "not_ready"
+	codeNoLeader = api.CodeNoLeader
+	codeNotReady = api.CodeNotReady
 )
 
 // notCarriedOut reports whether err is an answer that says nothing was done.
@@ -56,7 +56,7 @@ func notCarriedOut(e *Error) bool { return e.Code == codeNoLeader || e.Code == c
 
 // codeApprovalRequired: a kernel act held for a second person's approval
 // (202); the Error's Body holds its approval_id.
-const codeApprovalRequired = "approval_required"
+const codeApprovalRequired = api.CodeApprovalRequired
 
 type approvalKey struct{}
 

@@ -26,6 +26,15 @@ const (
 	KindInvocation = "invocation"
 	KindApproval   = "approval"
 	KindKill       = "kill"
+	// KindAccess is an operator's act on the API, or a refused request
+	// (401, 403, 415, 429).
+	KindAccess = "access"
+	// KindBudgetWarning is a budget crossing its soft threshold.
+	KindBudgetWarning = "budget_warning"
+	// KindMCP is an MCP call through the kernel; KindMCPAccept an
+	// operator's acceptance of a changed tool.
+	KindMCP       = "mcp"
+	KindMCPAccept = "mcp_accept"
 )
 
 // Record is one audit record. Seq is assigned by the log; Time and Node

@@ -23,27 +23,27 @@ import (
 
 // Error codes of invocations, stable for scripts and agents.
 const (
-	CodeUnauthenticated  = "unauthenticated"
-	CodeBadRequest       = "bad_request"
-	CodeUnknownAction    = "unknown_action"
-	CodeCapability       = "capability_not_declared"
-	CodeInvalidInput     = "invalid_input"
-	CodeKilled           = "kill_switch"
-	CodeDenied           = "denied"
-	CodeRateLimited      = "rate_limited"
-	CodeBudget           = "budget_exhausted"
-	CodeCounterDown      = "limits_unavailable"
-	CodeApproval         = "approval_invalid"
-	CodeApprovalExpired  = "approval_expired"
-	CodeApprovalVoided   = "approval_voided"
-	CodeTooManyApprovals = "too_many_pending_approvals"
-	CodeIdemInProgress   = "idempotency_in_progress"
-	CodeIdemMismatch     = "idempotency_key_reused"
-	CodeBackend          = "backend_error"
-	CodeTimeout          = "backend_timeout"
-	CodeCancelled        = "cancelled"
-	CodeAudit            = "audit_unavailable"
-	CodeUnavailable      = "unavailable"
+	CodeUnauthenticated  = api.CodeUnauthenticated
+	CodeBadRequest       = api.CodeBadRequest
+	CodeUnknownAction    = api.CodeUnknownAction
+	CodeCapability       = api.CodeCapability
+	CodeInvalidInput     = api.CodeInvalidInput
+	CodeKilled           = api.CodeKilled
+	CodeDenied           = api.CodeDenied
+	CodeRateLimited      = api.CodeRateLimited
+	CodeBudget           = api.CodeBudget
+	CodeCounterDown      = api.CodeCounterDown
+	CodeApproval         = api.CodeApproval
+	CodeApprovalExpired  = api.CodeApprovalExpired
+	CodeApprovalVoided   = api.CodeApprovalVoided
+	CodeTooManyApprovals = api.CodeTooManyApprovals
+	CodeIdemInProgress   = api.CodeIdemInProgress
+	CodeIdemMismatch     = api.CodeIdemMismatch
+	CodeBackend          = api.CodeBackend
+	CodeTimeout          = api.CodeTimeout
+	CodeCancelled        = api.CodeCancelled
+	CodeAudit            = api.CodeAudit
+	CodeUnavailable      = api.CodeUnavailable
 )
 
 // Call is one invocation as the server received it.
@@ -502,7 +502,7 @@ func (in *invocation) run(ctx context.Context, redeem bool) Reply {
 		in.resp.Warnings = append(in.resp.Warnings, warning)
 		g.metrics.budgetWarnings.Inc()
 		g.log.Warn("budget threshold crossed", "agent", in.agent.ID, "action", in.entry.def.Name, "warning", warning)
-		g.cfg.Audit.Append(&audit.Record{Time: g.now(), Node: g.cfg.Node, Kind: "budget_warning", Agent: in.agent.ID,
+		g.cfg.Audit.Append(&audit.Record{Time: g.now(), Node: g.cfg.Node, Kind: audit.KindBudgetWarning, Agent: in.agent.ID,
 			Tenant: in.agent.Tenant, Action: in.entry.def.Name, InvocationID: in.resp.InvocationID, Reason: warning})
 	}
 

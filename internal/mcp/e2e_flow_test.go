@@ -114,17 +114,18 @@ func TestKillMidCallCancelsAndNotifies(t *testing.T) {
 // ownServer is an MCP server of our own over streamable HTTP whose tool
 // description the test changes.
 func ownServer(t *testing.T) (*mcp.Server, string) {
-	srv, url, _ := ownServerWithSlow(t)
+	srv, url, _, _ := ownServerWithSlow(t)
 	return srv, url
 }
 
 // ownServerWithSlow also has a tool "slow" that blocks until its request
 // is cancelled, and reports the cancellation on the channel.
-func ownServerWithSlow(t *testing.T) (*mcp.Server, string, chan struct{}) {
-	srv := mcp.NewServer(&mcp.Implementation{Name: "own", Version: "1"}, nil)
+func ownServerWithSlow(t *testing.T) (srv *mcp.Server, url string, started, cancelled chan struct{}) {
+	srv = mcp.NewServer(&mcp.Implementation{Name: "own", Version: "1"}, nil)
 	addGreet(srv, "Greets someone.")
-	cancelled := make(chan struct{}, 4)
+	started, cancelled = make(chan struct{}, 4), make(chan struct{}, 4)
 	mcp.AddTool(srv, &mcp.Tool{Name: "slow", Description: "Waits."}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		started <- struct{}{}
 		select {
 		case <-ctx.Done():
 			cancelled <- struct{}{}
@@ -136,7 +137,7 @@ func ownServerWithSlow(t *testing.T) (*mcp.Server, string, chan struct{}) {
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
-	return srv, ts.URL, cancelled
+	return srv, ts.URL, started, cancelled
 }
 
 func addGreet(srv *mcp.Server, desc string) {
@@ -281,7 +282,7 @@ func TestApprovalThroughFollower(t *testing.T) {
 // TestKillCancelsUpstreamRequest: the server itself sees its request
 // cancelled (notifications/cancelled) when a kill switch stops the call.
 func TestKillCancelsUpstreamRequest(t *testing.T) {
-	_, url, cancelled := ownServerWithSlow(t)
+	_, url, started, cancelled := ownServerWithSlow(t)
 	e := setup(t, api.Orchestra{Name: "own", Backend: api.Backend{Type: api.BackendMCP, URL: url}})
 	s := e.goClient("bot", nil)
 	done := make(chan *mcp.CallToolResult, 1)
@@ -289,12 +290,13 @@ func TestKillCancelsUpstreamRequest(t *testing.T) {
 		r, _ := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "own.slow", Arguments: map[string]any{}})
 		done <- r
 	}()
-	deadline := time.Now().Add(nodetest.WaitLong)
-	for e.n.Server.Gateway().InFlight() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the call never reached the server")
-		}
-		time.Sleep(10 * time.Millisecond)
+	// The server must hold the request before the kill: a kill that lands
+	// while the call is still on its way cancels it before the server
+	// sees it, and then the server has nothing to cancel.
+	select {
+	case <-started:
+	case <-time.After(nodetest.WaitLong):
+		t.Fatal("the call never reached the server")
 	}
 	if _, err := e.alice.Kill(context.Background(), api.KillRequest{Scope: api.KillAgent, Target: "bot", Reason: "runaway", By: "alice"}); err != nil {
 		t.Fatal(err)

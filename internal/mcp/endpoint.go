@@ -31,11 +31,11 @@ const (
 // Codes of the endpoint's refusals, in a tool error's
 // _meta["aibos/error"].code or a JSON-RPC error's data.code.
 const (
-	CodeQuarantined      = "tool_quarantined"
-	CodeApprovalRequired = "approval_required"
-	CodeApprovalPending  = "approval_pending"
-	CodeMappingError     = "mapping_error"
-	CodeUnknownTool      = "unknown_tool"
+	CodeQuarantined      = api.CodeQuarantined
+	CodeApprovalRequired = api.CodeApprovalRequired
+	CodeApprovalPending  = api.CodeApprovalPending
+	CodeMappingError     = api.CodeMappingError
+	CodeUnknownTool      = api.CodeUnknownTool
 	// codeDenied is the JSON-RPC error code of a method the kernel denied.
 	codeDenied = -32003
 )
@@ -428,7 +428,7 @@ func (e *Endpoint) call(ctx context.Context, c *caller, r *mcp.CallToolRequest, 
 			})
 		}
 	}
-	rep := e.gw.Invoke(ctx, gateway.Call{Token: c.token, Action: name, Body: b, Kind: "mcp", Note: "mcp tools/call session " + c.session})
+	rep := e.gw.Invoke(ctx, gateway.Call{Token: c.token, Action: name, Body: b, Kind: audit.KindMCP, Note: "mcp tools/call session " + c.session})
 	if rep.Forward {
 		var err error
 		if rep, err = e.forward(ctx, c, name, b); err != nil {
@@ -515,7 +515,7 @@ func (e *Endpoint) record(c *caller, method, tool, decision, msg string) {
 	if e.audit == nil {
 		return
 	}
-	e.audit.Append(&audit.Record{Time: e.now(), Node: e.node, Kind: "mcp", Agent: c.agent.ID, AgentVersion: c.agent.Version,
+	e.audit.Append(&audit.Record{Time: e.now(), Node: e.node, Kind: audit.KindMCP, Agent: c.agent.ID, AgentVersion: c.agent.Version,
 		Tenant: c.agent.Tenant, Subject: api.EntityTypeAgent + ":" + c.agent.ID, Action: cmpOr(tool, "mcp."+strings.ReplaceAll(method, "/", ".")),
 		Decision: decision, Error: msg, Reason: "mcp " + method + " session " + c.session})
 }
@@ -524,7 +524,7 @@ func (e *Endpoint) recordDecision(c *caller, method string, d mapped, dec api.De
 	if e.audit == nil {
 		return
 	}
-	r := &audit.Record{Time: e.now(), Node: e.node, Kind: "mcp", Agent: c.agent.ID, AgentVersion: c.agent.Version,
+	r := &audit.Record{Time: e.now(), Node: e.node, Kind: audit.KindMCP, Agent: c.agent.ID, AgentVersion: c.agent.Version,
 		Tenant: c.agent.Tenant, Subject: api.EntityTypeAgent + ":" + c.agent.ID, Action: d.action,
 		Resource: d.resource.Type + ":" + d.resource.ID, Decision: string(dec.Decision), Version: dec.Version,
 		Error: msg, Reason: "mcp " + method + " session " + c.session}

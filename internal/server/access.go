@@ -28,15 +28,15 @@ import (
 
 // Error codes of access.
 const (
-	codeUnauthenticated = "unauthenticated"
-	codeCrossOrigin     = "cross_origin"
-	codeMediaType       = "unsupported_media_type"
-	codeTooManyFailures = "too_many_failed_authentications"
+	codeUnauthenticated = api.CodeUnauthenticated
+	codeCrossOrigin     = api.CodeCrossOrigin
+	codeMediaType       = api.CodeMediaType
+	codeTooManyFailures = api.CodeTooManyFailures
 )
 
 // KindAccess is the audit record kind of an operator's act and of a
 // refused request (401, 403, 429).
-const KindAccess = "access"
+const KindAccess = audit.KindAccess
 
 type principalKey struct{}
 

@@ -324,7 +324,7 @@ func (s *Server) handleAccessRequest(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusServiceUnavailable, codeUnavailable, "could not create the access request: "+err.Error())
 		return
 	}
-	s.auditEvent(&audit.Record{Kind: "approval", Agent: out.Agent, AgentVersion: out.AgentVersion, Tenant: out.Tenant,
+	s.auditEvent(&audit.Record{Kind: audit.KindApproval, Agent: out.Agent, AgentVersion: out.AgentVersion, Tenant: out.Tenant,
 		Action: out.Action, ApprovalID: out.ID, Status: "requested", ArgsDigest: out.ArgsDigest, InvocationID: out.InvocationID})
 	resp := s.taskResponse(r, out)
 	w.Header().Set("Location", resp.Task.StatusEndpoint)
@@ -458,7 +458,7 @@ func (s *Server) redeem(r *http.Request, req *api.CheckRequest, id string, out *
 	case err != nil:
 		return fmt.Errorf("could not redeem approval %s: %v; retry", id, err)
 	}
-	s.auditEvent(&audit.Record{Kind: "approval", Agent: a.Agent, AgentVersion: a.AgentVersion, Tenant: a.Tenant,
+	s.auditEvent(&audit.Record{Kind: audit.KindApproval, Agent: a.Agent, AgentVersion: a.AgentVersion, Tenant: a.Tenant,
 		Action: a.Action, ApprovalID: a.ID, Status: api.ApprovalConsumed, ArgsDigest: a.ArgsDigest, InvocationID: evID})
 	out.Decision = true
 	out.Context["approval"] = map[string]any{"id": a.ID, "approved_until": a.ExpiresAt.UTC().Format(time.RFC3339)}

@@ -14,7 +14,7 @@ import (
 )
 
 // codeConflict answers a write that contradicts the agent registry.
-const codeConflict = "conflict"
+const codeConflict = api.CodeConflict
 
 func (s *Server) writeAgentError(w http.ResponseWriter, err error) {
 	switch {

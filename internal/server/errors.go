@@ -16,18 +16,18 @@ import (
 
 // Error codes of the API. They are stable: scripts branch on them.
 const (
-	codeBadRequest     = "bad_request"
-	codeInvalidBundle  = "invalid_bundle"
-	codeTestsFailed    = "bundle_tests_failed"
-	codeNotFound       = "not_found"
-	codeNoLeader       = "no_leader"
-	codeStale          = "revision_not_applied"
-	codeTooLarge       = "too_large"
-	codeInternal       = "internal"
-	codeUnavailable    = "unavailable"
-	codeNotReady       = "not_ready"
-	codeOutcomeUnknown = "write_outcome_unknown"
-	codeBadMethod      = "method_not_allowed"
+	codeBadRequest     = api.CodeBadRequest
+	codeInvalidBundle  = api.CodeInvalidBundle
+	codeTestsFailed    = api.CodeTestsFailed
+	codeNotFound       = api.CodeNotFound
+	codeNoLeader       = api.CodeNoLeader
+	codeStale          = api.CodeStale
+	codeTooLarge       = api.CodeTooLarge
+	codeInternal       = api.CodeInternal
+	codeUnavailable    = api.CodeUnavailable
+	codeNotReady       = api.CodeNotReady
+	codeOutcomeUnknown = api.CodeOutcomeUnknown
+	codeBadMethod      = api.CodeBadMethod
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -23,9 +23,9 @@ import (
 
 // Codes of the gateway's operator endpoints.
 const (
-	codeForbidden   = "forbidden"
-	codeGone        = "gone"
-	codeNoGateway   = "no_gateway"
+	codeForbidden   = api.CodeForbidden
+	codeGone        = api.CodeGone
+	codeNoGateway   = api.CodeNoGateway
 	maxApprovalWait = 60 * time.Second
 )
 
@@ -273,7 +273,7 @@ func (s *Server) handleDecideApproval(approve bool) http.HandlerFunc {
 			s.writeGatewayStoreError(w, err)
 			return
 		}
-		rec := &audit.Record{Kind: "approval", Agent: out.Agent, AgentVersion: out.AgentVersion, Tenant: out.Tenant,
+		rec := &audit.Record{Kind: audit.KindApproval, Agent: out.Agent, AgentVersion: out.AgentVersion, Tenant: out.Tenant,
 			Action: out.Action, ApprovalID: out.ID, Status: out.State, By: approver, Reason: v.Reason, ArgsDigest: out.ArgsDigest}
 		s.attribute(rec, r)
 		s.auditEvent(rec)
@@ -325,7 +325,7 @@ func (s *Server) handleSetKill(w http.ResponseWriter, r *http.Request) {
 		s.writeGatewayStoreError(w, err)
 		return
 	}
-	rec := &audit.Record{Kind: "kill", Reason: k.Reason, By: k.By, Status: "set", Action: killTarget(k)}
+	rec := &audit.Record{Kind: audit.KindKill, Reason: k.Reason, By: k.By, Status: "set", Action: killTarget(k)}
 	s.attribute(rec, r)
 	s.auditEvent(rec)
 	writeJSON(w, http.StatusCreated, k)
@@ -354,7 +354,7 @@ func (s *Server) handleLiftKill(w http.ResponseWriter, r *http.Request) {
 		s.writeGatewayStoreError(w, err)
 		return
 	}
-	rec := &audit.Record{Kind: "kill", Reason: lr.Reason, By: by, Status: "lifted", Action: killTarget(k)}
+	rec := &audit.Record{Kind: audit.KindKill, Reason: lr.Reason, By: by, Status: "lifted", Action: killTarget(k)}
 	s.attribute(rec, r)
 	s.auditEvent(rec)
 	writeJSON(w, http.StatusOK, k)

@@ -75,7 +75,7 @@ func (s *Server) handleAcceptOrchestra(w http.ResponseWriter, r *http.Request) {
 			tool = "*"
 		}
 		if _, err := s.cfg.Audit.AppendSync(context.WithoutCancel(ctx), &audit.Record{
-			Time: s.now(), Node: s.cfg.NodeID, Kind: "mcp_accept", Action: name + "." + tool, By: by,
+			Time: s.now(), Node: s.cfg.NodeID, Kind: audit.KindMCPAccept, Action: name + "." + tool, By: by,
 			Reason: "accepted the server's current definition of " + strings.Join(append([]string{}, moved...), ", "),
 		}); err != nil {
 			writeError(w, http.StatusInternalServerError, "audit_unavailable", "the accept is stored but could not be audited: "+err.Error())

@@ -22,7 +22,7 @@ import (
 
 // codeRolloutActive answers a start, a publish or a rollback while a
 // rollout is active.
-const codeRolloutActive = "rollout_active"
+const codeRolloutActive = api.CodeRolloutActive
 
 // maxStagedBody bounds a start with files: a bundle of the largest size,
 // base64-encoded, plus the rest of the request.

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/aibos/kernel/api"
 )
 
 // A search page token is opaque to callers. Inside, it is
@@ -21,7 +23,7 @@ import (
 
 // codePageStale answers a page token whose bundle version or revision is
 // not the node's any more.
-const codePageStale = "page_token_stale"
+const codePageStale = api.CodePageStale
 
 type pageToken struct {
 	kind              string

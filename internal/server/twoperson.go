@@ -28,7 +28,7 @@ import (
 // headerApproval names the approval that lets a held act run.
 const headerApproval = "X-Aibos-Approval"
 
-const codeApprovalRequired = "approval_required"
+const codeApprovalRequired = api.CodeApprovalRequired
 
 // holdAct runs on the leader (it writes).
 func (s *Server) holdAct(w http.ResponseWriter, r *http.Request, rt *route, p *auth.Principal, d api.Decision, inner http.HandlerFunc) {

@@ -1,0 +1,58 @@
+package api
+
+// Error codes of the kernel's answers (ErrorDetail.Code): of the HTTP API,
+// of invocations (POST /v1/actions/{name}/invoke) and of the MCP endpoint.
+// They are stable: scripts, SDKs and agents branch on them. Every package
+// that answers or reads one uses these constants.
+const (
+	// The API's.
+	CodeBadRequest       = "bad_request"
+	CodeInvalidBundle    = "invalid_bundle"
+	CodeTestsFailed      = "bundle_tests_failed"
+	CodeNotFound         = "not_found"
+	CodeConflict         = "conflict"
+	CodeGone             = "gone"
+	CodeNoLeader         = "no_leader"
+	CodeStale            = "revision_not_applied"
+	CodeTooLarge         = "too_large"
+	CodeInternal         = "internal"
+	CodeUnavailable      = "unavailable"
+	CodeNotReady         = "not_ready"
+	CodeOutcomeUnknown   = "write_outcome_unknown"
+	CodeBadMethod        = "method_not_allowed"
+	CodeRolloutActive    = "rollout_active"
+	CodePageStale        = "page_token_stale"
+	CodeNoGateway        = "no_gateway"
+	CodeApprovalRequired = "approval_required" // a kernel act held for a second person (202), or an MCP call held
+	// Access to the API.
+	CodeUnauthenticated = "unauthenticated"
+	CodeForbidden       = "forbidden"
+	CodeCrossOrigin     = "cross_origin"
+	CodeMediaType       = "unsupported_media_type"
+	CodeTooManyFailures = "too_many_failed_authentications"
+	// Invocations.
+	CodeUnknownAction    = "unknown_action"
+	CodeCapability       = "capability_not_declared"
+	CodeInvalidInput     = "invalid_input"
+	CodeKilled           = "kill_switch"
+	CodeDenied           = "denied"
+	CodeRateLimited      = "rate_limited"
+	CodeBudget           = "budget_exhausted"
+	CodeCounterDown      = "limits_unavailable"
+	CodeApproval         = "approval_invalid"
+	CodeApprovalExpired  = "approval_expired"
+	CodeApprovalVoided   = "approval_voided"
+	CodeTooManyApprovals = "too_many_pending_approvals"
+	CodeIdemInProgress   = "idempotency_in_progress"
+	CodeIdemMismatch     = "idempotency_key_reused"
+	CodeBackend          = "backend_error"
+	CodeTimeout          = "backend_timeout"
+	CodeCancelled        = "cancelled"
+	CodeAudit            = "audit_unavailable"
+	// The MCP endpoint's (in a tool error's _meta["aibos/error"].code or a
+	// JSON-RPC error's data.code).
+	CodeQuarantined     = "tool_quarantined"
+	CodeApprovalPending = "approval_pending"
+	CodeMappingError    = "mapping_error"
+	CodeUnknownTool     = "unknown_tool"
+)
