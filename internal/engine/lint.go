@@ -276,8 +276,8 @@ func (ix *coverIndex) add(lr *lintRule) {
 }
 
 // covering sets *lists to the rule lists that hold every rule with a
-// pattern that covers q (see PatternCovers), and perhaps others; each list
-// is in bundle order. It returns their total length.
+// pattern that covers q (see policy.PatternCovers), and perhaps others;
+// each list is in bundle order. It returns their total length.
 func (ix *coverIndex) covering(q string, lists *[][]*lintRule) int {
 	*lists = append((*lists)[:0], ix.star)
 	if q == "*" {
@@ -364,23 +364,16 @@ func shadows(s, r *lintRule) bool {
 // coversAll reports whether every pattern of qs is covered by one of ps.
 func coversAll(ps, qs []string) bool {
 	for _, q := range qs {
-		if !slices.ContainsFunc(ps, func(p string) bool { return PatternCovers(p, q) }) {
+		if !slices.ContainsFunc(ps, func(p string) bool { return policy.PatternCovers(p, q) }) {
 			return false
 		}
 	}
 	return true
 }
 
-// PatternCovers reports whether pattern p matches every action that pattern
-// q matches: "*" covers everything, "ns.*" covers "ns.x" and "ns.y.*", and a
-// pattern covers itself.
-func PatternCovers(p, q string) bool {
-	if p == "*" || p == q {
-		return true
-	}
-	prefix, glob := strings.CutSuffix(p, "*")
-	return glob && q != "*" && strings.HasPrefix(q, prefix) && len(q) > len(prefix)
-}
+// PatternCovers reports whether pattern p matches every action that
+// pattern q matches; it is policy.PatternCovers.
+func PatternCovers(p, q string) bool { return policy.PatternCovers(p, q) }
 
 // constConditions maps each condition text of src that constant-folds to
 // a bool literal to its value. Conditions that do not compile are left out

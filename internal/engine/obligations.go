@@ -39,12 +39,10 @@ func (m *merger) merge(r *rule) {
 	if r.auditRank > m.audit {
 		m.audit = r.auditRank
 	}
-	if rl := o.RateLimit; rl != nil && (m.rateLimit == nil ||
-		stricter(float64(rl.Limit), rl.Per, float64(m.rateLimit.Limit), m.rateLimit.Per)) {
+	if rl := o.RateLimit; rl != nil && (m.rateLimit == nil || stricterRate(rl, m.rateLimit)) {
 		m.rateLimit = rl
 	}
-	if bu := o.Budget; bu != nil && (m.budget == nil ||
-		stricter(bu.Limit, bu.Per, m.budget.Limit, m.budget.Per)) {
+	if bu := o.Budget; bu != nil && (m.budget == nil || stricterBudget(bu, m.budget)) {
 		m.budget = bu
 	}
 	if len(o.Redact) > 0 {
@@ -85,6 +83,51 @@ func (m *merger) obligations() *api.Obligations {
 		blk.o.Approvers = slices.Clone(m.approvers)
 	}
 	return &blk.o
+}
+
+// MergeObligations merges b into a, keeping the strictest of each by the
+// rules the engine merges the obligations of rules with (DESIGN.md section
+// 2, rule 4): the higher audit level, the stricter rate limit and budget (on
+// a tie, the one in a), and the union of redactions and approvers, a's
+// first. Neither a nor b is modified; the result may share a's or b's limits
+// and lists, so it must not be modified in place either (appending to its
+// lists is safe). A nil a or b merges as no obligations.
+func MergeObligations(a, b *api.Obligations) api.Obligations {
+	var o api.Obligations
+	if a != nil {
+		o = *a
+	}
+	if b == nil {
+		return o
+	}
+	if policy.AuditRank(b.Audit) > policy.AuditRank(o.Audit) {
+		o.Audit = b.Audit
+	}
+	if b.RateLimit != nil && (o.RateLimit == nil || stricterRate(b.RateLimit, o.RateLimit)) {
+		o.RateLimit = b.RateLimit
+	}
+	if b.Budget != nil && (o.Budget == nil || stricterBudget(b.Budget, o.Budget)) {
+		o.Budget = b.Budget
+	}
+	// Clipped, so that a union that grows copies rather than writing
+	// into the spare capacity of a's lists.
+	if len(b.Redact) > 0 {
+		o.Redact = union(slices.Clip(o.Redact), b.Redact)
+	}
+	if len(b.Approvers) > 0 {
+		o.Approvers = union(slices.Clip(o.Approvers), b.Approvers)
+	}
+	return o
+}
+
+// stricterRate reports whether rate limit a allows less than b.
+func stricterRate(a, b *api.RateLimit) bool {
+	return stricter(float64(a.Limit), a.Per, float64(b.Limit), b.Per)
+}
+
+// stricterBudget reports whether budget a allows less than b.
+func stricterBudget(a, b *api.Budget) bool {
+	return stricter(a.Limit, a.Per, b.Limit, b.Per)
 }
 
 // stricter reports whether limit a per pa allows less than limit b per pb.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/engine"
 	"github.com/aibos/kernel/internal/gateway/limits"
 	"github.com/aibos/kernel/internal/jcs"
 	"github.com/aibos/kernel/internal/policy"
@@ -143,7 +144,7 @@ func (g *Gateway) Invoke(ctx context.Context, c Call) Reply {
 	// who it is.
 	in.dec = g.cfg.Decide(in.check)
 	in.resp.Decision, in.resp.Version, in.resp.Reasons = in.dec.Decision, in.dec.Version, in.dec.Reasons
-	in.obl = mergeObligations(in.dec.Obligations, e.def.Obligations)
+	in.obl = engine.MergeObligations(in.dec.Obligations, e.def.Obligations)
 	in.red = newRedaction(in.obl.Redact, in.req.Input)
 
 	needsLeader := e.leader || in.req.ApprovalID != "" || in.dec.Decision == api.RequireApproval
@@ -667,37 +668,3 @@ func (in *invocation) record() *audit.Record {
 	}
 	return r
 }
-
-// mergeObligations merges the action's default obligations into the
-// decision's, keeping the strictest of each (as the engine merges rules).
-func mergeObligations(d, a *api.Obligations) api.Obligations {
-	var o api.Obligations
-	if d != nil {
-		o = *d
-	}
-	if a == nil {
-		return o
-	}
-	if rank(a.Audit) > rank(o.Audit) {
-		o.Audit = a.Audit
-	}
-	if a.RateLimit != nil && (o.RateLimit == nil || float64(a.RateLimit.Limit)/float64(a.RateLimit.Per) < float64(o.RateLimit.Limit)/float64(o.RateLimit.Per)) {
-		o.RateLimit = a.RateLimit
-	}
-	if a.Budget != nil && (o.Budget == nil || a.Budget.Limit/float64(a.Budget.Per) < o.Budget.Limit/float64(o.Budget.Per)) {
-		o.Budget = a.Budget
-	}
-	for _, r := range a.Redact {
-		if !slices.Contains(o.Redact, r) {
-			o.Redact = append(slices.Clip(o.Redact), r)
-		}
-	}
-	for _, r := range a.Approvers {
-		if !slices.Contains(o.Approvers, r) {
-			o.Approvers = append(slices.Clip(o.Approvers), r)
-		}
-	}
-	return o
-}
-
-func rank(level string) int { return slices.Index(policy.AuditLevels, level) }

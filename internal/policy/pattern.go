@@ -58,6 +58,14 @@ func MatchPattern(p, name string) bool {
 	return p == name
 }
 
+// PatternCovers reports whether pattern p matches every action that q
+// matches, q being an action name or a pattern: "*" covers everything,
+// "ns.*" covers "ns.x", "ns.x.y" and "ns.x.*" (but not "ns" or "*"), and a
+// pattern covers itself. For an action name q it is MatchPattern(p, q).
+func PatternCovers(p, q string) bool {
+	return p == q || q != "*" && MatchPattern(p, q)
+}
+
 // keyRoots are the request parts a counter key may be drawn from.
 var keyRoots = []string{"subject", "action", "resource", "context"}
 

@@ -93,12 +93,21 @@ func readLimited(p string) ([]byte, error) {
 // ErrNotTar is returned by ReadTar for input that is not a tar archive.
 var ErrNotTar = errors.New("not a tar archive")
 
+var errTarTooLarge = fmt.Errorf("read tar: archive larger than %d bytes", MaxBundleSize)
+
 // ReadTar reads a bundle's source from a tar archive of a directory. Only
 // regular .yaml, .yml and .json files are taken; names are cleaned and must
-// stay inside the archive.
+// stay inside the archive, and each may appear once. It reads at most
+// MaxBundleSize bytes of the archive (headers and skipped entries
+// included), and keeps at most MaxBundleSize bytes of files.
 func ReadTar(r io.Reader) ([]api.File, error) {
-	tr := tar.NewReader(io.LimitReader(r, MaxBundleSize+1))
+	lr := &io.LimitedReader{R: r, N: MaxBundleSize + 1}
+	// over reports whether the archive went past what ReadTar reads, which
+	// explains the truncation the tar reader then sees.
+	over := func() bool { return lr.N <= 0 }
+	tr := tar.NewReader(lr)
 	var files []api.File
+	seen := map[string]bool{}
 	var total int
 	for {
 		h, err := tr.Next()
@@ -106,7 +115,10 @@ func ReadTar(r io.Reader) ([]api.File, error) {
 			break
 		}
 		if err != nil {
-			if len(files) == 0 {
+			switch {
+			case over():
+				return nil, errTarTooLarge
+			case len(files) == 0:
 				return nil, fmt.Errorf("%w: %v", ErrNotTar, err)
 			}
 			return nil, fmt.Errorf("read tar: %w", err)
@@ -118,6 +130,10 @@ func ReadTar(r io.Reader) ([]api.File, error) {
 		if name == "." || strings.HasPrefix(name, "../") || path.IsAbs(name) {
 			return nil, fmt.Errorf("read tar: file name %q leaves the archive", h.Name)
 		}
+		if seen[name] {
+			return nil, fmt.Errorf("read tar: %s is in the archive more than once", name)
+		}
+		seen[name] = true
 		if h.Size > MaxFileSize {
 			return nil, fmt.Errorf("read tar: %s is %d bytes; at most %d are allowed", name, h.Size, MaxFileSize)
 		}
@@ -126,6 +142,9 @@ func ReadTar(r io.Reader) ([]api.File, error) {
 		}
 		data, err := io.ReadAll(tr)
 		if err != nil {
+			if over() {
+				return nil, errTarTooLarge
+			}
 			return nil, fmt.Errorf("read tar %s: %w", name, err)
 		}
 		total += len(data)

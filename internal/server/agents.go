@@ -10,6 +10,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/auth"
+	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/store"
 )
 
@@ -79,7 +80,7 @@ func (s *Server) handleListAgents(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case tenant != "" && a.Tenant != tenant,
 			state != "" && a.State != state,
-			capability != "" && !slices.ContainsFunc(a.Capabilities, func(p string) bool { return patternCovers(p, capability) }),
+			capability != "" && !slices.ContainsFunc(a.Capabilities, func(p string) bool { return policy.PatternCovers(p, capability) }),
 			skill != "" && !slices.ContainsFunc(a.Skills, func(sk api.AgentSkill) bool { return sk.ID == skill || slices.Contains(sk.Tags, skill) }),
 			hasLabel && (a.Labels == nil || a.Labels[labelKey] != labelVal):
 			continue
@@ -92,16 +93,6 @@ func (s *Server) handleListAgents(w http.ResponseWriter, r *http.Request) {
 		out.Agents = append(out.Agents, a)
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// patternCovers says whether capability pattern p covers the action (or
-// pattern) want: equal, "*", or a namespace glob "ns.*" over "ns.x...".
-func patternCovers(p, want string) bool {
-	if p == "*" || p == want {
-		return true
-	}
-	ns, glob := strings.CutSuffix(p, ".*")
-	return glob && strings.HasPrefix(want, ns+".")
 }
 
 func (s *Server) handleGetAgent(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -44,6 +45,12 @@ func (l *Local) load(wall time.Time) error {
 	if err != nil {
 		return fmt.Errorf("limits: read counters: %w", err)
 	}
+	return l.restore(b, wall)
+}
+
+// restore loads the state file's contents b, dropping what expired before
+// wall.
+func (l *Local) restore(b []byte, wall time.Time) error {
 	var f file
 	if err := json.Unmarshal(b, &f); err != nil {
 		return fmt.Errorf("limits: counters file %s is corrupt (%w); move it aside to start with empty counters", l.path, err)
@@ -52,7 +59,7 @@ func (l *Local) load(wall time.Time) error {
 		return fmt.Errorf("limits: counters file %s has version %d, want %d", l.path, f.Version, fileVersion)
 	}
 	for _, c := range f.Counters {
-		if c.Per > 0 && c.Per <= maxPer && windowEnd(c.Window, c.Per).After(wall) {
+		if c.Per > 0 && c.Per <= maxPer && windowFits(c.Window, c.Per) && windowEnd(c.Window, c.Per).After(wall) {
 			l.counters[windowKey{c.Key, c.Per, c.Window}] = c.Used
 		}
 	}
@@ -62,6 +69,14 @@ func (l *Local) load(wall time.Time) error {
 		}
 	}
 	return nil
+}
+
+// windowFits reports whether window w of length per ends at a time in
+// nanoseconds that an int64 holds; a corrupt file's window may not, and its
+// end would wrap around to any time.
+func windowFits(w int64, per time.Duration) bool {
+	p := int64(per)
+	return w < math.MaxInt64/p && w+1 >= math.MinInt64/p
 }
 
 // save writes the state if it changed: to a temporary file, synced, renamed
