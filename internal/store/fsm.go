@@ -222,8 +222,8 @@ var appliers = map[string]applier{
 	cmdKillSet:  (*fsm).applyKill,
 	cmdKillLift: (*fsm).applyKill,
 
-	cmdTokenCreate: (*fsm).applyToken,
-	cmdTokenRevoke: (*fsm).applyToken,
+	cmdTokenCreate: handle((*fsm).applyTokenCreate),
+	cmdTokenRevoke: handle((*fsm).applyTokenRevoke),
 
 	cmdSystemPublish: (*fsm).applySystem,
 
