@@ -225,7 +225,7 @@ var appliers = map[string]applier{
 	cmdTokenCreate: handle((*fsm).applyTokenCreate),
 	cmdTokenRevoke: handle((*fsm).applyTokenRevoke),
 
-	cmdSystemPublish: (*fsm).applySystem,
+	cmdSystemPublish: handle((*fsm).applySystemPublish),
 
 	cmdSandboxModulePut: (*fsm).applySandbox,
 	cmdSandboxRunSet:    (*fsm).applySandbox,
