@@ -207,10 +207,10 @@ var appliers = map[string]applier{
 	cmdRolloutAbort:   (*fsm).applyRollout,
 	cmdRolloutPromote: (*fsm).applyRollout,
 
-	cmdAgentRegister:      (*fsm).applyAgent,
-	cmdAgentUpdate:        (*fsm).applyAgent,
-	cmdAgentRetire:        (*fsm).applyAgent,
-	cmdAgentCredentialSet: (*fsm).applyAgent,
+	cmdAgentRegister:      handle((*fsm).applyAgentRegister),
+	cmdAgentUpdate:        handle((*fsm).applyAgentUpdate),
+	cmdAgentRetire:        handle((*fsm).applyAgentRetire),
+	cmdAgentCredentialSet: handle((*fsm).applyAgentCredential),
 
 	cmdOrchestraPut:    (*fsm).applyCatalog,
 	cmdOrchestraDelete: (*fsm).applyCatalog,
