@@ -212,8 +212,8 @@ var appliers = map[string]applier{
 	cmdAgentRetire:        handle((*fsm).applyAgentRetire),
 	cmdAgentCredentialSet: handle((*fsm).applyAgentCredential),
 
-	cmdOrchestraPut:    (*fsm).applyCatalog,
-	cmdOrchestraDelete: (*fsm).applyCatalog,
+	cmdOrchestraPut:    handle((*fsm).applyOrchestraPut),
+	cmdOrchestraDelete: handle((*fsm).applyOrchestraDelete),
 
 	cmdApprovalCreate:  (*fsm).applyApproval,
 	cmdApprovalDecide:  (*fsm).applyApproval,
