@@ -215,9 +215,9 @@ var appliers = map[string]applier{
 	cmdOrchestraPut:    handle((*fsm).applyOrchestraPut),
 	cmdOrchestraDelete: handle((*fsm).applyOrchestraDelete),
 
-	cmdApprovalCreate:  (*fsm).applyApproval,
-	cmdApprovalDecide:  (*fsm).applyApproval,
-	cmdApprovalConsume: (*fsm).applyApproval,
+	cmdApprovalCreate:  handle((*fsm).applyApprovalCreate),
+	cmdApprovalDecide:  handle((*fsm).applyApprovalDecide),
+	cmdApprovalConsume: handle((*fsm).applyApprovalConsume),
 
 	cmdKillSet:  (*fsm).applyKill,
 	cmdKillLift: (*fsm).applyKill,
