@@ -219,8 +219,8 @@ var appliers = map[string]applier{
 	cmdApprovalDecide:  handle((*fsm).applyApprovalDecide),
 	cmdApprovalConsume: handle((*fsm).applyApprovalConsume),
 
-	cmdKillSet:  (*fsm).applyKill,
-	cmdKillLift: (*fsm).applyKill,
+	cmdKillSet:  handle((*fsm).applyKillSet),
+	cmdKillLift: handle((*fsm).applyKillLift),
 
 	cmdTokenCreate: handle((*fsm).applyTokenCreate),
 	cmdTokenRevoke: handle((*fsm).applyTokenRevoke),
