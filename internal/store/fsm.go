@@ -203,9 +203,9 @@ var appliers = map[string]applier{
 	cmdNodeSet:        handle((*fsm).applyNodeSet),
 	cmdNodeRemove:     handle((*fsm).applyNodeRemove),
 
-	cmdRolloutStart:   (*fsm).applyRollout,
-	cmdRolloutAbort:   (*fsm).applyRollout,
-	cmdRolloutPromote: (*fsm).applyRollout,
+	cmdRolloutStart:   handle((*fsm).applyRolloutStart),
+	cmdRolloutAbort:   handle((*fsm).applyRolloutAbort),
+	cmdRolloutPromote: handle((*fsm).applyRolloutPromote),
 
 	cmdAgentRegister:      handle((*fsm).applyAgentRegister),
 	cmdAgentUpdate:        handle((*fsm).applyAgentUpdate),
