@@ -227,11 +227,11 @@ var appliers = map[string]applier{
 
 	cmdSystemPublish: handle((*fsm).applySystemPublish),
 
-	cmdSandboxModulePut: (*fsm).applySandbox,
-	cmdSandboxRunSet:    (*fsm).applySandbox,
-	cmdSandboxStatusSet: (*fsm).applySandbox,
-	cmdSandboxKVPut:     (*fsm).applySandbox,
-	cmdSandboxRunVer:    (*fsm).applySandbox,
+	cmdSandboxModulePut: handle((*fsm).applySandboxModulePut),
+	cmdSandboxRunSet:    handle((*fsm).applySandboxRunSet),
+	cmdSandboxStatusSet: handle((*fsm).applySandboxStatusSet),
+	cmdSandboxKVPut:     handle((*fsm).applySandboxKVPut),
+	cmdSandboxRunVer:    handle((*fsm).applySandboxRunVersion),
 }
 
 // handle makes the applier of a command whose payload is a P. It is the
