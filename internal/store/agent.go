@@ -146,109 +146,93 @@ func validAgentID(id string) error {
 	return nil
 }
 
-// applyAgent applies the agent commands. Validation happens before the
-// lock; a rejected command changes nothing.
-func (f *fsm) applyAgent(c command) (Change, applyResult, error) {
-	bad := func(err error) (Change, applyResult, error) {
-		return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
+// applyAgentRegister registers a manifest: a new agent, or a new version
+// of a live one. Validation happens before the lock; a rejected command
+// changes nothing.
+func (f *fsm) applyAgentRegister(c command, p *agentRegisterCmd) (Change, applyResult, error) {
+	if err := ValidateAgentManifest(&p.Manifest); err != nil {
+		return bad(c, err)
 	}
-	switch c.Type {
-	case cmdAgentRegister:
-		var p agentRegisterCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if err := ValidateAgentManifest(&p.Manifest); err != nil {
-			return bad(err)
-		}
-		if p.TokenHash == "" {
-			return bad(errors.New("no credential"))
-		}
-		digest := manifestDigest(&p.Manifest)
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		old := f.st.agents[p.Manifest.ID]
-		a := api.Agent{AgentManifest: p.Manifest, State: api.AgentActive, RegisteredAt: p.Time, UpdatedAt: p.Time}
-		digests := map[string]string{p.Manifest.Version: digest}
-		if old != nil {
-			if old.Agent.State == api.AgentRetired {
-				return Change{}, applyResult{}, fmt.Errorf("%w: agent %q is retired", ErrAgentConflict, old.Agent.ID)
-			}
-			if _, ok := old.Digests[p.Manifest.Version]; ok {
-				return Change{}, applyResult{}, fmt.Errorf("%w: agent %q version %q is already registered (a version is immutable: register a new version)", ErrAgentConflict, old.Agent.ID, p.Manifest.Version)
-			}
-			a.RegisteredAt = old.Agent.RegisteredAt
-			a.Versions = slices.Clone(old.Agent.Versions)
-			for v, d := range old.Digests {
-				digests[v] = d
-			}
-		}
-		a.Versions = append(a.Versions, p.Manifest.Version)
-		return f.putAgentLocked(old, a, p.TokenHash, digests)
-
-	case cmdAgentUpdate:
-		var p agentUpdateCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		for k := range p.Labels {
-			if k == "" {
-				return bad(errors.New("labels: empty key"))
-			}
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		old, err := f.liveAgentLocked(p.ID)
-		if err != nil {
-			return Change{}, applyResult{}, err
-		}
-		a := old.Agent
-		if p.Description != nil {
-			a.Description = *p.Description
-		}
-		if p.Owner != nil {
-			a.Owner = *p.Owner
-		}
-		if p.Labels != nil {
-			a.Labels = nil
-			if len(p.Labels) > 0 {
-				a.Labels = p.Labels
-			}
-		}
-		a.UpdatedAt = p.Time
-		return f.putAgentLocked(old, a, old.TokenHash, old.Digests)
-
-	case cmdAgentRetire:
-		var p agentRetireCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		old, err := f.liveAgentLocked(p.ID)
-		if err != nil {
-			return Change{}, applyResult{}, err
-		}
-		a := old.Agent
-		a.State, a.UpdatedAt = api.AgentRetired, p.Time
-		return f.putAgentLocked(old, a, "", old.Digests)
-
-	case cmdAgentCredentialSet:
-		var p agentCredentialCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		old, err := f.liveAgentLocked(p.ID)
-		if err != nil {
-			return Change{}, applyResult{}, err
-		}
-		a := old.Agent
-		a.UpdatedAt = p.Time
-		return f.putAgentLocked(old, a, p.TokenHash, old.Digests)
+	if p.TokenHash == "" {
+		return bad(c, errors.New("no credential"))
 	}
-	return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
+	digest := manifestDigest(&p.Manifest)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := f.st.agents[p.Manifest.ID]
+	a := api.Agent{AgentManifest: p.Manifest, State: api.AgentActive, RegisteredAt: p.Time, UpdatedAt: p.Time}
+	digests := map[string]string{p.Manifest.Version: digest}
+	if old != nil {
+		if old.Agent.State == api.AgentRetired {
+			return fail(fmt.Errorf("%w: agent %q is retired", ErrAgentConflict, old.Agent.ID))
+		}
+		if _, ok := old.Digests[p.Manifest.Version]; ok {
+			return fail(fmt.Errorf("%w: agent %q version %q is already registered (a version is immutable: register a new version)", ErrAgentConflict, old.Agent.ID, p.Manifest.Version))
+		}
+		a.RegisteredAt = old.Agent.RegisteredAt
+		a.Versions = slices.Clone(old.Agent.Versions)
+		for v, d := range old.Digests {
+			digests[v] = d
+		}
+	}
+	a.Versions = append(a.Versions, p.Manifest.Version)
+	return f.putAgentLocked(old, a, p.TokenHash, digests)
+}
+
+// applyAgentUpdate changes a live agent's mutable fields.
+func (f *fsm) applyAgentUpdate(c command, p *agentUpdateCmd) (Change, applyResult, error) {
+	for k := range p.Labels {
+		if k == "" {
+			return bad(c, errors.New("labels: empty key"))
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, err := f.liveAgentLocked(p.ID)
+	if err != nil {
+		return fail(err)
+	}
+	a := old.Agent
+	if p.Description != nil {
+		a.Description = *p.Description
+	}
+	if p.Owner != nil {
+		a.Owner = *p.Owner
+	}
+	if p.Labels != nil {
+		a.Labels = nil
+		if len(p.Labels) > 0 {
+			a.Labels = p.Labels
+		}
+	}
+	a.UpdatedAt = p.Time
+	return f.putAgentLocked(old, a, old.TokenHash, old.Digests)
+}
+
+// applyAgentRetire retires a live agent and drops its credential.
+func (f *fsm) applyAgentRetire(_ command, p *agentRetireCmd) (Change, applyResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, err := f.liveAgentLocked(p.ID)
+	if err != nil {
+		return fail(err)
+	}
+	a := old.Agent
+	a.State, a.UpdatedAt = api.AgentRetired, p.Time
+	return f.putAgentLocked(old, a, "", old.Digests)
+}
+
+// applyAgentCredential sets or revokes a live agent's credential.
+func (f *fsm) applyAgentCredential(_ command, p *agentCredentialCmd) (Change, applyResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, err := f.liveAgentLocked(p.ID)
+	if err != nil {
+		return fail(err)
+	}
+	a := old.Agent
+	a.UpdatedAt = p.Time
+	return f.putAgentLocked(old, a, p.TokenHash, old.Digests)
 }
 
 // liveAgentLocked is a registered agent that is not retired.
@@ -268,7 +252,7 @@ func (f *fsm) liveAgentLocked(id string) (*agentRecord, error) {
 func (f *fsm) putAgentLocked(old *agentRecord, a api.Agent, tokenHash string, digests map[string]string) (Change, applyResult, error) {
 	if tokenHash != "" {
 		if id, taken := f.st.agentTokens[tokenHash]; taken && id != a.ID {
-			return Change{}, applyResult{}, fmt.Errorf("%w: credential already in use", ErrAgentConflict)
+			return fail(fmt.Errorf("%w: credential already in use", ErrAgentConflict))
 		}
 	}
 	f.st.revision++

@@ -113,111 +113,102 @@ func validateNewApproval(a *api.Approval) error {
 	return nil
 }
 
-// applyApproval applies the approval commands.
-func (f *fsm) applyApproval(c command) (Change, applyResult, error) {
-	bad := func(err error) (Change, applyResult, error) {
-		return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
+// applyApprovalCreate stores a new pending approval, unless a kill switch
+// covers what it is for. It prunes expired history first, at the command's
+// time, so every replica drops the same approvals.
+func (f *fsm) applyApprovalCreate(c command, p *approvalCreateCmd) (Change, applyResult, error) {
+	a := p.Approval
+	if err := validateNewApproval(&a); err != nil {
+		return bad(c, err)
 	}
-	switch c.Type {
-	case cmdApprovalCreate:
-		var p approvalCreateCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		a := p.Approval
-		if err := validateNewApproval(&a); err != nil {
-			return bad(err)
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if _, dup := f.st.approvals[a.ID]; dup {
-			return Change{}, applyResult{}, fmt.Errorf("%w: approval %q already exists", ErrApprovalConflict, a.ID)
-		}
-		if k := f.killCoveringLocked(&a); k != nil {
-			return Change{}, applyResult{}, fmt.Errorf("%w: kill switch %q (%s) covers %s by agent %q", ErrKilled, k.ID, k.Reason, a.Action, a.Agent)
-		}
-		f.pruneApprovalsLocked(a.CreatedAt)
-		a.State = api.ApprovalPending
-		return f.putApprovalLocked(&a)
-
-	case cmdApprovalDecide:
-		var p approvalDecideCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		switch {
-		case p.ID == "":
-			return bad(errors.New("approval id is required"))
-		case p.By == "":
-			return bad(errors.New("the approver (by) is required"))
-		case p.Time.IsZero():
-			return bad(errors.New("time is required"))
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		old, err := f.approvalLocked(p.ID)
-		if err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if old.State != api.ApprovalPending {
-			return Change{}, applyResult{}, fmt.Errorf("%w: approval %q is %s, not pending: it can be decided once", ErrApprovalState, p.ID, old.State)
-		}
-		if err := checkExpiry(old, p.Time); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		a := *old
-		a.State = api.ApprovalDenied
-		if p.Approve {
-			a.State = api.ApprovalApproved
-		}
-		a.DecidedBy, a.DecidedAt, a.Reason = p.By, p.Time, p.Reason
-		return f.putApprovalLocked(&a)
-
-	case cmdApprovalConsume:
-		var p approvalConsumeCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		switch {
-		case p.ID == "":
-			return bad(errors.New("approval id is required"))
-		case p.InvocationID == "":
-			return bad(errors.New("invocation_id is required"))
-		case p.Time.IsZero():
-			return bad(errors.New("time is required"))
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		old, err := f.approvalLocked(p.ID)
-		if err != nil {
-			return Change{}, applyResult{}, err
-		}
-		switch old.State {
-		case api.ApprovalPending, api.ApprovalApproved:
-		case api.ApprovalConsumed:
-			return Change{}, applyResult{}, fmt.Errorf("%w: approval %q was already used by invocation %q at %s; ask for a new one",
-				ErrApprovalState, p.ID, old.ConsumedBy, old.ConsumedAt.Format(time.RFC3339))
-		case api.ApprovalDenied:
-			return Change{}, applyResult{}, fmt.Errorf("%w: approval %q was denied by %q", ErrApprovalState, p.ID, old.DecidedBy)
-		case api.ApprovalVoided:
-			return Change{}, applyResult{}, fmt.Errorf("%w: approval %q was voided: %s", ErrApprovalState, p.ID, old.Reason)
-		default:
-			return Change{}, applyResult{}, fmt.Errorf("%w: approval %q is %s", ErrApprovalState, p.ID, old.State)
-		}
-		if err := checkExpiry(old, p.Time); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if why := consumeMismatch(old, &p); why != "" {
-			return f.putApprovalLocked(voided(old, p.Agent, why, p.Time))
-		}
-		if old.State == api.ApprovalPending {
-			return Change{}, applyResult{}, fmt.Errorf("%w: approval %q is not approved yet (pending); retry once an approver approved it", ErrApprovalState, p.ID)
-		}
-		a := *old
-		a.State, a.ConsumedBy, a.ConsumedAt = api.ApprovalConsumed, p.InvocationID, p.Time
-		return f.putApprovalLocked(&a)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, dup := f.st.approvals[a.ID]; dup {
+		return fail(fmt.Errorf("%w: approval %q already exists", ErrApprovalConflict, a.ID))
 	}
-	return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
+	if k := f.killCoveringLocked(&a); k != nil {
+		return fail(fmt.Errorf("%w: kill switch %q (%s) covers %s by agent %q", ErrKilled, k.ID, k.Reason, a.Action, a.Agent))
+	}
+	f.pruneApprovalsLocked(a.CreatedAt)
+	a.State = api.ApprovalPending
+	return f.putApprovalLocked(&a)
+}
+
+// applyApprovalDecide approves or denies a pending approval that has not
+// expired.
+func (f *fsm) applyApprovalDecide(c command, p *approvalDecideCmd) (Change, applyResult, error) {
+	switch {
+	case p.ID == "":
+		return bad(c, errors.New("approval id is required"))
+	case p.By == "":
+		return bad(c, errors.New("the approver (by) is required"))
+	case p.Time.IsZero():
+		return bad(c, errors.New("time is required"))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, err := f.approvalLocked(p.ID)
+	if err != nil {
+		return fail(err)
+	}
+	if old.State != api.ApprovalPending {
+		return fail(fmt.Errorf("%w: approval %q is %s, not pending: it can be decided once", ErrApprovalState, p.ID, old.State))
+	}
+	if err := checkExpiry(old, p.Time); err != nil {
+		return fail(err)
+	}
+	a := *old
+	a.State = api.ApprovalDenied
+	if p.Approve {
+		a.State = api.ApprovalApproved
+	}
+	a.DecidedBy, a.DecidedAt, a.Reason = p.By, p.Time, p.Reason
+	return f.putApprovalLocked(&a)
+}
+
+// applyApprovalConsume redeems an approved approval once. One presented
+// for anything else than it was given for is voided: that is a change of
+// the state, not a rejection, and ConsumeApproval reports it as
+// ErrApprovalVoided.
+func (f *fsm) applyApprovalConsume(c command, p *approvalConsumeCmd) (Change, applyResult, error) {
+	switch {
+	case p.ID == "":
+		return bad(c, errors.New("approval id is required"))
+	case p.InvocationID == "":
+		return bad(c, errors.New("invocation_id is required"))
+	case p.Time.IsZero():
+		return bad(c, errors.New("time is required"))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, err := f.approvalLocked(p.ID)
+	if err != nil {
+		return fail(err)
+	}
+	switch old.State {
+	case api.ApprovalPending, api.ApprovalApproved:
+	case api.ApprovalConsumed:
+		return fail(fmt.Errorf("%w: approval %q was already used by invocation %q at %s; ask for a new one",
+			ErrApprovalState, p.ID, old.ConsumedBy, old.ConsumedAt.Format(time.RFC3339)))
+	case api.ApprovalDenied:
+		return fail(fmt.Errorf("%w: approval %q was denied by %q", ErrApprovalState, p.ID, old.DecidedBy))
+	case api.ApprovalVoided:
+		return fail(fmt.Errorf("%w: approval %q was voided: %s", ErrApprovalState, p.ID, old.Reason))
+	default:
+		return fail(fmt.Errorf("%w: approval %q is %s", ErrApprovalState, p.ID, old.State))
+	}
+	if err := checkExpiry(old, p.Time); err != nil {
+		return fail(err)
+	}
+	if why := consumeMismatch(old, p); why != "" {
+		return f.putApprovalLocked(voided(old, p.Agent, why, p.Time))
+	}
+	if old.State == api.ApprovalPending {
+		return fail(fmt.Errorf("%w: approval %q is not approved yet (pending); retry once an approver approved it", ErrApprovalState, p.ID))
+	}
+	a := *old
+	a.State, a.ConsumedBy, a.ConsumedAt = api.ApprovalConsumed, p.InvocationID, p.Time
+	return f.putApprovalLocked(&a)
 }
 
 func (f *fsm) approvalLocked(id string) (*api.Approval, error) {

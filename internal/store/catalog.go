@@ -242,57 +242,49 @@ func overlaps(a, b string) bool {
 	return a == b || strings.HasPrefix(a, b+".") || strings.HasPrefix(b, a+".")
 }
 
-// applyCatalog applies the catalog commands.
-func (f *fsm) applyCatalog(c command) (Change, applyResult, error) {
-	switch c.Type {
-	case cmdOrchestraPut:
-		var p orchestraPutCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if err := ValidateOrchestra(&p.Orchestra); err != nil {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
-		}
-		o := p.Orchestra
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		// The smallest conflicting name, so every replica says the same.
-		clash := ""
-		for name := range f.st.orchestras {
-			if name != o.Name && overlaps(name, o.Name) && (clash == "" || name < clash) {
-				clash = name
-			}
-		}
-		if clash != "" {
-			return Change{}, applyResult{}, fmt.Errorf("%w: orchestra %q overlaps orchestra %q (actions under %q would belong to both); choose a name that is neither a dotted prefix nor an extension of another",
-				ErrCatalogConflict, o.Name, clash, max(clash, o.Name)+".")
-		}
-		f.st.revision++
-		o.UpdatedAt, o.Revision = p.Time, f.st.revision
-		f.st.orchestras[o.Name] = &o
-		f.st.catalogRev = f.st.revision
-		out := o
-		return Change{Revision: f.st.revision, Kind: ChangeCatalog}, applyResult{Revision: f.st.revision, Orchestra: &out}, nil
-
-	case cmdOrchestraDelete:
-		var p orchestraDeleteCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if p.Name == "" {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %s: orchestra name is required", ErrBadCommand, c.Type)
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if _, ok := f.st.orchestras[p.Name]; !ok {
-			return Change{}, applyResult{}, fmt.Errorf("%w: orchestra %q", ErrNotFound, p.Name)
-		}
-		delete(f.st.orchestras, p.Name)
-		ch, res, err := f.bumpLocked(ChangeCatalog)
-		f.st.catalogRev = f.st.revision
-		return ch, res, err
+// applyOrchestraPut stores an orchestra, replacing one of the same name,
+// unless its name overlaps another's namespace.
+func (f *fsm) applyOrchestraPut(c command, p *orchestraPutCmd) (Change, applyResult, error) {
+	if err := ValidateOrchestra(&p.Orchestra); err != nil {
+		return bad(c, err)
 	}
-	return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
+	o := p.Orchestra
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// The smallest conflicting name, so every replica says the same.
+	clash := ""
+	for name := range f.st.orchestras {
+		if name != o.Name && overlaps(name, o.Name) && (clash == "" || name < clash) {
+			clash = name
+		}
+	}
+	if clash != "" {
+		return fail(fmt.Errorf("%w: orchestra %q overlaps orchestra %q (actions under %q would belong to both); choose a name that is neither a dotted prefix nor an extension of another",
+			ErrCatalogConflict, o.Name, clash, max(clash, o.Name)+"."))
+	}
+	f.st.revision++
+	o.UpdatedAt, o.Revision = p.Time, f.st.revision
+	f.st.orchestras[o.Name] = &o
+	f.st.catalogRev = f.st.revision
+	out := o
+	return Change{Revision: f.st.revision, Kind: ChangeCatalog}, applyResult{Revision: f.st.revision, Orchestra: &out}, nil
+}
+
+// applyOrchestraDelete removes an orchestra; catalogRev keeps the
+// revision, as a delete leaves no other trace.
+func (f *fsm) applyOrchestraDelete(c command, p *orchestraDeleteCmd) (Change, applyResult, error) {
+	if p.Name == "" {
+		return bad(c, errors.New("orchestra name is required"))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.st.orchestras[p.Name]; !ok {
+		return fail(fmt.Errorf("%w: orchestra %q", ErrNotFound, p.Name))
+	}
+	delete(f.st.orchestras, p.Name)
+	ch, res, err := f.bumpLocked(ChangeCatalog)
+	f.st.catalogRev = f.st.revision
+	return ch, res, err
 }
 
 // PutOrchestra stores o, replacing the orchestra of the same name, and

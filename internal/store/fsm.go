@@ -180,131 +180,160 @@ func (f *fsm) changed(ch Change) {
 func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 	c, err := decodeCommand(data)
 	if err != nil {
-		return Change{}, applyResult{}, err
+		return fail(err)
 	}
-	switch c.Type {
-	case cmdBundlePublish:
-		var p publishCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if err := validateFiles(p.Files); err != nil {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
-		}
-		bv := &api.BundleVersion{
-			VersionInfo: api.VersionInfo{Hash: p.Hash, Message: p.Message, Author: p.Author, Time: p.Time},
-			Files:       p.Files,
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if err := f.frozenLocked(c.Type); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		return f.addVersionLocked(bv)
-
-	case cmdBundleRollback:
-		var p rollbackCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if err := f.frozenLocked(c.Type); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if p.To == 0 || p.To > uint64(len(f.st.versions)) {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %d", ErrNoSuchVersion, p.To)
-		}
-		old := f.st.versions[p.To-1]
-		bv := &api.BundleVersion{
-			VersionInfo: api.VersionInfo{
-				Hash: old.Hash, RollbackOf: p.To, Message: p.Message, Author: p.Author, Time: p.Time,
-			},
-			Files: old.Files,
-		}
-		return f.addVersionLocked(bv)
-
-	case cmdEntitiesPut:
-		var p entitiesPutCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if err := validateEntities(p.Entities); err != nil {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		for _, e := range p.Entities {
-			f.st.entities[entityKey{e.Type, e.ID}] = normProps(e.Properties)
-		}
-		return f.bumpLocked(ChangeEntities)
-
-	case cmdEntityDelete:
-		var p entityDeleteCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		k := entityKey{p.Type, p.ID}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if _, ok := f.st.entities[k]; !ok {
-			return Change{}, applyResult{}, fmt.Errorf("%w: entity %s/%s", ErrNotFound, p.Type, p.ID)
-		}
-		delete(f.st.entities, k)
-		return f.bumpLocked(ChangeEntityDelete)
-
-	case cmdNodeSet:
-		var p nodeSetCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if p.ID == "" {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %s: empty node id", ErrBadCommand, c.Type)
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		f.st.nodes[p.ID] = nodeMeta(p)
-		return f.bumpLocked(ChangeNode)
-
-	case cmdNodeRemove:
-		var p nodeRemoveCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if _, ok := f.st.nodes[p.ID]; !ok {
-			return Change{}, applyResult{}, fmt.Errorf("%w: node %q", ErrNotFound, p.ID)
-		}
-		delete(f.st.nodes, p.ID)
-		return f.bumpLocked(ChangeNode)
-
-	case cmdRolloutStart, cmdRolloutAbort, cmdRolloutPromote:
-		return f.applyRollout(c)
-
-	case cmdAgentRegister, cmdAgentUpdate, cmdAgentRetire, cmdAgentCredentialSet:
-		return f.applyAgent(c)
-
-	case cmdOrchestraPut, cmdOrchestraDelete:
-		return f.applyCatalog(c)
-
-	case cmdApprovalCreate, cmdApprovalDecide, cmdApprovalConsume:
-		return f.applyApproval(c)
-
-	case cmdKillSet, cmdKillLift:
-		return f.applyKill(c)
-
-	case cmdTokenCreate, cmdTokenRevoke:
-		return f.applyToken(c)
-
-	case cmdSystemPublish:
-		return f.applySystem(c)
-	case cmdSandboxModulePut, cmdSandboxRunSet, cmdSandboxStatusSet, cmdSandboxKVPut, cmdSandboxRunVer:
-		return f.applySandbox(c)
-
-	default:
-		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
+	a, ok := appliers[c.Type]
+	if !ok {
+		return fail(fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type))
 	}
+	return a(f, c)
+}
+
+// applier applies one type of command to the state machine.
+type applier func(f *fsm, c command) (Change, applyResult, error)
+
+// appliers has the one applier of every command type. A type missing here
+// is rejected as unknown, which is why a test checks that every cmd*
+// constant of the package has an entry.
+var appliers = map[string]applier{
+	cmdBundlePublish:  handle((*fsm).applyPublish),
+	cmdBundleRollback: handle((*fsm).applyRollback),
+	cmdEntitiesPut:    handle((*fsm).applyEntitiesPut),
+	cmdEntityDelete:   handle((*fsm).applyEntityDelete),
+	cmdNodeSet:        handle((*fsm).applyNodeSet),
+	cmdNodeRemove:     handle((*fsm).applyNodeRemove),
+
+	cmdRolloutStart:   handle((*fsm).applyRolloutStart),
+	cmdRolloutAbort:   handle((*fsm).applyRolloutAbort),
+	cmdRolloutPromote: handle((*fsm).applyRolloutPromote),
+
+	cmdAgentRegister:      handle((*fsm).applyAgentRegister),
+	cmdAgentUpdate:        handle((*fsm).applyAgentUpdate),
+	cmdAgentRetire:        handle((*fsm).applyAgentRetire),
+	cmdAgentCredentialSet: handle((*fsm).applyAgentCredential),
+
+	cmdOrchestraPut:    handle((*fsm).applyOrchestraPut),
+	cmdOrchestraDelete: handle((*fsm).applyOrchestraDelete),
+
+	cmdApprovalCreate:  handle((*fsm).applyApprovalCreate),
+	cmdApprovalDecide:  handle((*fsm).applyApprovalDecide),
+	cmdApprovalConsume: handle((*fsm).applyApprovalConsume),
+
+	cmdKillSet:  handle((*fsm).applyKillSet),
+	cmdKillLift: handle((*fsm).applyKillLift),
+
+	cmdTokenCreate: handle((*fsm).applyTokenCreate),
+	cmdTokenRevoke: handle((*fsm).applyTokenRevoke),
+
+	cmdSystemPublish: handle((*fsm).applySystemPublish),
+
+	cmdSandboxModulePut: handle((*fsm).applySandboxModulePut),
+	cmdSandboxRunSet:    handle((*fsm).applySandboxRunSet),
+	cmdSandboxStatusSet: handle((*fsm).applySandboxStatusSet),
+	cmdSandboxKVPut:     handle((*fsm).applySandboxKVPut),
+	cmdSandboxRunVer:    handle((*fsm).applySandboxRunVersion),
+}
+
+// handle makes the applier of a command whose payload is a P. It is the
+// one place payloads are decoded, so every type rejects a missing or
+// malformed payload alike: ErrBadCommand, before any lock is taken.
+func handle[P any](fn func(f *fsm, c command, p *P) (Change, applyResult, error)) applier {
+	return func(f *fsm, c command) (Change, applyResult, error) {
+		var p P
+		if err := decodePayload(c, &p); err != nil {
+			return fail(err)
+		}
+		return fn(f, c, &p)
+	}
+}
+
+// fail is what a rejected command returns: err, and no change.
+func fail(err error) (Change, applyResult, error) {
+	return Change{}, applyResult{}, err
+}
+
+// bad rejects c as invalid on its own: ErrBadCommand, naming its type and
+// what is wrong.
+func bad(c command, err error) (Change, applyResult, error) {
+	return fail(fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err))
+}
+
+func (f *fsm) applyPublish(c command, p *publishCmd) (Change, applyResult, error) {
+	if err := validateFiles(p.Files); err != nil {
+		return bad(c, err)
+	}
+	bv := &api.BundleVersion{
+		VersionInfo: api.VersionInfo{Hash: p.Hash, Message: p.Message, Author: p.Author, Time: p.Time},
+		Files:       p.Files,
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.frozenLocked(c.Type); err != nil {
+		return fail(err)
+	}
+	return f.addVersionLocked(bv)
+}
+
+func (f *fsm) applyRollback(c command, p *rollbackCmd) (Change, applyResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.frozenLocked(c.Type); err != nil {
+		return fail(err)
+	}
+	if p.To == 0 || p.To > uint64(len(f.st.versions)) {
+		return fail(fmt.Errorf("%w: %d", ErrNoSuchVersion, p.To))
+	}
+	old := f.st.versions[p.To-1]
+	bv := &api.BundleVersion{
+		VersionInfo: api.VersionInfo{
+			Hash: old.Hash, RollbackOf: p.To, Message: p.Message, Author: p.Author, Time: p.Time,
+		},
+		Files: old.Files,
+	}
+	return f.addVersionLocked(bv)
+}
+
+func (f *fsm) applyEntitiesPut(c command, p *entitiesPutCmd) (Change, applyResult, error) {
+	if err := validateEntities(p.Entities); err != nil {
+		return bad(c, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range p.Entities {
+		f.st.entities[entityKey{e.Type, e.ID}] = normProps(e.Properties)
+	}
+	return f.bumpLocked(ChangeEntities)
+}
+
+func (f *fsm) applyEntityDelete(_ command, p *entityDeleteCmd) (Change, applyResult, error) {
+	k := entityKey{p.Type, p.ID}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.st.entities[k]; !ok {
+		return fail(fmt.Errorf("%w: entity %s/%s", ErrNotFound, p.Type, p.ID))
+	}
+	delete(f.st.entities, k)
+	return f.bumpLocked(ChangeEntityDelete)
+}
+
+func (f *fsm) applyNodeSet(c command, p *nodeSetCmd) (Change, applyResult, error) {
+	if p.ID == "" {
+		return bad(c, errors.New("empty node id"))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st.nodes[p.ID] = nodeMeta(*p)
+	return f.bumpLocked(ChangeNode)
+}
+
+func (f *fsm) applyNodeRemove(_ command, p *nodeRemoveCmd) (Change, applyResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.st.nodes[p.ID]; !ok {
+		return fail(fmt.Errorf("%w: node %q", ErrNotFound, p.ID))
+	}
+	delete(f.st.nodes, p.ID)
+	return f.bumpLocked(ChangeNode)
 }
 
 func (f *fsm) addVersionLocked(bv *api.BundleVersion) (Change, applyResult, error) {

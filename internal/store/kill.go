@@ -133,79 +133,68 @@ func (f *fsm) killCoveringLocked(a *api.Approval) *api.KillSwitch {
 	return found
 }
 
-// applyKill applies the kill switch commands.
-func (f *fsm) applyKill(c command) (Change, applyResult, error) {
-	bad := func(err error) (Change, applyResult, error) {
-		return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
+// applyKillSet sets a new kill switch and, in the same revision, voids the
+// unexpired approvals it covers.
+func (f *fsm) applyKillSet(c command, p *killSetCmd) (Change, applyResult, error) {
+	k := p.Kill
+	if err := validateNewKill(&k); err != nil {
+		return bad(c, err)
 	}
-	switch c.Type {
-	case cmdKillSet:
-		var p killSetCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, dup := f.st.kills[k.ID]; dup {
+		return fail(fmt.Errorf("%w: kill switch %q already exists", ErrKillState, k.ID))
+	}
+	f.st.revision++
+	k.Active, k.Revision = true, f.st.revision
+	f.st.kills[k.ID] = &k
+	f.st.killRev = f.st.revision
+	// Void, in this revision, what it covers and has not expired yet.
+	var void []*api.Approval
+	why := fmt.Sprintf("kill switch %s: %s", k.ID, k.Reason)
+	for _, a := range f.st.approvals {
+		if (a.State == api.ApprovalPending || a.State == api.ApprovalApproved) && k.CreatedAt.Before(a.ExpiresAt) && killCovers(&k, a) {
+			v := voided(a, k.By, why, k.CreatedAt)
+			v.Revision = f.st.revision
+			f.st.approvals[v.ID] = v
+			void = append(void, v)
 		}
-		k := p.Kill
-		if err := validateNewKill(&k); err != nil {
-			return bad(err)
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if _, dup := f.st.kills[k.ID]; dup {
-			return Change{}, applyResult{}, fmt.Errorf("%w: kill switch %q already exists", ErrKillState, k.ID)
-		}
-		f.st.revision++
-		k.Active, k.Revision = true, f.st.revision
-		f.st.kills[k.ID] = &k
-		f.st.killRev = f.st.revision
-		// Void, in this revision, what it covers and has not expired yet.
-		var void []*api.Approval
-		why := fmt.Sprintf("kill switch %s: %s", k.ID, k.Reason)
-		for _, a := range f.st.approvals {
-			if (a.State == api.ApprovalPending || a.State == api.ApprovalApproved) && k.CreatedAt.Before(a.ExpiresAt) && killCovers(&k, a) {
-				v := voided(a, k.By, why, k.CreatedAt)
-				v.Revision = f.st.revision
-				f.st.approvals[v.ID] = v
-				void = append(void, v)
-			}
-		}
-		sort.Slice(void, func(i, j int) bool { return void[i].ID < void[j].ID })
-		out := k
-		return Change{Revision: f.st.revision, Kind: ChangeKill, Kill: &k, Voided: void},
-			applyResult{Revision: f.st.revision, Kill: &out}, nil
+	}
+	sort.Slice(void, func(i, j int) bool { return void[i].ID < void[j].ID })
+	out := k
+	return Change{Revision: f.st.revision, Kind: ChangeKill, Kill: &k, Voided: void},
+		applyResult{Revision: f.st.revision, Kill: &out}, nil
+}
 
-	case cmdKillLift:
-		var p killLiftCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		switch {
-		case p.ID == "":
-			return bad(errors.New("kill switch id is required"))
-		case p.By == "":
-			return bad(errors.New("who lifts it (by) is required"))
-		case p.Time.IsZero():
-			return bad(errors.New("time is required"))
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		old, ok := f.st.kills[p.ID]
-		if !ok {
-			return Change{}, applyResult{}, fmt.Errorf("%w: kill switch %q", ErrNotFound, p.ID)
-		}
-		if !old.Active {
-			return Change{}, applyResult{}, fmt.Errorf("%w: kill switch %q was already lifted by %q at %s", ErrKillState, p.ID, old.LiftedBy, old.LiftedAt.Format(time.RFC3339))
-		}
-		f.st.revision++
-		k := *old
-		k.Active, k.LiftedBy, k.LiftedAt, k.LiftReason, k.Revision = false, p.By, p.Time, p.Reason, f.st.revision
-		f.st.kills[k.ID] = &k
-		f.st.killRev = f.st.revision
-		f.pruneKillsLocked()
-		out := k
-		return Change{Revision: f.st.revision, Kind: ChangeKill, Kill: &k},
-			applyResult{Revision: f.st.revision, Kill: &out}, nil
+// applyKillLift lifts an active kill switch, once; lifted ones beyond
+// maxLiftedKills are pruned.
+func (f *fsm) applyKillLift(c command, p *killLiftCmd) (Change, applyResult, error) {
+	switch {
+	case p.ID == "":
+		return bad(c, errors.New("kill switch id is required"))
+	case p.By == "":
+		return bad(c, errors.New("who lifts it (by) is required"))
+	case p.Time.IsZero():
+		return bad(c, errors.New("time is required"))
 	}
-	return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, ok := f.st.kills[p.ID]
+	if !ok {
+		return fail(fmt.Errorf("%w: kill switch %q", ErrNotFound, p.ID))
+	}
+	if !old.Active {
+		return fail(fmt.Errorf("%w: kill switch %q was already lifted by %q at %s", ErrKillState, p.ID, old.LiftedBy, old.LiftedAt.Format(time.RFC3339)))
+	}
+	f.st.revision++
+	k := *old
+	k.Active, k.LiftedBy, k.LiftedAt, k.LiftReason, k.Revision = false, p.By, p.Time, p.Reason, f.st.revision
+	f.st.kills[k.ID] = &k
+	f.st.killRev = f.st.revision
+	f.pruneKillsLocked()
+	out := k
+	return Change{Revision: f.st.revision, Kind: ChangeKill, Kill: &k},
+		applyResult{Revision: f.st.revision, Kill: &out}, nil
 }
 
 // pruneKillsLocked keeps the maxLiftedKills most recently lifted switches.

@@ -91,108 +91,117 @@ func validateRollout(p *rolloutStartCmd) error {
 	return nil
 }
 
-// applyRollout applies the three rollout commands.
-func (f *fsm) applyRollout(c command) (Change, applyResult, error) {
-	if c.Type == cmdRolloutStart {
-		var p rolloutStartCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if err := validateRollout(&p); err != nil {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if r := f.st.rollout; r != nil && r.State == api.RolloutActive {
-			return Change{}, applyResult{}, fmt.Errorf("%w: rollout %d of version %d", ErrRolloutActive, r.ID, r.Candidate)
-		}
-		n := uint64(len(f.st.versions))
-		var staged *api.BundleVersion
-		cand, hash := p.Candidate, p.Hash
-		if len(p.Files) > 0 {
-			// Numbered as the next version: the bundle stays frozen until
-			// the rollout ends, so a promote publishes exactly that one.
-			cand = n + 1
-			staged = &api.BundleVersion{
-				VersionInfo: api.VersionInfo{Version: cand, Parent: n, Hash: p.Hash, Author: p.By, Time: p.Time},
-				Files:       p.Files,
-			}
-		} else {
-			if cand > n {
-				return Change{}, applyResult{}, fmt.Errorf("%w: %d", ErrNoSuchVersion, cand)
-			}
-			if cand == n {
-				return Change{}, applyResult{}, fmt.Errorf("%w: %s: version %d is already the current version", ErrBadCommand, c.Type, n)
-			}
-			hash = f.st.versions[cand-1].Hash
-		}
-		f.st.revision++
-		r := &api.Rollout{
-			ID: f.st.revision, State: api.RolloutActive, Candidate: cand, Staged: staged != nil, CandidateHash: hash,
-			Base: n, Cohort: p.Cohort, Abort: p.Abort, StartedBy: p.By, StartedAt: p.Time, Revision: f.st.revision,
-		}
-		r.Cohort.Selector = normProps(r.Cohort.Selector)
-		if staged != nil {
-			staged.Revision = f.st.revision
-			staged.Message = fmt.Sprintf("candidate of rollout %d", r.ID)
-		}
-		f.st.rollout = r
-		f.st.staged = staged
-		return f.rolloutChangeLocked(nil)
-	}
-
-	var p rolloutEndCmd
-	if err := decodePayload(c, &p); err != nil {
-		return Change{}, applyResult{}, err
+// applyRolloutStart starts a rollout, of an existing version or of staged
+// files, while none is active.
+func (f *fsm) applyRolloutStart(c command, p *rolloutStartCmd) (Change, applyResult, error) {
+	if err := validateRollout(p); err != nil {
+		return bad(c, err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if r := f.st.rollout; r != nil && r.State == api.RolloutActive {
+		return fail(fmt.Errorf("%w: rollout %d of version %d", ErrRolloutActive, r.ID, r.Candidate))
+	}
+	n := uint64(len(f.st.versions))
+	var staged *api.BundleVersion
+	cand, hash := p.Candidate, p.Hash
+	if len(p.Files) > 0 {
+		// Numbered as the next version: the bundle stays frozen until
+		// the rollout ends, so a promote publishes exactly that one.
+		cand = n + 1
+		staged = &api.BundleVersion{
+			VersionInfo: api.VersionInfo{Version: cand, Parent: n, Hash: p.Hash, Author: p.By, Time: p.Time},
+			Files:       p.Files,
+		}
+	} else {
+		if cand > n {
+			return fail(fmt.Errorf("%w: %d", ErrNoSuchVersion, cand))
+		}
+		if cand == n {
+			return bad(c, fmt.Errorf("version %d is already the current version", n))
+		}
+		hash = f.st.versions[cand-1].Hash
+	}
+	f.st.revision++
+	r := &api.Rollout{
+		ID: f.st.revision, State: api.RolloutActive, Candidate: cand, Staged: staged != nil, CandidateHash: hash,
+		Base: n, Cohort: p.Cohort, Abort: p.Abort, StartedBy: p.By, StartedAt: p.Time, Revision: f.st.revision,
+	}
+	r.Cohort.Selector = normProps(r.Cohort.Selector)
+	if staged != nil {
+		staged.Revision = f.st.revision
+		staged.Message = fmt.Sprintf("candidate of rollout %d", r.ID)
+	}
+	f.st.rollout = r
+	f.st.staged = staged
+	return f.rolloutChangeLocked(nil)
+}
+
+// applyRolloutAbort ends the active rollout without changing the current
+// version.
+func (f *fsm) applyRolloutAbort(_ command, p *rolloutEndCmd) (Change, applyResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, err := f.endingRolloutLocked(p)
+	if err != nil {
+		return fail(err)
+	}
+	r.State = api.RolloutAborted
+	f.st.revision++
+	r.Revision = f.st.revision
+	f.st.rollout = &r
+	f.st.staged = nil
+	return f.rolloutChangeLocked(nil)
+}
+
+// applyRolloutPromote ends the active rollout like a rollback: a new
+// version with the candidate's files, so the version history says when the
+// candidate became current. A staged candidate becomes exactly the version
+// it was numbered as: the freeze guarantees it, and a broken invariant
+// rejects the promote rather than renumber.
+func (f *fsm) applyRolloutPromote(c command, p *rolloutEndCmd) (Change, applyResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, err := f.endingRolloutLocked(p)
+	if err != nil {
+		return fail(err)
+	}
+	cand := f.candidateLocked()
+	n := uint64(len(f.st.versions))
+	if cand == nil || (r.Staged && r.Candidate != n+1) {
+		return bad(c, fmt.Errorf("candidate %d of rollout %d cannot be published after version %d", r.Candidate, r.ID, n))
+	}
+	msg := fmt.Sprintf("promoted canary rollout %d of version %d", r.ID, r.Candidate)
+	if r.Staged {
+		msg = fmt.Sprintf("promoted canary rollout %d", r.ID)
+	}
+	if p.Reason != "" {
+		msg += ": " + p.Reason
+	}
+	bv := &api.BundleVersion{
+		VersionInfo: api.VersionInfo{Hash: cand.Hash, Message: msg, Author: p.By, Time: p.Time},
+		Files:       cand.Files,
+	}
+	_, _, _ = f.addVersionLocked(bv)
+	r.State = api.RolloutPromoted
+	r.Promoted = bv.Version
+	r.Revision = f.st.revision
+	f.st.rollout = &r
+	f.st.staged = nil
+	return f.rolloutChangeLocked(bv)
+}
+
+// endingRolloutLocked is a copy of the active rollout, marked as ended by
+// p (stored values are immutable: replace, never modify); ErrNoRollout if
+// none is active or p names another.
+func (f *fsm) endingRolloutLocked(p *rolloutEndCmd) (api.Rollout, error) {
 	old := f.st.rollout
 	if old == nil || old.State != api.RolloutActive || (p.ID != 0 && p.ID != old.ID) {
-		return Change{}, applyResult{}, fmt.Errorf("%w (asked for id %d)", ErrNoRollout, p.ID)
+		return api.Rollout{}, fmt.Errorf("%w (asked for id %d)", ErrNoRollout, p.ID)
 	}
-	r := *old // stored values are immutable: replace, never modify
+	r := *old
 	r.EndedBy, r.EndedAt, r.Reason = p.By, p.Time, p.Reason
-	switch c.Type {
-	case cmdRolloutAbort:
-		r.State = api.RolloutAborted
-		f.st.revision++
-		r.Revision = f.st.revision
-		f.st.rollout = &r
-		f.st.staged = nil
-		return f.rolloutChangeLocked(nil)
-	case cmdRolloutPromote:
-		// Like a rollback: a new version with the candidate's files, so the
-		// version history says when the candidate became current.
-		// A staged candidate becomes exactly the version it was numbered
-		// as: the freeze guarantees it, and a broken invariant rejects the
-		// promote rather than renumber.
-		cand := f.candidateLocked()
-		n := uint64(len(f.st.versions))
-		if cand == nil || (r.Staged && r.Candidate != n+1) {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %s: candidate %d of rollout %d cannot be published after version %d", ErrBadCommand, c.Type, r.Candidate, r.ID, n)
-		}
-		msg := fmt.Sprintf("promoted canary rollout %d of version %d", r.ID, r.Candidate)
-		if r.Staged {
-			msg = fmt.Sprintf("promoted canary rollout %d", r.ID)
-		}
-		if p.Reason != "" {
-			msg += ": " + p.Reason
-		}
-		bv := &api.BundleVersion{
-			VersionInfo: api.VersionInfo{Hash: cand.Hash, Message: msg, Author: p.By, Time: p.Time},
-			Files:       cand.Files,
-		}
-		_, _, _ = f.addVersionLocked(bv)
-		r.State = api.RolloutPromoted
-		r.Promoted = bv.Version
-		r.Revision = f.st.revision
-		f.st.rollout = &r
-		f.st.staged = nil
-		return f.rolloutChangeLocked(bv)
-	default:
-		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
-	}
+	return r, nil
 }
 
 // rolloutChangeLocked reports the rollout as it now is; the revision has

@@ -129,136 +129,123 @@ func ValidateKVKey(k string) error {
 	return nil
 }
 
-func (f *fsm) applySandbox(c command) (Change, applyResult, error) {
-	bad := func(err error) (Change, applyResult, error) {
-		return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
+// applySandboxModulePut stores a module of the agent's current version;
+// the newest ModulesKept are kept.
+func (f *fsm) applySandboxModulePut(c command, p *sandboxModulePutCmd) (Change, applyResult, error) {
+	if len(p.Wasm) == 0 || len(p.Wasm) > MaxModuleBytes {
+		return bad(c, fmt.Errorf("module is %d bytes; at most %d", len(p.Wasm), MaxModuleBytes))
 	}
-	var agent string
-	var mutate func(r *sandboxRecord) error
-	switch c.Type {
-	case cmdSandboxModulePut:
-		var p sandboxModulePutCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if len(p.Wasm) == 0 || len(p.Wasm) > MaxModuleBytes {
-			return bad(fmt.Errorf("module is %d bytes; at most %d", len(p.Wasm), MaxModuleBytes))
-		}
-		sum := sha256.Sum256(p.Wasm)
-		if hex.EncodeToString(sum[:]) != p.SHA256 {
-			return bad(errors.New("sha256 does not match the module"))
-		}
-		agent = p.Agent
-		mutate = func(r *sandboxRecord) error {
-			a := f.st.agents[p.Agent]
-			if a.Agent.Version != p.Version {
-				return fmt.Errorf("%w: agent %q is at version %q, not %q", ErrAgentConflict, p.Agent, a.Agent.Version, p.Version)
-			}
-			r.Modules = slices.DeleteFunc(r.Modules, func(m *sandboxModule) bool {
-				return m.Version == p.Version && m.SHA256 == p.SHA256
-			})
-			m := &sandboxModule{AgentModule: api.AgentModule{
-				Agent: p.Agent, Version: p.Version, SHA256: p.SHA256, Size: len(p.Wasm),
-				DeployedAt: p.Time, Revision: f.st.revision + 1,
-			}, Wasm: p.Wasm}
-			r.Modules = append(r.Modules, m)
-			if n := len(r.Modules); n > ModulesKept {
-				r.Modules = r.Modules[n-ModulesKept:]
-			}
-			return nil
-		}
-	case cmdSandboxRunSet:
-		var p sandboxRunSetCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if p.Desired != api.SandboxRun && p.Desired != api.SandboxStop {
-			return bad(fmt.Errorf("desired state %q: want %q or %q", p.Desired, api.SandboxRun, api.SandboxStop))
-		}
-		agent = p.Agent
-		mutate = func(r *sandboxRecord) error {
-			r.Desired = p.Desired
-			if p.Desired == api.SandboxRun {
-				// A start gives a failed agent a fresh count.
-				r.Status.Restarts, r.Status.LastError = 0, ""
-			}
-			r.Status.UpdatedAt = p.Time
-			return nil
-		}
-	case cmdSandboxStatusSet:
-		var p sandboxStatusSetCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		agent = p.Agent
-		mutate = func(r *sandboxRecord) error {
-			// A report from an older epoch (a deposed leader's "stopped",
-			// applied after the new leader's "running") is stale: keep the
-			// newer one. Decided here, so every replica agrees.
-			if p.Epoch < r.Status.Epoch {
-				return nil
-			}
-			r.Status = api.AgentRuntime{
-				Agent: p.Agent, State: p.State, Node: p.Node, Epoch: p.Epoch, Version: p.Version, Module: p.Module,
-				Restarts: p.Restarts, LastError: p.LastError, UpdatedAt: p.Time,
-			}
-			return nil
-		}
-	case cmdSandboxRunVer:
-		var p sandboxRunVersionCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		agent = p.Agent
-		mutate = func(r *sandboxRecord) error {
-			if p.Version != "" && !slices.ContainsFunc(r.Modules, func(m *sandboxModule) bool { return m.Version == p.Version }) {
-				return fmt.Errorf("%w: agent %q has no module for version %q (deploy one first)", ErrAgentConflict, p.Agent, p.Version)
-			}
-			r.Run = p.Version
-			r.Status.UpdatedAt = p.Time
-			return nil
-		}
-	case cmdSandboxKVPut:
-		var p sandboxKVPutCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if err := ValidateKVKey(p.Key); err != nil {
-			return bad(err)
-		}
-		if len(p.Value) > MaxKVValueBytes {
-			return Change{}, applyResult{}, fmt.Errorf("%w: value of %q is %d bytes; at most %d", ErrQuota, p.Key, len(p.Value), MaxKVValueBytes)
-		}
-		agent = p.Agent
-		mutate = func(r *sandboxRecord) error {
-			if p.Delete {
-				delete(r.KV, p.Key)
-				return nil
-			}
-			old, had := r.KV[p.Key]
-			if !had && len(r.KV) >= MaxKVKeys {
-				return fmt.Errorf("%w: agent %q has %d keys; at most %d (delete some)", ErrQuota, p.Agent, len(r.KV), MaxKVKeys)
-			}
-			size := r.kvBytes() - len(old) + len(p.Value)
-			if !had {
-				size += len(p.Key)
-			}
-			if size > MaxKVBytes {
-				return fmt.Errorf("%w: agent %q would hold %d bytes of state; at most %d (delete some)", ErrQuota, p.Agent, size, MaxKVBytes)
-			}
-			if r.KV == nil {
-				r.KV = map[string][]byte{}
-			}
-			r.KV[p.Key] = p.Value
-			return nil
-		}
-	default:
-		return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
+	sum := sha256.Sum256(p.Wasm)
+	if hex.EncodeToString(sum[:]) != p.SHA256 {
+		return bad(c, errors.New("sha256 does not match the module"))
 	}
+	return f.sandboxChange(p.Agent, func(r *sandboxRecord) error {
+		a := f.st.agents[p.Agent]
+		if a.Agent.Version != p.Version {
+			return fmt.Errorf("%w: agent %q is at version %q, not %q", ErrAgentConflict, p.Agent, a.Agent.Version, p.Version)
+		}
+		r.Modules = slices.DeleteFunc(r.Modules, func(m *sandboxModule) bool {
+			return m.Version == p.Version && m.SHA256 == p.SHA256
+		})
+		m := &sandboxModule{AgentModule: api.AgentModule{
+			Agent: p.Agent, Version: p.Version, SHA256: p.SHA256, Size: len(p.Wasm),
+			DeployedAt: p.Time, Revision: f.st.revision + 1,
+		}, Wasm: p.Wasm}
+		r.Modules = append(r.Modules, m)
+		if n := len(r.Modules); n > ModulesKept {
+			r.Modules = r.Modules[n-ModulesKept:]
+		}
+		return nil
+	})
+}
+
+// applySandboxRunSet records whether an agent should run or stop.
+func (f *fsm) applySandboxRunSet(c command, p *sandboxRunSetCmd) (Change, applyResult, error) {
+	if p.Desired != api.SandboxRun && p.Desired != api.SandboxStop {
+		return bad(c, fmt.Errorf("desired state %q: want %q or %q", p.Desired, api.SandboxRun, api.SandboxStop))
+	}
+	return f.sandboxChange(p.Agent, func(r *sandboxRecord) error {
+		r.Desired = p.Desired
+		if p.Desired == api.SandboxRun {
+			// A start gives a failed agent a fresh count.
+			r.Status.Restarts, r.Status.LastError = 0, ""
+		}
+		r.Status.UpdatedAt = p.Time
+		return nil
+	})
+}
+
+// applySandboxStatusSet records what the node running an agent reports.
+func (f *fsm) applySandboxStatusSet(_ command, p *sandboxStatusSetCmd) (Change, applyResult, error) {
+	return f.sandboxChange(p.Agent, func(r *sandboxRecord) error {
+		// A report from an older epoch (a deposed leader's "stopped",
+		// applied after the new leader's "running") is stale: keep the
+		// newer one. Decided here, so every replica agrees.
+		if p.Epoch < r.Status.Epoch {
+			return nil
+		}
+		r.Status = api.AgentRuntime{
+			Agent: p.Agent, State: p.State, Node: p.Node, Epoch: p.Epoch, Version: p.Version, Module: p.Module,
+			Restarts: p.Restarts, LastError: p.LastError, UpdatedAt: p.Time,
+		}
+		return nil
+	})
+}
+
+// applySandboxRunVersion pins the version the sandbox runs, which must
+// have a module; empty follows the agent's current version.
+func (f *fsm) applySandboxRunVersion(_ command, p *sandboxRunVersionCmd) (Change, applyResult, error) {
+	return f.sandboxChange(p.Agent, func(r *sandboxRecord) error {
+		if p.Version != "" && !slices.ContainsFunc(r.Modules, func(m *sandboxModule) bool { return m.Version == p.Version }) {
+			return fmt.Errorf("%w: agent %q has no module for version %q (deploy one first)", ErrAgentConflict, p.Agent, p.Version)
+		}
+		r.Run = p.Version
+		r.Status.UpdatedAt = p.Time
+		return nil
+	})
+}
+
+// applySandboxKVPut writes or deletes a key of an agent's state, within
+// its quota.
+func (f *fsm) applySandboxKVPut(c command, p *sandboxKVPutCmd) (Change, applyResult, error) {
+	if err := ValidateKVKey(p.Key); err != nil {
+		return bad(c, err)
+	}
+	if len(p.Value) > MaxKVValueBytes {
+		return fail(fmt.Errorf("%w: value of %q is %d bytes; at most %d", ErrQuota, p.Key, len(p.Value), MaxKVValueBytes))
+	}
+	return f.sandboxChange(p.Agent, func(r *sandboxRecord) error {
+		if p.Delete {
+			delete(r.KV, p.Key)
+			return nil
+		}
+		old, had := r.KV[p.Key]
+		if !had && len(r.KV) >= MaxKVKeys {
+			return fmt.Errorf("%w: agent %q has %d keys; at most %d (delete some)", ErrQuota, p.Agent, len(r.KV), MaxKVKeys)
+		}
+		size := r.kvBytes() - len(old) + len(p.Value)
+		if !had {
+			size += len(p.Key)
+		}
+		if size > MaxKVBytes {
+			return fmt.Errorf("%w: agent %q would hold %d bytes of state; at most %d (delete some)", ErrQuota, p.Agent, size, MaxKVBytes)
+		}
+		if r.KV == nil {
+			r.KV = map[string][]byte{}
+		}
+		r.KV[p.Key] = p.Value
+		return nil
+	})
+}
+
+// sandboxChange is the part every sandbox command shares: under the lock,
+// mutate a copy of the live agent's record (a new one if it has none) and
+// store the copy at the next revision, or change nothing if mutate refuses.
+func (f *fsm) sandboxChange(agent string, mutate func(r *sandboxRecord) error) (Change, applyResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, err := f.liveAgentLocked(agent); err != nil {
-		return Change{}, applyResult{}, err
+		return fail(err)
 	}
 	r := f.st.sandbox[agent]
 	if r == nil {
@@ -266,7 +253,7 @@ func (f *fsm) applySandbox(c command) (Change, applyResult, error) {
 	}
 	r = r.clone()
 	if err := mutate(r); err != nil {
-		return Change{}, applyResult{}, err
+		return fail(err)
 	}
 	f.st.revision++
 	f.st.sandbox[agent] = r

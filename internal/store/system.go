@@ -26,13 +26,11 @@ type systemPublishCmd struct {
 	Time    time.Time  `json:"time"`
 }
 
-func (f *fsm) applySystem(c command) (Change, applyResult, error) {
-	var p systemPublishCmd
-	if err := decodePayload(c, &p); err != nil {
-		return Change{}, applyResult{}, err
-	}
+// applySystemPublish replaces the system bundle, numbered in its own
+// sequence.
+func (f *fsm) applySystemPublish(c command, p *systemPublishCmd) (Change, applyResult, error) {
 	if err := validateFiles(p.Files); err != nil {
-		return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
+		return bad(c, err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -74,59 +74,52 @@ func validateNewToken(p *tokenCreateCmd) error {
 	return nil
 }
 
-// applyToken applies the token commands.
-func (f *fsm) applyToken(c command) (Change, applyResult, error) {
-	switch c.Type {
-	case cmdTokenCreate:
-		var p tokenCreateCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if err := validateNewToken(&p); err != nil {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, err)
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if _, dup := f.st.tokens[p.Token.Accessor]; dup {
-			return Change{}, applyResult{}, fmt.Errorf("%w: accessor %s exists", ErrTokenConflict, p.Token.Accessor)
-		}
-		if _, dup := f.st.tokenHashes[hashKey(p.Hash)]; dup {
-			return Change{}, applyResult{}, fmt.Errorf("%w: a token with this secret exists", ErrTokenConflict)
-		}
-		if p.Token.Root && f.hasRootLocked() {
-			return Change{}, applyResult{}, fmt.Errorf("%w: the cluster has a root token already", ErrTokenConflict)
-		}
-		f.st.revision++
-		t := p.Token
-		t.Revision = f.st.revision
-		f.st.tokens[t.Accessor] = &tokenRecord{Token: t, Hash: p.Hash}
-		f.st.tokenHashes[hashKey(p.Hash)] = t.Accessor
-		return Change{Revision: f.st.revision, Kind: ChangeToken}, applyResult{Revision: f.st.revision, Token: &t}, nil
-	case cmdTokenRevoke:
-		var p tokenRevokeCmd
-		if err := decodePayload(c, &p); err != nil {
-			return Change{}, applyResult{}, err
-		}
-		if p.Time.IsZero() {
-			return Change{}, applyResult{}, fmt.Errorf("%w: %s: time is required", ErrBadCommand, c.Type)
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		old := f.st.tokens[p.Accessor]
-		switch {
-		case old == nil:
-			return Change{}, applyResult{}, fmt.Errorf("%w: token %q", ErrNotFound, p.Accessor)
-		case !old.Token.RevokedAt.IsZero():
-			return Change{}, applyResult{}, fmt.Errorf("%w: token %s is revoked already", ErrTokenConflict, p.Accessor)
-		}
-		f.st.revision++
-		t := old.Token
-		t.RevokedAt, t.RevokedBy, t.Revision = p.Time, p.By, f.st.revision
-		f.st.tokens[t.Accessor] = &tokenRecord{Token: t, Hash: old.Hash}
-		delete(f.st.tokenHashes, hashKey(old.Hash))
-		return Change{Revision: f.st.revision, Kind: ChangeToken}, applyResult{Revision: f.st.revision, Token: &t}, nil
+// applyTokenCreate stores a new token; its accessor, its secret and the
+// root token are each unique.
+func (f *fsm) applyTokenCreate(c command, p *tokenCreateCmd) (Change, applyResult, error) {
+	if err := validateNewToken(p); err != nil {
+		return bad(c, err)
 	}
-	return Change{}, applyResult{}, fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, dup := f.st.tokens[p.Token.Accessor]; dup {
+		return fail(fmt.Errorf("%w: accessor %s exists", ErrTokenConflict, p.Token.Accessor))
+	}
+	if _, dup := f.st.tokenHashes[hashKey(p.Hash)]; dup {
+		return fail(fmt.Errorf("%w: a token with this secret exists", ErrTokenConflict))
+	}
+	if p.Token.Root && f.hasRootLocked() {
+		return fail(fmt.Errorf("%w: the cluster has a root token already", ErrTokenConflict))
+	}
+	f.st.revision++
+	t := p.Token
+	t.Revision = f.st.revision
+	f.st.tokens[t.Accessor] = &tokenRecord{Token: t, Hash: p.Hash}
+	f.st.tokenHashes[hashKey(p.Hash)] = t.Accessor
+	return Change{Revision: f.st.revision, Kind: ChangeToken}, applyResult{Revision: f.st.revision, Token: &t}, nil
+}
+
+// applyTokenRevoke revokes a live token: it stays listed, and its secret
+// leaves the index so it never authenticates again.
+func (f *fsm) applyTokenRevoke(c command, p *tokenRevokeCmd) (Change, applyResult, error) {
+	if p.Time.IsZero() {
+		return bad(c, errors.New("time is required"))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := f.st.tokens[p.Accessor]
+	switch {
+	case old == nil:
+		return fail(fmt.Errorf("%w: token %q", ErrNotFound, p.Accessor))
+	case !old.Token.RevokedAt.IsZero():
+		return fail(fmt.Errorf("%w: token %s is revoked already", ErrTokenConflict, p.Accessor))
+	}
+	f.st.revision++
+	t := old.Token
+	t.RevokedAt, t.RevokedBy, t.Revision = p.Time, p.By, f.st.revision
+	f.st.tokens[t.Accessor] = &tokenRecord{Token: t, Hash: old.Hash}
+	delete(f.st.tokenHashes, hashKey(old.Hash))
+	return Change{Revision: f.st.revision, Kind: ChangeToken}, applyResult{Revision: f.st.revision, Token: &t}, nil
 }
 
 func (f *fsm) hasRootLocked() bool {
