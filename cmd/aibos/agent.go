@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,143 +29,253 @@ const agentUsage = `Usage: aibos agent register|import-card|list|get|stats|retir
 
 Every subcommand takes --server URL and --json.`
 
-// cmdAgent runs `aibos agent register|import-card|list|get|stats|retire|rotate`.
+// cmdAgent runs `aibos agent SUBCOMMAND`: the registry's subcommands here,
+// the sandbox's in agent_runtime.go.
 func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if code, ok := groupHelp(args, agentUsage, stdout, stderr); !ok {
 		return code
 	}
 	sub, rest := args[0], args[1:]
-	if isAgentRuntime(sub) {
-		return cmdAgentRuntime(sub, rest, stdout, stderr)
-	}
-	fs := newFlags("agent "+sub, agentUsage, stdout, stderr)
-	server := serverFlag(fs)
-	asJSON := fs.Bool("json", false, "print the answer as JSON")
-	var f client.AgentFilter
-	var imp api.A2AImport
 	switch sub {
-	case "list":
-		fs.synopsis = "Usage: aibos agent list [flags]\n\nDiscover registered agents."
-		fs.StringVar(&f.Capability, "capability", "", "agents with a capability covering this action")
-		fs.StringVar(&f.Skill, "skill", "", "agents with a skill of this id or tag")
-		fs.StringVar(&f.Label, "label", "", "agents with this label (key=value)")
-		fs.StringVar(&f.Tenant, "tenant", "", "agents of this tenant")
-		fs.StringVar(&f.State, "state", "", "active or retired")
-	case "import-card":
-		fs.synopsis = "Usage: aibos agent import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O] [--server URL]\n\nRegister an agent from its A2A Agent Card; prints its token once."
-		fs.StringVar(&imp.ID, "id", "", "the agent's id (default: from the card's name)")
-		fs.StringVar(&imp.Tenant, "tenant", "", "the agent's tenant")
-		fs.StringVar(&imp.Owner, "owner", "", "the agent's owner")
-		fs.Func("capabilities", "action patterns the agent may ask for, comma-separated (the card does not say)", func(v string) error {
-			imp.Capabilities = strings.Split(v, ",")
-			return nil
-		})
 	case "register":
-		fs.synopsis = "Usage: aibos agent register FILE|- [--json] [--server URL]\n\nRegister an agent from its manifest (YAML or JSON); prints its token once."
-	case "get", "retire", "rotate", "stats":
-		fs.synopsis = "Usage: aibos agent " + sub + " ID [--json] [--server URL]"
+		return agentRegister(rest, stdin, stdout, stderr)
+	case "import-card":
+		return agentImportCard(rest, stdin, stdout, stderr)
+	case "list":
+		return agentList(rest, stdout, stderr)
+	case "get":
+		return agentGet(rest, stdout, stderr)
+	case "stats":
+		return agentStats(rest, stdout, stderr)
+	case "retire":
+		return agentRetire(rest, stdout, stderr)
+	case "rotate":
+		return agentRotate(rest, stdout, stderr)
+	case "deploy":
+		return agentDeploy(rest, stdout, stderr)
+	case "start":
+		return agentRun("start", rest, stdout, stderr, (*client.Client).StartAgent)
+	case "stop":
+		return agentRun("stop", rest, stdout, stderr, (*client.Client).StopAgent)
+	case "status":
+		return agentRun("status", rest, stdout, stderr, (*client.Client).AgentRuntime)
+	case "upgrade":
+		return agentUpgrade(rest, stdout, stderr)
 	default:
 		return unknownSub("agent", sub, agentUsage, stderr)
 	}
-	var arg string
-	if sub == "list" {
-		if code, ok := fs.parse(rest); !ok {
-			return code
-		}
-	} else {
-		var err error
-		if arg, err = parseWithPath(fs, rest); err != nil {
-			if errors.Is(err, errMissingArg) {
-				err = fmt.Errorf("give the %s", map[bool]string{true: "manifest FILE", false: "agent ID"}[sub == "register" || sub == "import-card"])
-			}
-			return fs.fail(err)
-		}
-	}
-	c, err := newClient(fs, *server)
+}
+
+// agentCmd is what every `aibos agent` subcommand shares: its flags, with
+// --server and --json.
+type agentCmd struct {
+	*flags
+	sub    string
+	server *string
+	asJSON *bool
+}
+
+// newAgentCmd makes the flags of `aibos agent SUB`.
+func newAgentCmd(sub, synopsis string, stdout, stderr io.Writer) *agentCmd {
+	fs := newFlags("agent "+sub, synopsis, stdout, stderr)
+	return &agentCmd{flags: fs, sub: sub, server: serverFlag(fs), asJSON: fs.Bool("json", false, "print the answer as JSON")}
+}
+
+// parseArg parses the flags and the one positional argument, which a
+// missing-argument error calls what.
+func (a *agentCmd) parseArg(args []string, what string) (arg string, code int, ok bool) {
+	arg, err := parseWithPath(a.flags, args)
 	if err != nil {
-		return apiFail(stderr, "agent "+sub, err)
+		if errors.Is(err, errMissingArg) {
+			err = fmt.Errorf("give the %s", what)
+		}
+		return "", a.fail(err), false
 	}
-	ctx := context.Background()
-	var out any
-	switch sub {
-	case "register", "import-card":
-		data, err := readInput(arg, stdin)
-		if err != nil {
-			fmt.Fprintf(stderr, "aibos agent %s: %v\n", sub, err)
-			return exitInvalid
-		}
-		var m api.AgentManifest
-		if sub == "register" {
-			if err = policy.DecodeStrict(inputName(arg), data, &m); err != nil {
-				fmt.Fprintf(stderr, "aibos agent register: %v\n", err)
-				return exitInvalid
-			}
-		} else if m, err = api.ManifestFromA2ACard(data, imp); err != nil {
-			fmt.Fprintf(stderr, "aibos agent %s: %s: %v\n", sub, inputName(arg), err)
-			return exitInvalid
-		}
-		reg, err := c.RegisterAgent(ctx, m)
-		if err != nil {
-			return apiFail(stderr, "agent register", err)
-		}
-		if *asJSON {
-			out = reg
-			break
-		}
-		if reg.Token == "" {
-			fmt.Fprintf(stdout, "agent %s version %s was already registered with this manifest; nothing changed (rotate for a new token)\n", reg.Agent.ID, reg.Agent.Version)
-			return exitOK
-		}
-		fmt.Fprintf(stdout, "registered agent %s version %s at revision %d\ntoken (shown once, store it now): %s\n", reg.Agent.ID, reg.Agent.Version, reg.Agent.Revision, reg.Token)
-		return exitOK
-	case "list":
-		as, err := c.ListAgents(ctx, f)
-		if err != nil {
-			return apiFail(stderr, "agent list", err)
-		}
-		if *asJSON {
-			out = as
-			break
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tVERSION\tTENANT\tSTATE\tCAPABILITIES")
-		for _, a := range as {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Version, a.Tenant, a.State, strings.Join(a.Capabilities, ","))
-		}
-		_ = tw.Flush()
-		return exitOK
-	case "get":
-		if out, err = c.Agent(ctx, arg); err != nil {
-			return apiFail(stderr, "agent get", err)
-		}
-	case "stats":
-		if out, err = c.AgentStats(ctx, arg); err != nil {
-			return apiFail(stderr, "agent stats", err)
-		}
-	case "retire":
-		a, err := c.RetireAgent(ctx, arg)
-		if err != nil {
-			return apiFail(stderr, "agent retire", err)
-		}
-		if !*asJSON {
-			fmt.Fprintf(stdout, "retired agent %s at revision %d; its credential is revoked\n", a.ID, a.Revision)
-			return exitOK
-		}
-		out = a
-	case "rotate":
-		cr, err := c.RotateAgentCredential(ctx, arg)
-		if err != nil {
-			return apiFail(stderr, "agent rotate", err)
-		}
-		if !*asJSON {
-			fmt.Fprintf(stdout, "new token for agent %s (shown once; the old one no longer works): %s\n", cr.ID, cr.Token)
-			return exitOK
-		}
-		out = cr
+	return arg, exitOK, true
+}
+
+// client is the client of --server.
+func (a *agentCmd) client() (c *client.Client, code int, ok bool) {
+	c, err := newClient(a.flags, *a.server)
+	if err != nil {
+		return nil, apiFail(a.stderr, "agent "+a.sub, err), false
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(out)
+	return c, exitOK, true
+}
+
+// printJSON prints v as indented JSON and returns exit 0.
+func (a *agentCmd) printJSON(v any) int {
+	printJSON(a.stdout, v)
+	return exitOK
+}
+
+// agentByID parses the flags and ID of `aibos agent SUB ID [--json]` and
+// connects.
+func agentByID(sub string, args []string, stdout, stderr io.Writer) (a *agentCmd, c *client.Client, id string, code int, ok bool) {
+	a = newAgentCmd(sub, "Usage: aibos agent "+sub+" ID [--json] [--server URL]", stdout, stderr)
+	if id, code, ok = a.parseArg(args, "agent ID"); !ok {
+		return
+	}
+	c, code, ok = a.client()
+	return
+}
+
+func agentRegister(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := newAgentCmd("register", "Usage: aibos agent register FILE|- [--json] [--server URL]\n\nRegister an agent from its manifest (YAML or JSON); prints its token once.", stdout, stderr)
+	arg, code, ok := a.parseArg(args, "manifest FILE")
+	if !ok {
+		return code
+	}
+	c, code, ok := a.client()
+	if !ok {
+		return code
+	}
+	data, err := readInput(arg, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos agent register: %v\n", err)
+		return exitInvalid
+	}
+	var m api.AgentManifest
+	if err = policy.DecodeStrict(inputName(arg), data, &m); err != nil {
+		fmt.Fprintf(stderr, "aibos agent register: %v\n", err)
+		return exitInvalid
+	}
+	return a.register(c, m)
+}
+
+func agentImportCard(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := newAgentCmd("import-card", "Usage: aibos agent import-card CARD.json --capabilities P,... [--id ID] [--tenant T] [--owner O] [--server URL]\n\nRegister an agent from its A2A Agent Card; prints its token once.", stdout, stderr)
+	var imp api.A2AImport
+	a.StringVar(&imp.ID, "id", "", "the agent's id (default: from the card's name)")
+	a.StringVar(&imp.Tenant, "tenant", "", "the agent's tenant")
+	a.StringVar(&imp.Owner, "owner", "", "the agent's owner")
+	a.Func("capabilities", "action patterns the agent may ask for, comma-separated (the card does not say)", func(v string) error {
+		imp.Capabilities = strings.Split(v, ",")
+		return nil
+	})
+	arg, code, ok := a.parseArg(args, "manifest FILE")
+	if !ok {
+		return code
+	}
+	c, code, ok := a.client()
+	if !ok {
+		return code
+	}
+	data, err := readInput(arg, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos agent import-card: %v\n", err)
+		return exitInvalid
+	}
+	m, err := api.ManifestFromA2ACard(data, imp)
+	if err != nil {
+		fmt.Fprintf(stderr, "aibos agent import-card: %s: %v\n", inputName(arg), err)
+		return exitInvalid
+	}
+	return a.register(c, m)
+}
+
+// register registers m and prints the agent and its token, which is
+// shown only this once.
+func (a *agentCmd) register(c *client.Client, m api.AgentManifest) int {
+	reg, err := c.RegisterAgent(context.Background(), m)
+	if err != nil {
+		return apiFail(a.stderr, "agent register", err)
+	}
+	if *a.asJSON {
+		return a.printJSON(reg)
+	}
+	if reg.Token == "" {
+		fmt.Fprintf(a.stdout, "agent %s version %s was already registered with this manifest; nothing changed (rotate for a new token)\n", reg.Agent.ID, reg.Agent.Version)
+		return exitOK
+	}
+	fmt.Fprintf(a.stdout, "registered agent %s version %s at revision %d\ntoken (shown once, store it now): %s\n", reg.Agent.ID, reg.Agent.Version, reg.Agent.Revision, reg.Token)
+	return exitOK
+}
+
+func agentList(args []string, stdout, stderr io.Writer) int {
+	a := newAgentCmd("list", "Usage: aibos agent list [flags]\n\nDiscover registered agents.", stdout, stderr)
+	var f client.AgentFilter
+	a.StringVar(&f.Capability, "capability", "", "agents with a capability covering this action")
+	a.StringVar(&f.Skill, "skill", "", "agents with a skill of this id or tag")
+	a.StringVar(&f.Label, "label", "", "agents with this label (key=value)")
+	a.StringVar(&f.Tenant, "tenant", "", "agents of this tenant")
+	a.StringVar(&f.State, "state", "", "active or retired")
+	if code, ok := a.parse(args); !ok {
+		return code
+	}
+	c, code, ok := a.client()
+	if !ok {
+		return code
+	}
+	as, err := c.ListAgents(context.Background(), f)
+	if err != nil {
+		return apiFail(stderr, "agent list", err)
+	}
+	if *a.asJSON {
+		return a.printJSON(as)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tVERSION\tTENANT\tSTATE\tCAPABILITIES")
+	for _, ag := range as {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ag.ID, ag.Version, ag.Tenant, ag.State, strings.Join(ag.Capabilities, ","))
+	}
+	_ = tw.Flush()
+	return exitOK
+}
+
+func agentGet(args []string, stdout, stderr io.Writer) int {
+	a, c, id, code, ok := agentByID("get", args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	ag, err := c.Agent(context.Background(), id)
+	if err != nil {
+		return apiFail(stderr, "agent get", err)
+	}
+	return a.printJSON(ag)
+}
+
+func agentStats(args []string, stdout, stderr io.Writer) int {
+	a, c, id, code, ok := agentByID("stats", args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	st, err := c.AgentStats(context.Background(), id)
+	if err != nil {
+		return apiFail(stderr, "agent stats", err)
+	}
+	return a.printJSON(st)
+}
+
+func agentRetire(args []string, stdout, stderr io.Writer) int {
+	a, c, id, code, ok := agentByID("retire", args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	ag, err := c.RetireAgent(context.Background(), id)
+	if err != nil {
+		return apiFail(stderr, "agent retire", err)
+	}
+	if *a.asJSON {
+		return a.printJSON(ag)
+	}
+	fmt.Fprintf(stdout, "retired agent %s at revision %d; its credential is revoked\n", ag.ID, ag.Revision)
+	return exitOK
+}
+
+func agentRotate(args []string, stdout, stderr io.Writer) int {
+	a, c, id, code, ok := agentByID("rotate", args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	cr, err := c.RotateAgentCredential(context.Background(), id)
+	if err != nil {
+		return apiFail(stderr, "agent rotate", err)
+	}
+	if *a.asJSON {
+		return a.printJSON(cr)
+	}
+	fmt.Fprintf(stdout, "new token for agent %s (shown once; the old one no longer works): %s\n", cr.ID, cr.Token)
 	return exitOK
 }
 

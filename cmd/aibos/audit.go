@@ -31,100 +31,166 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	if code, ok := groupHelp(args, auditUsage, stdout, stderr); !ok {
 		return code
 	}
-	sub, rest := args[0], args[1:]
-	fs := newFlags("audit "+sub, auditUsage, stdout, stderr)
-	data := fs.String("data", "data", "the node's data directory (the log is in DIR/audit)")
-	var server *string
-	var ff filterFlags
-	switch sub {
+	switch args[0] {
 	case "verify":
-		server = fs.String("server", "", "ask this node to verify its log instead of reading DIR")
-		fs.String("token-file", "", "with --server: file holding the operator token (else $AIBOS_TOKEN, else "+defaultTokenFile+")")
-		fs.String("tls-ca", os.Getenv("AIBOS_CA"), "PEM file of the CA of the node's HTTPS certificate (env AIBOS_CA)")
-	case "query", "export":
-		server = serverFlag(fs)
-		ff.add(fs.FlagSet)
+		return auditVerify(args[1:], stdout, stderr)
+	case "query":
+		return auditQuery(args[1:], stdout, stderr)
+	case "export":
+		return auditExport(args[1:], stdout, stderr)
 	default:
-		return unknownSub("audit", sub, auditUsage, stderr)
+		return unknownSub("audit", args[0], auditUsage, stderr)
 	}
-	if code, ok := fs.parse(rest); !ok {
-		return code
+}
+
+// auditLog is the log an audit subcommand reads: a node's, over HTTP, or
+// the one in a data directory.
+type auditLog struct {
+	sub    string
+	stderr io.Writer
+	remote bool
+	dir    string       // DIR/audit, when not remote
+	base   string       // the node's URL, when remote
+	token  string       // the operator token for the node
+	hc     *http.Client // the client of the node
+}
+
+// newAuditFlags makes the flags of `aibos audit SUB` with --data.
+func newAuditFlags(sub string, stdout, stderr io.Writer) (*flags, *string) {
+	fs := newFlags("audit "+sub, auditUsage, stdout, stderr)
+	return fs, fs.String("data", "data", "the node's data directory (the log is in DIR/audit)")
+}
+
+// openAuditLog parses the arguments of `aibos audit SUB` and finds its
+// log: the node's if --server is given, or if remoteByDefault and --data
+// is not, else the one in --data.
+func openAuditLog(fs *flags, sub string, args []string, data, server *string, remoteByDefault bool) (src auditLog, code int, ok bool) {
+	if code, ok := fs.parse(args); !ok {
+		return src, code, false
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["data"] && set["server"] {
-		fmt.Fprintf(stderr, "aibos audit %s: give --data or --server, not both\n", sub)
-		return exitInvalid
+		fmt.Fprintf(fs.stderr, "aibos audit %s: give --data or --server, not both\n", sub)
+		return src, exitInvalid, false
 	}
-	// verify is local unless --server; query and export remote unless --data.
-	remote := set["server"] || (sub != "verify" && !set["data"])
-	dir := filepath.Join(*data, "audit")
-	if !remote {
-		if _, err := os.Stat(dir); err != nil {
-			fmt.Fprintf(stderr, "aibos audit %s: %v (is --data the node's data directory?)\n", sub, err)
-			return exitInvalid
+	src = auditLog{sub: sub, stderr: fs.stderr, remote: set["server"] || (remoteByDefault && !set["data"]), dir: filepath.Join(*data, "audit")}
+	if !src.remote {
+		if _, err := os.Stat(src.dir); err != nil {
+			return src, src.fail(fmt.Errorf("%v (is --data the node's data directory?)", err)), false
 		}
 	}
-	base := strings.TrimRight(strings.Split(*server, ",")[0], "/")
+	src.base = strings.TrimRight(strings.Split(*server, ",")[0], "/")
 	token, err := credential(fs.FlagSet)
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos audit %s: %v\n", sub, err)
-		return exitInvalid
+		return src, src.fail(err), false
 	}
-	hc := httpClient(fs.FlagSet, 0)
+	src.token = token
+	src.hc = httpClient(fs.FlagSet, 0)
+	return src, exitOK, true
+}
 
-	if sub == "verify" {
-		var rep audit.Report
-		var err error
-		if remote {
-			var vr audit.VerifyResponse
-			err = auditGet(hc, token, base+"/v1/audit/verify", func(body io.Reader) error { return json.NewDecoder(body).Decode(&vr) })
-			rep = vr.Report
-		} else {
-			rep, err = audit.Verify(dir)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "aibos audit verify: %v\n", err)
-			return exitInvalid
-		}
-		return printAuditReport(stdout, rep)
+// get GETs pathQuery from the node; see auditGet.
+func (l auditLog) get(pathQuery string, read func(io.Reader) error) error {
+	return auditGet(l.hc, l.token, l.base+pathQuery, read)
+}
+
+// auditVerify runs `aibos audit verify`: of DIR/audit unless --server.
+func auditVerify(args []string, stdout, stderr io.Writer) int {
+	fs, data := newAuditFlags("verify", stdout, stderr)
+	server := fs.String("server", "", "ask this node to verify its log instead of reading DIR")
+	fs.String("token-file", "", "with --server: file holding the operator token (else $AIBOS_TOKEN, else "+defaultTokenFile+")")
+	fs.String("tls-ca", os.Getenv("AIBOS_CA"), "PEM file of the CA of the node's HTTPS certificate (env AIBOS_CA)")
+	src, code, ok := openAuditLog(fs, "verify", args, data, server, false)
+	if !ok {
+		return code
 	}
+	var rep audit.Report
+	var err error
+	if src.remote {
+		var vr audit.VerifyResponse
+		err = src.get("/v1/audit/verify", func(body io.Reader) error { return json.NewDecoder(body).Decode(&vr) })
+		rep = vr.Report
+	} else {
+		rep, err = audit.Verify(src.dir)
+	}
+	if err != nil {
+		return src.fail(err)
+	}
+	return printAuditReport(stdout, rep)
+}
 
+// openAuditRecords parses the arguments of `aibos audit query|export`,
+// which read the node's log unless --data is given, and their filter.
+func openAuditRecords(sub string, args []string, stdout, stderr io.Writer) (src auditLog, f audit.Filter, code int, ok bool) {
+	fs, data := newAuditFlags(sub, stdout, stderr)
+	server := serverFlag(fs)
+	var ff filterFlags
+	ff.add(fs.FlagSet)
+	if src, code, ok = openAuditLog(fs, sub, args, data, server, true); !ok {
+		return src, f, code, false
+	}
 	f, err := ff.filter(time.Now())
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos audit %s: %v\n", sub, err)
-		return exitInvalid
+		return src, f, src.fail(err), false
 	}
-	switch {
-	case sub == "export" && remote:
-		err = auditGet(hc, token, base+"/v1/audit/export?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error {
-			_, err := io.Copy(stdout, body)
-			return err
-		})
-	case sub == "export":
-		err = audit.ExportDir(dir, stdout, f)
-	default:
-		var recs []audit.Record
-		if remote {
-			var qr audit.QueryResponse
-			err = auditGet(hc, token, base+"/v1/audit?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error { return json.NewDecoder(body).Decode(&qr) })
-			recs = qr.Records
-		} else {
-			recs, err = audit.QueryDir(dir, f)
-		}
-		if err == nil {
-			enc := json.NewEncoder(stdout)
-			enc.SetEscapeHTML(false)
-			for i := range recs {
-				if err = enc.Encode(&recs[i]); err != nil {
-					break
-				}
+	return src, f, exitOK, true
+}
+
+// fail prints err as the subcommand's and returns exit 2.
+func (l auditLog) fail(err error) int {
+	fmt.Fprintf(l.stderr, "aibos audit %s: %v\n", l.sub, err)
+	return exitInvalid
+}
+
+// auditQuery runs `aibos audit query`: the matching records as JSON lines.
+func auditQuery(args []string, stdout, stderr io.Writer) int {
+	src, f, code, ok := openAuditRecords("query", args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	var recs []audit.Record
+	var err error
+	if src.remote {
+		var qr audit.QueryResponse
+		err = src.get("/v1/audit?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error { return json.NewDecoder(body).Decode(&qr) })
+		recs = qr.Records
+	} else {
+		recs, err = audit.QueryDir(src.dir, f)
+	}
+	if err == nil {
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		for i := range recs {
+			if err = enc.Encode(&recs[i]); err != nil {
+				break
 			}
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos audit %s: %v\n", sub, err)
-		return exitInvalid
+		return src.fail(err)
+	}
+	return exitOK
+}
+
+// auditExport runs `aibos audit export`: every matching record (no limit
+// unless given) as JSON lines.
+func auditExport(args []string, stdout, stderr io.Writer) int {
+	src, f, code, ok := openAuditRecords("export", args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	var err error
+	if src.remote {
+		err = src.get("/v1/audit/export?"+audit.FilterQuery(f).Encode(), func(body io.Reader) error {
+			_, err := io.Copy(stdout, body)
+			return err
+		})
+	} else {
+		err = audit.ExportDir(src.dir, stdout, f)
+	}
+	if err != nil {
+		return src.fail(err)
 	}
 	return exitOK
 }

@@ -224,8 +224,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n := &Node{cfg: cfg, log: log, ln: ln, lock: lock}
 	n.Bundles = pdp.NewHolder(pdp.Options{Logger: log, Limits: cfg.BundleLimits})
 	if n.System, err = server.NewSystemPolicy(log); err != nil {
-		ln.Close()
-		return nil, err
+		return n.abort(err)
 	}
 	// The hub exists before the store so the apply hook can wake it; it
 	// reads the store only for watchers, which connect once HTTP serves.
@@ -233,8 +232,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	wcfg.Source = replica{n}
 	wcfg.Logger = log
 	if n.Watch, err = watch.New(wcfg); err != nil {
-		ln.Close()
-		return nil, err
+		return n.abort(err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -280,16 +278,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		},
 	})
 	if err != nil {
-		ln.Close()
-		return nil, err
+		return n.abort(err)
 	}
 	n.Store = st
 	fresh := st.Bootstrapped()
 	if fresh {
 		if n.rootToken, err = rootSecret(filepath.Join(cfg.DataDir, RootTokenFile)); err != nil {
-			st.Close()
-			ln.Close()
-			return nil, err
+			return n.abort(err)
 		}
 	} else if cfg.Join == "" {
 		// A restart of the bootstrapping node finds its root token again.
@@ -305,9 +300,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	var dsrc simulate.Source
 	if cfg.DecisionLogSample > 0 {
 		if n.Decisions, err = openDecisionLog(cfg, reg); err != nil {
-			st.Close()
-			ln.Close()
-			return nil, err
+			return n.abort(err)
 		}
 		dlog, dsrc = n.Decisions, n.Decisions
 	}
@@ -315,11 +308,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.Counter, err = openCounter(cfg)
 	}
 	if err != nil {
-		n.closeGateway()
-		n.closeDecisions()
-		st.Close()
-		ln.Close()
-		return nil, err
+		return n.abort(err)
 	}
 	mcfg := cfg.MCP
 	mcfg.Store, mcfg.Logger = st, log
@@ -327,11 +316,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.MCP, err = mcp.NewManager(mcfg)
 	}
 	if err != nil {
-		n.closeGateway()
-		n.closeDecisions()
-		st.Close()
-		ln.Close()
-		return nil, err
+		return n.abort(err)
 	}
 	n.mcp.Store(n.MCP)
 	// The decision point: every entry point of the server and the gateway
@@ -359,12 +344,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		})
 	}
 	if err != nil {
-		n.MCP.Close()
-		n.closeGateway()
-		n.closeDecisions()
-		st.Close()
-		ln.Close()
-		return nil, err
+		return n.abort(err)
 	}
 	n.Server = srv
 	if e := srv.MCP(); e != nil {
@@ -380,11 +360,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		gw.KillsChanged()
 	}
 	if err := n.startSandbox(); err != nil {
-		n.closeGateway()
-		n.closeDecisions()
-		st.Close()
-		ln.Close()
-		return nil, err
+		return n.abort(err)
 	}
 	gctx, stopGuard := context.WithCancel(context.Background())
 	n.stopGuard = stopGuard
@@ -422,6 +398,25 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	log.Info("node started", "http", n.HTTPAddr(), "raft", st.RaftAddr(), "data", cfg.DataDir, "region", cfg.Region)
 	return n, nil
+}
+
+// abort undoes a Start that failed before it began serving, and returns
+// err: what has been started so far is closed in the order of Close — the
+// listener (where Close drains HTTP), the MCP servers, the sandbox, the
+// decision log, the audit log and counters, the store. Start's deferred
+// release of the data directory's lock comes last.
+func (n *Node) abort(err error) (*Node, error) {
+	n.ln.Close()
+	if n.MCP != nil {
+		n.MCP.Close()
+	}
+	n.closeSandbox()
+	n.closeDecisions()
+	n.closeGateway()
+	if n.Store != nil {
+		n.Store.Close()
+	}
+	return nil, err
 }
 
 // needsJoin reports whether this node must (still) ask to join: it is not
