@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/policy"
 )
 
@@ -83,10 +84,7 @@ func newAgentRecord(a api.Agent, tokenHash string, digests map[string]string) *a
 
 // TokenHash is the hex SHA-256 of an agent token: what the registry stores
 // and looks tokens up by.
-func TokenHash(token string) string {
-	h := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(h[:])
-}
+func TokenHash(token string) string { return auth.Hash(token) }
 
 // manifestDigest identifies a manifest's content: encoding/json sorts map
 // keys, so equal manifests give equal digests on every replica.
