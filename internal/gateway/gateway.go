@@ -88,6 +88,20 @@ type Config struct {
 	MCP MCPCaller
 }
 
+// Defaults of Config.
+const (
+	DefaultApprovalTTL         = 15 * time.Minute
+	DefaultMaxPendingApprovals = 100
+)
+
+// ApprovalTTL is how long an approval of this gateway can be decided and
+// redeemed; access requests' approvals live as long.
+func (g *Gateway) ApprovalTTL() time.Duration { return g.cfg.ApprovalTTL }
+
+// MaxPendingApprovals bounds the approvals one agent (or one subject's
+// access requests) can have waiting.
+func (g *Gateway) MaxPendingApprovals() int { return g.cfg.MaxPendingApprovals }
+
 // Gateway enforces policy on agents' actions. Create it with New.
 type Gateway struct {
 	cfg     Config
@@ -136,10 +150,10 @@ func New(cfg Config) (*Gateway, error) {
 		}}
 	}
 	if cfg.ApprovalTTL == 0 {
-		cfg.ApprovalTTL = 15 * time.Minute
+		cfg.ApprovalTTL = DefaultApprovalTTL
 	}
 	if cfg.MaxPendingApprovals == 0 {
-		cfg.MaxPendingApprovals = 100
+		cfg.MaxPendingApprovals = DefaultMaxPendingApprovals
 	}
 	if cfg.IdempotencyTTL == 0 {
 		cfg.IdempotencyTTL = 24 * time.Hour

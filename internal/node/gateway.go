@@ -7,7 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/gateway/limits"
+	"github.com/aibos/kernel/internal/pdp"
 	"github.com/aibos/kernel/internal/store"
 )
 
@@ -109,4 +111,22 @@ func (n *Node) closeGateway() {
 			n.log.Error("counter store close", "err", err)
 		}
 	}
+}
+
+// newGateway builds the agent gateway from its dependencies: the store,
+// the decision point (it decides every invocation; the gateway records
+// the decision with the invocation), the audit log, the counters and the
+// MCP manager. Without an audit log or counters the node runs without a
+// gateway (nil).
+func (n *Node) newGateway(st *store.Store, point *pdp.Point, reg prometheus.Registerer) (*gateway.Gateway, error) {
+	if n.Audit == nil || n.Counter == nil {
+		return nil, nil
+	}
+	gc := n.cfg.Gateway
+	gc.Store, gc.Decide, gc.Audit, gc.Counter = st, point.DecideNoAudit, n.Audit, n.Counter
+	gc.Node, gc.Now, gc.Logger, gc.Registerer = n.cfg.NodeID, n.cfg.Now, n.log, reg
+	if n.MCP != nil {
+		gc.MCP = n.MCP
+	}
+	return gateway.New(gc)
 }

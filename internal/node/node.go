@@ -88,7 +88,9 @@ type Config struct {
 	// keys in Redis, shared by every node; empty: in DataDir, per node.
 	RedisAddr     string
 	RedisPassword string
-	// Gateway tunes the agent gateway (approval TTL, timeouts, ...).
+	// Gateway tunes the agent gateway (approval TTL, timeouts, ...); its
+	// Store, Decide, Audit, Counter, MCP, Node, Now, Logger and Registerer
+	// are the node's (newGateway).
 	Gateway gateway.Config
 	// Token is the node's own operator credential: joining a cluster
 	// (kernel.cluster.join: the node or admin role) and the requests it
@@ -327,6 +329,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		pcfg.Audit = n.Audit
 	}
 	point, err := pdp.NewPoint(pcfg)
+	var gw *gateway.Gateway
+	if err == nil {
+		gw, err = n.newGateway(st, point, reg)
+	}
 	var srv *server.Server
 	if err == nil {
 		srv, err = server.New(server.Config{
@@ -335,7 +341,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			Watch:     n.Watch,
 			NodeID:    cfg.NodeID,
 			Decisions: dsrc,
-			Audit:     n.Audit, Counter: n.Counter, Gateway: cfg.Gateway,
+			Audit:     n.Audit, Gateway: gw,
 			PeerTLS: sec.peerTLS(), IdentifyNode: sec.identifyNode(),
 			BundleLimits: cfg.BundleLimits,
 			MCP:          n.MCP,

@@ -234,18 +234,20 @@ func decodeAccessRequest(body *azAccessRequest, now time.Time) (*api.CheckReques
 	return req, 0, "", nil
 }
 
+// approvalTTL and maxPendingApprovals are the gateway's, so an access
+// request's approval lives and is bounded as an invocation's.
 func (s *Server) approvalTTL() time.Duration {
-	if s.cfg.Gateway.ApprovalTTL > 0 {
-		return s.cfg.Gateway.ApprovalTTL
+	if s.gw != nil {
+		return s.gw.ApprovalTTL()
 	}
-	return 15 * time.Minute
+	return gateway.DefaultApprovalTTL
 }
 
 func (s *Server) maxPendingApprovals() int {
-	if s.cfg.Gateway.MaxPendingApprovals > 0 {
-		return s.cfg.Gateway.MaxPendingApprovals
+	if s.gw != nil {
+		return s.gw.MaxPendingApprovals()
 	}
-	return 100
+	return gateway.DefaultMaxPendingApprovals
 }
 
 // handleAccessRequest creates the pending approval of a requestable denial

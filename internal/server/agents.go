@@ -7,12 +7,24 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/store"
 )
+
+// AgentStore is what the agent registry routes (and agent authentication) need.
+type AgentStore interface {
+	RegisterAgent(ctx context.Context, m api.AgentManifest, tokenHash string, now time.Time) (api.Agent, bool, error)
+	UpdateAgent(ctx context.Context, id string, u api.AgentUpdate, now time.Time) (api.Agent, error)
+	RetireAgent(ctx context.Context, id string, now time.Time) (api.Agent, error)
+	SetAgentCredential(ctx context.Context, id, tokenHash string, now time.Time) (api.Agent, error)
+	Agent(id string) (api.Agent, bool)
+	Agents() []api.Agent
+	AgentByToken(token string) (api.Agent, bool)
+}
 
 // codeConflict answers a write that contradicts the agent registry.
 const codeConflict = api.CodeConflict

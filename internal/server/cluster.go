@@ -16,6 +16,20 @@ import (
 	"github.com/aibos/kernel/internal/store"
 )
 
+// ClusterStore is what the cluster, health and forwarding routes need: the replica's place in the cluster and its progress.
+type ClusterStore interface {
+	AppliedRevision() uint64
+	WaitForRevision(ctx context.Context, rev uint64) error
+	IsLeader() bool
+	LeaderHTTP() string
+	LeaderID() string
+	Nodes() ([]api.Node, error)
+	Join(ctx context.Context, nodeID, raftAddr, httpAddr string, voter bool) error
+	Remove(ctx context.Context, nodeID string) error
+	Ready() error
+	CaughtUp() error
+}
+
 // JoinRequest asks the leader to add a node.
 type JoinRequest struct {
 	ID   string `json:"id"`

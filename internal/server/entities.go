@@ -9,6 +9,14 @@ import (
 	"github.com/aibos/kernel/api"
 )
 
+// EntityStore is what the entity routes (and decisions, searches) need: stored entities.
+type EntityStore interface {
+	PutEntities(ctx context.Context, ents []api.Entity) (uint64, error)
+	DeleteEntity(ctx context.Context, typ, id string) (uint64, error)
+	Entity(typ, id string) (map[string]any, bool)
+	EntityIDs(typ string) []string
+}
+
 // MaxEntitiesPerWrite bounds one entities upsert.
 const MaxEntitiesPerWrite = 10_000
 

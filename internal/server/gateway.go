@@ -17,6 +17,23 @@ import (
 	"github.com/aibos/kernel/internal/store"
 )
 
+// GatewayStore is what the catalog, approval and kill switch routes need (the gateway itself declares its own, gateway.Store).
+type GatewayStore interface {
+	PutOrchestra(ctx context.Context, o api.Orchestra, now time.Time) (api.Orchestra, error)
+	DeleteOrchestra(ctx context.Context, name string, now time.Time) (uint64, error)
+	Orchestra(name string) (api.Orchestra, bool)
+	Orchestras() []api.Orchestra
+	CreateApproval(ctx context.Context, a api.Approval) (api.Approval, error)
+	DecideApproval(ctx context.Context, id string, approve bool, by, reason string, now time.Time) (api.Approval, error)
+	ConsumeApproval(ctx context.Context, id, agent, agentVersion, action, argsDigest, invocationID string, now time.Time) (api.Approval, error)
+	Approval(id string) (api.Approval, bool)
+	Approvals() []api.Approval
+	SetKill(ctx context.Context, k api.KillSwitch) (api.KillSwitch, error)
+	LiftKill(ctx context.Context, id, by, reason string, now time.Time) (api.KillSwitch, error)
+	Kills() []api.KillSwitch
+	ActiveKills() []api.KillSwitch
+}
+
 // The agent gateway's routes: invocations (any node; forwarded to the
 // leader when they need a replicated write), the catalog, approvals, kill
 // switches, per-agent stats and the audit log.

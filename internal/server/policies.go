@@ -10,12 +10,22 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/engine"
 	"github.com/aibos/kernel/internal/policy"
 	"github.com/aibos/kernel/internal/store"
 )
+
+// PolicyStore is what the policy routes need of the replicated state: bundle versions, publish and roll back.
+type PolicyStore interface {
+	Publish(ctx context.Context, files []api.File, message, author string, now time.Time) (api.VersionInfo, error)
+	Rollback(ctx context.Context, to uint64, message, author string, now time.Time) (api.VersionInfo, error)
+	Current() (api.BundleVersion, bool)
+	Version(v uint64) (api.BundleVersion, bool)
+	Versions() []api.VersionInfo
+}
 
 // Headers that carry who publishes and why (query parameters author and
 // message work too).

@@ -20,6 +20,14 @@ import (
 	"github.com/aibos/kernel/internal/store"
 )
 
+// RolloutStore is what the rollout routes need.
+type RolloutStore interface {
+	StartRollout(ctx context.Context, req api.RolloutRequest, by string, now time.Time) (api.Rollout, error)
+	AbortRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
+	PromoteRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
+	Rollout() (*api.Rollout, bool)
+}
+
 // codeRolloutActive answers a start, a publish or a rollback while a
 // rollout is active.
 const codeRolloutActive = api.CodeRolloutActive

@@ -6,7 +6,6 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -16,11 +15,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
 	"github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/gateway"
-	"github.com/aibos/kernel/internal/gateway/limits"
 	"github.com/aibos/kernel/internal/mcp"
 	"github.com/aibos/kernel/internal/pdp"
 	"github.com/aibos/kernel/internal/policy"
@@ -29,58 +26,18 @@ import (
 	"github.com/aibos/kernel/internal/watch"
 )
 
-// Store is what the server needs of the replicated state.
+// Store is what the server needs of the replicated state: the union of
+// the small interfaces each group of routes declares next to its
+// handlers.
 type Store interface {
-	Publish(ctx context.Context, files []api.File, message, author string, now time.Time) (api.VersionInfo, error)
-	Rollback(ctx context.Context, to uint64, message, author string, now time.Time) (api.VersionInfo, error)
-	PutEntities(ctx context.Context, ents []api.Entity) (uint64, error)
-	DeleteEntity(ctx context.Context, typ, id string) (uint64, error)
-	Entity(typ, id string) (map[string]any, bool)
-	EntityIDs(typ string) []string
-	Current() (api.BundleVersion, bool)
-	Version(v uint64) (api.BundleVersion, bool)
-	Versions() []api.VersionInfo
-	AppliedRevision() uint64
-	WaitForRevision(ctx context.Context, rev uint64) error
-	IsLeader() bool
-	LeaderHTTP() string
-	LeaderID() string
-	Nodes() ([]api.Node, error)
-	Join(ctx context.Context, nodeID, raftAddr, httpAddr string, voter bool) error
-	Remove(ctx context.Context, nodeID string) error
-	Ready() error
-	CaughtUp() error
-	StartRollout(ctx context.Context, req api.RolloutRequest, by string, now time.Time) (api.Rollout, error)
-	AbortRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
-	PromoteRollout(ctx context.Context, id uint64, reason, by string, now time.Time) (api.Rollout, error)
-	Rollout() (*api.Rollout, bool)
-	RegisterAgent(ctx context.Context, m api.AgentManifest, tokenHash string, now time.Time) (api.Agent, bool, error)
-	UpdateAgent(ctx context.Context, id string, u api.AgentUpdate, now time.Time) (api.Agent, error)
-	RetireAgent(ctx context.Context, id string, now time.Time) (api.Agent, error)
-	SetAgentCredential(ctx context.Context, id, tokenHash string, now time.Time) (api.Agent, error)
-	Agent(id string) (api.Agent, bool)
-	Agents() []api.Agent
-	AgentByToken(token string) (api.Agent, bool)
-	PutOrchestra(ctx context.Context, o api.Orchestra, now time.Time) (api.Orchestra, error)
-	DeleteOrchestra(ctx context.Context, name string, now time.Time) (uint64, error)
-	Orchestra(name string) (api.Orchestra, bool)
-	Orchestras() []api.Orchestra
-	CreateApproval(ctx context.Context, a api.Approval) (api.Approval, error)
-	DecideApproval(ctx context.Context, id string, approve bool, by, reason string, now time.Time) (api.Approval, error)
-	ConsumeApproval(ctx context.Context, id, agent, agentVersion, action, argsDigest, invocationID string, now time.Time) (api.Approval, error)
-	Approval(id string) (api.Approval, bool)
-	Approvals() []api.Approval
-	SetKill(ctx context.Context, k api.KillSwitch) (api.KillSwitch, error)
-	LiftKill(ctx context.Context, id, by, reason string, now time.Time) (api.KillSwitch, error)
-	Kills() []api.KillSwitch
-	ActiveKills() []api.KillSwitch
-	PublishSystem(ctx context.Context, files []api.File, message, author string, now time.Time) (api.VersionInfo, error)
-	System() (api.BundleVersion, bool)
-	CreateToken(ctx context.Context, t api.Token, hash string) (api.Token, error)
-	RevokeToken(ctx context.Context, accessor, by string, now time.Time) (api.Token, error)
-	TokenBySum(sum [32]byte) (api.Token, bool)
-	Token(accessor string) (api.Token, bool)
-	Tokens() []api.Token
+	PolicyStore
+	EntityStore
+	ClusterStore
+	RolloutStore
+	AgentStore
+	GatewayStore
+	SystemStore
+	TokenStore
 }
 
 var _ Store = (*store.Store)(nil)
@@ -119,12 +76,9 @@ type Config struct {
 	// (the decision point records decisions in it). nil: no audit log and
 	// no gateway.
 	Audit *audit.Log
-	// Counter holds the gateway's rate limits, budgets and idempotency
-	// keys. nil: no gateway (POST /v1/actions/... answers 503).
-	Counter limits.Counter
-	// Gateway tunes the agent gateway; its Store, Decide, Audit, Counter,
-	// Node, Now, Logger and Registerer are set by the server.
-	Gateway gateway.Config
+	// Gateway is the agent gateway the invoke, catalog and stats routes
+	// and /mcp serve; nil: they answer 503 no_gateway (and /mcp 404).
+	Gateway *gateway.Gateway
 	// System holds the system bundle that authorizes the API; nil: the
 	// embedded default only (a node passes the one its store applies
 	// published replacements to).
@@ -234,19 +188,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
-	if cfg.Audit != nil && cfg.Counter != nil {
-		gc := cfg.Gateway
-		gc.Store, gc.Decide, gc.Audit, gc.Counter = cfg.Store, cfg.Point.DecideNoAudit, cfg.Audit, cfg.Counter
-		gc.Node, gc.Now, gc.Logger, gc.Registerer = cfg.NodeID, cfg.Now, cfg.Logger, cfg.Registerer
-		if cfg.MCP != nil {
-			gc.MCP = cfg.MCP
-		}
-		if s.gw, err = gateway.New(gc); err != nil {
-			return nil, err
-		}
-		if cfg.MCP != nil {
-			s.mcp = cfg.MCP.Endpoint(mcp.EndpointConfig{Gateway: s.gw, Audit: cfg.Audit, Node: cfg.NodeID, Now: cfg.Now})
-		}
+	if s.gw = cfg.Gateway; s.gw != nil && cfg.MCP != nil && cfg.Audit != nil {
+		s.mcp = cfg.MCP.Endpoint(mcp.EndpointConfig{Gateway: s.gw, Audit: cfg.Audit, Node: cfg.NodeID, Now: cfg.Now})
 	}
 	s.routes()
 	return s, nil

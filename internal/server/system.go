@@ -15,6 +15,12 @@ import (
 	"github.com/aibos/kernel/internal/store"
 )
 
+// SystemStore is what the system bundle routes need.
+type SystemStore interface {
+	PublishSystem(ctx context.Context, files []api.File, message, author string, now time.Time) (api.VersionInfo, error)
+	System() (api.BundleVersion, bool)
+}
+
 // SystemPolicy holds the compiled system bundle that authorizes the API:
 // the embedded default (internal/auth) until an admin publishes a
 // replacement, which the store hands to Apply like a bundle version. It

@@ -13,6 +13,15 @@ import (
 	"github.com/aibos/kernel/internal/store"
 )
 
+// TokenStore is what the token routes and operator authentication need.
+type TokenStore interface {
+	CreateToken(ctx context.Context, t api.Token, hash string) (api.Token, error)
+	RevokeToken(ctx context.Context, accessor, by string, now time.Time) (api.Token, error)
+	TokenBySum(sum [32]byte) (api.Token, bool)
+	Token(accessor string) (api.Token, bool)
+	Tokens() []api.Token
+}
+
 // Operator tokens: create (the secret shown once), list, revoke; and who
 // the caller is.
 

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
@@ -48,10 +47,7 @@ func (s *Server) holdAct(w http.ResponseWriter, r *http.Request, rt *route, p *a
 	defer cancel()
 	id := r.Header.Get(headerApproval)
 	if id == "" {
-		ttl := s.cfg.Gateway.ApprovalTTL
-		if ttl == 0 {
-			ttl = 15 * time.Minute
-		}
+		ttl := s.approvalTTL()
 		input, _ := json.Marshal(map[string]string{"method": r.Method, "path": r.URL.RequestURI(), "body_digest": digest})
 		var approvers []string
 		if d.Obligations != nil {
