@@ -12,6 +12,7 @@ import (
 	"github.com/aibos/kernel/internal/node"
 	"github.com/aibos/kernel/internal/node/nodetest"
 	"github.com/aibos/kernel/internal/sandbox"
+	"github.com/aibos/kernel/internal/store"
 )
 
 // TestFailoverMovesAgent: an agent runs on the leader; the followers have
@@ -25,6 +26,11 @@ func TestFailoverMovesAgent(t *testing.T) {
 	warmCache(t, wasm)
 	nodes := nodetest.Cluster(t, 3, 0, func(c *node.Config) {
 		c.Sandbox = sandbox.Config{Backoff: 5 * time.Millisecond, ParkAfter: time.Minute, CacheDir: sharedCache()}
+		// A Go guest is megabytes: replicating it to two followers under
+		// -race on two cores can outlast the 200 ms defaults, and the
+		// leader then steps down mid-deploy. A second's lease keeps the
+		// setup steady; the move is still bounded at 5 s.
+		c.Timings = store.Timings{HeartbeatTimeout: time.Second, ElectionTimeout: time.Second, LeaderLeaseTimeout: time.Second}
 	})
 	ctx := context.Background()
 	c := nodetest.Client(t, nodes...)

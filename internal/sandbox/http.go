@@ -55,9 +55,15 @@ func writeStoreError(w http.ResponseWriter, err error) {
 	case errors.Is(err, store.ErrAgentConflict):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
 	case errors.Is(err, store.ErrBadCommand):
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
+	case errors.Is(err, store.ErrNotLeader):
+		// As the API's other writes answer: the write was not made, so a
+		// client retries it (the SDK does).
+		writeError(w, http.StatusServiceUnavailable, api.CodeNoLeader, "this node lost leadership during the write; retry (the write was not acknowledged)")
+	case errors.Is(err, store.ErrLeadershipLost):
+		writeError(w, http.StatusServiceUnavailable, api.CodeOutcomeUnknown, "leadership changed while the write was committing: it may or may not have been applied; read the state before retrying")
 	default:
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, err.Error())
 	}
 }
 

@@ -145,7 +145,14 @@ func (e *env) do(method, path string, body []byte) (int, []byte) {
 
 func (e *env) deploy(id string, wasm []byte) {
 	e.t.Helper()
-	if st, b := e.do("PUT", "/v1/agents/"+id+"/module", wasm); st != 200 {
+	st, b := e.do("PUT", "/v1/agents/"+id+"/module", wasm)
+	for deadline := time.Now().Add(nodetest.WaitLong); st == http.StatusServiceUnavailable &&
+		bytes.Contains(b, []byte(`"write_outcome_unknown"`)) && time.Now().Before(deadline); {
+		// An election under load cut the commit short; deploying the same
+		// module again is harmless whichever way it went.
+		st, b = e.do("PUT", "/v1/agents/"+id+"/module", wasm)
+	}
+	if st != 200 {
 		e.t.Fatalf("deploy: %d %s", st, b)
 	}
 }
