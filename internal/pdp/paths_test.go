@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,21 +51,32 @@ func outcome(d api.Decision) string {
 
 // TestCorpusOnEveryPath runs the decision corpus (testdata/decisions)
 // through every implementation of deciding: the engine, HTTP /v1/check,
-// AuthZEN's evaluation, and the SDK's LocalEvaluator — and again during an
-// active canary rollout, whose candidate decides the same. Each must
-// answer as the engine does. (The gateway's invocations decide through the
-// same pdp.Point.DecideNoAudit as /v1/check's batches.)
+// AuthZEN's evaluation, the SDK's LocalEvaluator and the agent gateway's
+// invoke — and again during an active canary rollout, whose candidate
+// decides the same. Each must answer as the engine does. An invocation's
+// subject is the registered agent, so the gateway runs the cases whose
+// subject is an agent without caller-given properties, and the engine is
+// asked the request the gateway builds (the agent's registry properties,
+// the context with the call's input and action).
 func TestCorpusOnEveryPath(t *testing.T) {
 	files, err := filepath.Glob("../../testdata/decisions/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no corpus in testdata/decisions (%v)", err)
 	}
+	invoked := 0
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) { corpusOnEveryPath(t, f) })
+		t.Run(filepath.Base(f), func(t *testing.T) { invoked += corpusOnEveryPath(t, f) })
+	}
+	// 29 cases of the corpus have an agent subject the gateway can run,
+	// each run before and during the canary.
+	if invoked < 58 {
+		t.Errorf("only %d cases ran through the gateway's invoke", invoked)
 	}
 }
 
-func corpusOnEveryPath(t *testing.T, path string) {
+// corpusOnEveryPath runs one corpus file and returns how many of its
+// cases went through the gateway's invoke.
+func corpusOnEveryPath(t *testing.T, path string) int {
 	ctx := context.Background()
 	clk := newClock(corpusNow)
 	cfg := nodetest.Config(t, "n1")
@@ -91,6 +105,8 @@ func corpusOnEveryPath(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	defer local.Close()
+
+	gw := newInvoker(t, c, src)
 
 	run := func(phase string) {
 		for _, ts := range src.Tests {
@@ -123,6 +139,7 @@ func corpusOnEveryPath(t *testing.T, path string) {
 				if az := authzen(t, n, tc.Request); az != (got.Decision == api.Allow) {
 					t.Errorf("%s: case %q: AuthZEN answers %v for a %s", phase, tc.Name, az, got.Decision)
 				}
+				gw.check(t, phase, tc, ref, n, at)
 			}
 			for _, e := range ts.Entities {
 				if _, err := c.DeleteEntity(ctx, e.Type, e.ID); err != nil {
@@ -143,6 +160,7 @@ func corpusOnEveryPath(t *testing.T, path string) {
 	}
 	waitLocalRollout(t, local, st.Rollout.ID)
 	run("canary")
+	return gw.ran
 }
 
 func waitLocalRollout(t *testing.T, local *client.LocalEvaluator, id uint64) {
@@ -266,5 +284,114 @@ rules:
 		}
 		rev = ab.Revision
 		compare("after the abort", false)
+	}
+}
+
+// invoker runs corpus cases through the agent gateway: every agent of
+// the cases registered (capabilities "*", the tenant its test entity
+// gives, if any), every action in an orchestra named for its first
+// segment, with an HTTP backend on loopback that answers {"ok": true}.
+type invoker struct {
+	c      *client.Client
+	tokens map[string]string
+	ran    int
+}
+
+func newInvoker(t *testing.T, c *client.Client, src *policy.Bundle) *invoker {
+	t.Helper()
+	ctx := context.Background()
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"ok":true}`)
+	}))
+	t.Cleanup(be.Close)
+	iv := &invoker{c: c, tokens: map[string]string{}}
+	orchestras := map[string][]api.ActionDef{}
+	seen := map[string]bool{}
+	for _, ts := range src.Tests {
+		tenants := map[string]string{}
+		for _, e := range ts.Entities {
+			if tn, ok := e.Properties["tenant"].(string); ok && e.Type == api.EntityTypeAgent {
+				tenants[e.ID] = tn
+			}
+		}
+		for _, tc := range ts.Cases {
+			if !invocable(tc) {
+				continue
+			}
+			name := tc.Request.Action.Name
+			if orch, _, _ := strings.Cut(name, "."); !seen[name] {
+				seen[name] = true
+				orchestras[orch] = append(orchestras[orch], api.ActionDef{Name: name, Risk: api.RiskRead})
+			}
+			id := tc.Request.Subject.ID
+			if _, ok := iv.tokens[id]; ok {
+				continue
+			}
+			tenant := tenants[id]
+			if tenant == "" {
+				tenant = "corpus"
+			}
+			reg, err := c.RegisterAgent(ctx, api.AgentManifest{ID: id, Name: id, Version: "1.0.0", Tenant: tenant, Capabilities: []string{"*"}})
+			if err != nil {
+				t.Fatalf("register agent %q: %v", id, err)
+			}
+			iv.tokens[id] = reg.Token
+		}
+	}
+	for name, defs := range orchestras {
+		o := api.Orchestra{Name: name, Backend: api.Backend{Type: api.BackendHTTP, URL: be.URL}, Actions: defs}
+		if _, err := c.PutOrchestra(ctx, o); err != nil {
+			t.Fatalf("orchestra %s: %v", name, err)
+		}
+	}
+	return iv
+}
+
+// invocable: the gateway can run the case as it is written.
+func invocable(tc *policy.TestCase) bool {
+	r := tc.Request
+	return r.Subject.Type == api.EntityTypeAgent && len(r.Subject.Properties) == 0 && strings.Contains(r.Action.Name, ".") &&
+		!strings.HasPrefix(r.Action.Name, api.BuiltinOrchestra+".")
+}
+
+// check invokes the case's action as its agent and compares the answer
+// with the engine's decision of the request the gateway builds.
+func (iv *invoker) check(t *testing.T, phase string, tc *policy.TestCase, ref *engine.Bundle, n *node.Node, at time.Time) {
+	t.Helper()
+	if !invocable(tc) {
+		return
+	}
+	iv.ran++
+	r := tc.Request
+	orch, _, _ := strings.Cut(r.Action.Name, ".")
+	ctxMap := map[string]any{}
+	for k, v := range r.Context {
+		ctxMap[k] = v
+	}
+	res := r.Resource
+	body := api.InvokeRequest{Input: json.RawMessage(`{}`), Resource: &res, Context: r.Context}
+	ctxMap["input"] = map[string]any{}
+	ctxMap["action"] = map[string]any{"risk": api.RiskRead, "cost": 0.0, "orchestra": orch}
+	gwReq := api.CheckRequest{Subject: api.Entity{Type: api.EntityTypeAgent, ID: r.Subject.ID}, Action: r.Action, Resource: res, Context: ctxMap}
+	want := ref.Decide(&gwReq, n.Store, at)
+	resp, err := iv.c.Invoke(context.Background(), iv.tokens[r.Subject.ID], r.Action.Name, body, client.InvokeOptions{})
+	got := resp.Decision
+	var apiErr *client.Error
+	switch {
+	case err == nil:
+		if o, w := fmt.Sprintf("%s | %s", got, engine.DescribeReasons(resp.Reasons)), fmt.Sprintf("%s | %s", want.Decision, engine.DescribeReasons(want.Reasons)); o != w {
+			t.Errorf("%s: case %q: invoke answers\n\t%s\nthe engine\n\t%s", phase, tc.Name, o, w)
+		}
+		return
+	case errors.As(err, &apiErr) && apiErr.Code == api.CodeDenied:
+		got = api.Deny
+	case errors.As(err, &apiErr) && (apiErr.Code == api.CodeRateLimited || apiErr.Code == api.CodeBudget):
+		got = api.Allow // allowed, then metered
+	default:
+		t.Fatalf("%s: case %q: invoke %s: %v", phase, tc.Name, r.Action.Name, err)
+	}
+	if got != want.Decision {
+		t.Errorf("%s: case %q: invoke decided %s, the engine %s (%s)", phase, tc.Name, got, want.Decision, engine.DescribeReasons(want.Reasons))
 	}
 }
