@@ -44,13 +44,17 @@ func cmdAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "list":
 		return agentList(rest, stdout, stderr)
 	case "get":
-		return agentGet(rest, stdout, stderr)
+		return agentOp(sub, rest, stdout, stderr, (*client.Client).Agent, nil)
 	case "stats":
-		return agentStats(rest, stdout, stderr)
+		return agentOp(sub, rest, stdout, stderr, (*client.Client).AgentStats, nil)
 	case "retire":
-		return agentRetire(rest, stdout, stderr)
+		return agentOp(sub, rest, stdout, stderr, (*client.Client).RetireAgent, func(w io.Writer, ag api.Agent) {
+			fmt.Fprintf(w, "retired agent %s at revision %d; its credential is revoked\n", ag.ID, ag.Revision)
+		})
 	case "rotate":
-		return agentRotate(rest, stdout, stderr)
+		return agentOp(sub, rest, stdout, stderr, (*client.Client).RotateAgentCredential, func(w io.Writer, cr api.AgentCredential) {
+			fmt.Fprintf(w, "new token for agent %s (shown once; the old one no longer works): %s\n", cr.ID, cr.Token)
+		})
 	case "deploy":
 		return agentDeploy(rest, stdout, stderr)
 	case "start":
@@ -109,15 +113,28 @@ func (a *agentCmd) printJSON(v any) int {
 	return exitOK
 }
 
-// agentByID parses the flags and ID of `aibos agent SUB ID [--json]` and
-// connects.
-func agentByID(sub string, args []string, stdout, stderr io.Writer) (a *agentCmd, c *client.Client, id string, code int, ok bool) {
-	a = newAgentCmd(sub, "Usage: aibos agent "+sub+" ID [--json] [--server URL]", stdout, stderr)
-	if id, code, ok = a.parseArg(args, "agent ID"); !ok {
-		return
+// agentOp runs `aibos agent SUB ID [--json]`: op's answer, printed by
+// text unless --json (as JSON always when text is nil).
+func agentOp[T any](sub string, args []string, stdout, stderr io.Writer,
+	op func(*client.Client, context.Context, string) (T, error), text func(io.Writer, T)) int {
+	a := newAgentCmd(sub, "Usage: aibos agent "+sub+" ID [--json] [--server URL]", stdout, stderr)
+	id, code, ok := a.parseArg(args, "agent ID")
+	if !ok {
+		return code
 	}
-	c, code, ok = a.client()
-	return
+	c, code, ok := a.client()
+	if !ok {
+		return code
+	}
+	v, err := op(c, context.Background(), id)
+	if err != nil {
+		return apiFail(stderr, "agent "+sub, err)
+	}
+	if text == nil || *a.asJSON {
+		return a.printJSON(v)
+	}
+	text(stdout, v)
+	return exitOK
 }
 
 func agentRegister(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -220,62 +237,6 @@ func agentList(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ag.ID, ag.Version, ag.Tenant, ag.State, strings.Join(ag.Capabilities, ","))
 	}
 	_ = tw.Flush()
-	return exitOK
-}
-
-func agentGet(args []string, stdout, stderr io.Writer) int {
-	a, c, id, code, ok := agentByID("get", args, stdout, stderr)
-	if !ok {
-		return code
-	}
-	ag, err := c.Agent(context.Background(), id)
-	if err != nil {
-		return apiFail(stderr, "agent get", err)
-	}
-	return a.printJSON(ag)
-}
-
-func agentStats(args []string, stdout, stderr io.Writer) int {
-	a, c, id, code, ok := agentByID("stats", args, stdout, stderr)
-	if !ok {
-		return code
-	}
-	st, err := c.AgentStats(context.Background(), id)
-	if err != nil {
-		return apiFail(stderr, "agent stats", err)
-	}
-	return a.printJSON(st)
-}
-
-func agentRetire(args []string, stdout, stderr io.Writer) int {
-	a, c, id, code, ok := agentByID("retire", args, stdout, stderr)
-	if !ok {
-		return code
-	}
-	ag, err := c.RetireAgent(context.Background(), id)
-	if err != nil {
-		return apiFail(stderr, "agent retire", err)
-	}
-	if *a.asJSON {
-		return a.printJSON(ag)
-	}
-	fmt.Fprintf(stdout, "retired agent %s at revision %d; its credential is revoked\n", ag.ID, ag.Revision)
-	return exitOK
-}
-
-func agentRotate(args []string, stdout, stderr io.Writer) int {
-	a, c, id, code, ok := agentByID("rotate", args, stdout, stderr)
-	if !ok {
-		return code
-	}
-	cr, err := c.RotateAgentCredential(context.Background(), id)
-	if err != nil {
-		return apiFail(stderr, "agent rotate", err)
-	}
-	if *a.asJSON {
-		return a.printJSON(cr)
-	}
-	fmt.Fprintf(stdout, "new token for agent %s (shown once; the old one no longer works): %s\n", cr.ID, cr.Token)
 	return exitOK
 }
 
