@@ -116,16 +116,24 @@ func NewLocalEvaluator(ctx context.Context, c *Client, opts LocalOptions) (*Loca
 	}
 	go func() {
 		defer close(e.done)
-		for ev := range events {
-			// Of the versions already waiting (a burst of publishes, a
-			// catch-up after a reconnect) only the newest is compiled; a
-			// rollout event applies after the versions before it.
-			var latest *api.WatchEvent
-			if ev.Type == api.WatchBundle {
-				latest = &ev
-			} else {
-				e.apply(ev)
+		// Of the versions already waiting (a burst of publishes, a
+		// catch-up after a reconnect) only the newest is compiled; a
+		// rollout event applies after the versions before it.
+		var pending *api.WatchEvent
+		take := func(ev api.WatchEvent) {
+			switch {
+			case ev.Type == api.WatchBundle:
+				e.touch(ev)
+				pending = &ev
+				return
+			case ev.Type == api.WatchRollout && pending != nil:
+				e.apply(*pending)
+				pending = nil
 			}
+			e.apply(ev)
+		}
+		for ev := range events {
+			take(ev)
 		drain:
 			for {
 				select {
@@ -133,22 +141,14 @@ func NewLocalEvaluator(ctx context.Context, c *Client, opts LocalOptions) (*Loca
 					if !ok {
 						break drain
 					}
-					if more.Type == api.WatchRollout && latest != nil {
-						e.apply(*latest)
-						latest = nil
-					}
-					if more.Type == api.WatchBundle {
-						e.touch(more)
-						latest = &more
-						continue
-					}
-					e.apply(more)
+					take(more)
 				default:
 					break drain
 				}
 			}
-			if latest != nil {
-				e.apply(*latest)
+			if pending != nil {
+				e.apply(*pending)
+				pending = nil
 			}
 		}
 	}()

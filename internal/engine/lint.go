@@ -371,10 +371,6 @@ func coversAll(ps, qs []string) bool {
 	return true
 }
 
-// PatternCovers reports whether pattern p matches every action that
-// pattern q matches; it is policy.PatternCovers.
-func PatternCovers(p, q string) bool { return policy.PatternCovers(p, q) }
-
 // constConditions maps each condition text of src that constant-folds to
 // a bool literal to its value. Conditions that do not compile are left out
 // (the bundle was compiled, so there are none). It stops with ctx's error

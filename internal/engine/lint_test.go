@@ -184,29 +184,3 @@ rules:
 		})
 	}
 }
-
-func TestPatternCovers(t *testing.T) {
-	tests := []struct {
-		p, q string
-		want bool
-	}{
-		{"*", "*", true},
-		{"*", "a.b", true},
-		{"*", "a.*", true},
-		{"a.*", "*", false},
-		{"a.*", "a.b", true},
-		{"a.*", "a.b.*", true},
-		{"a.*", "a.b.c", true},
-		{"a.*", "a", false},
-		{"a.*", "ab.c", false},
-		{"a.b.*", "a.*", false},
-		{"a.b", "a.b", true},
-		{"a.b", "a.*", false},
-		{"a.b", "a.c", false},
-	}
-	for _, tt := range tests {
-		if got := PatternCovers(tt.p, tt.q); got != tt.want {
-			t.Errorf("PatternCovers(%q, %q) = %v, want %v", tt.p, tt.q, got, tt.want)
-		}
-	}
-}

@@ -83,7 +83,7 @@ func (p *Point) Holder() *Holder { return p.cfg.Holder }
 func (p *Point) Decide(req *api.CheckRequest) api.Decision {
 	d := p.DecideNoAudit(req)
 	if p.cfg.Audit != nil && !p.cfg.NoDecisionAudit {
-		p.cfg.Audit.Append(DecisionRecord(req, &d, p.cfg.Node, p.cfg.Now()))
+		p.cfg.Audit.Append(decisionRecord(req, &d, p.cfg.Node, p.cfg.Now()))
 	}
 	return d
 }
@@ -140,11 +140,11 @@ func (b *recordBlock) fill(req *api.CheckRequest, d *api.Decision, node string, 
 	b.r = audit.Record{Time: now, Node: node, Kind: audit.KindDecision, Decision: string(d.Decision), Version: d.Version, Check: &b.c}
 }
 
-// DecisionRecord is the audit record of a decision: a reference to the
+// decisionRecord is the audit record of a decision: a reference to the
 // request and the reasons, formatted by the audit log's writer. The
 // request's context is kept only when the decision's audit obligation is
 // "full".
-func DecisionRecord(req *api.CheckRequest, d *api.Decision, node string, now time.Time) *audit.Record {
+func decisionRecord(req *api.CheckRequest, d *api.Decision, node string, now time.Time) *audit.Record {
 	blk := new(recordBlock)
 	blk.fill(req, d, node, now)
 	return &blk.r

@@ -272,7 +272,7 @@ func (s *Server) handleAccessRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	// The denial must still be requestable under current policy.
 	bound := boundRequest(req)
-	d := s.decideNoAudit(&bound)
+	d := s.pdp.DecideNoAudit(&bound)
 	if d.Decision != api.RequireApproval {
 		writeProblem(w, http.StatusBadRequest, arpNotRequestable, fmt.Sprintf("the current policy (version %d) answers %s for this request, not require_approval: there is nothing to approve", d.Version, d.Decision))
 		return

@@ -223,7 +223,7 @@ func azItemError(status int, err error) azDecision {
 // decision, as the interop harness compares them exactly, except that a
 // require_approval decision is a requestable denial (access_request.go).
 func (s *Server) azDecide(req *api.CheckRequest, withContext bool, base string) (azDecision, api.Decision) {
-	d := s.decide(req)
+	d := s.pdp.Decide(req)
 	out := azDecision{Decision: d.Decision == api.Allow}
 	if withContext {
 		out.Context = map[string]any{

@@ -39,7 +39,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 	if !s.waitRevision(w, r.Context(), req.MinRevision) {
 		return
 	}
-	d := s.decide(req)
+	d := s.pdp.Decide(req)
 	// The decoded request holds no reference to the body: its buffer is
 	// free for the answer.
 	buf.b = append(api.AppendDecision(buf.b[:0], &d), '\n')
@@ -88,7 +88,7 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 			results[i] = s.invalidCheck(itemErrs[i])
 			continue
 		}
-		results[i] = s.decideNoAudit(&req.Checks[i])
+		results[i] = s.pdp.DecideNoAudit(&req.Checks[i])
 	}
 	s.pdp.AuditBatch(req.Checks, results, itemErrs)
 	buf.b = append(api.AppendBatchCheckResponse(buf.b[:0], results), '\n')
@@ -124,14 +124,6 @@ func (s *Server) invalidCheck(err error) api.Decision {
 		Error:   &api.ErrorDetail{Code: code, Message: msg},
 	}
 }
-
-// decide makes one decision through the decision point, recorded in the
-// metrics, the decision log and the audit log.
-func (s *Server) decide(req *api.CheckRequest) api.Decision { return s.pdp.Decide(req) }
-
-// decideNoAudit decides and records the decision in the metrics and the
-// decision log, but not in the audit log: the caller records it there.
-func (s *Server) decideNoAudit(req *api.CheckRequest) api.Decision { return s.pdp.DecideNoAudit(req) }
 
 // waitRevision holds a request until this node has applied rev, up to the
 // configured bound. It writes the error and returns false on failure.

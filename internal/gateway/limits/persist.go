@@ -93,13 +93,7 @@ func (l *Local) save() error {
 		l.mu.Unlock()
 		return nil
 	}
-	f := file{Version: fileVersion, Counters: make([]fileCounter, 0, len(l.counters)), Claims: make([]fileClaim, 0, len(l.claims))}
-	for k, v := range l.counters {
-		f.Counters = append(f.Counters, fileCounter{Key: k.key, Per: k.per, Window: k.window, Used: v})
-	}
-	for k, c := range l.claims {
-		f.Claims = append(f.Claims, fileClaim{Key: k, Done: c.done, Response: c.response, Expires: c.expires})
-	}
+	f := l.fileLocked()
 	l.dirty = false
 	l.mu.Unlock()
 
@@ -110,6 +104,18 @@ func (l *Local) save() error {
 		return err
 	}
 	return nil
+}
+
+// fileLocked is the state as the counters file holds it.
+func (l *Local) fileLocked() file {
+	f := file{Version: fileVersion, Counters: make([]fileCounter, 0, len(l.counters)), Claims: make([]fileClaim, 0, len(l.claims))}
+	for k, v := range l.counters {
+		f.Counters = append(f.Counters, fileCounter{Key: k.key, Per: k.per, Window: k.window, Used: v})
+	}
+	for k, c := range l.claims {
+		f.Claims = append(f.Claims, fileClaim{Key: k, Done: c.done, Response: c.response, Expires: c.expires})
+	}
+	return f
 }
 
 func writeFile(path string, f file) error {

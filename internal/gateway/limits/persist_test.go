@@ -57,15 +57,7 @@ func FuzzLoadCounters(f *testing.F) {
 			}
 		}
 		// A save of what was kept loads back the same.
-		l.dirty = true
-		out := file{Version: fileVersion}
-		for k, v := range l.counters {
-			out.Counters = append(out.Counters, fileCounter{Key: k.key, Per: k.per, Window: k.window, Used: v})
-		}
-		for k, c := range l.claims {
-			out.Claims = append(out.Claims, fileClaim{Key: k, Done: c.done, Response: c.response, Expires: c.expires})
-		}
-		b, err := json.Marshal(out)
+		b, err := json.Marshal(l.fileLocked())
 		if err != nil {
 			t.Fatalf("encode what was loaded: %v", err)
 		}
