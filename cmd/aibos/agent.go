@@ -139,25 +139,7 @@ func agentOp[T any](sub string, args []string, stdout, stderr io.Writer,
 
 func agentRegister(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := newAgentCmd("register", "Usage: aibos agent register FILE|- [--json] [--server URL]\n\nRegister an agent from its manifest (YAML or JSON); prints its token once.", stdout, stderr)
-	arg, code, ok := a.parseArg(args, "manifest FILE")
-	if !ok {
-		return code
-	}
-	c, code, ok := a.client()
-	if !ok {
-		return code
-	}
-	data, err := readInput(arg, stdin)
-	if err != nil {
-		fmt.Fprintf(stderr, "aibos agent register: %v\n", err)
-		return exitInvalid
-	}
-	var m api.AgentManifest
-	if err = policy.DecodeStrict(inputName(arg), data, &m); err != nil {
-		fmt.Fprintf(stderr, "aibos agent register: %v\n", err)
-		return exitInvalid
-	}
-	return a.register(c, m)
+	return a.registerFrom(args, stdin, decodeManifest)
 }
 
 func agentImportCard(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -170,6 +152,18 @@ func agentImportCard(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 		imp.Capabilities = strings.Split(v, ",")
 		return nil
 	})
+	return a.registerFrom(args, stdin, func(name string, data []byte) (api.AgentManifest, error) {
+		m, err := api.ManifestFromA2ACard(data, imp)
+		if err != nil {
+			return m, fmt.Errorf("%s: %w", name, err)
+		}
+		return m, nil
+	})
+}
+
+// registerFrom parses the flags and the FILE argument, reads it (- is
+// stdin), decodes it into a manifest and registers it.
+func (a *agentCmd) registerFrom(args []string, stdin io.Reader, decode func(name string, data []byte) (api.AgentManifest, error)) int {
 	arg, code, ok := a.parseArg(args, "manifest FILE")
 	if !ok {
 		return code
@@ -179,13 +173,12 @@ func agentImportCard(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 		return code
 	}
 	data, err := readInput(arg, stdin)
-	if err != nil {
-		fmt.Fprintf(stderr, "aibos agent import-card: %v\n", err)
-		return exitInvalid
+	var m api.AgentManifest
+	if err == nil {
+		m, err = decode(inputName(arg), data)
 	}
-	m, err := api.ManifestFromA2ACard(data, imp)
 	if err != nil {
-		fmt.Fprintf(stderr, "aibos agent import-card: %s: %v\n", inputName(arg), err)
+		fmt.Fprintf(a.stderr, "aibos agent %s: %v\n", a.sub, err)
 		return exitInvalid
 	}
 	return a.register(c, m)
@@ -241,9 +234,10 @@ func agentList(args []string, stdout, stderr io.Writer) int {
 }
 
 // decodeManifest reads a manifest in YAML or JSON (JSON is YAML), refusing
-// unknown fields so a typo is not silently dropped.
-func decodeManifest(data []byte) (api.AgentManifest, error) {
+// unknown fields so a typo is not silently dropped; name is where it came
+// from, for the errors.
+func decodeManifest(name string, data []byte) (api.AgentManifest, error) {
 	var m api.AgentManifest
-	err := policy.DecodeStrict("manifest", data, &m)
+	err := policy.DecodeStrict(name, data, &m)
 	return m, err
 }

@@ -13,7 +13,7 @@ func TestDecodeManifest(t *testing.T) {
 		{"not yaml", "id: [", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := decodeManifest([]byte(tc.doc))
+			m, err := decodeManifest("manifest", []byte(tc.doc))
 			if (err == nil) != tc.ok {
 				t.Fatalf("err %v", err)
 			}
