@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/aibos/kernel/internal/syncfile"
 )
 
 // Config configures a Log. The zero value of a field takes the default in
@@ -67,6 +69,7 @@ type Stats struct {
 	QueueLen     int    `json:"queue_len"`     // records waiting now
 	Segments     int    `json:"segments"`      // segment files now
 	Pruned       uint64 `json:"pruned"`        // segments deleted by the size bound
+	SyncMode     string `json:"sync_mode"`     // how segments are synced: io_uring (off the scheduler's Ps) or blocking
 	OverBound    bool   `json:"over_bound"`    // over MaxBytes with no segment of decisions only left to delete
 }
 
@@ -166,7 +169,8 @@ type Log struct {
 	pending  uint64 // records in buf
 
 	// Owned by the syncer.
-	head *os.File
+	head  *os.File
+	fsync *syncfile.Syncer // fdatasync off the Go scheduler's Ps (io_uring) where the kernel allows
 }
 
 // Open opens or creates the log in cfg.Dir, recovers it (a torn last
@@ -212,6 +216,7 @@ func Open(cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l.expire()
+	l.fsync = syncfile.New()
 	go l.run()
 	if cfg.MaxBytes > 0 {
 		l.pruneq, l.prunerDone = make(chan struct{}, 1), make(chan struct{})
@@ -546,7 +551,7 @@ func (l *Log) Stats() Stats {
 		Written: l.stats.written.Load(), Fsyncs: l.stats.fsyncs.Load(),
 		Blocked: l.stats.blocked.Load(), BlockedNanos: l.stats.blockedNanos.Load(),
 		Failed: l.stats.failed.Load(), QueueLen: l.queueLen(), Segments: int(l.stats.segments.Load()),
-		Pruned: l.stats.pruned.Load(), OverBound: l.stats.overBound.Load(),
+		Pruned: l.stats.pruned.Load(), OverBound: l.stats.overBound.Load(), SyncMode: string(l.fsync.Mode()),
 	}
 }
 
@@ -911,6 +916,7 @@ func (l *Log) syncer(done chan struct{}) {
 	if cerr := l.head.Close(); err == nil {
 		err = cerr
 	}
+	l.fsync.Close()
 	if err == nil {
 		err = l.failed()
 	}
@@ -918,7 +924,7 @@ func (l *Log) syncer(done chan struct{}) {
 }
 
 func (l *Log) syncFile(f *os.File) error {
-	if err := f.Sync(); err != nil {
+	if err := l.fsync.Sync(f); err != nil {
 		return fmt.Errorf("sync %s: %w", filepath.Base(f.Name()), err)
 	}
 	l.stats.fsyncs.Add(1)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/engine"
+	"github.com/aibos/kernel/internal/syncfile"
 )
 
 // Config configures a Log. The zero value of a field takes the default in
@@ -89,9 +90,10 @@ type Log struct {
 	closeErr  error
 
 	// Owned by the writer goroutine (and by Open before it starts).
-	f    *os.File
-	size int64
-	buf  []byte
+	f     *os.File
+	size  int64
+	buf   []byte
+	fsync *syncfile.Syncer // off the Go scheduler's Ps where the kernel allows
 }
 
 const segmentSuffix = ".dlog"
@@ -141,6 +143,7 @@ func Open(cfg Config) (*Log, error) {
 		}
 	}
 	l.expire()
+	l.fsync = syncfile.New()
 	go l.run()
 	return l, nil
 }
@@ -325,6 +328,7 @@ func (l *Log) run() {
 			l.handleAll(l.take(true))
 			l.write()
 			l.sync()
+			l.fsync.Close()
 			if l.f != nil {
 				if err := l.f.Close(); err != nil {
 					l.closeErr = fmt.Errorf("decisionlog: close segment: %w", err)
@@ -400,7 +404,7 @@ func (l *Log) countFrames() int {
 
 func (l *Log) sync() {
 	if l.f != nil {
-		l.f.Sync()
+		l.fsync.Sync(l.f)
 	}
 }
 
