@@ -160,7 +160,9 @@ type Log struct {
 	// Owned by the writer goroutine (and by Open before it starts).
 	f        *os.File
 	segName  string
-	segSize  int64
+	segSize  int64 // bytes of the segment's records, buf included
+	off      int64 // bytes of them written to f
+	filled   int64 // f is filled with zeros (or records) up to here
 	buf      []byte
 	scratch  []byte // the writer's: args of a Check record
 	seq      uint64
@@ -634,8 +636,9 @@ func (l *Log) run() {
 				b <- result{pos: position{l.segName, l.segSize}}
 			}
 			if l.f != nil {
-				// After the commit's sync: this one finds nothing to write.
-				l.syncq <- syncJob{f: l.f, seq: l.seq, chain: l.chain, close: true}
+				// After the commit's sync: this one syncs only the
+				// segment's new size.
+				l.seal()
 				l.f = nil
 			}
 			return
@@ -789,16 +792,16 @@ func (l *Log) rotate() error {
 		if err := l.write(); err != nil {
 			return err
 		}
-		l.syncq <- syncJob{f: l.f, seq: l.seq, chain: l.chain, close: true}
+		l.seal()
 		l.f = nil
 	}
 	name := segmentName(l.seq+1, l.cfg.Now().UnixNano())
-	f, err := os.OpenFile(filepath.Join(l.cfg.Dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(filepath.Join(l.cfg.Dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("begin segment: %w", err)
 	}
 	syncDir(l.cfg.Dir)
-	l.f, l.segName = f, name
+	l.f, l.segName, l.off, l.filled = f, name, 0, 0
 	l.buf = appendSegHeader(l.buf, segHeader{firstSeq: l.seq + 1, start: l.cfg.Now().UnixNano(), prev: l.chain})
 	l.segSize = int64(len(l.buf))
 	l.stats.segments.Add(1)
@@ -811,7 +814,11 @@ func (l *Log) write() error {
 	if len(l.buf) == 0 {
 		return nil
 	}
-	_, err := l.f.Write(l.buf)
+	err := l.prefill(l.off + int64(len(l.buf)))
+	if err == nil {
+		_, err = l.f.WriteAt(l.buf, l.off)
+		l.off += int64(len(l.buf))
+	}
 	if cap(l.buf) > 4<<20 {
 		l.buf = nil
 	} else {
@@ -823,6 +830,48 @@ func (l *Log) write() error {
 	l.stats.written.Add(l.pending)
 	l.pending = 0
 	return nil
+}
+
+// prefillChunk is how far ahead of the records a segment is filled with
+// zeros.
+const prefillChunk = 4 << 20
+
+var zeroChunk [1 << 20]byte
+
+// prefill makes sure the segment is filled with zeros (written, not just
+// allocated) up to at least end, a chunk at a time. Records then overwrite
+// blocks the file already has, so a sync of them changes no metadata —
+// not the size, not the extents — and fdatasync has no journal to commit:
+// measured here, it takes half the time and the CPU of one after an
+// append. The chunk's own size is made durable by the next sync.
+func (l *Log) prefill(end int64) error {
+	if end <= l.filled {
+		return nil
+	}
+	// Never past the segment's bound: the segment is sealed once its
+	// records reach it (the last batch may pass it, unfilled).
+	to := min((end+prefillChunk-1)/prefillChunk*prefillChunk, max(end, l.cfg.SegmentBytes))
+	for off := l.filled; off < to; {
+		n := min(int64(len(zeroChunk)), to-off)
+		if _, err := l.f.WriteAt(zeroChunk[:n], off); err != nil {
+			return fmt.Errorf("prefill %s: %w", l.segName, err)
+		}
+		off += n
+	}
+	l.filled = to
+	return nil
+}
+
+// seal cuts the current segment's unused zeros off and hands it to the
+// syncer, which syncs its records and its size and closes it. A sealed
+// segment holds only its header and frames.
+func (l *Log) seal() {
+	if l.failed() == nil && l.filled > l.off {
+		if err := l.f.Truncate(l.off); err != nil {
+			l.fail(fmt.Errorf("truncate %s to its records: %w", l.segName, err))
+		}
+	}
+	l.syncq <- syncJob{f: l.f, seq: l.seq, chain: l.chain, close: true}
 }
 
 // commit writes the buffer and, when records wait for durability or sync

@@ -451,10 +451,23 @@ func TestAppendSyncIsDurable(t *testing.T) {
 		t.Fatalf("AppendSync = %d, %v", seq, err)
 	}
 	// A copy of the directory now is what a kill -9 would leave: no
-	// drain, no Close.
+	// drain, no Close — and the newest segment filled with zeros ahead of
+	// its records, which Verify passes over and Open cuts off.
 	cp := t.TempDir()
 	copyDir(t, dir, cp)
+	seg := segFiles(t, cp)[0]
+	data, _ := os.ReadFile(seg)
+	_, valid, _ := scanSegment(data, nil)
+	if valid >= len(data) || !isZero(data[valid:]) {
+		t.Fatalf("the live segment is %d bytes, its records %d: not filled ahead with zeros", len(data), valid)
+	}
+	if rep := mustVerify(t, cp); !rep.OK() || rep.LastSeq != 21 || len(rep.Notes) != 0 {
+		t.Fatalf("verify the copy before Open: %+v", rep)
+	}
 	l2 := open(t, Config{Dir: cp})
+	if info, _ := os.Stat(seg); info.Size() != int64(valid) {
+		t.Fatalf("after Open the segment is %d bytes, want its records' %d", info.Size(), valid)
+	}
 	recs := queryAll(t, l2, Filter{InvocationID: "inv-7"})
 	if len(recs) != 1 || recs[0].Seq != 21 {
 		t.Fatalf("after a kill: %+v", recs)
@@ -676,5 +689,40 @@ func TestAppendAllKeepsOrderAndWaitsForRoom(t *testing.T) {
 	}
 	if st := l.Stats(); st.Blocked != 1 || st.Failed != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// Segments are filled with zeros ahead of their records while they are
+// written; a sealed segment, and every segment after Close, ends at its
+// last record.
+func TestSealedSegmentsHoldOnlyRecords(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, Config{Dir: dir, SegmentBytes: 64 << 10})
+	for i := range 1000 {
+		l.Append(decision(i))
+	}
+	if _, err := l.AppendSync(context.Background(), decision(1000)); err != nil {
+		t.Fatal(err)
+	}
+	segs := segFiles(t, dir)
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want several", len(segs))
+	}
+	check := func(paths []string) {
+		t.Helper()
+		for _, p := range paths {
+			data, _ := os.ReadFile(p)
+			if _, valid, _ := scanSegment(data, nil); valid != len(data) {
+				t.Errorf("%s: %d bytes, its records end at %d", filepath.Base(p), len(data), valid)
+			}
+		}
+	}
+	check(segs[:len(segs)-1])
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(segs)
+	if rep := mustVerify(t, dir); !rep.OK() || rep.Records != 1001 || len(rep.Notes) != 0 {
+		t.Fatalf("verify: %+v", rep)
 	}
 }
