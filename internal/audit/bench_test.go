@@ -136,3 +136,37 @@ func BenchmarkEncode(b *testing.B) {
 	b.ReportMetric(float64(size), "B/rec")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rec/s")
 }
+
+// BenchmarkBatchRecords is the audit log's cost of a batch request's 100
+// decisions, written and synced, as one group frame (AppendGroup, what
+// the decision point does) or as 100 frames (AppendAll): the caller and the
+// writer together, per decision, until Close has written them all.
+func BenchmarkBatchRecords(b *testing.B) {
+	cs := checks(100)
+	for _, mode := range []string{"group", "frames"} {
+		b.Run(mode, func(b *testing.B) {
+			l, err := Open(Config{Dir: b.TempDir(), Node: "n1"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			start := time.Now()
+			for b.Loop() {
+				if mode == "group" {
+					l.AppendGroup(start, cs)
+					continue
+				}
+				rs := make([]*Record, len(cs))
+				for i := range cs {
+					rs[i] = &Record{Time: start, Kind: KindDecision, Decision: cs[i].Decision, Version: cs[i].Version, Check: &cs[i]}
+				}
+				l.AppendAll(rs)
+			}
+			if err := l.Close(); err != nil {
+				b.Fatal(err)
+			}
+			el := time.Since(start)
+			b.ReportMetric(float64(el.Nanoseconds())/float64(100*b.N), "ns/decision")
+		})
+	}
+}

@@ -19,8 +19,15 @@ import (
 //	segment = header frame*
 //	header  = "AIBOSAUD" | first seq u64 | start unix-nanos i64 | previous chain [32] | CRC-32C u32
 //	frame   = payload length u32 | CRC-32C of chain and payload u32 | chain [32] | payload
-//	payload = seq u64 | time unix-nanos i64 | JSON body (the record without seq and time)
-//	chain   = SHA-256(chain of the previous record || payload), genesis before seq 1
+//	payload = seq u64 | time unix-nanos i64 | body
+//	body    = JSON object (one record without seq and time)
+//	        | 0x01 | count u32 | count × (length u32 | JSON object)
+//	chain   = SHA-256(chain of the previous frame || payload), genesis before seq 1
+//
+// A frame of the second kind, a group, holds the decisions of one batch
+// request: records seq … seq+count−1, all of the frame's time, under one
+// checksum and one hash. A log written before groups has only the first
+// kind, which every reader still reads.
 //
 // Integers are little endian. The head file holds the seq and chain of the
 // last record known durable: "AUDH" | seq u64 | chain [32] | CRC-32C u32.
@@ -106,11 +113,69 @@ func sealFrame(b []byte, start int, prev [32]byte, seq uint64, t int64) ([]byte,
 }
 
 type frame struct {
-	seq   uint64
+	seq   uint64 // of its first record
 	time  int64
 	chain [32]byte
-	// payload is what the chain hashes; body is its JSON part.
+	// payload is what the chain hashes; body is its part after seq and
+	// time: one JSON record, or a group of them.
 	payload, body []byte
+	// count is how many records the frame holds (seqs seq…seq+count−1);
+	// group says body is a group. A group body that does not parse is
+	// read as one record whose body is not JSON (badGroup).
+	count    int
+	group    bool
+	badGroup bool
+}
+
+// groupMark begins a group body; a record's body begins with '{'.
+const groupMark = 0x01
+
+// groupHeader is the size of a group body's mark and count.
+const groupHeader = 1 + 4
+
+// last is the seq of the frame's last record.
+func (fr *frame) last() uint64 { return fr.seq + uint64(fr.count) - 1 }
+
+// each calls fn for every record of the frame, in seq order, with its seq
+// and JSON body, until fn returns false; it reports whether fn always
+// returned true.
+func (fr *frame) each(fn func(seq uint64, body []byte) bool) bool {
+	if !fr.group || fr.badGroup {
+		return fn(fr.seq, fr.body)
+	}
+	b := fr.body[groupHeader:]
+	for seq := fr.seq; len(b) >= 4; seq++ {
+		k := binary.LittleEndian.Uint32(b)
+		if !fn(seq, b[4:4+k]) {
+			return false
+		}
+		b = b[4+k:]
+	}
+	return true
+}
+
+// groupCount checks that a group body is whole — count records, each
+// within the body, nothing after them — and returns the count.
+func groupCount(body []byte) (int, bool) {
+	if len(body) < groupHeader || body[0] != groupMark {
+		return 0, false
+	}
+	n := binary.LittleEndian.Uint32(body[1:])
+	b := body[groupHeader:]
+	for i := uint32(0); i < n; i++ {
+		if len(b) < 4 {
+			return 0, false
+		}
+		k := binary.LittleEndian.Uint32(b)
+		if uint64(len(b)-4) < uint64(k) {
+			return 0, false
+		}
+		b = b[4+k:]
+	}
+	if n == 0 || len(b) != 0 {
+		return 0, false
+	}
+	return int(n), true
 }
 
 // nextFrame splits the first frame off data and returns it and its size.
@@ -137,6 +202,15 @@ func nextFrame(data []byte) (fr frame, n int, err error) {
 	fr.seq = binary.LittleEndian.Uint64(fr.payload)
 	fr.time = int64(binary.LittleEndian.Uint64(fr.payload[8:]))
 	fr.body = fr.payload[payloadFixed:]
+	fr.count = 1
+	if len(fr.body) > 0 && fr.body[0] == groupMark {
+		fr.group = true
+		if c, ok := groupCount(fr.body); ok {
+			fr.count = c
+		} else {
+			fr.badGroup = true
+		}
+	}
 	return fr, n, nil
 }
 

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -86,6 +87,24 @@ var (
 type item struct {
 	r *Record
 	w chan result
+	g *group
+}
+
+// group is the decisions of one batch request (AppendGroup).
+type group struct {
+	t  time.Time
+	cs []Check
+}
+
+// records is how many records it holds.
+func (it *item) records() int {
+	switch {
+	case it.g != nil:
+		return len(it.g.cs)
+	case it.r != nil:
+		return 1
+	}
+	return 0
 }
 
 type result struct {
@@ -126,6 +145,7 @@ type Log struct {
 	// the writer one wake-up per FsyncInterval rather than one per record.
 	mu        sync.Mutex
 	queued    []item        // guarded by mu
+	queuedN   int           // guarded by mu: records in queued (a group counts each)
 	urgent    bool          // guarded by mu: queued  holds a waiter or a barrier
 	gathering bool          // guarded by mu: the writer's gather timer is armed
 	drained   bool          // guarded by mu: the writer has stopped taking items
@@ -165,6 +185,7 @@ type Log struct {
 	filled   int64 // f is filled with zeros (or records) up to here
 	buf      []byte
 	scratch  []byte // the writer's: args of a Check record
+	grec     Record // the writer's: the record of a group's decision
 	seq      uint64
 	chain    [32]byte
 	unsynced bool
@@ -260,7 +281,7 @@ func (l *Log) recover() error {
 		}
 		var seq uint64
 		var chain [32]byte
-		hdr, valid, err := scanSegment(data, func(fr frame) bool { seq, chain = fr.seq, fr.chain; return true })
+		hdr, valid, err := scanSegment(data, func(fr frame) bool { seq, chain = fr.last(), fr.chain; return true })
 		if err != nil {
 			return fmt.Errorf("audit: %s: segment header is damaged; run `aibos audit verify`", last.path)
 		}
@@ -347,7 +368,9 @@ func (l *Log) push(it item) (pushState, chan struct{}) {
 		l.mu.Unlock()
 		return queueClosed, nil
 	}
-	if len(l.queued) >= l.cfg.QueueSize {
+	k := it.records()
+	// A group larger than the queue goes into an empty one whole.
+	if l.queuedN >= l.cfg.QueueSize || l.queuedN > 0 && l.queuedN+k > l.cfg.QueueSize {
 		if l.roomc == nil {
 			l.roomc = make(chan struct{})
 		}
@@ -356,8 +379,9 @@ func (l *Log) push(it item) (pushState, chan struct{}) {
 		return queueFull, c
 	}
 	l.queued = append(l.queued, it)
-	n := len(l.queued)
-	kick := n == l.batchMax || n == 1 && !l.gathering
+	prev := l.queuedN
+	l.queuedN += k
+	kick := prev < l.batchMax && l.queuedN >= l.batchMax || len(l.queued) == 1 && !l.gathering
 	if it.w != nil && !l.urgent {
 		l.urgent, kick = true, true
 	}
@@ -369,6 +393,25 @@ func (l *Log) push(it item) (pushState, chan struct{}) {
 		}
 	}
 	return pushed, nil
+}
+
+// AppendGroup queues the decisions of one batch request, all decided at
+// t: the writer stores them as one frame (a group: one seq each, one
+// checksum and one hash for all, see frame.go), which costs it a fraction
+// of a frame per decision. Queued in one item, they wait for room together
+// (a group larger than the whole queue waits for it to be empty). cs, and
+// the requests and reasons it points to, belong to the log from then on.
+func (l *Log) AppendGroup(t time.Time, cs []Check) {
+	if len(cs) == 0 {
+		return
+	}
+	it := item{g: &group{t: t, cs: cs}}
+	if !l.closed.Load() {
+		if st, _ := l.push(it); st == pushed {
+			return
+		}
+	}
+	l.appendSlow(context.Background(), it)
 }
 
 // AppendAll is Append of several records at once, as a batch request's
@@ -416,7 +459,7 @@ func (l *Log) pushAll(rs []*Record) (int, pushState, chan struct{}) {
 		l.mu.Unlock()
 		return 0, queueClosed, nil
 	}
-	prev := len(l.queued)
+	prev := l.queuedN
 	k := min(len(rs), l.cfg.QueueSize-prev)
 	if k <= 0 {
 		if l.roomc == nil {
@@ -429,6 +472,7 @@ func (l *Log) pushAll(rs []*Record) (int, pushState, chan struct{}) {
 	for _, r := range rs[:k] {
 		l.queued = append(l.queued, item{r: r})
 	}
+	l.queuedN += k
 	kick := prev < l.batchMax && prev+k >= l.batchMax || prev == 0 && !l.gathering
 	l.mu.Unlock()
 	if kick {
@@ -445,7 +489,7 @@ func (l *Log) pushAll(rs []*Record) (int, pushState, chan struct{}) {
 
 func (l *Log) appendSlow(ctx context.Context, it item) error {
 	if l.closed.Load() {
-		l.stats.failed.Add(1)
+		l.stats.failed.Add(uint64(it.records()))
 		return ErrClosed
 	}
 	l.stats.blocked.Add(1)
@@ -457,13 +501,13 @@ func (l *Log) appendSlow(ctx context.Context, it item) error {
 		case pushed:
 			return nil
 		case queueClosed:
-			l.stats.failed.Add(1)
+			l.stats.failed.Add(uint64(it.records()))
 			return ErrClosed
 		}
 		select {
 		case <-room:
 		case <-l.stop:
-			l.stats.failed.Add(1)
+			l.stats.failed.Add(uint64(it.records()))
 			return ErrClosed
 		case <-ctx.Done():
 			return ctx.Err()
@@ -560,7 +604,7 @@ func (l *Log) Stats() Stats {
 func (l *Log) queueLen() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.queued)
+	return l.queuedN
 }
 
 // Close writes and syncs what is queued, updates the head file and stops
@@ -644,7 +688,7 @@ func (l *Log) run() {
 			return
 		}
 		l.mu.Lock()
-		n := len(l.queued)
+		n := l.queuedN
 		if !due && !l.urgent && n < l.batchMax {
 			// Not yet: gather records until the timer fires.
 			if n > 0 && !l.gathering {
@@ -701,7 +745,7 @@ func (l *Log) run() {
 // l.mu must be held.
 func (l *Log) take() []item {
 	batch := l.queued
-	l.queued, l.urgent = l.spare[:0], false
+	l.queued, l.queuedN, l.urgent = l.spare[:0], 0, false
 	l.spare = nil
 	if l.roomc != nil {
 		close(l.roomc)
@@ -712,6 +756,14 @@ func (l *Log) take() []item {
 
 // handle encodes one queued item into the buffer, or notes a barrier.
 func (l *Log) handle(it item, waiters []waiter, barriers []chan result) ([]waiter, []chan result) {
+	if it.g != nil {
+		if l.failed() != nil {
+			l.stats.failed.Add(uint64(len(it.g.cs)))
+			return waiters, barriers
+		}
+		l.encodeGroup(it.g)
+		return waiters, barriers
+	}
 	if it.r == nil {
 		return waiters, append(barriers, it.w)
 	}
@@ -741,16 +793,81 @@ var zeros [frameReserve]byte
 // encode appends the frame of r to the buffer, beginning a segment first
 // if there is none or the current one is full. It does not modify r.
 func (l *Log) encode(r *Record) (uint64, error) {
-	if l.f == nil || l.segSize >= l.cfg.SegmentBytes {
-		if err := l.rotate(); err != nil {
-			l.fail(err)
-			return 0, l.failed()
-		}
+	if err := l.room(); err != nil {
+		return 0, err
 	}
 	t := r.Time
 	if t.IsZero() {
 		t = l.cfg.Now()
 	}
+	start := len(l.buf)
+	l.buf = append(l.buf, zeros[:]...)
+	l.buf = l.appendRecord(l.buf, r)
+	if err := l.sealed(start, 1, t); err != nil {
+		return 0, err
+	}
+	return l.seq, nil
+}
+
+// maxGroup bounds the records of one group frame.
+const maxGroup = 4096
+
+// encodeGroup appends the frames of a group of decisions: one frame per
+// maxGroup of them, or, for a group over the frame size bound, one frame
+// each (a decision too large alone is refused and counted, as by encode).
+func (l *Log) encodeGroup(g *group) {
+	t := g.t
+	if t.IsZero() {
+		t = l.cfg.Now()
+	}
+	for cs := g.cs; len(cs) > 0; {
+		n := min(len(cs), maxGroup)
+		if err := l.room(); err != nil {
+			l.stats.failed.Add(uint64(len(cs)))
+			return
+		}
+		start := len(l.buf)
+		l.buf = append(l.buf, zeros[:]...)
+		l.buf = append(l.buf, groupMark)
+		l.buf = binary.LittleEndian.AppendUint32(l.buf, uint32(n))
+		for i := range cs[:n] {
+			at := len(l.buf)
+			l.buf = append(l.buf, 0, 0, 0, 0)
+			l.buf = l.appendRecord(l.buf, l.checkRecord(&cs[i], t))
+			binary.LittleEndian.PutUint32(l.buf[at:], uint32(len(l.buf)-at-4))
+		}
+		if err := l.sealed(start, n, t); err != nil {
+			for i := range cs[:n] {
+				if _, err := l.encode(l.checkRecord(&cs[i], t)); err != nil {
+					l.stats.failed.Add(1)
+				}
+			}
+		}
+		cs = cs[n:]
+	}
+}
+
+// checkRecord is the record of a decision of a group, in the writer's
+// scratch record (valid until the next call).
+func (l *Log) checkRecord(c *Check, t time.Time) *Record {
+	l.grec = Record{Time: t, Kind: KindDecision, Decision: c.Decision, Version: c.Version, Check: c}
+	return &l.grec
+}
+
+// room begins a segment if there is none or the current one is full.
+func (l *Log) room() error {
+	if l.f == nil || l.segSize >= l.cfg.SegmentBytes {
+		if err := l.rotate(); err != nil {
+			l.fail(err)
+			return l.failed()
+		}
+	}
+	return nil
+}
+
+// appendRecord appends r's JSON body, with the log's defaults and
+// redaction, without modifying r.
+func (l *Log) appendRecord(b []byte, r *Record) []byte {
 	node := r.Node
 	if node == "" {
 		node = l.cfg.Node
@@ -769,20 +886,24 @@ func (l *Log) encode(r *Record) (uint64, error) {
 			redacted = append(slices.Clip(redacted), paths...)
 		}
 	}
-	start := len(l.buf)
-	l.buf = append(l.buf, zeros[:]...)
-	l.buf = appendBody(l.buf, r, node, args, res, redacted, trusted)
+	return appendBody(b, r, node, args, res, redacted, trusted)
+}
+
+// sealed completes the frame of n records that begins at l.buf[start:]
+// and advances the seq and the chain past it; a frame over the size bound
+// is taken out of the buffer again.
+func (l *Log) sealed(start, n int, t time.Time) error {
 	buf, chain, err := sealFrame(l.buf, start, l.chain, l.seq+1, t.UnixNano())
 	l.buf = buf
 	if err != nil {
-		return 0, err
+		return err
 	}
-	l.seq++
+	l.seq += uint64(n)
 	l.chain = chain
 	l.segSize += int64(len(l.buf) - start)
-	l.pending++
+	l.pending += uint64(n)
 	l.unsynced = true
-	return l.seq, nil
+	return nil
 }
 
 // rotate writes the buffer to the current segment, hands it to the syncer

@@ -169,26 +169,29 @@ func classify(s segment, size int64) (segInfo, bool) {
 	var n uint64
 	var bad bool
 	hdr, valid, err := scanSegment(data, func(fr frame) bool {
-		switch bodyKind(fr.body) {
-		case KindDecision:
-		case KindPruned:
-			runs, err := prunedRuns(fr.body)
-			if err != nil {
-				bad = true
-				return false
+		fr.each(func(_ uint64, body []byte) bool {
+			switch bodyKind(body) {
+			case KindDecision:
+			case KindPruned:
+				runs, err := prunedRuns(body)
+				if err != nil {
+					bad = true
+					return false
+				}
+				info.carried = append(info.carried, runs...)
+			default:
+				info.decisionsOnly = false
 			}
-			info.carried = append(info.carried, runs...)
-		default:
-			info.decisionsOnly = false
-		}
+			return true
+		})
 		last = fr
-		n++
-		return true
+		n += uint64(fr.count)
+		return !bad
 	})
 	if err != nil || bad || valid != len(data) || n == 0 {
 		return segInfo{}, false
 	}
-	info.run = prunedRun{FirstSeq: hdr.firstSeq, LastSeq: last.seq, PrevChain: hex.EncodeToString(hdr.prev[:]),
+	info.run = prunedRun{FirstSeq: hdr.firstSeq, LastSeq: last.last(), PrevChain: hex.EncodeToString(hdr.prev[:]),
 		Chain: hex.EncodeToString(last.chain[:]), Records: n, Bytes: size}
 	return info, true
 }

@@ -216,3 +216,36 @@ func TestSizeBoundKeepsInvocations(t *testing.T) {
 		t.Fatalf("%d invocations of %d", len(got), n)
 	}
 }
+
+// Groups of decisions are decisions to the size bound: segments of them
+// are deleted, their runs recorded, and Verify accounts for the gaps.
+func TestSizeBoundGroups(t *testing.T) {
+	dir := t.TempDir()
+	const seg, max = 16 << 10, 128 << 10
+	l := open(t, Config{Dir: dir, Node: "n1", SegmentBytes: seg, MaxBytes: max})
+	ctx := context.Background()
+	for range 200 {
+		l.AppendGroup(time.Now(), checks(10))
+	}
+	if _, err := l.AppendSync(ctx, &Record{Kind: KindInvocation, InvocationID: "inv-last"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for dirBytes(t, dir) > max && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := l.Stats()
+	if n := dirBytes(t, dir); n > max || st.Pruned == 0 || st.Written < 2001 { // and the records of what was pruned
+		t.Fatalf("the segments hold %d bytes (bound %d), stats %+v", n, max, st)
+	}
+	rep, err := l.Verify()
+	if err != nil || !rep.OK() || rep.LastSeq != st.Written {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+	if got := queryAll(t, l, Filter{InvocationID: "inv-last"}); len(got) != 1 {
+		t.Fatalf("the invocation: %+v", got)
+	}
+	if !strings.Contains(strings.Join(rep.Notes, "\n"), "deleted by the size bound") {
+		t.Fatalf("verify notes %q: want the deleted runs accounted for", rep.Notes)
+	}
+}

@@ -84,7 +84,7 @@ func QueryDir(dir string, f Filter) ([]Record, error) {
 		return nil, err
 	}
 	var out []Record
-	err = scanDir(dir, f, true, func(fr frame, r *Record) bool {
+	err = scanDir(dir, f, true, func(_ uint64, _ int64, _ []byte, r *Record) bool {
 		out = append(out, *r)
 		return len(out) < limit
 	})
@@ -100,8 +100,8 @@ func ExportDir(dir string, w io.Writer, f Filter) error {
 	var line []byte
 	var werr error
 	n := 0
-	err := scanDir(dir, f, f.needsDecode(), func(fr frame, _ *Record) bool {
-		line = appendLine(line[:0], fr.seq, time.Unix(0, fr.time), fr.body)
+	err := scanDir(dir, f, f.needsDecode(), func(seq uint64, t int64, body []byte, _ *Record) bool {
+		line = appendLine(line[:0], seq, time.Unix(0, t), body)
 		if _, werr = bw.Write(line); werr != nil {
 			return false
 		}
@@ -131,7 +131,7 @@ func (f *Filter) match(r *Record) bool {
 // until fn returns false. With decode false (and no field filters) the
 // record is not decoded and fn gets nil. Unreadable frames are skipped:
 // reporting them is Verify's job.
-func scanDir(dir string, f Filter, decode bool, fn func(frame, *Record) bool) error {
+func scanDir(dir string, f Filter, decode bool, fn func(seq uint64, t int64, body []byte, r *Record) bool) error {
 	segs, _, err := listSegments(dir)
 	if err != nil {
 		return err
@@ -145,6 +145,7 @@ func scanDir(dir string, f Filter, decode bool, fn func(frame, *Record) bool) er
 		slices.Reverse(order)
 	}
 	var rec Record
+	var recs []groupRec
 	for _, i := range order {
 		s := segs[i]
 		if !f.Since.IsZero() && i+1 < len(segs) && segs[i+1].start.Add(clockSkew).Before(f.Since) {
@@ -179,22 +180,45 @@ func scanDir(dir string, f Filter, decode bool, fn func(frame, *Record) bool) er
 			if !f.Since.IsZero() && fr.time < f.Since.UnixNano() || !f.Until.IsZero() && fr.time >= f.Until.UnixNano() {
 				continue
 			}
-			var r *Record
-			if decode || f.needsDecode() {
-				rec = Record{}
-				if json.Unmarshal(fr.body, &rec) != nil {
-					continue
+			one := func(seq uint64, body []byte) bool {
+				var r *Record
+				if decode || f.needsDecode() {
+					rec = Record{}
+					if json.Unmarshal(body, &rec) != nil {
+						return true
+					}
+					rec.Seq, rec.Time = seq, time.Unix(0, fr.time).UTC()
+					if !f.match(&rec) {
+						return true
+					}
+					r = &rec
 				}
-				rec.Seq, rec.Time = fr.seq, time.Unix(0, fr.time).UTC()
-				if !f.match(&rec) {
-					continue
-				}
-				r = &rec
+				return fn(seq, fr.time, body, r)
 			}
-			if !fn(fr, r) {
-				return nil
+			if !f.Desc || fr.count == 1 {
+				if !fr.each(one) {
+					return nil
+				}
+				continue
+			}
+			// Newest first within a group too.
+			recs = recs[:0]
+			fr.each(func(seq uint64, body []byte) bool {
+				recs = append(recs, groupRec{seq, body})
+				return true
+			})
+			for i := len(recs) - 1; i >= 0; i-- {
+				if !one(recs[i].seq, recs[i].body) {
+					return nil
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// groupRec is a record of a group frame, for reading it backwards.
+type groupRec struct {
+	seq  uint64
+	body []byte
 }

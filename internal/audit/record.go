@@ -75,13 +75,17 @@ type Record struct {
 	Check *Check `json:"-"`
 }
 
-// Check is a decided check request, for Record.Check.
+// Check is a decided check request, for Record.Check and AppendGroup.
 type Check struct {
 	Req     *api.CheckRequest
 	Reasons []api.Reason
 	// Full keeps the request's context as the record's args (the "full"
 	// audit obligation).
 	Full bool
+	// Decision and Version are the decision and its bundle version, for
+	// AppendGroup (a Record carries its own).
+	Decision string
+	Version  uint64
 }
 
 // appendBody appends the JSON object of r without seq and time (they are

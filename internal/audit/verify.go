@@ -230,30 +230,42 @@ func (v *verifier) segment(name string, nameSeq uint64, data []byte, last bool) 
 		if chainOf(v.chain, fr.payload) != fr.chain {
 			msgs = append(msgs, "chain value does not match: this record, or the order of records before it, was changed")
 		}
-		if !json.Valid(fr.body) || len(fr.body) == 0 || fr.body[0] != '{' {
-			msgs = append(msgs, "record body is not a JSON object")
+		if fr.badGroup {
+			msgs = append(msgs, "group of records does not parse (count and lengths)")
 		}
+		fr.each(func(seq uint64, body []byte) bool {
+			if !json.Valid(body) || len(body) == 0 || body[0] != '{' {
+				msgs = append(msgs, fmt.Sprintf("record %d: body is not a JSON object", seq))
+			}
+			return len(msgs) == 0
+		})
 		if len(msgs) > 0 {
 			v.problem(name, fr.seq, int64(off), strings.Join(msgs, "; "))
-		} else if bodyKind(fr.body) == KindPruned {
-			runs, err := prunedRuns(fr.body)
-			if err != nil {
-				v.problem(name, fr.seq, int64(off), "a record of deleted segments does not say which: "+err.Error())
-			}
-			if v.runs == nil {
-				v.runs = map[uint64][]prunedRun{}
-			}
-			for _, r := range runs {
-				v.runs[r.FirstSeq] = append(v.runs[r.FirstSeq], r)
-			}
+		} else {
+			fr.each(func(seq uint64, body []byte) bool {
+				if bodyKind(body) != KindPruned {
+					return true
+				}
+				runs, err := prunedRuns(body)
+				if err != nil {
+					v.problem(name, seq, int64(off), "a record of deleted segments does not say which: "+err.Error())
+				}
+				if v.runs == nil {
+					v.runs = map[uint64][]prunedRun{}
+				}
+				for _, r := range runs {
+					v.runs[r.FirstSeq] = append(v.runs[r.FirstSeq], r)
+				}
+				return true
+			})
 		}
 		if v.rep.Records == 0 {
 			v.rep.FirstSeq = fr.seq
 		}
-		v.rep.Records++
-		v.rep.LastSeq = fr.seq
-		v.chain, v.next = fr.chain, fr.seq+1
-		if v.haveHead && fr.seq == v.headSeq {
+		v.rep.Records += fr.count
+		v.rep.LastSeq = fr.last()
+		v.chain, v.next = fr.chain, fr.last()+1
+		if v.haveHead && fr.last() == v.headSeq {
 			c := fr.chain
 			v.chainAt = &c
 		}

@@ -28,7 +28,7 @@ type DecisionLog interface {
 // Recorder is the audit log as the decision point writes it.
 type Recorder interface {
 	Append(r *audit.Record)
-	AppendAll(rs []*audit.Record)
+	AppendGroup(t time.Time, cs []audit.Check)
 }
 
 // Config configures a Point.
@@ -108,24 +108,21 @@ func (p *Point) DecideNoAudit(req *api.CheckRequest) api.Decision {
 	return d
 }
 
-// AuditBatch records the decisions of a batch in the audit log: their
-// records in one allocation, queued in one pass. A check with an error in
-// itemErrs was not decided and is not recorded.
+// AuditBatch records the decisions of a batch in the audit log: one
+// group (one frame, one hash), their checks in one allocation. A check with
+// an error in itemErrs was not decided and is not recorded.
 func (p *Point) AuditBatch(reqs []api.CheckRequest, results []api.Decision, itemErrs []error) {
 	if p.cfg.Audit == nil || p.cfg.NoDecisionAudit {
 		return
 	}
-	blks := make([]recordBlock, len(reqs))
-	recs := make([]*audit.Record, 0, len(reqs))
-	now := p.cfg.Now()
+	cs := make([]audit.Check, 0, len(reqs))
 	for i := range reqs {
 		if itemErrs != nil && itemErrs[i] != nil {
 			continue
 		}
-		blks[i].fill(&reqs[i], &results[i], p.cfg.Node, now)
-		recs = append(recs, &blks[i].r)
+		cs = append(cs, checkOf(&reqs[i], &results[i]))
 	}
-	p.cfg.Audit.AppendAll(recs)
+	p.cfg.Audit.AppendGroup(p.cfg.Now(), cs)
 }
 
 // recordBlock is a decision's audit record and the reference to its check,
@@ -136,8 +133,14 @@ type recordBlock struct {
 }
 
 func (b *recordBlock) fill(req *api.CheckRequest, d *api.Decision, node string, now time.Time) {
-	b.c = audit.Check{Req: req, Reasons: d.Reasons, Full: d.Obligations != nil && d.Obligations.Audit == "full"}
-	b.r = audit.Record{Time: now, Node: node, Kind: audit.KindDecision, Decision: string(d.Decision), Version: d.Version, Check: &b.c}
+	b.c = checkOf(req, d)
+	b.r = audit.Record{Time: now, Node: node, Kind: audit.KindDecision, Decision: b.c.Decision, Version: b.c.Version, Check: &b.c}
+}
+
+// checkOf is the audit log's reference to a decided check.
+func checkOf(req *api.CheckRequest, d *api.Decision) audit.Check {
+	return audit.Check{Req: req, Reasons: d.Reasons, Full: d.Obligations != nil && d.Obligations.Audit == "full",
+		Decision: string(d.Decision), Version: d.Version}
 }
 
 // decisionRecord is the audit record of a decision: a reference to the
