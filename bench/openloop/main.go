@@ -29,6 +29,7 @@ func main() {
 	dur := flag.Duration("d", 5*time.Second, "how long to send")
 	conns := flag.Int("c", 64, "connections (and sending goroutines)")
 	expect := flag.String("expect", "", "substring every answer must contain")
+	token := flag.String("token", os.Getenv("TOKEN"), "bearer token sent with every request ($TOKEN)")
 	flag.Parse()
 	body, err := os.ReadFile(*bodyFile)
 	if err != nil {
@@ -49,7 +50,12 @@ func main() {
 		go func() {
 			defer wg.Done()
 			for t := range due {
-				resp, err := client.Post(*url, "application/json", bytes.NewReader(body))
+				req, _ := http.NewRequest(http.MethodPost, *url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				if *token != "" {
+					req.Header.Set("Authorization", "Bearer "+*token)
+				}
+				resp, err := client.Do(req)
 				ok := err == nil
 				if ok {
 					b, _ := io.ReadAll(resp.Body)

@@ -79,9 +79,11 @@ kernel() {
 	body[$name]="$here/check.json"
 	expect[$name]='"decision":"allow"'
 	publish[$name]="http://127.0.0.1:$port/v1/policies"
+	data[$name]="$work/$name-data"
+	binof[$name]=$bin
 }
 
-declare -A url body expect publish
+declare -A url body expect publish data binof token
 names=()
 kernel kernel "$work/aibos" 18210
 kernel kernel-norec "$work/aibos" 18220 --audit-decisions=false --decision-log-sample 0
@@ -106,10 +108,27 @@ names+=(opa cerbos floor)
 for n in "${names[@]}"; do
 	ok=
 	for _ in $(seq 300); do
-		if [[ -n "${publish[$n]:-}" ]]; then
-			curl -sf -X PUT --data-binary "@$here/refund.yaml" "${publish[$n]}" >/dev/null 2>&1 || { sleep 0.1; continue; }
+		if [[ -n "${publish[$n]:-}" && -z "${token[$n]:-}" ]]; then
+			if [[ -s "${data[$n]}/root-token" ]]; then
+				# The kernel authenticates every request: publish as root
+				# (the token a new node writes to its data dir), then
+				# decide with a pep token, as an enforcement point would.
+				root=$(<"${data[$n]}/root-token")
+				curl -sf -X PUT -H "Authorization: Bearer $root" -H 'Content-Type: application/yaml' \
+					--data-binary "@$here/refund.yaml" "${publish[$n]}" >/dev/null 2>&1 || { sleep 0.1; continue; }
+				token[$n]=$(AIBOS_TOKEN=$root "${binof[$n]}" token create --server "${publish[$n]%/v1/policies}" --principal vs-peers --role pep |
+					grep -o 'aibos_[A-Za-z0-9_-]*' | head -1)
+				[[ -n "${token[$n]}" ]] || { echo "vs-peers: $n: could not create a pep token" >&2; exit 1; }
+			else
+				# A BASE from before authentication.
+				curl -sf -X PUT -H 'Content-Type: application/yaml' --data-binary "@$here/refund.yaml" "${publish[$n]}" >/dev/null 2>&1 || { sleep 0.1; continue; }
+				token[$n]=none
+			fi
 		fi
-		if curl -sf -X POST -H 'Content-Type: application/json' --data-binary "@${body[$n]}" "${url[$n]}" 2>/dev/null | grep -qF "${expect[$n]}"; then
+		auth=()
+		[[ -n "${token[$n]:-}" && ${token[$n]} != none ]] && auth=(-H "Authorization: Bearer ${token[$n]}")
+		if curl -sf -X POST -H 'Content-Type: application/json' "${auth[@]}" \
+			--data-binary "@${body[$n]}" "${url[$n]}" 2>/dev/null | grep -qF "${expect[$n]}"; then
 			ok=1
 			break
 		fi
@@ -121,6 +140,8 @@ done
 declare -A rps p99
 measure() { # name round
 	local n=$1 out
+	export TOKEN=${token[${n%-batch}]:-}
+	[[ $TOKEN == none ]] && TOKEN=
 	BODY="${body[$n]}" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -s "$here/wrk.lua" "${url[$n]}" >/dev/null
 	local la
 	la=$(cut -d' ' -f1 /proc/loadavg)
@@ -208,7 +229,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		n=${onames[$(((k + i) % ${#onames[@]}))]}
 		half=$(awk -v a="${med[$n]}" 'BEGIN{printf "%d", a/2}')
 		la=$(cut -d' ' -f1 /proc/loadavg)
-		out=$(taskset -c "$LOAD_CPU" "$work/openloop" -url "${url[$n]}" -body "${body[$n]}" -rate "$half" -d "${DURATION}s" -expect "${expect[$n]}")
+		out=$(TOKEN=${token[$n]/#none/} taskset -c "$LOAD_CPU" "$work/openloop" -url "${url[$n]}" -body "${body[$n]}" -rate "$half" -d "${DURATION}s" -expect "${expect[$n]}")
 		l=$(sed -E 's/.* p99 ([^ ]+) .*/\1/' <<<"$out")
 		ol[$n]+="$(ms "$l") "
 		printf "round %d  %-13s at %d/s (half its peak), open loop: %s  (load %s)\n" "$r" "$n" "$half" "${out#*errors}" "$la" >&2
