@@ -402,7 +402,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	log.Info("node started", "http", n.HTTPAddr(), "raft", st.RaftAddr(), "data", cfg.DataDir, "region", cfg.Region)
+	log.Info("node started", "http", n.HTTPAddr(), "raft", st.RaftAddr(), "data", cfg.DataDir, "region", cfg.Region, "audit_sync", n.Audit.Stats().SyncMode)
 	return n, nil
 }
 
