@@ -21,7 +21,8 @@ import (
 //	frame   = payload length u32 | CRC-32C of chain and payload u32 | chain [32] | payload
 //	payload = seq u64 | time unix-nanos i64 | body
 //	body    = JSON object (one record without seq and time)
-//	        | 0x01 | count u32 | count × (length u32 | JSON object)
+//	        | 0x01 | count u32 | count × (length u32 | record)
+//	record  = JSON object | a decision in binary (decision.go)
 //	chain   = SHA-256(chain of the previous frame || payload), genesis before seq 1
 //
 // A frame of the second kind, a group, holds the decisions of one batch
@@ -137,8 +138,9 @@ const groupHeader = 1 + 4
 func (fr *frame) last() uint64 { return fr.seq + uint64(fr.count) - 1 }
 
 // each calls fn for every record of the frame, in seq order, with its seq
-// and JSON body, until fn returns false; it reports whether fn always
-// returned true.
+// and JSON body (a group's binary decisions as the JSON appendBody writes
+// for them, newly allocated), until fn returns false; it reports whether
+// fn always returned true.
 func (fr *frame) each(fn func(seq uint64, body []byte) bool) bool {
 	if !fr.group || fr.badGroup {
 		return fn(fr.seq, fr.body)
@@ -146,7 +148,15 @@ func (fr *frame) each(fn func(seq uint64, body []byte) bool) bool {
 	b := fr.body[groupHeader:]
 	for seq := fr.seq; len(b) >= 4; seq++ {
 		k := binary.LittleEndian.Uint32(b)
-		if !fn(seq, b[4:4+k]) {
+		rec := b[4 : 4+k]
+		if len(rec) > 0 && rec[0] == decisionMark {
+			// A binary decision: its JSON, or, if it does not parse, its
+			// bytes, which no reader takes for a JSON object.
+			if j, ok := decisionJSON(nil, rec); ok {
+				rec = j
+			}
+		}
+		if !fn(seq, rec) {
 			return false
 		}
 		b = b[4+k:]

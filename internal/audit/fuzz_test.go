@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aibos/kernel/api"
 )
 
 // buildSegment is a segment of n records beginning at seq first after
@@ -206,6 +208,40 @@ func FuzzGroupBody(f *testing.F) {
 		})
 		if k != n || size != len(body) || fr.last() != 10+uint64(n)-1 {
 			t.Fatalf("count %d: %d records over %d of %d bytes", n, k, size, len(body))
+		}
+	})
+}
+
+// FuzzDecisionBody holds the binary body of a group's decision to the JSON
+// the writer would have written for the same record: decisionJSON of
+// appendDecision is appendBody of the Check record, byte for byte, for any
+// strings (escapes, invalid UTF-8, empty types); and decisionJSON of any
+// bytes is JSON or refused, never a crash.
+func FuzzDecisionBody(f *testing.F) {
+	f.Add("agent", "a\"1", "data.query", "table", "orders", "allow", uint64(3), "p", "r/1", "n1", true, []byte{decisionMark, 0})
+	f.Add("", "", "", "", "", "", uint64(0), "", "", "", false, []byte{decisionMark})
+	f.Add("user", "\xff\u2028", "x", ":", "\n", "deny", uint64(1<<40), "q", "", "", true, []byte("{}"))
+	f.Fuzz(func(t *testing.T, st, sid, action, rt, rid, decision string, version uint64, policy, rule, node string, full bool, raw []byte) {
+		if out, ok := decisionJSON(nil, raw); ok && !json.Valid(out) {
+			t.Fatalf("decisionJSON(%x) = %s, not JSON", raw, out)
+		}
+		c := Check{
+			Req: &api.CheckRequest{Subject: api.Entity{Type: st, ID: sid}, Action: api.Action{Name: action},
+				Resource: api.Entity{Type: rt, ID: rid}, Context: map[string]any{"k": sid, "n": float64(version % 1000)}},
+			Reasons:  []api.Reason{{Policy: policy, Rule: rule, Effect: api.Allow}, {Layer: "tenant"}, {Policy: rule, Rule: policy}},
+			Full:     full,
+			Decision: decision, Version: version,
+		}
+		var args []byte
+		var redacted []string
+		if full {
+			args = appendValue(nil, c.Req.Context)
+			redacted = []string{"args." + policy}
+		}
+		want := appendBody(nil, &Record{Kind: KindDecision, Decision: decision, Version: version, Check: &c, Redacted: nil}, node, args, nil, redacted, true)
+		got, ok := decisionJSON(nil, appendDecision(nil, &c, node, args, redacted))
+		if !ok || !bytes.Equal(got, want) {
+			t.Fatalf("binary decision reads as\n%s\nwant\n%s", got, want)
 		}
 	})
 }

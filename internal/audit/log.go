@@ -833,7 +833,7 @@ func (l *Log) encodeGroup(g *group) {
 		for i := range cs[:n] {
 			at := len(l.buf)
 			l.buf = append(l.buf, 0, 0, 0, 0)
-			l.buf = l.appendRecord(l.buf, l.checkRecord(&cs[i], t))
+			l.buf = l.appendGroupDecision(l.buf, &cs[i])
 			binary.LittleEndian.PutUint32(l.buf[at:], uint32(len(l.buf)-at-4))
 		}
 		if err := l.sealed(start, n, t); err != nil {
@@ -863,6 +863,22 @@ func (l *Log) room() error {
 		}
 	}
 	return nil
+}
+
+// appendGroupDecision appends the binary body of a group's decision
+// (decision.go), with the log's node and redaction, as appendRecord would
+// for its record.
+func (l *Log) appendGroupDecision(b []byte, c *Check) []byte {
+	var args []byte
+	var redacted []string
+	if c.Full && len(c.Req.Context) > 0 {
+		l.scratch = appendValue(l.scratch[:0], c.Req.Context)
+		args = l.scratch
+		if l.red != nil {
+			args, redacted = l.red.apply(args, "args", nil)
+		}
+	}
+	return appendDecision(b, c, l.cfg.Node, args, redacted)
 }
 
 // appendRecord appends r's JSON body, with the log's defaults and
