@@ -324,7 +324,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// The decision point: every entry point of the server and the gateway
 	// decides and records through it.
 	pcfg := pdp.Config{Holder: n.Bundles, State: st, DecisionLog: dlog, NoDecisionAudit: cfg.NoDecisionAudit,
-		Node: cfg.NodeID, Now: cfg.Now, Registerer: reg}
+		Now: cfg.Now, Registerer: reg}
 	if n.Audit != nil {
 		pcfg.Audit = n.Audit
 	}

@@ -25,9 +25,10 @@ type DecisionLog interface {
 	Record(req *api.CheckRequest, d *api.Decision)
 }
 
-// Recorder is the audit log as the decision point writes it.
+// Recorder is the audit log as the decision point writes it: decisions
+// as groups (one for a batch, one of one for a single check), which its
+// writer stores in binary, one frame each.
 type Recorder interface {
-	Append(r *audit.Record)
 	AppendGroup(t time.Time, cs []audit.Check)
 }
 
@@ -42,8 +43,6 @@ type Config struct {
 	// it records itself, are always recorded).
 	Audit           Recorder
 	NoDecisionAudit bool
-	// Node names this node in audit records.
-	Node string
 	// Now is the clock of decisions (time.Now).
 	Now func() time.Time
 	// Registerer receives the decision metrics (decisions by result,
@@ -83,7 +82,8 @@ func (p *Point) Holder() *Holder { return p.cfg.Holder }
 func (p *Point) Decide(req *api.CheckRequest) api.Decision {
 	d := p.DecideNoAudit(req)
 	if p.cfg.Audit != nil && !p.cfg.NoDecisionAudit {
-		p.cfg.Audit.Append(decisionRecord(req, &d, p.cfg.Node, p.cfg.Now()))
+		// A group of one: the writer stores it in binary, as a batch's.
+		p.cfg.Audit.AppendGroup(p.cfg.Now(), []audit.Check{checkOf(req, &d)})
 	}
 	return d
 }
@@ -125,30 +125,8 @@ func (p *Point) AuditBatch(reqs []api.CheckRequest, results []api.Decision, item
 	p.cfg.Audit.AppendGroup(p.cfg.Now(), cs)
 }
 
-// recordBlock is a decision's audit record and the reference to its check,
-// allocated together.
-type recordBlock struct {
-	r audit.Record
-	c audit.Check
-}
-
-func (b *recordBlock) fill(req *api.CheckRequest, d *api.Decision, node string, now time.Time) {
-	b.c = checkOf(req, d)
-	b.r = audit.Record{Time: now, Node: node, Kind: audit.KindDecision, Decision: b.c.Decision, Version: b.c.Version, Check: &b.c}
-}
-
 // checkOf is the audit log's reference to a decided check.
 func checkOf(req *api.CheckRequest, d *api.Decision) audit.Check {
 	return audit.Check{Req: req, Reasons: d.Reasons, Full: d.Obligations != nil && d.Obligations.Audit == "full",
 		Decision: string(d.Decision), Version: d.Version}
-}
-
-// decisionRecord is the audit record of a decision: a reference to the
-// request and the reasons, formatted by the audit log's writer. The
-// request's context is kept only when the decision's audit obligation is
-// "full".
-func decisionRecord(req *api.CheckRequest, d *api.Decision, node string, now time.Time) *audit.Record {
-	blk := new(recordBlock)
-	blk.fill(req, d, node, now)
-	return &blk.r
 }
