@@ -70,6 +70,15 @@ rules:
   - name: writes-need-approval
     effect: require_approval
     actions: ["fs.write_file"]
+  - name: no-secrets
+    effect: deny
+    actions: ["mcp.resources.read"]
+    when: resource.id.startsWith("own+secret://")
+    message: secrets are not for agents
+  - name: no-hidden-prompt
+    effect: deny
+    actions: ["mcp.prompts.get"]
+    when: resource.id == "own.hidden"
 `
 
 type env struct {
@@ -88,6 +97,8 @@ func setup(t testing.TB, extra ...api.Orchestra) *env {
 	requireNode(t)
 	cfg := nodetest.Config(t, "n1")
 	cfg.MCP.Debounce = 100 * time.Millisecond
+	cfg.MCP.ListWait = nodetest.WaitLong // a list right after the put waits for the server to connect
+	cfg.MCP.PageSize = 3                 // lists of a few items still page
 	return setupOn(t, []*node.Node{nodetest.Start(t, cfg)}, extra...)
 }
 

@@ -132,6 +132,7 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 		})).ServeHTTP(w, r)
 	})
 	m.OnToolsChanged(e.toolsChanged)
+	m.OnListChanged(e.listChanged)
 	return e
 }
 
@@ -187,6 +188,26 @@ func (e *Endpoint) toolsChanged() {
 			return nil, errors.New("not a tool")
 		})
 	e.srv.RemoveTools(sentinelTool)
+}
+
+// listChanged passes a server's resources or prompts list_changed on to
+// every session, the way toolsChanged does (a sentinel added and removed;
+// the middleware answers those lists and reads itself, so the SDK's own
+// are never seen).
+func (e *Endpoint) listChanged(list string) {
+	switch list {
+	case "resources":
+		e.srv.AddResource(&mcp.Resource{URI: "aibos://list-changed", Name: sentinelTool},
+			func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+				return nil, errors.New("not a resource")
+			})
+		e.srv.RemoveResources("aibos://list-changed")
+	case "prompts":
+		e.srv.AddPrompt(&mcp.Prompt{Name: sentinelTool}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			return nil, errors.New("not a prompt")
+		})
+		e.srv.RemovePrompts(sentinelTool)
+	}
 }
 
 // verify authenticates an agent's token for RequireBearerToken.
@@ -252,35 +273,87 @@ func (e *Endpoint) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 			return e.callTool(ctx, c, r)
 		}
-		d, ok := defaultMapping(method, req.GetParams())
-		if !ok {
+		var rt *routed
+		orchestra := ""
+		if isRouted(method) {
+			if rt, err = e.route(method, req); err != nil {
+				e.m.cfg.Metrics.request(method, "deny")
+				e.record(c, method, "", "deny", err.Error())
+				return nil, err
+			}
+			orchestra = rt.u.name
+		}
+		d, dec := e.decide(c, method, req.GetParams(), orchestra)
+		if d.action == "" {
 			e.m.cfg.Metrics.request(method, "deny")
 			e.record(c, method, "", "deny", "unknown method: the kernel denies methods it has no mapping for")
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: fmt.Sprintf("method %q is not allowed through the kernel: it has no COAZ-MCP mapping", method)}
 		}
-		if d.resource.ID == "" {
-			d.resource.ID = c.aud
+		if k := e.gw.KillFor(c.agent, d.action); k != nil && rt != nil {
+			// As for tools/call: a kill switch stops what would reach a server.
+			msg := fmt.Sprintf("%s: stopped by kill switch %s (%s %s): %s", d.action, k.ID, k.Scope, k.Target, k.Reason)
+			e.m.cfg.Metrics.request(method, "deny")
+			dec.Decision = api.Deny
+			e.recordDecision(c, method, d, dec, "", gateway.CodeKilled+": "+msg)
+			return nil, &jsonrpc.Error{Code: codeDenied, Message: msg, Data: errorData(gateway.CodeKilled, msg)}
 		}
-		ctxMap := map[string]any{"agent": c.agent.ID, "mcp_method": method}
-		for k, v := range d.context {
-			ctxMap[k] = v
-		}
-		dec := e.gw.DecideFor(c.agent, d.action, d.resource, ctxMap)
 		e.m.cfg.Metrics.request(method, string(dec.Decision))
 		if dec.Decision != api.Allow {
 			msg := gateway.DenyMessage(dec)
 			if dec.Decision == api.RequireApproval {
 				msg = "method " + method + " requires approval, which only tools/call supports: ask an operator to allow " + d.action
 			}
-			e.recordDecision(c, method, d, dec, msg)
+			e.recordDecision(c, method, d, dec, "", msg)
 			return nil, &jsonrpc.Error{Code: codeDenied, Message: fmt.Sprintf("%s (action %s): %s", method, d.action, msg), Data: errorData(gateway.CodeDenied, msg)}
 		}
-		e.recordDecision(c, method, d, dec, "")
-		if method == "tools/list" {
+		switch {
+		case rt != nil:
+			res, err := e.forwardRouted(ctx, method, rt)
+			status, msg := api.InvocationCompleted, ""
+			if err != nil {
+				status, msg = api.InvocationFailed, err.Error()
+			}
+			e.recordDecision(c, method, d, dec, status, msg)
+			return res, err
+		case method == "tools/list":
+			e.recordDecision(c, method, d, dec, "", "")
 			return e.listTools(c), nil
+		case isList(method):
+			e.recordDecision(c, method, d, dec, "", "")
+			return e.list(ctx, c, method, req)
 		}
-		return next(ctx, method, req)
+		e.recordDecision(c, method, d, dec, "", "")
+		res, err := next(ctx, method, req)
+		switch r := res.(type) {
+		case *mcp.InitializeResult:
+			e.advertise(r.Capabilities)
+		case *mcp.DiscoverResult:
+			e.advertise(r.Capabilities)
+		}
+		return res, err
 	}
+}
+
+// decide decides a method other than tools/call by its COAZ-MCP default
+// mapping (an empty action: the method has none, and is denied). The
+// orchestra, for a method that one orchestra's server answers, is in the
+// context.
+func (e *Endpoint) decide(c *caller, method string, params mcp.Params, orchestra string) (mapped, api.Decision) {
+	d, ok := defaultMapping(method, params)
+	if !ok {
+		return mapped{}, api.Decision{Decision: api.Deny}
+	}
+	if d.resource.ID == "" {
+		d.resource.ID = c.aud
+	}
+	ctxMap := map[string]any{"agent": c.agent.ID, "mcp_method": method}
+	if orchestra != "" {
+		ctxMap["orchestra"] = orchestra
+	}
+	for k, v := range d.context {
+		ctxMap[k] = v
+	}
+	return d, e.gw.DecideFor(c.agent, d.action, d.resource, ctxMap)
 }
 
 func errorData(code, msg string) json.RawMessage {
@@ -520,14 +593,14 @@ func (e *Endpoint) record(c *caller, method, tool, decision, msg string) {
 		Decision: decision, Error: msg, Reason: "mcp " + method + " session " + c.session})
 }
 
-func (e *Endpoint) recordDecision(c *caller, method string, d mapped, dec api.Decision, msg string) {
+func (e *Endpoint) recordDecision(c *caller, method string, d mapped, dec api.Decision, status, msg string) {
 	if e.audit == nil {
 		return
 	}
 	r := &audit.Record{Time: e.now(), Node: e.node, Kind: audit.KindMCP, Agent: c.agent.ID, AgentVersion: c.agent.Version,
 		Tenant: c.agent.Tenant, Subject: api.EntityTypeAgent + ":" + c.agent.ID, Action: d.action,
 		Resource: d.resource.Type + ":" + d.resource.ID, Decision: string(dec.Decision), Version: dec.Version,
-		Error: msg, Reason: "mcp " + method + " session " + c.session}
+		Status: status, Error: msg, Reason: "mcp " + method + " session " + c.session}
 	for _, rs := range dec.Reasons {
 		if rs.Policy != "" {
 			r.Rules = append(r.Rules, rs.Policy+"/"+rs.Rule)

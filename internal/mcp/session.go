@@ -30,6 +30,7 @@ type upstream struct {
 	digests  map[string]string  // tool → digest as last listed; nil: never listed; guarded by mu
 	progress map[string]progressSink
 	tokens   atomic.Uint64
+	lists    lists // the server's resource, template and prompt lists
 }
 
 // progressSink receives an upstream call's progress notifications.
@@ -61,6 +62,14 @@ func (u *upstream) run() {
 			case u.relist <- struct{}{}:
 			default:
 			}
+		},
+		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) {
+			u.lists.invalidate()
+			u.m.notifyList("resources")
+		},
+		PromptListChangedHandler: func(context.Context, *mcp.PromptListChangedRequest) {
+			u.lists.invalidate()
+			u.m.notifyList("prompts")
 		},
 		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
 			tok := fmt.Sprint(r.Params.ProgressToken)
@@ -160,8 +169,12 @@ func (u *upstream) setSession(s *mcp.ClientSession, tools []*mcp.Tool) {
 	} else if u.sess != nil {
 		u.up = make(chan struct{})
 	}
+	replaced := u.sess != s
 	u.sess = s
 	u.mu.Unlock()
+	if replaced {
+		u.lists.invalidate()
+	}
 	if changed {
 		u.m.cfg.Metrics.setQuarantined(u.name, u.countQuarantined())
 		u.m.notify()
