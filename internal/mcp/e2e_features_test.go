@@ -10,11 +10,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/node/nodetest"
 )
 
 // resourceServer is an MCP server of our own over streamable HTTP with
@@ -245,5 +247,49 @@ func TestResourcesStoppedByKillSwitch(t *testing.T) {
 	}
 	if _, err := s2.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "everything+demo://resource/static/document/features.md"}); err == nil || !strings.Contains(err.Error(), "kill switch") {
 		t.Errorf("a killed agent's read: %v", err)
+	}
+}
+
+// TestListChangedPerSession: a kill switch tells only the sessions whose
+// visible tools it changed.
+func TestListChangedPerSession(t *testing.T) {
+	e := setup(t)
+	watch := func(agent string) (*mcp.ClientSession, chan struct{}) {
+		ch := make(chan struct{}, 8)
+		s := e.goClient(agent, &mcp.ClientOptions{ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { ch <- struct{}{} }})
+		return s, ch
+	}
+	bot, botCh := watch("bot")
+	narrow, narrowCh := watch("narrow") // sees everything.echo only
+	toolNames(t, bot)
+	kill := func(target string) {
+		if _, err := e.alice.Kill(context.Background(), api.KillRequest{Scope: api.KillAction, Target: target, Reason: "test", By: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kill("everything.get-sum")
+	select {
+	case <-botCh:
+	case <-time.After(nodetest.WaitLong):
+		t.Fatal("bot, whose list lost everything.get-sum, was not told")
+	}
+	select {
+	case <-narrowCh:
+		t.Fatal("narrow, whose list did not change, was told")
+	case <-time.After(time.Second):
+	}
+	if slices.Contains(toolNames(t, bot), "everything.get-sum") {
+		t.Fatal("the killed tool is still listed")
+	}
+	kill("everything.echo")
+	for name, ch := range map[string]chan struct{}{"narrow": narrowCh, "bot": botCh} {
+		select {
+		case <-ch:
+		case <-time.After(nodetest.WaitLong):
+			t.Fatalf("%s, whose list lost everything.echo, was not told", name)
+		}
+	}
+	if got := toolNames(t, narrow); len(got) != 0 {
+		t.Fatalf("narrow lists %v after the kill of its one tool", got)
 	}
 }

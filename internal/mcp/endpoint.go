@@ -56,6 +56,9 @@ type Endpoint struct {
 	toolsMu  sync.Mutex
 	tools    map[string]*mcp.Tool // decoded definitions by digest; guarded by toolsMu
 	mappings map[string]compiled  // declared mappings by digest; guarded by toolsMu
+
+	viewsMu sync.Mutex
+	views   map[string]sessionView // by session id: the tool list it was last shown; guarded by viewsMu
 }
 
 // compiled is a tool's declared mapping (nil: none) or why it failed.
@@ -84,12 +87,13 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 		cfg.Now = time.Now
 	}
 	e := &Endpoint{m: m, gw: cfg.Gateway, store: m.cfg.Store, audit: cfg.Audit, node: cfg.Node, now: cfg.Now,
-		tools: make(map[string]*mcp.Tool), mappings: make(map[string]compiled)}
+		tools: make(map[string]*mcp.Tool), mappings: make(map[string]compiled), views: make(map[string]sessionView)}
 	e.srv = mcp.NewServer(&mcp.Implementation{Name: "aibos-kernel", Title: "AI-BOS Kernel MCP gateway", Version: "1"}, &mcp.ServerOptions{
 		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}},
 		Logger:       m.log,
 	})
 	e.srv.AddReceivingMiddleware(e.middleware)
+	e.srv.AddSendingMiddleware(e.sending)
 	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return e.srv }, &mcp.StreamableHTTPOptions{
 		Logger: m.log, SessionTimeout: 30 * time.Minute,
 	})
@@ -183,6 +187,7 @@ func (e *Endpoint) Sessions() int {
 }
 
 func (e *Endpoint) toolsChanged() {
+	e.pruneViews()
 	e.srv.AddTool(&mcp.Tool{Name: sentinelTool, InputSchema: map[string]any{"type": "object"}},
 		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return nil, errors.New("not a tool")
@@ -317,7 +322,9 @@ func (e *Endpoint) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			return res, err
 		case method == "tools/list":
 			e.recordDecision(c, method, d, dec, "", "")
-			return e.listTools(c), nil
+			r := e.listTools(c)
+			e.shown(c, r)
+			return r, nil
 		case isList(method):
 			e.recordDecision(c, method, d, dec, "", "")
 			return e.list(ctx, c, method, req)
@@ -327,6 +334,7 @@ func (e *Endpoint) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		switch r := res.(type) {
 		case *mcp.InitializeResult:
 			e.advertise(r.Capabilities)
+			e.shown(c, e.listTools(c)) // what it would see: told only of changes from here
 		case *mcp.DiscoverResult:
 			e.advertise(r.Capabilities)
 		}
