@@ -58,9 +58,15 @@ type Call struct {
 	// session and method there).
 	Kind, Note string
 	// Agent, when set, is an agent the kernel itself vouches for (the
-	// sandbox runs it, internal/sandbox): Token is then not used, and the
-	// agent must still be registered and active. Never set from a request.
+	// sandbox runs it, internal/sandbox; the MCP endpoint verified an
+	// access token naming it): Token is then not used, and the agent must
+	// still be registered and active. Never set from a request.
 	Agent string
+	// User, when set, is the user the agent acts for, from a credential
+	// the kernel verified (an OIDC access token's sub, of UserIssuer). The
+	// decision sees it as context.user {id, issuer}, a key the kernel owns:
+	// a caller's own context.user is dropped. Never set from a request.
+	User, UserIssuer string
 	// Origin marks where the call came from in its audit record
 	// ("sandbox"); empty for the HTTP API.
 	Origin string
@@ -98,6 +104,7 @@ type invocation struct {
 	kind    string // audit record kind; "" is "invocation"
 	note    string
 	origin  string
+	user    map[string]any // context.user; nil: none
 }
 
 // MaxInvokeBody bounds an invocation's body.
@@ -131,6 +138,9 @@ func (g *Gateway) Invoke(ctx context.Context, c Call) Reply {
 		return fail(http.StatusForbidden, CodeCapability, fmt.Sprintf("agent %q did not declare a capability for %q (its capabilities: %s); register a new version of the agent with it", agent.ID, c.Action, strings.Join(agent.Capabilities, ", ")))
 	}
 	in := &invocation{g: g, start: start, agent: agent, entry: e, kind: c.Kind, note: c.Note, origin: c.Origin}
+	if c.User != "" {
+		in.user = map[string]any{"id": c.User, "issuer": c.UserIssuer}
+	}
 	in.resp = api.InvokeResponse{InvocationID: NewID("inv_"), Action: c.Action, Agent: agent.ID}
 	if k := g.killFor(&agent, c.Action); k != nil {
 		in.resp.Status, in.resp.Decision = api.InvocationDenied, api.Deny
@@ -234,6 +244,10 @@ func (in *invocation) decode(body []byte) (Reply, bool) {
 	}
 	ctxMap["input"] = json.RawMessage(raw)
 	ctxMap["action"] = map[string]any{"risk": in.entry.def.Risk, "cost": cost, "orchestra": in.entry.orchestra}
+	delete(ctxMap, "user")
+	if in.user != nil {
+		ctxMap["user"] = in.user
+	}
 	res := api.Entity{Type: "action", ID: in.entry.def.Name}
 	if in.req.Resource != nil {
 		res = *in.req.Resource
@@ -648,6 +662,9 @@ func (in *invocation) record() *audit.Record {
 		InvocationID: in.resp.InvocationID, ApprovalID: in.resp.ApprovalID, Status: in.resp.Status,
 		Cost: in.resp.Cost, DurationNS: int64(time.Since(in.start)), ArgsDigest: in.resp.ArgsDigest,
 		Origin: in.origin,
+	}
+	if in.user != nil {
+		r.User, _ = in.user["id"].(string)
 	}
 	if in.check != nil {
 		r.Resource = in.check.Resource.Type + ":" + in.check.Resource.ID

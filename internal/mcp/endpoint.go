@@ -52,6 +52,8 @@ type Endpoint struct {
 	srv     *mcp.Server
 	handler http.Handler
 	now     func() time.Time
+	access  AccessTokens // nil: agent tokens only
+	issuer  string
 
 	toolsMu  sync.Mutex
 	tools    map[string]*mcp.Tool // decoded definitions by digest; guarded by toolsMu
@@ -73,6 +75,19 @@ type EndpointConfig struct {
 	Audit   gateway.Recorder
 	Node    string
 	Now     func() time.Time
+	// AccessTokens, if set, verifies the access tokens of the OIDC issuer
+	// the node trusts (the server's auth.Verifier): an agent may then
+	// present one whose sub is the user and whose client_id (or azp) is
+	// the agent's id, instead of its aibos_ token.
+	AccessTokens AccessTokens
+	// Issuer, with AccessTokens, is the issuer's URL, named in the
+	// protected-resource metadata as the authorization server.
+	Issuer string
+}
+
+// AccessTokens verifies an OIDC issuer's access tokens (*auth.Verifier).
+type AccessTokens interface {
+	VerifyAccessToken(ctx context.Context, raw string) (kauth.AccessToken, error)
 }
 
 // sentinelTool is added and removed again to make the SDK send
@@ -86,7 +101,7 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	e := &Endpoint{m: m, gw: cfg.Gateway, store: m.cfg.Store, audit: cfg.Audit, node: cfg.Node, now: cfg.Now,
+	e := &Endpoint{m: m, gw: cfg.Gateway, store: m.cfg.Store, audit: cfg.Audit, node: cfg.Node, now: cfg.Now, access: cfg.AccessTokens, issuer: cfg.Issuer,
 		tools: make(map[string]*mcp.Tool), mappings: make(map[string]compiled), views: make(map[string]sessionView)}
 	e.srv = mcp.NewServer(&mcp.Implementation{Name: "aibos-kernel", Title: "AI-BOS Kernel MCP gateway", Version: "1"}, &mcp.ServerOptions{
 		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}},
@@ -159,12 +174,17 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, MetadataPath) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
-		json.NewEncoder(w).Encode(map[string]any{
+		md := map[string]any{
 			"resource":                 baseURL(r) + Path,
 			"bearer_methods_supported": []string{"header"},
 			"resource_name":            "AI-BOS Kernel MCP gateway",
 			"resource_documentation":   "Authenticate with the agent's token from registration: Authorization: Bearer aibos_...",
-		})
+		}
+		if e.access != nil && e.issuer != "" {
+			md["authorization_servers"] = []string{e.issuer}
+			md["resource_documentation"] = "Authenticate with the agent's token from registration (Authorization: Bearer aibos_...), or with an access token of " + e.issuer + " whose sub is the user and whose client_id is the agent's id"
+		}
+		json.NewEncoder(w).Encode(md)
 		return
 	}
 	e.handler.ServeHTTP(w, r)
@@ -215,8 +235,30 @@ func (e *Endpoint) listChanged(list string) {
 	}
 }
 
-// verify authenticates an agent's token for RequireBearerToken.
-func (e *Endpoint) verify(_ context.Context, token string, r *http.Request) (*auth.TokenInfo, error) {
+// verify authenticates an agent for RequireBearerToken: its aibos_ token,
+// or an access token of the trusted OIDC issuer whose client_id (or azp)
+// is a registered, active agent and whose sub is the user it acts for.
+func (e *Endpoint) verify(ctx context.Context, token string, r *http.Request) (*auth.TokenInfo, error) {
+	// aud is this server as the client addressed it: the resource id of
+	// the methods whose resource is the MCP server (COAZ-MCP's $token.aud).
+	aud := baseURL(r) + Path
+	if e.access != nil && !strings.HasPrefix(token, "aibos_") {
+		at, err := e.access.VerifyAccessToken(ctx, token)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
+		}
+		a, ok := e.store.Agent(at.ClientID)
+		if !ok {
+			return nil, fmt.Errorf("%w: the access token's client %q is not a registered agent: register the agent under the client id its issuer gives it", auth.ErrInvalidToken, at.ClientID)
+		}
+		if a.State != api.AgentActive {
+			return nil, fmt.Errorf("%w: agent %q is %s", auth.ErrInvalidToken, a.ID, a.State)
+		}
+		// The SDK binds a session to UserID: the agent acting for this
+		// user, so another user's token of the same agent cannot use it.
+		return &auth.TokenInfo{UserID: a.ID + "\x00" + at.Issuer + "\x00" + at.Subject, Expiration: at.ExpiresAt,
+			Extra: map[string]any{"token": token, "aud": aud, "agent": a.ID, "user": at.Subject, "issuer": at.Issuer}}, nil
+	}
 	a, ok := e.store.AgentByToken(token)
 	if !ok {
 		return nil, fmt.Errorf("%w: no valid agent credential: send the token issued at registration as 'Authorization: Bearer aibos_...'", auth.ErrInvalidToken)
@@ -224,9 +266,7 @@ func (e *Endpoint) verify(_ context.Context, token string, r *http.Request) (*au
 	if a.State != api.AgentActive {
 		return nil, fmt.Errorf("%w: agent %q is %s", auth.ErrInvalidToken, a.ID, a.State)
 	}
-	// aud is this server as the client addressed it: the resource id of
-	// the methods whose resource is the MCP server (COAZ-MCP's $token.aud).
-	return &auth.TokenInfo{UserID: a.ID, Extra: map[string]any{"token": token, "aud": baseURL(r) + Path}}, nil
+	return &auth.TokenInfo{UserID: a.ID, Extra: map[string]any{"token": token, "aud": aud}}, nil
 }
 
 // caller is the authenticated agent of a request.
@@ -235,6 +275,9 @@ type caller struct {
 	token   string
 	session string
 	aud     string
+	// user and issuer: the user the agent acts for, from a verified OIDC
+	// access token ("": the agent's own token, no user).
+	user, issuer string
 }
 
 func (e *Endpoint) caller(req mcp.Request) (*caller, error) {
@@ -243,11 +286,20 @@ func (e *Endpoint) caller(req mcp.Request) (*caller, error) {
 		return nil, errors.New("no credential")
 	}
 	tok, _ := ex.TokenInfo.Extra["token"].(string)
-	a, ok := e.store.AgentByToken(tok)
+	c := &caller{token: tok}
+	var a api.Agent
+	var ok bool
+	if id, isOIDC := ex.TokenInfo.Extra["agent"].(string); isOIDC {
+		a, ok = e.store.Agent(id)
+		c.user, _ = ex.TokenInfo.Extra["user"].(string)
+		c.issuer, _ = ex.TokenInfo.Extra["issuer"].(string)
+	} else {
+		a, ok = e.store.AgentByToken(tok)
+	}
 	if !ok || a.State != api.AgentActive {
 		return nil, errors.New("the agent's credential is no longer valid")
 	}
-	c := &caller{agent: a, token: tok}
+	c.agent = a
 	if s, ok := req.GetSession().(*mcp.ServerSession); ok {
 		c.session = s.ID()
 	}
@@ -255,8 +307,19 @@ func (e *Endpoint) caller(req mcp.Request) (*caller, error) {
 	return c, nil
 }
 
+// token_ is the token as a declared mapping sees it (COAZ-MCP's $token):
+// sub is the user the agent acts for, or the agent itself when it speaks
+// for no one; client_id is the agent.
 func (c *caller) token_() map[string]any {
-	return map[string]any{"sub": c.agent.ID, "client_id": c.agent.ID, "aud": c.aud}
+	return map[string]any{"sub": cmpOr(c.user, c.agent.ID), "client_id": c.agent.ID, "aud": c.aud}
+}
+
+// userContext is context.user of the caller's decisions (nil: none).
+func (c *caller) userContext() map[string]any {
+	if c.user == "" {
+		return nil
+	}
+	return map[string]any{"id": c.user, "issuer": c.issuer}
 }
 
 // middleware decides every method before the SDK's server sees it.
@@ -360,6 +423,9 @@ func (e *Endpoint) decide(c *caller, method string, params mcp.Params, orchestra
 	}
 	for k, v := range d.context {
 		ctxMap[k] = v
+	}
+	if u := c.userContext(); u != nil {
+		ctxMap["user"] = u
 	}
 	return d, e.gw.DecideFor(c.agent, d.action, d.resource, ctxMap)
 }
@@ -509,7 +575,13 @@ func (e *Endpoint) call(ctx context.Context, c *caller, r *mcp.CallToolRequest, 
 			})
 		}
 	}
-	rep := e.gw.Invoke(ctx, gateway.Call{Token: c.token, Action: name, Body: b, Kind: audit.KindMCP, Note: "mcp tools/call session " + c.session})
+	call := gateway.Call{Token: c.token, Action: name, Body: b, Kind: audit.KindMCP, Note: "mcp tools/call session " + c.session}
+	if c.user != "" {
+		// Verified here (an access token): the gateway takes the agent
+		// from the endpoint, and the user into the decision.
+		call.Token, call.Agent, call.User, call.UserIssuer = "", c.agent.ID, c.user, c.issuer
+	}
+	rep := e.gw.Invoke(ctx, call)
 	if rep.Forward {
 		var err error
 		if rep, err = e.forward(ctx, c, name, b); err != nil {
@@ -598,7 +670,7 @@ func (e *Endpoint) record(c *caller, method, tool, decision, msg string) {
 	}
 	e.audit.Append(&audit.Record{Time: e.now(), Node: e.node, Kind: audit.KindMCP, Agent: c.agent.ID, AgentVersion: c.agent.Version,
 		Tenant: c.agent.Tenant, Subject: api.EntityTypeAgent + ":" + c.agent.ID, Action: cmpOr(tool, "mcp."+strings.ReplaceAll(method, "/", ".")),
-		Decision: decision, Error: msg, Reason: "mcp " + method + " session " + c.session})
+		Decision: decision, Error: msg, Reason: "mcp " + method + " session " + c.session, User: c.user})
 }
 
 func (e *Endpoint) recordDecision(c *caller, method string, d mapped, dec api.Decision, status, msg string) {
@@ -608,7 +680,7 @@ func (e *Endpoint) recordDecision(c *caller, method string, d mapped, dec api.De
 	r := &audit.Record{Time: e.now(), Node: e.node, Kind: audit.KindMCP, Agent: c.agent.ID, AgentVersion: c.agent.Version,
 		Tenant: c.agent.Tenant, Subject: api.EntityTypeAgent + ":" + c.agent.ID, Action: d.action,
 		Resource: d.resource.Type + ":" + d.resource.ID, Decision: string(dec.Decision), Version: dec.Version,
-		Status: status, Error: msg, Reason: "mcp " + method + " session " + c.session}
+		Status: status, Error: msg, Reason: "mcp " + method + " session " + c.session, User: c.user}
 	for _, rs := range dec.Reasons {
 		if rs.Policy != "" {
 			r.Rules = append(r.Rules, rs.Policy+"/"+rs.Rule)

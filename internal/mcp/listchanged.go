@@ -26,7 +26,7 @@ import (
 
 // sessionView is what a session was last shown.
 type sessionView struct {
-	token  string // the agent's credential, to list as that agent again
+	agent  string // to list as that agent again
 	digest string
 }
 
@@ -47,7 +47,7 @@ func (e *Endpoint) shown(c *caller, r *mcp.ListToolsResult) {
 		return
 	}
 	e.viewsMu.Lock()
-	e.views[c.session] = sessionView{token: c.token, digest: toolsDigest(r)}
+	e.views[c.session] = sessionView{agent: c.agent.ID, digest: toolsDigest(r)}
 	e.viewsMu.Unlock()
 }
 
@@ -83,11 +83,11 @@ func (e *Endpoint) sending(next mcp.MethodHandler) mcp.MethodHandler {
 		if !known {
 			return next(ctx, method, req)
 		}
-		a, ok := e.store.AgentByToken(v.token)
+		a, ok := e.store.Agent(v.agent)
 		if !ok || a.State != api.AgentActive {
 			return next(ctx, method, req) // its list is gone: the next tools/list says so
 		}
-		c := &caller{agent: a, token: v.token, session: ss.ID()}
+		c := &caller{agent: a, session: ss.ID()}
 		now := e.listTools(c)
 		if toolsDigest(now) == v.digest {
 			return nil, nil

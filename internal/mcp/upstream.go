@@ -25,6 +25,7 @@ type Store interface {
 	Orchestras() []api.Orchestra
 	Orchestra(name string) (api.Orchestra, bool)
 	AgentByToken(token string) (api.Agent, bool)
+	Agent(id string) (api.Agent, bool)
 	Approvals() []api.Approval
 	LeaderHTTP() string
 }
