@@ -25,8 +25,16 @@ import (
 // the server was asked to read.
 type resourceServer struct {
 	url   string
+	srv   *mcp.Server
 	mu    sync.Mutex
 	reads map[string]int
+	subs  map[string]int // subscribe +1, unsubscribe -1, by URI
+}
+
+func (rs *resourceServer) subscribed(uri string) int {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.subs[uri]
 }
 
 func (rs *resourceServer) count(uri string) int {
@@ -36,8 +44,17 @@ func (rs *resourceServer) count(uri string) int {
 }
 
 func newResourceServer(t *testing.T) *resourceServer {
-	rs := &resourceServer{reads: map[string]int{}}
-	srv := mcp.NewServer(&mcp.Implementation{Name: "own-resources", Version: "1"}, &mcp.ServerOptions{PageSize: 2})
+	rs := &resourceServer{reads: map[string]int{}, subs: map[string]int{}}
+	sub := func(uri string, d int) {
+		rs.mu.Lock()
+		rs.subs[uri] += d
+		rs.mu.Unlock()
+	}
+	srv := mcp.NewServer(&mcp.Implementation{Name: "own-resources", Version: "1"}, &mcp.ServerOptions{PageSize: 2,
+		SubscribeHandler:   func(_ context.Context, r *mcp.SubscribeRequest) error { sub(r.Params.URI, 1); return nil },
+		UnsubscribeHandler: func(_ context.Context, r *mcp.UnsubscribeRequest) error { sub(r.Params.URI, -1); return nil },
+	})
+	rs.srv = srv
 	read := func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		rs.mu.Lock()
 		rs.reads[r.Params.URI]++
@@ -291,5 +308,81 @@ func TestListChangedPerSession(t *testing.T) {
 	}
 	if got := toolNames(t, narrow); len(got) != 0 {
 		t.Fatalf("narrow lists %v after the kill of its one tool", got)
+	}
+}
+
+// TestResourceSubscriptions: a subscription reaches the server once however
+// many sessions want it, the server's resources/updated reaches the
+// subscribers under the kernel's URI, the last unsubscribe unsubscribes
+// upstream, and policy decides subscribing.
+func TestResourceSubscriptions(t *testing.T) {
+	own := newResourceServer(t)
+	e := setup(t, api.Orchestra{Name: "own", Backend: api.Backend{Type: api.BackendMCP, URL: own.url}})
+	ctx := context.Background()
+	watch := func() (*mcp.ClientSession, chan string) {
+		ch := make(chan string, 8)
+		s := e.goClient("bot", &mcp.ClientOptions{ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) { ch <- r.Params.URI }})
+		return s, ch
+	}
+	a, aCh := watch()
+	b, bCh := watch()
+	if c := a.InitializeResult().Capabilities.Resources; c == nil || !c.Subscribe {
+		t.Fatalf("resources capability without subscribe: %+v", c)
+	}
+	for _, s := range []*mcp.ClientSession{a, b} {
+		if err := s.Subscribe(ctx, &mcp.SubscribeParams{URI: "own+note://1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := own.subscribed("note://1"); n != 1 {
+		t.Fatalf("the server has %d subscriptions to note://1, want 1", n)
+	}
+	own.srv.ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: "note://1"})
+	for name, ch := range map[string]chan string{"a": aCh, "b": bCh} {
+		select {
+		case uri := <-ch:
+			if uri != "own+note://1" {
+				t.Fatalf("%s was told of %q", name, uri)
+			}
+		case <-time.After(nodetest.WaitLong):
+			t.Fatalf("%s was not told of the update", name)
+		}
+	}
+	if err := a.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: "own+note://1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := own.subscribed("note://1"); n != 1 {
+		t.Fatalf("after one of two unsubscribed, the server has %d subscriptions, want 1", n)
+	}
+	if err := b.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: "own+note://1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := own.subscribed("note://1"); n != 0 {
+		t.Fatalf("after both unsubscribed, the server has %d subscriptions, want 0", n)
+	}
+	// Policy decides: the secret cannot be subscribed to, and the server
+	// never hears of it.
+	if err := a.Subscribe(ctx, &mcp.SubscribeParams{URI: "own+secret://plans"}); err == nil || !strings.Contains(err.Error(), "secrets are not for agents") {
+		t.Fatalf("subscribe to the secret: %v", err)
+	}
+	if n := own.subscribed("secret://plans"); n != 0 {
+		t.Fatalf("the server was asked to subscribe to the secret")
+	}
+	if err := a.Subscribe(ctx, &mcp.SubscribeParams{URI: "nowhere+x://y"}); err == nil {
+		t.Fatal("subscribe to an unknown orchestra's resource: want an error")
+	}
+	// A session that ends without unsubscribing: the next update finds no
+	// subscriber and unsubscribes upstream.
+	if err := a.Subscribe(ctx, &mcp.SubscribeParams{URI: "own+note://2"}); err != nil || own.subscribed("note://2") != 1 {
+		t.Fatalf("subscribe note://2: %v", err)
+	}
+	a.Close()
+	deadline := time.Now().Add(nodetest.WaitLong)
+	for own.subscribed("note://2") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the server is still subscribed for a session that ended")
+		}
+		own.srv.ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: "note://2"})
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -72,7 +72,7 @@ rules:
     actions: ["fs.write_file"]
   - name: no-secrets
     effect: deny
-    actions: ["mcp.resources.read"]
+    actions: ["mcp.resources.read", "mcp.resources.subscribe"]
     when: resource.id.startsWith("own+secret://")
     message: secrets are not for agents
   - name: not-for-mallory

@@ -59,6 +59,9 @@ type Endpoint struct {
 	tools    map[string]*mcp.Tool // decoded definitions by digest; guarded by toolsMu
 	mappings map[string]compiled  // declared mappings by digest; guarded by toolsMu
 
+	subsMu sync.Mutex
+	subs   map[string]map[string]bool // prefixed URI → the sessions subscribed to it; guarded by subsMu
+
 	viewsMu sync.Mutex
 	views   map[string]sessionView // by session id: the tool list it was last shown; guarded by viewsMu
 }
@@ -102,10 +105,12 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 		cfg.Now = time.Now
 	}
 	e := &Endpoint{m: m, gw: cfg.Gateway, store: m.cfg.Store, audit: cfg.Audit, node: cfg.Node, now: cfg.Now, access: cfg.AccessTokens, issuer: cfg.Issuer,
-		tools: make(map[string]*mcp.Tool), mappings: make(map[string]compiled), views: make(map[string]sessionView)}
+		tools: make(map[string]*mcp.Tool), mappings: make(map[string]compiled), views: make(map[string]sessionView), subs: make(map[string]map[string]bool)}
 	e.srv = mcp.NewServer(&mcp.Implementation{Name: "aibos-kernel", Title: "AI-BOS Kernel MCP gateway", Version: "1"}, &mcp.ServerOptions{
-		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}},
-		Logger:       m.log,
+		Capabilities:       &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}},
+		Logger:             m.log,
+		SubscribeHandler:   e.subscribe,
+		UnsubscribeHandler: e.unsubscribe,
 	})
 	e.srv.AddReceivingMiddleware(e.middleware)
 	e.srv.AddSendingMiddleware(e.sending)
@@ -152,6 +157,8 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 	})
 	m.OnToolsChanged(e.toolsChanged)
 	m.OnListChanged(e.listChanged)
+	m.OnResourceUpdated(e.resourceUpdated)
+	m.OnConnected(e.resubscribe)
 	return e
 }
 
@@ -376,7 +383,12 @@ func (e *Endpoint) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		switch {
 		case rt != nil:
-			res, err := e.forwardRouted(ctx, method, rt)
+			var res mcp.Result
+			if rt.call == nil {
+				res, err = next(ctx, method, req)
+			} else {
+				res, err = e.forwardRouted(ctx, method, rt)
+			}
 			status, msg := api.InvocationCompleted, ""
 			if err != nil {
 				status, msg = api.InvocationFailed, err.Error()

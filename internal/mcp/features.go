@@ -126,6 +126,8 @@ func (u *upstream) offers(feature string) bool {
 		return c.Prompts != nil
 	case "completions":
 		return c.Completions != nil
+	case "subscribe":
+		return c.Resources != nil && c.Resources.Subscribe
 	}
 	return false
 }
@@ -177,6 +179,9 @@ func (e *Endpoint) advertise(c *mcp.ServerCapabilities) {
 	for _, u := range e.m.upstreamList() {
 		if u.offers("resources") && c.Resources == nil {
 			c.Resources = &mcp.ResourceCapabilities{ListChanged: true}
+		}
+		if u.offers("subscribe") && c.Resources != nil {
+			c.Resources.Subscribe = true
 		}
 		if u.offers("prompts") && c.Prompts == nil {
 			c.Prompts = &mcp.PromptCapabilities{ListChanged: true}
@@ -347,7 +352,9 @@ func emptyList(method string) mcp.Result {
 }
 
 // routed is a request for one orchestra's server: resources/read,
-// prompts/get, completion/complete.
+// prompts/get, completion/complete; and resources/subscribe and
+// unsubscribe, whose call is nil (the SDK's server handles them, through
+// the endpoint's handlers).
 type routed struct {
 	u    *upstream
 	call func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error)
@@ -402,6 +409,23 @@ func (e *Endpoint) route(method string, req mcp.Request) (*routed, error) {
 			}
 			return &cp, nil
 		}}, nil
+	case *mcp.SubscribeRequest, *mcp.UnsubscribeRequest:
+		// The SDK's server keeps who subscribed (for ResourceUpdated) and
+		// calls the endpoint's handlers (subscribe.go): no call here.
+		uri := ""
+		if sr, ok := r.(*mcp.SubscribeRequest); ok && sr.Params != nil {
+			uri = sr.Params.URI
+		} else if ur, ok := r.(*mcp.UnsubscribeRequest); ok && ur.Params != nil {
+			uri = ur.Params.URI
+		}
+		if uri == "" {
+			return nil, bad(fmt.Errorf("%s needs params {uri}", method))
+		}
+		u, _, err := e.m.resourceUpstream(uri)
+		if err != nil {
+			return nil, bad(err)
+		}
+		return &routed{u: u}, nil
 	case *mcp.CompleteRequest:
 		if r.Params == nil || r.Params.Ref == nil {
 			return nil, bad(errors.New("completion/complete needs params {ref, argument}"))
@@ -486,7 +510,7 @@ func (e *Endpoint) forwardRouted(ctx context.Context, method string, r *routed) 
 }
 
 // routedMethods are answered by one orchestra's server.
-var routedMethods = []string{"resources/read", "prompts/get", "completion/complete"}
+var routedMethods = []string{"resources/read", "prompts/get", "completion/complete", "resources/subscribe", "resources/unsubscribe"}
 
 // listMethods are aggregated over the orchestras' servers.
 var listMethods = []string{"resources/list", "resources/templates/list", "prompts/list"}

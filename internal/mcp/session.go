@@ -67,6 +67,11 @@ func (u *upstream) run() {
 			u.lists.invalidate()
 			u.m.notifyList("resources")
 		},
+		ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
+			if r.Params != nil {
+				u.m.resourceUpdated(u.name, r.Params.URI)
+			}
+		},
 		PromptListChangedHandler: func(context.Context, *mcp.PromptListChangedRequest) {
 			u.lists.invalidate()
 			u.m.notifyList("prompts")
@@ -98,6 +103,7 @@ func (u *upstream) run() {
 		u.setSession(s, tools)
 		u.m.cfg.Metrics.setUp(u.name, true)
 		log.Info("mcp server connected", "tools", len(tools))
+		u.m.connected(u.name)
 		u.serve(s)
 		u.setSession(nil, nil)
 		u.m.cfg.Metrics.setUp(u.name, false)

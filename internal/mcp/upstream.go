@@ -86,9 +86,11 @@ type Manager struct {
 	kick   chan struct{} // a catalog change to Sync
 
 	mu        sync.Mutex
-	upstreams map[string]*upstream // by orchestra; guarded by mu
-	listeners []func()             // told when the tools an agent may see changed; guarded by mu
-	featureLs []func(list string)  // told when a server's resource or prompt list changed; guarded by mu
+	upstreams map[string]*upstream          // by orchestra; guarded by mu
+	listeners []func()                      // told when the tools an agent may see changed; guarded by mu
+	featureLs []func(list string)           // told when a server's resource or prompt list changed; guarded by mu
+	updatedLs []func(orchestra, uri string) // told of a server's resources/updated; guarded by mu
+	connLs    []func(orchestra string)      // told when an orchestra's session is (re)connected; guarded by mu
 }
 
 // NewManager starts a manager; it connects to the catalog's servers in the
@@ -157,6 +159,41 @@ func (m *Manager) OnListChanged(fn func(list string)) {
 	m.mu.Lock()
 	m.featureLs = append(m.featureLs, fn)
 	m.mu.Unlock()
+}
+
+// OnResourceUpdated registers fn, called (on the session's goroutine:
+// fn must not block long) with a server's notifications/resources/updated.
+func (m *Manager) OnResourceUpdated(fn func(orchestra, uri string)) {
+	m.mu.Lock()
+	m.updatedLs = append(m.updatedLs, fn)
+	m.mu.Unlock()
+}
+
+// OnConnected registers fn, called (on its own goroutine) when an
+// orchestra's session is connected again: what the server kept per session
+// (subscriptions) is gone.
+func (m *Manager) OnConnected(fn func(orchestra string)) {
+	m.mu.Lock()
+	m.connLs = append(m.connLs, fn)
+	m.mu.Unlock()
+}
+
+func (m *Manager) resourceUpdated(orchestra, uri string) {
+	m.mu.Lock()
+	ls := slices.Clone(m.updatedLs)
+	m.mu.Unlock()
+	for _, fn := range ls {
+		fn(orchestra, uri)
+	}
+}
+
+func (m *Manager) connected(orchestra string) {
+	m.mu.Lock()
+	ls := slices.Clone(m.connLs)
+	m.mu.Unlock()
+	for _, fn := range ls {
+		go fn(orchestra)
+	}
 }
 
 func (m *Manager) notifyList(list string) {
