@@ -364,8 +364,9 @@ func (e *Endpoint) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			e.record(c, method, "", "deny", "unknown method: the kernel denies methods it has no mapping for")
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: fmt.Sprintf("method %q is not allowed through the kernel: it has no COAZ-MCP mapping", method)}
 		}
-		if k := e.gw.KillFor(c.agent, d.action); k != nil && rt != nil {
-			// As for tools/call: a kill switch stops what would reach a server.
+		if k := e.gw.KillFor(c.agent, d.action); k != nil && rt != nil && method != "resources/unsubscribe" {
+			// As for tools/call: a kill switch stops what would reach a
+			// server (but not giving up a subscription).
 			msg := fmt.Sprintf("%s: stopped by kill switch %s (%s %s): %s", d.action, k.ID, k.Scope, k.Target, k.Reason)
 			e.m.cfg.Metrics.request(method, "deny")
 			dec.Decision = api.Deny
