@@ -363,6 +363,9 @@ type AccessToken struct {
 	Subject   string // sub: the user
 	ClientID  string // client_id, else azp: the agent
 	ExpiresAt time.Time
+	// Claims are all of the token's claims (COAZ-MCP's $token); shared:
+	// read them, never modify them.
+	Claims map[string]any
 }
 
 // accessToken verifies raw as an access token: the same checks as an ID
@@ -390,7 +393,7 @@ func (o *oidcVerifier) accessToken(ctx context.Context, raw string) (AccessToken
 	case client == "":
 		return AccessToken{}, fmt.Errorf("%w: OIDC access token: no client_id or azp (the agent's id at the issuer)", ErrMalformed)
 	}
-	at = AccessToken{Issuer: tok.Issuer, Subject: tok.Subject, ClientID: client, ExpiresAt: tok.Expiry}
+	at = AccessToken{Issuer: tok.Issuer, Subject: tok.Subject, ClientID: client, ExpiresAt: tok.Expiry, Claims: claims}
 	o.mu.Lock()
 	if len(o.access) >= maxVerified {
 		clear(o.access)

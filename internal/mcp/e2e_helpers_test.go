@@ -80,6 +80,11 @@ rules:
     actions: ["everything.get-sum", "mcp.resources.read"]
     when: has(context.user) && context.user.id == "mallory"
     message: mallory may not
+  - name: sales-lookups
+    effect: deny
+    actions: ["own.lookup"]
+    when: '!has(context.dept) || context.dept != "sales" || resource.type != "customer"'
+    message: customers are for sales
   - name: no-hidden-prompt
     effect: deny
     actions: ["mcp.prompts.get"]

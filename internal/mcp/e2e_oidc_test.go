@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
 	"github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/auth/authtest"
@@ -140,4 +143,62 @@ func rawMCP(t *testing.T, url, token, session string) (int, string) {
 	n, _ := resp.Body.Read(buf)
 	b.Write(buf[:n])
 	return resp.StatusCode, b.String()
+}
+
+// TestOIDCDeclaredMapping: a tool's x-authzen-mapping sees the access
+// token's claims as $token (COAZ-MCP), with $token.sub the user, and its
+// subject anchored to it.
+func TestOIDCDeclaredMapping(t *testing.T) {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "own-mapped", Version: "1"}, nil)
+	calls := 0
+	var mu sync.Mutex
+	srv.AddTool(&mcp.Tool{Name: "lookup", Description: "Looks a customer up.", InputSchema: map[string]any{
+		"type": "object", "properties": map[string]any{"id": map[string]any{"type": "string"}}, "required": []any{"id"},
+		"x-authzen-mapping": map[string]any{"evaluation": map[string]any{
+			"subject":  map[string]any{"type": "identity", "id": "$token.sub"},
+			"action":   map[string]any{"name": "get_customer"},
+			"resource": map[string]any{"type": "customer", "id": "$params.arguments.id"},
+			"context":  map[string]any{"dept": "$token.?dept", "agent": "$token.?client_id"},
+		}},
+	}}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "found"}}}, nil
+	})
+	ts := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
+	t.Cleanup(ts.Close)
+	is := authtest.NewIssuer(t, "https://login.example.test", "aibos")
+	e := setupWith(t, func(c *node.Config) {
+		c.OIDC = auth.OIDCConfig{Issuer: is.URL, Audience: "aibos", JWKSFile: is.JWKSFile}
+	}, api.Orchestra{Name: "own", Backend: api.Backend{Type: api.BackendMCP, URL: ts.URL}})
+
+	sales, err := e.connect(is.Token(t, "ana", time.Hour, map[string]any{"client_id": "bot", "dept": "sales"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, sales, "own.lookup", map[string]any{"id": "c-1"}); r.IsError || text(r) != "found" {
+		t.Fatalf("lookup for sales: %v %q", errCode(r), text(r))
+	}
+	recs, _ := e.n.Audit.Query(audit.Filter{Kind: "mcp", Action: "own.lookup"})
+	if len(recs) != 1 || recs[0].Resource != "customer:c-1" || recs[0].User != "ana" || recs[0].Agent != "bot" {
+		t.Fatalf("audit of the mapped call: %+v", recs)
+	}
+	for name, tok := range map[string]string{
+		"no dept claim": is.Token(t, "mallory", time.Hour, map[string]any{"client_id": "bot"}),
+		"agent token":   e.tokens["bot"],
+	} {
+		s, err := e.connect(tok, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := call(t, s, "own.lookup", map[string]any{"id": "c-1"}); errCode(r) != "denied" || !strings.Contains(text(r), "customers are for sales") {
+			t.Fatalf("lookup, %s: %v %q", name, errCode(r), text(r))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("the server ran lookup %d times, want 1", calls)
+	}
 }

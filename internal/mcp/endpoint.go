@@ -264,7 +264,7 @@ func (e *Endpoint) verify(ctx context.Context, token string, r *http.Request) (*
 		// The SDK binds a session to UserID: the agent acting for this
 		// user, so another user's token of the same agent cannot use it.
 		return &auth.TokenInfo{UserID: a.ID + "\x00" + at.Issuer + "\x00" + at.Subject, Expiration: at.ExpiresAt,
-			Extra: map[string]any{"token": token, "aud": aud, "agent": a.ID, "user": at.Subject, "issuer": at.Issuer}}, nil
+			Extra: map[string]any{"token": token, "aud": aud, "agent": a.ID, "user": at.Subject, "issuer": at.Issuer, "claims": at.Claims}}, nil
 	}
 	a, ok := e.store.AgentByToken(token)
 	if !ok {
@@ -283,8 +283,10 @@ type caller struct {
 	session string
 	aud     string
 	// user and issuer: the user the agent acts for, from a verified OIDC
-	// access token ("": the agent's own token, no user).
+	// access token ("": the agent's own token, no user); claims are all
+	// of that token's (shared, read only).
 	user, issuer string
+	claims       map[string]any
 }
 
 func (e *Endpoint) caller(req mcp.Request) (*caller, error) {
@@ -300,6 +302,7 @@ func (e *Endpoint) caller(req mcp.Request) (*caller, error) {
 		a, ok = e.store.Agent(id)
 		c.user, _ = ex.TokenInfo.Extra["user"].(string)
 		c.issuer, _ = ex.TokenInfo.Extra["issuer"].(string)
+		c.claims, _ = ex.TokenInfo.Extra["claims"].(map[string]any)
 	} else {
 		a, ok = e.store.AgentByToken(tok)
 	}
@@ -315,10 +318,16 @@ func (e *Endpoint) caller(req mcp.Request) (*caller, error) {
 }
 
 // token_ is the token as a declared mapping sees it (COAZ-MCP's $token):
-// sub is the user the agent acts for, or the agent itself when it speaks
-// for no one; client_id is the agent.
+// an access token's claims, with sub the user the agent acts for (or the
+// agent itself when it speaks for no one), client_id the agent and aud
+// this server (one string, as COAZ-MCP resolves it).
 func (c *caller) token_() map[string]any {
-	return map[string]any{"sub": cmpOr(c.user, c.agent.ID), "client_id": c.agent.ID, "aud": c.aud}
+	t := make(map[string]any, len(c.claims)+3)
+	for k, v := range c.claims {
+		t[k] = v
+	}
+	t["sub"], t["client_id"], t["aud"] = cmpOr(c.user, c.agent.ID), c.agent.ID, c.aud
+	return t
 }
 
 // userContext is context.user of the caller's decisions (nil: none).
