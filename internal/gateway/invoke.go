@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -371,7 +373,7 @@ func (in *invocation) hold(ctx context.Context) Reply {
 	}
 	a := api.Approval{
 		ID: NewID("apv_"), Agent: in.agent.ID, AgentVersion: in.agent.Version, Tenant: in.agent.Tenant,
-		Action: in.entry.def.Name, ArgsDigest: in.resp.ArgsDigest, Input: in.red.input(in.req.Input),
+		Action: in.entry.def.Name, ArgsDigest: in.approvalDigest(), Input: in.red.input(in.req.Input),
 		Reasons: in.dec.Reasons, Approvers: in.obl.Approvers, State: api.ApprovalPending,
 		CreatedAt: now, ExpiresAt: now.Add(g.cfg.ApprovalTTL), InvocationID: in.resp.InvocationID,
 	}
@@ -432,14 +434,37 @@ func (in *invocation) redeemable() bool {
 	a, ok := in.g.cfg.Store.Approval(in.req.ApprovalID)
 	return ok && store.EffectiveApprovalState(a, in.g.now()) == api.ApprovalApproved &&
 		a.Agent == in.agent.ID && a.AgentVersion == in.agent.Version &&
-		a.Action == in.entry.def.Name && a.ArgsDigest == in.resp.ArgsDigest
+		a.Action == in.entry.def.Name && a.ArgsDigest == in.approvalDigest()
+}
+
+// approvalDigest is the digest an approval of this call is bound to: the
+// arguments', and for a call on behalf of a user, the user's too.
+func (in *invocation) approvalDigest() string {
+	if in.user == nil {
+		return in.resp.ArgsDigest
+	}
+	iss, _ := in.user["issuer"].(string)
+	sub, _ := in.user["id"].(string)
+	return ApprovalDigest(in.resp.ArgsDigest, iss, sub)
+}
+
+// ApprovalDigest binds an approval of a call an agent makes on behalf of
+// a user (Call.User) to that user as well as to the arguments: SHA-256 of
+// the arguments' digest, the issuer and the user, NUL-separated, as hex.
+// An approval of the call for one user is never redeemed for another.
+func ApprovalDigest(argsDigest, issuer, user string) string {
+	if user == "" {
+		return argsDigest
+	}
+	sum := sha256.Sum256([]byte(argsDigest + "\x00" + issuer + "\x00" + user))
+	return hex.EncodeToString(sum[:])
 }
 
 // redeem consumes the approval named in the request. ok: it was approved
 // for exactly this agent, version, action and arguments, and is now spent.
 func (in *invocation) redeem(ctx context.Context) (Reply, bool) {
 	g := in.g
-	_, err := g.cfg.Store.ConsumeApproval(ctx, in.req.ApprovalID, in.agent.ID, in.agent.Version, in.entry.def.Name, in.resp.ArgsDigest, in.resp.InvocationID, g.now())
+	_, err := g.cfg.Store.ConsumeApproval(ctx, in.req.ApprovalID, in.agent.ID, in.agent.Version, in.entry.def.Name, in.approvalDigest(), in.resp.InvocationID, g.now())
 	in.resp.ApprovalID = in.req.ApprovalID
 	if err == nil {
 		g.metrics.approvals.WithLabelValues("redeemed").Inc()

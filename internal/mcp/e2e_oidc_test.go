@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -200,5 +202,45 @@ func TestOIDCDeclaredMapping(t *testing.T) {
 	defer mu.Unlock()
 	if calls != 1 {
 		t.Fatalf("the server ran lookup %d times, want 1", calls)
+	}
+}
+
+// TestOIDCApprovalBoundToUser: an approval of an agent's call for one user
+// is not redeemed by the same agent's call, with the same arguments, for
+// another user.
+func TestOIDCApprovalBoundToUser(t *testing.T) {
+	is := authtest.NewIssuer(t, "https://login.example.test", "aibos")
+	e := setupWith(t, func(c *node.Config) {
+		c.OIDC = auth.OIDCConfig{Issuer: is.URL, Audience: "aibos", JWKSFile: is.JWKSFile}
+	})
+	ana, err := e.connect(is.Token(t, "ana", time.Hour, map[string]any{"client_id": "bot"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory, err := e.connect(is.Token(t, "mallory", time.Hour, map[string]any{"client_id": "bot"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(e.fsRoot, "for-ana.txt")
+	args := map[string]any{"path": path, "content": "ana's"}
+	r := call(t, ana, "fs.write_file", args)
+	id := metaString(r, "approval_id")
+	if errCode(r) != "approval_required" || id == "" {
+		t.Fatalf("ana's write: %v %q", errCode(r), text(r))
+	}
+	if _, err := e.alice.Approve(context.Background(), id, "alice", "ok for ana"); err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, mallory, "fs.write_file", args); errCode(r) != "approval_required" || metaString(r, "approval_id") == id {
+		t.Fatalf("mallory's same write after ana's approval: want a new approval, got %v %q", errCode(r), text(r))
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("mallory's call ran on ana's approval")
+	}
+	if r := call(t, ana, "fs.write_file", args); r.IsError {
+		t.Fatalf("ana's approved write: %v %q", errCode(r), text(r))
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "ana's" {
+		t.Fatalf("file: %q %v", b, err)
 	}
 }

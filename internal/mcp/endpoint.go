@@ -581,7 +581,8 @@ func (e *Endpoint) call(ctx context.Context, c *caller, r *mcp.CallToolRequest, 
 	}
 	digest, err := jcs.Digest(args)
 	if err == nil {
-		if a, ok := e.findApproval(c.agent, name, digest); ok {
+		// For a user's call, the approval binds the user too.
+		if a, ok := e.findApproval(c.agent, name, gateway.ApprovalDigest(digest, c.issuer, c.user)); ok {
 			if a.State == api.ApprovalPending {
 				msg := fmt.Sprintf("this call is waiting for approval %s (expires %s): once an operator approves it (aibos approval approve %s), call the tool again with the same arguments", a.ID, a.ExpiresAt.UTC().Format(time.RFC3339), a.ID)
 				return toolError(CodeApprovalPending, msg, map[string]any{"approval_id": a.ID}), nil
