@@ -66,6 +66,7 @@ type Record struct {
 	Reason       string          `json:"reason,omitempty"`
 	Redacted     []string        `json:"redacted,omitempty"` // paths redacted from Args and Result
 	Origin       string          `json:"origin,omitempty"`   // "sandbox" for a host call of a sandboxed agent
+	User         string          `json:"user,omitempty"`     // the user an agent acted for (the sub of an OIDC access token)
 
 	// Check, when set, is a decision of the check API recorded by
 	// reference: the writer takes subject, agent, action, resource and
@@ -212,6 +213,7 @@ func appendBody(b []byte, r *Record, node string, args, result json.RawMessage, 
 		b = appendStrings(b, redacted)
 	}
 	str("origin", r.Origin)
+	str("user", r.User)
 	return append(b, '}')
 }
 

@@ -161,6 +161,7 @@ type oidcVerifier struct {
 	// when full it is emptied.
 	mu       sync.Mutex
 	verified map[[32]byte]Principal
+	access   map[[32]byte]AccessToken // the same for access tokens; guarded by mu
 }
 
 const maxVerified = 4096
@@ -209,14 +210,15 @@ func newOIDCVerifier(ctx context.Context, cfg OIDCConfig, now func() time.Time) 
 		SupportedSigningAlgs: signingAlgs,
 		Now:                  now,
 	})
-	return &oidcVerifier{cfg: cfg, v: v, now: now, verified: map[[32]byte]Principal{}}, nil
+	return &oidcVerifier{cfg: cfg, v: v, now: now, verified: map[[32]byte]Principal{}, access: map[[32]byte]AccessToken{}}, nil
 }
 
 // verify checks the token and maps its claims to a Principal. The error
 // says which check failed.
 func (o *oidcVerifier) verify(ctx context.Context, raw string) (Principal, error) {
 	if strings.Count(raw, ".") != 2 {
-		return Principal{}, fmt.Errorf("%w: the credential is not a kernel token (aibos_op_… for operators, aibos_… for agents) nor a JWT", ErrMalformed)
+		_, _, err := o.jwt(ctx, raw) // the same refusal, without hashing
+		return Principal{}, err
 	}
 	sum := sha256.Sum256([]byte(raw))
 	o.mu.Lock()
@@ -243,15 +245,29 @@ func (o *oidcVerifier) verify(ctx context.Context, raw string) (Principal, error
 	return p, nil
 }
 
-// check verifies the token with go-oidc and maps its claims.
-func (o *oidcVerifier) check(ctx context.Context, raw string) (Principal, error) {
+// jwt verifies a token with go-oidc (signature, issuer, audience,
+// expiry) and returns it with its claims: the one check of an issuer's
+// tokens, for operators' ID tokens and agents' access tokens alike.
+func (o *oidcVerifier) jwt(ctx context.Context, raw string) (*oidc.IDToken, map[string]any, error) {
+	if strings.Count(raw, ".") != 2 {
+		return nil, nil, fmt.Errorf("%w: the credential is not a kernel token (aibos_op_… for operators, aibos_… for agents) nor a JWT", ErrMalformed)
+	}
 	tok, err := o.v.Verify(ctx, raw)
 	if err != nil {
-		return Principal{}, o.refusal(err)
+		return nil, nil, o.refusal(err)
 	}
 	var claims map[string]any
 	if err := tok.Claims(&claims); err != nil {
-		return Principal{}, fmt.Errorf("%w: OIDC token: claims: %v", ErrMalformed, err)
+		return nil, nil, fmt.Errorf("%w: OIDC token: claims: %v", ErrMalformed, err)
+	}
+	return tok, claims, nil
+}
+
+// check verifies the token with go-oidc and maps its claims.
+func (o *oidcVerifier) check(ctx context.Context, raw string) (Principal, error) {
+	tok, claims, err := o.jwt(ctx, raw)
+	if err != nil {
+		return Principal{}, err
 	}
 	name, _ := claims[o.cfg.PrincipalClaim].(string)
 	if name == "" {
@@ -337,4 +353,52 @@ func strClaim(claims map[string]any, name string) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("%w: OIDC token: the claim %q is a %T; want a string or a list of strings", ErrMalformed, name, v)
 	}
+}
+
+// AccessToken is a verified OAuth access token of the trusted issuer that
+// an agent presents on behalf of a user (COAZ-MCP): the subject is the
+// user, the client the agent.
+type AccessToken struct {
+	Issuer    string
+	Subject   string // sub: the user
+	ClientID  string // client_id, else azp: the agent
+	ExpiresAt time.Time
+	// Claims are all of the token's claims (COAZ-MCP's $token); shared:
+	// read them, never modify them.
+	Claims map[string]any
+}
+
+// accessToken verifies raw as an access token: the same checks as an ID
+// token (one issuer, one audience, its keys), then a non-empty sub and a
+// client_id (or azp). Verified tokens are remembered as ID tokens are.
+func (o *oidcVerifier) accessToken(ctx context.Context, raw string) (AccessToken, error) {
+	sum := sha256.Sum256([]byte(raw))
+	o.mu.Lock()
+	at, ok := o.access[sum]
+	o.mu.Unlock()
+	if ok && o.now().Before(at.ExpiresAt) {
+		return at, nil
+	}
+	tok, claims, err := o.jwt(ctx, raw)
+	if err != nil {
+		return AccessToken{}, err
+	}
+	client, _ := claims["client_id"].(string)
+	if client == "" {
+		client, _ = claims["azp"].(string)
+	}
+	switch {
+	case tok.Subject == "":
+		return AccessToken{}, fmt.Errorf("%w: OIDC access token: no sub (the user the agent acts for)", ErrMalformed)
+	case client == "":
+		return AccessToken{}, fmt.Errorf("%w: OIDC access token: no client_id or azp (the agent's id at the issuer)", ErrMalformed)
+	}
+	at = AccessToken{Issuer: tok.Issuer, Subject: tok.Subject, ClientID: client, ExpiresAt: tok.Expiry, Claims: claims}
+	o.mu.Lock()
+	if len(o.access) >= maxVerified {
+		clear(o.access)
+	}
+	o.access[sum] = at
+	o.mu.Unlock()
+	return at, nil
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -211,4 +212,68 @@ func TestOIDCRememberedTokenExpires(t *testing.T) {
 	if _, err := v.Verify(tok); !errors.Is(err, ErrExpired) {
 		t.Fatalf("after exp: %v", err)
 	}
+}
+
+// TestOIDCAccessToken: an access token of the trusted issuer names its
+// user (sub) and client (client_id, else azp); one without a client, or
+// failing a check of the ID token's, is refused with the reason; with no
+// issuer trusted, none is accepted.
+func TestOIDCAccessToken(t *testing.T) {
+	is := authtest.NewIssuer(t, testIssuer, "aibos")
+	v := oidcVerifierFor(t, is, nil)
+	ctx := context.Background()
+	for _, c := range []struct {
+		name   string
+		claims map[string]any
+		client string
+		err    string
+	}{
+		{"client_id", map[string]any{"client_id": "bot", "azp": "other"}, "bot", ""},
+		{"azp", map[string]any{"azp": "bot"}, "bot", ""},
+		{"no client", nil, "", "no client_id or azp"},
+		{"client not a string", map[string]any{"client_id": 7}, "", "no client_id or azp"},
+		{"audience", map[string]any{"client_id": "bot", "aud": "else"}, "", "wrong audience"},
+	} {
+		at, err := v.VerifyAccessToken(ctx, is.Token(t, "ana", time.Hour, c.claims))
+		switch {
+		case c.err == "" && (err != nil || at.ClientID != c.client || at.Subject != "ana" || at.Issuer != testIssuer || at.ExpiresAt.IsZero()):
+			t.Errorf("%s: %+v %v", c.name, at, err)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%s: want %q, got %+v %v", c.name, c.err, at, err)
+		}
+	}
+	if _, err := v.VerifyAccessToken(ctx, is.Token(t, "ana", -time.Second, map[string]any{"client_id": "bot"})); !errors.Is(err, ErrExpired) {
+		t.Errorf("expired: %v", err)
+	}
+	if _, err := v.VerifyAccessToken(ctx, "aibos_not-a-jwt"); !errors.Is(err, ErrMalformed) {
+		t.Errorf("not a JWT: %v", err)
+	}
+	none, err := NewVerifier(VerifierConfig{Tokens: oneToken{}, Agents: oneToken{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := none.VerifyAccessToken(ctx, is.Token(t, "ana", time.Hour, map[string]any{"client_id": "bot"})); !errors.Is(err, ErrNoIssuer) {
+		t.Errorf("no issuer trusted: %v", err)
+	}
+}
+
+// FuzzOIDCAccessToken: no credential but one the issuer signed is an
+// access token, and none panics the verifier.
+func FuzzOIDCAccessToken(f *testing.F) {
+	is := authtest.NewIssuer(f, testIssuer, "aibos")
+	good := is.Token(f, "u", time.Hour, map[string]any{"client_id": "bot"})
+	for _, s := range []string{good, tamper(good), "a.b.c", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1IiwiY2xpZW50X2lkIjoiYm90In0."} {
+		f.Add(s)
+	}
+	st := oneToken{}
+	v, err := NewVerifier(VerifierConfig{Tokens: st, Agents: st, OIDC: OIDCConfig{Issuer: is.URL, Audience: "aibos", JWKSFile: is.JWKSFile}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, cred string) {
+		at, err := v.VerifyAccessToken(context.Background(), cred)
+		if err == nil && (at.Subject != "u" || at.ClientID != "bot") {
+			t.Fatalf("%q verified as %+v", cred, at)
+		}
+	})
 }

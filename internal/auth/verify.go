@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -99,4 +100,20 @@ func (v *Verifier) Verify(cred string) (Principal, error) {
 		}
 		return Principal{}, fmt.Errorf("%w: the credential is not a kernel token (aibos_op_… for operators, aibos_… for agents)", ErrMalformed)
 	}
+}
+
+// ErrNoIssuer is an access token presented to a kernel that trusts no
+// OIDC issuer.
+var ErrNoIssuer = errors.New("no OIDC issuer is trusted")
+
+// VerifyAccessToken verifies an OIDC access token of the trusted issuer
+// (signature, issuer, audience, expiry: the checks of operators' ID
+// tokens, with the same configuration) and returns its user (sub) and
+// client (client_id, else azp). For agents that act for a user (the MCP
+// endpoint).
+func (v *Verifier) VerifyAccessToken(ctx context.Context, raw string) (AccessToken, error) {
+	if v.oidc == nil {
+		return AccessToken{}, fmt.Errorf("%w: %w: this kernel accepts agent tokens (aibos_…) only; an operator configures --oidc-issuer to accept an issuer's access tokens", ErrMalformed, ErrNoIssuer)
+	}
+	return v.oidc.accessToken(ctx, raw)
 }

@@ -54,6 +54,11 @@ rules:
   - name: refunds
     effect: allow
     actions: ["crm.refund"]
+  - name: users-are-the-kernels
+    effect: deny
+    actions: ["crm.read"]
+    when: has(context.user)
+    message: only the kernel names a user
   - name: nobody-deletes
     effect: deny
     actions: ["crm.delete"]
@@ -326,6 +331,21 @@ func TestForgedSubjectIgnored(t *testing.T) {
 	}
 	if n := e.be.count("crm.read"); n != 0 {
 		t.Fatalf("backend called %d times", n)
+	}
+}
+
+// TestForgedUserIgnored: context.user is the kernel's (a user it verified,
+// see Call.User): a caller's own is dropped before the decision.
+func TestForgedUserIgnored(t *testing.T) {
+	e := startOne(t, nil)
+	c, err := client.New([]string{e.nodes[0].URL()}, client.Options{RetryFor: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Invoke(context.Background(), e.tokens["clerk"], "crm.read", api.InvokeRequest{Input: json.RawMessage(`{"id":"c1"}`),
+		Context: map[string]any{"user": map[string]any{"id": "ceo"}, "note": "kept"}}, client.InvokeOptions{})
+	if err != nil || resp.Status != api.InvocationCompleted {
+		t.Fatalf("invoke with a forged context.user: %+v %v", resp, err)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,9 +60,15 @@ type Call struct {
 	// session and method there).
 	Kind, Note string
 	// Agent, when set, is an agent the kernel itself vouches for (the
-	// sandbox runs it, internal/sandbox): Token is then not used, and the
-	// agent must still be registered and active. Never set from a request.
+	// sandbox runs it, internal/sandbox; the MCP endpoint verified an
+	// access token naming it): Token is then not used, and the agent must
+	// still be registered and active. Never set from a request.
 	Agent string
+	// User, when set, is the user the agent acts for, from a credential
+	// the kernel verified (an OIDC access token's sub, of UserIssuer). The
+	// decision sees it as context.user {id, issuer}, a key the kernel owns:
+	// a caller's own context.user is dropped. Never set from a request.
+	User, UserIssuer string
 	// Origin marks where the call came from in its audit record
 	// ("sandbox"); empty for the HTTP API.
 	Origin string
@@ -98,6 +106,7 @@ type invocation struct {
 	kind    string // audit record kind; "" is "invocation"
 	note    string
 	origin  string
+	user    map[string]any // context.user; nil: none
 }
 
 // MaxInvokeBody bounds an invocation's body.
@@ -131,6 +140,9 @@ func (g *Gateway) Invoke(ctx context.Context, c Call) Reply {
 		return fail(http.StatusForbidden, CodeCapability, fmt.Sprintf("agent %q did not declare a capability for %q (its capabilities: %s); register a new version of the agent with it", agent.ID, c.Action, strings.Join(agent.Capabilities, ", ")))
 	}
 	in := &invocation{g: g, start: start, agent: agent, entry: e, kind: c.Kind, note: c.Note, origin: c.Origin}
+	if c.User != "" {
+		in.user = map[string]any{"id": c.User, "issuer": c.UserIssuer}
+	}
 	in.resp = api.InvokeResponse{InvocationID: NewID("inv_"), Action: c.Action, Agent: agent.ID}
 	if k := g.killFor(&agent, c.Action); k != nil {
 		in.resp.Status, in.resp.Decision = api.InvocationDenied, api.Deny
@@ -234,6 +246,10 @@ func (in *invocation) decode(body []byte) (Reply, bool) {
 	}
 	ctxMap["input"] = json.RawMessage(raw)
 	ctxMap["action"] = map[string]any{"risk": in.entry.def.Risk, "cost": cost, "orchestra": in.entry.orchestra}
+	delete(ctxMap, "user")
+	if in.user != nil {
+		ctxMap["user"] = in.user
+	}
 	res := api.Entity{Type: "action", ID: in.entry.def.Name}
 	if in.req.Resource != nil {
 		res = *in.req.Resource
@@ -357,7 +373,7 @@ func (in *invocation) hold(ctx context.Context) Reply {
 	}
 	a := api.Approval{
 		ID: NewID("apv_"), Agent: in.agent.ID, AgentVersion: in.agent.Version, Tenant: in.agent.Tenant,
-		Action: in.entry.def.Name, ArgsDigest: in.resp.ArgsDigest, Input: in.red.input(in.req.Input),
+		Action: in.entry.def.Name, ArgsDigest: in.approvalDigest(), Input: in.red.input(in.req.Input),
 		Reasons: in.dec.Reasons, Approvers: in.obl.Approvers, State: api.ApprovalPending,
 		CreatedAt: now, ExpiresAt: now.Add(g.cfg.ApprovalTTL), InvocationID: in.resp.InvocationID,
 	}
@@ -418,14 +434,37 @@ func (in *invocation) redeemable() bool {
 	a, ok := in.g.cfg.Store.Approval(in.req.ApprovalID)
 	return ok && store.EffectiveApprovalState(a, in.g.now()) == api.ApprovalApproved &&
 		a.Agent == in.agent.ID && a.AgentVersion == in.agent.Version &&
-		a.Action == in.entry.def.Name && a.ArgsDigest == in.resp.ArgsDigest
+		a.Action == in.entry.def.Name && a.ArgsDigest == in.approvalDigest()
+}
+
+// approvalDigest is the digest an approval of this call is bound to: the
+// arguments', and for a call on behalf of a user, the user's too.
+func (in *invocation) approvalDigest() string {
+	if in.user == nil {
+		return in.resp.ArgsDigest
+	}
+	iss, _ := in.user["issuer"].(string)
+	sub, _ := in.user["id"].(string)
+	return ApprovalDigest(in.resp.ArgsDigest, iss, sub)
+}
+
+// ApprovalDigest binds an approval of a call an agent makes on behalf of
+// a user (Call.User) to that user as well as to the arguments: SHA-256 of
+// the arguments' digest, the issuer and the user, NUL-separated, as hex.
+// An approval of the call for one user is never redeemed for another.
+func ApprovalDigest(argsDigest, issuer, user string) string {
+	if user == "" {
+		return argsDigest
+	}
+	sum := sha256.Sum256([]byte(argsDigest + "\x00" + issuer + "\x00" + user))
+	return hex.EncodeToString(sum[:])
 }
 
 // redeem consumes the approval named in the request. ok: it was approved
 // for exactly this agent, version, action and arguments, and is now spent.
 func (in *invocation) redeem(ctx context.Context) (Reply, bool) {
 	g := in.g
-	_, err := g.cfg.Store.ConsumeApproval(ctx, in.req.ApprovalID, in.agent.ID, in.agent.Version, in.entry.def.Name, in.resp.ArgsDigest, in.resp.InvocationID, g.now())
+	_, err := g.cfg.Store.ConsumeApproval(ctx, in.req.ApprovalID, in.agent.ID, in.agent.Version, in.entry.def.Name, in.approvalDigest(), in.resp.InvocationID, g.now())
 	in.resp.ApprovalID = in.req.ApprovalID
 	if err == nil {
 		g.metrics.approvals.WithLabelValues("redeemed").Inc()
@@ -648,6 +687,9 @@ func (in *invocation) record() *audit.Record {
 		InvocationID: in.resp.InvocationID, ApprovalID: in.resp.ApprovalID, Status: in.resp.Status,
 		Cost: in.resp.Cost, DurationNS: int64(time.Since(in.start)), ArgsDigest: in.resp.ArgsDigest,
 		Origin: in.origin,
+	}
+	if in.user != nil {
+		r.User, _ = in.user["id"].(string)
 	}
 	if in.check != nil {
 		r.Resource = in.check.Resource.Type + ":" + in.check.Resource.ID

@@ -56,11 +56,17 @@ func (g *Gateway) Screen(agent api.Agent, action string) (code string) {
 		"input":  map[string]any{},
 		"action": map[string]any{"risk": e.def.Risk, "cost": 0, "orchestra": e.orchestra},
 	})
-	if d.Decision == api.Deny && len(d.Errors) == 0 {
+	if DeniedOutright(d) {
 		return CodeDenied
 	}
 	return ""
 }
+
+// DeniedOutright reports whether a decision taken before the input is
+// known screens its action out of a list: a deny that held without an
+// evaluation error (one that does not hinge on what is missing). Screen
+// and the MCP endpoint's resource and prompt lists filter by it.
+func DeniedOutright(d api.Decision) bool { return d.Decision == api.Deny && len(d.Errors) == 0 }
 
 // DecideFor decides an action of the agent that is not an invocation (the
 // MCP endpoint's other methods): the subject is the registered agent, as

@@ -2,6 +2,7 @@ package mcp_test
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -19,6 +20,40 @@ import (
 //
 //	go test -run '^$' -bench EchoOverhead -benchtime 2000x ./internal/mcp
 func BenchmarkEchoOverhead(b *testing.B) {
+	args := map[string]any{"message": "hello"}
+	overhead(b, func(ctx context.Context, s *mcp.ClientSession, kernel bool) error {
+		name := "echo"
+		if kernel {
+			name = "everything.echo"
+		}
+		r, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
+		if err == nil && r.IsError {
+			err = fmt.Errorf("%s: %+v", name, r)
+		}
+		return err
+	})
+}
+
+// BenchmarkReadResourceOverhead is BenchmarkEchoOverhead for resources/read
+// of one of server-everything's documents (routed, decided as
+// mcp.resources.read, audited). Run:
+//
+//	go test -run '^$' -bench ReadResourceOverhead -benchtime 2000x ./internal/mcp
+func BenchmarkReadResourceOverhead(b *testing.B) {
+	const uri = "demo://resource/static/document/features.md"
+	overhead(b, func(ctx context.Context, s *mcp.ClientSession, kernel bool) error {
+		u := uri
+		if kernel {
+			u = "everything+" + uri
+		}
+		_, err := s.ReadResource(ctx, &mcp.ReadResourceParams{URI: u})
+		return err
+	})
+}
+
+// overhead runs op straight against server-everything and through the
+// kernel, and reports the percentiles.
+func overhead(b *testing.B, op func(ctx context.Context, s *mcp.ClientSession, kernel bool) error) {
 	e := setup(b)
 	ctx := context.Background()
 	mods := filepath.Join(e.dir, "node_modules", "@modelcontextprotocol")
@@ -29,28 +64,27 @@ func BenchmarkEchoOverhead(b *testing.B) {
 	}
 	defer direct.Close()
 	kernel := e.goClient("bot", nil)
-	args := map[string]any{"message": "hello"}
-	measure := func(s *mcp.ClientSession, tool string) []time.Duration {
+	measure := func(s *mcp.ClientSession, viaKernel bool) []time.Duration {
 		for range 50 { // warm up
-			if _, err := s.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args}); err != nil {
+			if err := op(ctx, s, viaKernel); err != nil {
 				b.Fatal(err)
 			}
 		}
 		out := make([]time.Duration, 0, b.N)
 		for range b.N {
 			t0 := time.Now()
-			r, err := s.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
+			err := op(ctx, s, viaKernel)
 			out = append(out, time.Since(t0))
-			if err != nil || r.IsError {
-				b.Fatalf("%s: %v %+v", tool, err, r)
+			if err != nil {
+				b.Fatal(err)
 			}
 		}
 		slices.Sort(out)
 		return out
 	}
 	b.ResetTimer()
-	d := measure(direct, "echo")
-	k := measure(kernel, "everything.echo")
+	d := measure(direct, false)
+	k := measure(kernel, true)
 	b.StopTimer()
 	pct := func(s []time.Duration, p float64) float64 {
 		return float64(s[min(len(s)-1, int(float64(len(s))*p))].Microseconds()) / 1000

@@ -70,6 +70,25 @@ rules:
   - name: writes-need-approval
     effect: require_approval
     actions: ["fs.write_file"]
+  - name: no-secrets
+    effect: deny
+    actions: ["mcp.resources.read", "mcp.resources.subscribe"]
+    when: resource.id.startsWith("own+secret://")
+    message: secrets are not for agents
+  - name: not-for-mallory
+    effect: deny
+    actions: ["everything.get-sum", "mcp.resources.read"]
+    when: has(context.user) && context.user.id == "mallory"
+    message: mallory may not
+  - name: sales-lookups
+    effect: deny
+    actions: ["own.lookup"]
+    when: '!has(context.dept) || context.dept != "sales" || resource.type != "customer"'
+    message: customers are for sales
+  - name: no-hidden-prompt
+    effect: deny
+    actions: ["mcp.prompts.get"]
+    when: resource.id == "own.hidden"
 `
 
 type env struct {
@@ -85,9 +104,20 @@ type env struct {
 
 func setup(t testing.TB, extra ...api.Orchestra) *env {
 	t.Helper()
+	return setupWith(t, nil, extra...)
+}
+
+// setupWith is setup with the node's configuration changed by mod.
+func setupWith(t testing.TB, mod func(*node.Config), extra ...api.Orchestra) *env {
+	t.Helper()
 	requireNode(t)
 	cfg := nodetest.Config(t, "n1")
 	cfg.MCP.Debounce = 100 * time.Millisecond
+	cfg.MCP.ListWait = nodetest.WaitLong // a list right after the put waits for the server to connect
+	cfg.MCP.PageSize = 3                 // lists of a few items still page
+	if mod != nil {
+		mod(&cfg)
+	}
 	return setupOn(t, []*node.Node{nodetest.Start(t, cfg)}, extra...)
 }
 
@@ -147,16 +177,25 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 // goClient connects the Go SDK's client as agent.
 func (e *env) goClient(agent string, opts *mcp.ClientOptions) *mcp.ClientSession {
 	e.t.Helper()
+	s, err := e.connect(e.tokens[agent], opts)
+	if err != nil {
+		e.t.Fatalf("connect as %s: %v", agent, err)
+	}
+	return s
+}
+
+// connect connects the Go SDK's client with a bearer token.
+func (e *env) connect(token string, opts *mcp.ClientOptions) (*mcp.ClientSession, error) {
 	c := mcp.NewClient(&mcp.Implementation{Name: "go-test", Version: "1"}, opts)
-	tr := &mcp.StreamableClientTransport{Endpoint: e.url(), HTTPClient: &http.Client{Transport: bearer{e.tokens[agent], http.DefaultTransport}}}
+	tr := &mcp.StreamableClientTransport{Endpoint: e.url(), HTTPClient: &http.Client{Transport: bearer{token, http.DefaultTransport}}}
 	ctx, cancel := context.WithTimeout(context.Background(), nodetest.WaitLong)
 	defer cancel()
 	s, err := c.Connect(ctx, tr, nil)
 	if err != nil {
-		e.t.Fatalf("connect as %s: %v", agent, err)
+		return nil, err
 	}
 	e.t.Cleanup(func() { s.Close() })
-	return s
+	return s, nil
 }
 
 func toolNames(t testing.TB, s *mcp.ClientSession) []string {

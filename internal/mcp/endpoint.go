@@ -52,10 +52,18 @@ type Endpoint struct {
 	srv     *mcp.Server
 	handler http.Handler
 	now     func() time.Time
+	access  AccessTokens // nil: agent tokens only
+	issuer  string
 
 	toolsMu  sync.Mutex
 	tools    map[string]*mcp.Tool // decoded definitions by digest; guarded by toolsMu
 	mappings map[string]compiled  // declared mappings by digest; guarded by toolsMu
+
+	subsMu sync.Mutex
+	subs   map[string]map[string]bool // prefixed URI → the sessions subscribed to it; guarded by subsMu
+
+	viewsMu sync.Mutex
+	views   map[string]sessionView // by session id: the tool list it was last shown; guarded by viewsMu
 }
 
 // compiled is a tool's declared mapping (nil: none) or why it failed.
@@ -70,6 +78,19 @@ type EndpointConfig struct {
 	Audit   gateway.Recorder
 	Node    string
 	Now     func() time.Time
+	// AccessTokens, if set, verifies the access tokens of the OIDC issuer
+	// the node trusts (the server's auth.Verifier): an agent may then
+	// present one whose sub is the user and whose client_id (or azp) is
+	// the agent's id, instead of its aibos_ token.
+	AccessTokens AccessTokens
+	// Issuer, with AccessTokens, is the issuer's URL, named in the
+	// protected-resource metadata as the authorization server.
+	Issuer string
+}
+
+// AccessTokens verifies an OIDC issuer's access tokens (*auth.Verifier).
+type AccessTokens interface {
+	VerifyAccessToken(ctx context.Context, raw string) (kauth.AccessToken, error)
 }
 
 // sentinelTool is added and removed again to make the SDK send
@@ -83,13 +104,16 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	e := &Endpoint{m: m, gw: cfg.Gateway, store: m.cfg.Store, audit: cfg.Audit, node: cfg.Node, now: cfg.Now,
-		tools: make(map[string]*mcp.Tool), mappings: make(map[string]compiled)}
+	e := &Endpoint{m: m, gw: cfg.Gateway, store: m.cfg.Store, audit: cfg.Audit, node: cfg.Node, now: cfg.Now, access: cfg.AccessTokens, issuer: cfg.Issuer,
+		tools: make(map[string]*mcp.Tool), mappings: make(map[string]compiled), views: make(map[string]sessionView), subs: make(map[string]map[string]bool)}
 	e.srv = mcp.NewServer(&mcp.Implementation{Name: "aibos-kernel", Title: "AI-BOS Kernel MCP gateway", Version: "1"}, &mcp.ServerOptions{
-		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}},
-		Logger:       m.log,
+		Capabilities:       &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}},
+		Logger:             m.log,
+		SubscribeHandler:   e.subscribe,
+		UnsubscribeHandler: e.unsubscribe,
 	})
 	e.srv.AddReceivingMiddleware(e.middleware)
+	e.srv.AddSendingMiddleware(e.sending)
 	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return e.srv }, &mcp.StreamableHTTPOptions{
 		Logger: m.log, SessionTimeout: 30 * time.Minute,
 	})
@@ -132,6 +156,9 @@ func (m *Manager) Endpoint(cfg EndpointConfig) *Endpoint {
 		})).ServeHTTP(w, r)
 	})
 	m.OnToolsChanged(e.toolsChanged)
+	m.OnListChanged(e.listChanged)
+	m.OnResourceUpdated(e.resourceUpdated)
+	m.OnConnected(e.resubscribe)
 	return e
 }
 
@@ -154,12 +181,17 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, MetadataPath) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
-		json.NewEncoder(w).Encode(map[string]any{
+		md := map[string]any{
 			"resource":                 baseURL(r) + Path,
 			"bearer_methods_supported": []string{"header"},
 			"resource_name":            "AI-BOS Kernel MCP gateway",
 			"resource_documentation":   "Authenticate with the agent's token from registration: Authorization: Bearer aibos_...",
-		})
+		}
+		if e.access != nil && e.issuer != "" {
+			md["authorization_servers"] = []string{e.issuer}
+			md["resource_documentation"] = "Authenticate with the agent's token from registration (Authorization: Bearer aibos_...), or with an access token of " + e.issuer + " whose sub is the user and whose client_id is the agent's id"
+		}
+		json.NewEncoder(w).Encode(md)
 		return
 	}
 	e.handler.ServeHTTP(w, r)
@@ -182,6 +214,7 @@ func (e *Endpoint) Sessions() int {
 }
 
 func (e *Endpoint) toolsChanged() {
+	e.pruneViews()
 	e.srv.AddTool(&mcp.Tool{Name: sentinelTool, InputSchema: map[string]any{"type": "object"}},
 		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return nil, errors.New("not a tool")
@@ -189,8 +222,50 @@ func (e *Endpoint) toolsChanged() {
 	e.srv.RemoveTools(sentinelTool)
 }
 
-// verify authenticates an agent's token for RequireBearerToken.
-func (e *Endpoint) verify(_ context.Context, token string, r *http.Request) (*auth.TokenInfo, error) {
+// listChanged passes a server's resources or prompts list_changed on to
+// every session, the way toolsChanged does (a sentinel added and removed;
+// the middleware answers those lists and reads itself, so the SDK's own
+// are never seen).
+func (e *Endpoint) listChanged(list string) {
+	switch list {
+	case "resources":
+		e.srv.AddResource(&mcp.Resource{URI: "aibos://list-changed", Name: sentinelTool},
+			func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+				return nil, errors.New("not a resource")
+			})
+		e.srv.RemoveResources("aibos://list-changed")
+	case "prompts":
+		e.srv.AddPrompt(&mcp.Prompt{Name: sentinelTool}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			return nil, errors.New("not a prompt")
+		})
+		e.srv.RemovePrompts(sentinelTool)
+	}
+}
+
+// verify authenticates an agent for RequireBearerToken: its aibos_ token,
+// or an access token of the trusted OIDC issuer whose client_id (or azp)
+// is a registered, active agent and whose sub is the user it acts for.
+func (e *Endpoint) verify(ctx context.Context, token string, r *http.Request) (*auth.TokenInfo, error) {
+	// aud is this server as the client addressed it: the resource id of
+	// the methods whose resource is the MCP server (COAZ-MCP's $token.aud).
+	aud := baseURL(r) + Path
+	if e.access != nil && !strings.HasPrefix(token, "aibos_") {
+		at, err := e.access.VerifyAccessToken(ctx, token)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
+		}
+		a, ok := e.store.Agent(at.ClientID)
+		if !ok {
+			return nil, fmt.Errorf("%w: the access token's client %q is not a registered agent: register the agent under the client id its issuer gives it", auth.ErrInvalidToken, at.ClientID)
+		}
+		if a.State != api.AgentActive {
+			return nil, fmt.Errorf("%w: agent %q is %s", auth.ErrInvalidToken, a.ID, a.State)
+		}
+		// The SDK binds a session to UserID: the agent acting for this
+		// user, so another user's token of the same agent cannot use it.
+		return &auth.TokenInfo{UserID: a.ID + "\x00" + at.Issuer + "\x00" + at.Subject, Expiration: at.ExpiresAt,
+			Extra: map[string]any{"token": token, "aud": aud, "agent": a.ID, "user": at.Subject, "issuer": at.Issuer, "claims": at.Claims}}, nil
+	}
 	a, ok := e.store.AgentByToken(token)
 	if !ok {
 		return nil, fmt.Errorf("%w: no valid agent credential: send the token issued at registration as 'Authorization: Bearer aibos_...'", auth.ErrInvalidToken)
@@ -198,9 +273,7 @@ func (e *Endpoint) verify(_ context.Context, token string, r *http.Request) (*au
 	if a.State != api.AgentActive {
 		return nil, fmt.Errorf("%w: agent %q is %s", auth.ErrInvalidToken, a.ID, a.State)
 	}
-	// aud is this server as the client addressed it: the resource id of
-	// the methods whose resource is the MCP server (COAZ-MCP's $token.aud).
-	return &auth.TokenInfo{UserID: a.ID, Extra: map[string]any{"token": token, "aud": baseURL(r) + Path}}, nil
+	return &auth.TokenInfo{UserID: a.ID, Extra: map[string]any{"token": token, "aud": aud}}, nil
 }
 
 // caller is the authenticated agent of a request.
@@ -209,6 +282,11 @@ type caller struct {
 	token   string
 	session string
 	aud     string
+	// user and issuer: the user the agent acts for, from a verified OIDC
+	// access token ("": the agent's own token, no user); claims are all
+	// of that token's (shared, read only).
+	user, issuer string
+	claims       map[string]any
 }
 
 func (e *Endpoint) caller(req mcp.Request) (*caller, error) {
@@ -217,11 +295,21 @@ func (e *Endpoint) caller(req mcp.Request) (*caller, error) {
 		return nil, errors.New("no credential")
 	}
 	tok, _ := ex.TokenInfo.Extra["token"].(string)
-	a, ok := e.store.AgentByToken(tok)
+	c := &caller{token: tok}
+	var a api.Agent
+	var ok bool
+	if id, isOIDC := ex.TokenInfo.Extra["agent"].(string); isOIDC {
+		a, ok = e.store.Agent(id)
+		c.user, _ = ex.TokenInfo.Extra["user"].(string)
+		c.issuer, _ = ex.TokenInfo.Extra["issuer"].(string)
+		c.claims, _ = ex.TokenInfo.Extra["claims"].(map[string]any)
+	} else {
+		a, ok = e.store.AgentByToken(tok)
+	}
 	if !ok || a.State != api.AgentActive {
 		return nil, errors.New("the agent's credential is no longer valid")
 	}
-	c := &caller{agent: a, token: tok}
+	c.agent = a
 	if s, ok := req.GetSession().(*mcp.ServerSession); ok {
 		c.session = s.ID()
 	}
@@ -229,8 +317,25 @@ func (e *Endpoint) caller(req mcp.Request) (*caller, error) {
 	return c, nil
 }
 
+// token_ is the token as a declared mapping sees it (COAZ-MCP's $token):
+// an access token's claims, with sub the user the agent acts for (or the
+// agent itself when it speaks for no one), client_id the agent and aud
+// this server (one string, as COAZ-MCP resolves it).
 func (c *caller) token_() map[string]any {
-	return map[string]any{"sub": c.agent.ID, "client_id": c.agent.ID, "aud": c.aud}
+	t := make(map[string]any, len(c.claims)+3)
+	for k, v := range c.claims {
+		t[k] = v
+	}
+	t["sub"], t["client_id"], t["aud"] = cmpOr(c.user, c.agent.ID), c.agent.ID, c.aud
+	return t
+}
+
+// userContext is context.user of the caller's decisions (nil: none).
+func (c *caller) userContext() map[string]any {
+	if c.user == "" {
+		return nil
+	}
+	return map[string]any{"id": c.user, "issuer": c.issuer}
 }
 
 // middleware decides every method before the SDK's server sees it.
@@ -252,35 +357,99 @@ func (e *Endpoint) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 			return e.callTool(ctx, c, r)
 		}
-		d, ok := defaultMapping(method, req.GetParams())
-		if !ok {
+		var rt *routed
+		orchestra := ""
+		if isRouted(method) {
+			if rt, err = e.route(method, req); err != nil {
+				e.m.cfg.Metrics.request(method, "deny")
+				e.record(c, method, "", "deny", err.Error())
+				return nil, err
+			}
+			orchestra = rt.u.name
+		}
+		d, dec := e.decide(c, method, req.GetParams(), orchestra)
+		if d.action == "" {
 			e.m.cfg.Metrics.request(method, "deny")
 			e.record(c, method, "", "deny", "unknown method: the kernel denies methods it has no mapping for")
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: fmt.Sprintf("method %q is not allowed through the kernel: it has no COAZ-MCP mapping", method)}
 		}
-		if d.resource.ID == "" {
-			d.resource.ID = c.aud
+		if k := e.gw.KillFor(c.agent, d.action); k != nil && rt != nil && method != "resources/unsubscribe" {
+			// As for tools/call: a kill switch stops what would reach a
+			// server (but not giving up a subscription).
+			msg := fmt.Sprintf("%s: stopped by kill switch %s (%s %s): %s", d.action, k.ID, k.Scope, k.Target, k.Reason)
+			e.m.cfg.Metrics.request(method, "deny")
+			dec.Decision = api.Deny
+			e.recordDecision(c, method, d, dec, "", gateway.CodeKilled+": "+msg)
+			return nil, &jsonrpc.Error{Code: codeDenied, Message: msg, Data: errorData(gateway.CodeKilled, msg)}
 		}
-		ctxMap := map[string]any{"agent": c.agent.ID, "mcp_method": method}
-		for k, v := range d.context {
-			ctxMap[k] = v
-		}
-		dec := e.gw.DecideFor(c.agent, d.action, d.resource, ctxMap)
 		e.m.cfg.Metrics.request(method, string(dec.Decision))
 		if dec.Decision != api.Allow {
 			msg := gateway.DenyMessage(dec)
 			if dec.Decision == api.RequireApproval {
 				msg = "method " + method + " requires approval, which only tools/call supports: ask an operator to allow " + d.action
 			}
-			e.recordDecision(c, method, d, dec, msg)
+			e.recordDecision(c, method, d, dec, "", msg)
 			return nil, &jsonrpc.Error{Code: codeDenied, Message: fmt.Sprintf("%s (action %s): %s", method, d.action, msg), Data: errorData(gateway.CodeDenied, msg)}
 		}
-		e.recordDecision(c, method, d, dec, "")
-		if method == "tools/list" {
-			return e.listTools(c), nil
+		switch {
+		case rt != nil:
+			var res mcp.Result
+			if rt.call == nil {
+				res, err = next(ctx, method, req)
+			} else {
+				res, err = e.forwardRouted(ctx, method, rt)
+			}
+			status, msg := api.InvocationCompleted, ""
+			if err != nil {
+				status, msg = api.InvocationFailed, err.Error()
+			}
+			e.recordDecision(c, method, d, dec, status, msg)
+			return res, err
+		case method == "tools/list":
+			e.recordDecision(c, method, d, dec, "", "")
+			r := e.listTools(c)
+			e.shown(c, r)
+			return r, nil
+		case isList(method):
+			e.recordDecision(c, method, d, dec, "", "")
+			return e.list(ctx, c, method, req)
 		}
-		return next(ctx, method, req)
+		e.recordDecision(c, method, d, dec, "", "")
+		res, err := next(ctx, method, req)
+		switch r := res.(type) {
+		case *mcp.InitializeResult:
+			e.advertise(r.Capabilities)
+			e.shown(c, e.listTools(c)) // what it would see: told only of changes from here
+		case *mcp.DiscoverResult:
+			e.advertise(r.Capabilities)
+		}
+		return res, err
 	}
+}
+
+// decide decides a method other than tools/call by its COAZ-MCP default
+// mapping (an empty action: the method has none, and is denied). The
+// orchestra, for a method that one orchestra's server answers, is in the
+// context.
+func (e *Endpoint) decide(c *caller, method string, params mcp.Params, orchestra string) (mapped, api.Decision) {
+	d, ok := defaultMapping(method, params)
+	if !ok {
+		return mapped{}, api.Decision{Decision: api.Deny}
+	}
+	if d.resource.ID == "" {
+		d.resource.ID = c.aud
+	}
+	ctxMap := map[string]any{"agent": c.agent.ID, "mcp_method": method}
+	if orchestra != "" {
+		ctxMap["orchestra"] = orchestra
+	}
+	for k, v := range d.context {
+		ctxMap[k] = v
+	}
+	if u := c.userContext(); u != nil {
+		ctxMap["user"] = u
+	}
+	return d, e.gw.DecideFor(c.agent, d.action, d.resource, ctxMap)
 }
 
 func errorData(code, msg string) json.RawMessage {
@@ -412,7 +581,8 @@ func (e *Endpoint) call(ctx context.Context, c *caller, r *mcp.CallToolRequest, 
 	}
 	digest, err := jcs.Digest(args)
 	if err == nil {
-		if a, ok := e.findApproval(c.agent, name, digest); ok {
+		// For a user's call, the approval binds the user too.
+		if a, ok := e.findApproval(c.agent, name, gateway.ApprovalDigest(digest, c.issuer, c.user)); ok {
 			if a.State == api.ApprovalPending {
 				msg := fmt.Sprintf("this call is waiting for approval %s (expires %s): once an operator approves it (aibos approval approve %s), call the tool again with the same arguments", a.ID, a.ExpiresAt.UTC().Format(time.RFC3339), a.ID)
 				return toolError(CodeApprovalPending, msg, map[string]any{"approval_id": a.ID}), nil
@@ -428,7 +598,13 @@ func (e *Endpoint) call(ctx context.Context, c *caller, r *mcp.CallToolRequest, 
 			})
 		}
 	}
-	rep := e.gw.Invoke(ctx, gateway.Call{Token: c.token, Action: name, Body: b, Kind: audit.KindMCP, Note: "mcp tools/call session " + c.session})
+	call := gateway.Call{Token: c.token, Action: name, Body: b, Kind: audit.KindMCP, Note: "mcp tools/call session " + c.session}
+	if c.user != "" {
+		// Verified here (an access token): the gateway takes the agent
+		// from the endpoint, and the user into the decision.
+		call.Token, call.Agent, call.User, call.UserIssuer = "", c.agent.ID, c.user, c.issuer
+	}
+	rep := e.gw.Invoke(ctx, call)
 	if rep.Forward {
 		var err error
 		if rep, err = e.forward(ctx, c, name, b); err != nil {
@@ -517,17 +693,17 @@ func (e *Endpoint) record(c *caller, method, tool, decision, msg string) {
 	}
 	e.audit.Append(&audit.Record{Time: e.now(), Node: e.node, Kind: audit.KindMCP, Agent: c.agent.ID, AgentVersion: c.agent.Version,
 		Tenant: c.agent.Tenant, Subject: api.EntityTypeAgent + ":" + c.agent.ID, Action: cmpOr(tool, "mcp."+strings.ReplaceAll(method, "/", ".")),
-		Decision: decision, Error: msg, Reason: "mcp " + method + " session " + c.session})
+		Decision: decision, Error: msg, Reason: "mcp " + method + " session " + c.session, User: c.user})
 }
 
-func (e *Endpoint) recordDecision(c *caller, method string, d mapped, dec api.Decision, msg string) {
+func (e *Endpoint) recordDecision(c *caller, method string, d mapped, dec api.Decision, status, msg string) {
 	if e.audit == nil {
 		return
 	}
 	r := &audit.Record{Time: e.now(), Node: e.node, Kind: audit.KindMCP, Agent: c.agent.ID, AgentVersion: c.agent.Version,
 		Tenant: c.agent.Tenant, Subject: api.EntityTypeAgent + ":" + c.agent.ID, Action: d.action,
 		Resource: d.resource.Type + ":" + d.resource.ID, Decision: string(dec.Decision), Version: dec.Version,
-		Error: msg, Reason: "mcp " + method + " session " + c.session}
+		Status: status, Error: msg, Reason: "mcp " + method + " session " + c.session, User: c.user}
 	for _, rs := range dec.Reasons {
 		if rs.Policy != "" {
 			r.Rules = append(r.Rules, rs.Policy+"/"+rs.Rule)

@@ -19,6 +19,9 @@ import (
 // follower's view is not trusted. Progress notifications of a forwarded
 // call do not reach the client; a kill switch cancels it on the leader.
 func (e *Endpoint) forward(ctx context.Context, c *caller, action string, body []byte) (gateway.Reply, error) {
+	if c.user != "" {
+		return gateway.Reply{}, fmt.Errorf("this call needs the cluster's leader (it holds or redeems an approval), and a session with an OIDC access token cannot be forwarded (the leader's invoke endpoint takes agent tokens): connect this agent to the leader's /mcp, or use its aibos_ token")
+	}
 	leader := e.store.LeaderHTTP()
 	if leader == "" {
 		return gateway.Reply{}, fmt.Errorf("this call needs the cluster's leader (it holds or redeems an approval) and none is known right now: retry shortly")

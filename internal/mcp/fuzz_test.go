@@ -1,8 +1,13 @@
 package mcp
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
 
 // FuzzParseMapping: a declared mapping document from an MCP server never
@@ -54,6 +59,65 @@ func FuzzSubsetSchema(f *testing.F) {
 		out, _, err := SubsetSchema(b)
 		if err == nil && !json.Valid(out) {
 			t.Fatalf("subset of %s is not JSON: %s", b, out)
+		}
+	})
+}
+
+// FuzzResourceURI: any URI a client sends splits or is refused without
+// panicking; a split one joins back to itself, and a URI prefixed with an
+// orchestra name splits back to the two.
+func FuzzResourceURI(f *testing.F) {
+	for _, s := range []string{"everything+demo://resource/static/document/a.md", "+x", "x", "", "a+b+c://d", "o+{+base}/x"} {
+		f.Add("o", s)
+	}
+	f.Fuzz(func(t *testing.T, orchestra, uri string) {
+		if o, rest, err := SplitResourceURI(uri); err == nil && ResourceURI(o, rest) != uri {
+			t.Fatalf("%q splits into %q %q, which join to %q", uri, o, rest, ResourceURI(o, rest))
+		}
+		if orchestra == "" || strings.Contains(orchestra, resourceSep) {
+			return
+		}
+		o, rest, err := SplitResourceURI(ResourceURI(orchestra, uri))
+		if err != nil || o != orchestra || rest != uri {
+			t.Fatalf("ResourceURI(%q, %q) splits into %q %q %v", orchestra, uri, o, rest, err)
+		}
+	})
+}
+
+// FuzzListCursor: any cursor pages or is refused with invalid params; the
+// page holds only items after the cursor's key, and the next cursor
+// continues after the page's last item.
+func FuzzListCursor(f *testing.F) {
+	for _, s := range []string{"", "YQ", "not base64!", "Yg", "eg"} {
+		f.Add(s, 2)
+	}
+	f.Fuzz(func(t *testing.T, cursor string, size int) {
+		if size < 1 || size > 10 {
+			return
+		}
+		items := []keyed[string]{{"c", "c"}, {"a", "a"}, {"e", "e"}, {"b", "b"}, {"d", "d"}}
+		page, next, err := pageOf(items, cursor, size)
+		if err != nil {
+			var je *jsonrpc.Error
+			if !errors.As(err, &je) || je.Code != jsonrpc.CodeInvalidParams {
+				t.Fatalf("cursor %q: %v is not invalid params", cursor, err)
+			}
+			return
+		}
+		after, _ := base64.RawURLEncoding.DecodeString(cursor)
+		for _, p := range page {
+			if cursor != "" && p <= string(after) {
+				t.Fatalf("cursor %q (after %q) gave %q", cursor, after, p)
+			}
+		}
+		if len(page) > size || (next != "" && len(page) != size) {
+			t.Fatalf("page %v of size %d, next %q", page, size, next)
+		}
+		if next != "" {
+			more, _, err := pageOf(items, next, size)
+			if err != nil || (len(more) > 0 && more[0] <= page[len(page)-1]) {
+				t.Fatalf("next page %v after %v: %v", more, page, err)
+			}
 		}
 	})
 }

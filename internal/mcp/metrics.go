@@ -21,6 +21,7 @@ type Metrics struct {
 	up          *prometheus.GaugeVec
 	quarantined *prometheus.GaugeVec
 	requests    *prometheus.CounterVec
+	upstreamReq *prometheus.HistogramVec
 	seen        map[[2]string]struct{}
 	mu          chan struct{}
 }
@@ -38,10 +39,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Tools of the orchestra whose definition changed since it was pinned."}, []string{"orchestra"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aibos_mcp_requests_total",
 			Help: "Downstream MCP requests by method and decision (allow, deny, require_approval, pass)."}, []string{"method", "decision"}),
+		upstreamReq: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "aibos_mcp_upstream_request_seconds",
+			Help: "Upstream resources/read, prompts/get and completion/complete by orchestra, method and outcome (ok, failed).", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"orchestra", "method", "outcome"}),
 		seen: make(map[[2]string]struct{}),
 		mu:   make(chan struct{}, 1),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.seconds, m.up, m.quarantined, m.requests} {
+	for _, c := range []prometheus.Collector{m.calls, m.seconds, m.up, m.quarantined, m.requests, m.upstreamReq} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -104,4 +107,15 @@ func (m *Metrics) request(method, decision string) {
 		return
 	}
 	m.requests.WithLabelValues(method, decision).Inc()
+}
+
+func (m *Metrics) observeRequest(orchestra, method string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "failed"
+	}
+	m.upstreamReq.WithLabelValues(orchestra, method, outcome).Observe(d.Seconds())
 }

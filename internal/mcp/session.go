@@ -30,6 +30,7 @@ type upstream struct {
 	digests  map[string]string  // tool → digest as last listed; nil: never listed; guarded by mu
 	progress map[string]progressSink
 	tokens   atomic.Uint64
+	lists    lists // the server's resource, template and prompt lists
 }
 
 // progressSink receives an upstream call's progress notifications.
@@ -62,6 +63,19 @@ func (u *upstream) run() {
 			default:
 			}
 		},
+		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) {
+			u.lists.invalidate()
+			u.m.notifyList("resources")
+		},
+		ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
+			if r.Params != nil {
+				u.m.resourceUpdated(u.name, r.Params.URI)
+			}
+		},
+		PromptListChangedHandler: func(context.Context, *mcp.PromptListChangedRequest) {
+			u.lists.invalidate()
+			u.m.notifyList("prompts")
+		},
 		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
 			tok := fmt.Sprint(r.Params.ProgressToken)
 			u.mu.Lock()
@@ -89,6 +103,7 @@ func (u *upstream) run() {
 		u.setSession(s, tools)
 		u.m.cfg.Metrics.setUp(u.name, true)
 		log.Info("mcp server connected", "tools", len(tools))
+		u.m.connected(u.name)
 		u.serve(s)
 		u.setSession(nil, nil)
 		u.m.cfg.Metrics.setUp(u.name, false)
@@ -160,8 +175,12 @@ func (u *upstream) setSession(s *mcp.ClientSession, tools []*mcp.Tool) {
 	} else if u.sess != nil {
 		u.up = make(chan struct{})
 	}
+	replaced := u.sess != s
 	u.sess = s
 	u.mu.Unlock()
+	if replaced {
+		u.lists.invalidate()
+	}
 	if changed {
 		u.m.cfg.Metrics.setQuarantined(u.name, u.countQuarantined())
 		u.m.notify()

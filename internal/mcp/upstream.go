@@ -25,6 +25,7 @@ type Store interface {
 	Orchestras() []api.Orchestra
 	Orchestra(name string) (api.Orchestra, bool)
 	AgentByToken(token string) (api.Agent, bool)
+	Agent(id string) (api.Agent, bool)
 	Approvals() []api.Approval
 	LeaderHTTP() string
 }
@@ -47,6 +48,16 @@ type Config struct {
 	HTTPClient *http.Client
 	// Metrics, if set, receives the per orchestra and tool series.
 	Metrics *Metrics
+	// RequestTimeout bounds one resources/read, prompts/get or
+	// completion/complete on a server (30 s).
+	RequestTimeout time.Duration
+	// ListWait is how long a resource or prompt list waits for a server
+	// that is not connected (just put, or restarting) before leaving it
+	// out (2 s).
+	ListWait time.Duration
+	// PageSize is how many resources, templates or prompts one page of
+	// the endpoint's lists holds (100).
+	PageSize int
 }
 
 // Errors of upstream calls. A caller branches on them with errors.Is.
@@ -75,8 +86,11 @@ type Manager struct {
 	kick   chan struct{} // a catalog change to Sync
 
 	mu        sync.Mutex
-	upstreams map[string]*upstream // by orchestra; guarded by mu
-	listeners []func()             // told when the tools an agent may see changed; guarded by mu
+	upstreams map[string]*upstream          // by orchestra; guarded by mu
+	listeners []func()                      // told when the tools an agent may see changed; guarded by mu
+	featureLs []func(list string)           // told when a server's resource or prompt list changed; guarded by mu
+	updatedLs []func(orchestra, uri string) // told of a server's resources/updated; guarded by mu
+	connLs    []func(orchestra string)      // told when an orchestra's session is (re)connected; guarded by mu
 }
 
 // NewManager starts a manager; it connects to the catalog's servers in the
@@ -96,6 +110,15 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.ListWait == 0 {
+		cfg.ListWait = 2 * time.Second
+	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = 100
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}
@@ -128,6 +151,58 @@ func (m *Manager) OnToolsChanged(fn func()) {
 	m.mu.Lock()
 	m.listeners = append(m.listeners, fn)
 	m.mu.Unlock()
+}
+
+// OnListChanged registers fn, called (on its own goroutine) with
+// "resources" or "prompts" when a server says that list changed.
+func (m *Manager) OnListChanged(fn func(list string)) {
+	m.mu.Lock()
+	m.featureLs = append(m.featureLs, fn)
+	m.mu.Unlock()
+}
+
+// OnResourceUpdated registers fn, called (on the session's goroutine:
+// fn must not block long) with a server's notifications/resources/updated.
+func (m *Manager) OnResourceUpdated(fn func(orchestra, uri string)) {
+	m.mu.Lock()
+	m.updatedLs = append(m.updatedLs, fn)
+	m.mu.Unlock()
+}
+
+// OnConnected registers fn, called (on its own goroutine) when an
+// orchestra's session is connected again: what the server kept per session
+// (subscriptions) is gone.
+func (m *Manager) OnConnected(fn func(orchestra string)) {
+	m.mu.Lock()
+	m.connLs = append(m.connLs, fn)
+	m.mu.Unlock()
+}
+
+func (m *Manager) resourceUpdated(orchestra, uri string) {
+	m.mu.Lock()
+	ls := slices.Clone(m.updatedLs)
+	m.mu.Unlock()
+	for _, fn := range ls {
+		fn(orchestra, uri)
+	}
+}
+
+func (m *Manager) connected(orchestra string) {
+	m.mu.Lock()
+	ls := slices.Clone(m.connLs)
+	m.mu.Unlock()
+	for _, fn := range ls {
+		go fn(orchestra)
+	}
+}
+
+func (m *Manager) notifyList(list string) {
+	m.mu.Lock()
+	ls := slices.Clone(m.featureLs)
+	m.mu.Unlock()
+	for _, fn := range ls {
+		go fn(list)
+	}
 }
 
 func (m *Manager) notify() {

@@ -189,7 +189,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = m
 	if s.gw = cfg.Gateway; s.gw != nil && cfg.MCP != nil && cfg.Audit != nil {
-		s.mcp = cfg.MCP.Endpoint(mcp.EndpointConfig{Gateway: s.gw, Audit: cfg.Audit, Node: cfg.NodeID, Now: cfg.Now})
+		ecfg := mcp.EndpointConfig{Gateway: s.gw, Audit: cfg.Audit, Node: cfg.NodeID, Now: cfg.Now}
+		if cfg.OIDC.Enabled() {
+			// The issuer operators sign in with: one verifier, one configuration.
+			ecfg.AccessTokens, ecfg.Issuer = s.verifier, cfg.OIDC.Issuer
+		}
+		s.mcp = cfg.MCP.Endpoint(ecfg)
 	}
 	s.routes()
 	return s, nil
