@@ -971,7 +971,7 @@ func (l *Log) write() error {
 
 // prefillChunk is how far ahead of the records a segment is filled with
 // zeros.
-const prefillChunk = 4 << 20
+const prefillChunk = 1 << 20
 
 var zeroChunk [1 << 20]byte
 
