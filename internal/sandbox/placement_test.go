@@ -1,0 +1,205 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/audit"
+	"github.com/aibos/kernel/internal/node"
+	"github.com/aibos/kernel/internal/node/nodetest"
+	"github.com/aibos/kernel/internal/sandbox"
+)
+
+// TestPlacementOnFollowers: three agents on three nodes are spread one per
+// node; each sets a timer due in 15 s on its first start. Killing a
+// follower moves its agent elsewhere within 5 s in a new epoch (the other
+// two stay where they are), and the timer set before the kill fires
+// after the move. A follower-run agent's invocation is decided and
+// audited as over HTTP, and its kv writes replicate. A host call of the
+// old placement is refused with stale_epoch before the gateway or the
+// store.
+func TestPlacementOnFollowers(t *testing.T) {
+	wasm := guest(t, "agent")
+	warmCache(t, wasm)
+	nodes := cluster3(t)
+	c := nodetest.Client(t, nodes...)
+	if _, err := c.Publish(context.Background(), []api.File{{Name: "p.yaml", Data: []byte(policy)}}, client.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, n: nodes[0], c: c}
+	ids := []string{"a1", "a2", "a3"}
+	tokens := map[string]string{}
+	for _, id := range ids {
+		tokens[id] = e.register(id, "later", nil)
+		e.deploy(id, wasm)
+		e.startAgent(id)
+	}
+	byID := func(id string) *node.Node {
+		for _, n := range nodes {
+			if n.Config().NodeID == id {
+				return n
+			}
+		}
+		return nil
+	}
+	where := map[string]api.AgentRuntime{} // agent → its status, from its node
+	waitFor(t, "one agent running on each node, its timer armed", func() bool {
+		clear(where)
+		on := map[string]bool{}
+		for _, id := range ids {
+			s := e.status(id) // answered by the agent's node: its live view
+			if _, armed := e.kv(id, "armed"); s.State != api.RuntimeRunning || s.Placement == nil || s.Placement.Node != s.Node || !armed {
+				return false
+			}
+			where[id], on[s.Node] = s, true
+		}
+		return len(on) == 3
+	})
+	var leader *node.Node
+	var victim, witness string // agents on the two followers
+	for _, id := range ids {
+		n := byID(where[id].Node)
+		switch {
+		case n.Store.IsLeader():
+			leader = n
+		case victim == "":
+			victim = id
+		default:
+			witness = id
+		}
+	}
+	if leader == nil || victim == "" || witness == "" {
+		t.Skipf("the leadership moved during the setup (%v); nothing to check", where)
+	}
+	e.n = leader
+	if _, fired := e.kv(victim, "timer"); fired {
+		t.Fatal("the 15 s timer fired before the kill: the setup was too slow to test it")
+	}
+	dead := byID(where[victim].Node)
+	old := where[victim]
+
+	// Kill the follower the victim runs on.
+	killed := time.Now()
+	if err := dead.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	var moved api.AgentRuntime
+	waitFor(t, "the victim running on another node", func() bool {
+		for _, n := range nodes {
+			if n == dead {
+				continue
+			}
+			if s := n.Sandbox.Status(victim); s.State == api.RuntimeRunning && s.Node == n.Config().NodeID && s.Epoch > old.Epoch {
+				moved = s
+				return true
+			}
+		}
+		return false
+	})
+	d := time.Since(killed)
+	t.Logf("agent %s moved from %s to %s (epoch %d → %d) %v after its node was killed", victim, old.Node, moved.Node, old.Epoch, moved.Epoch, d)
+	limit := 5 * time.Second
+	if raceEnabled {
+		limit = 30 * time.Second
+	}
+	if d > limit {
+		t.Errorf("the agent moved after %v; want ≤ %v", d, limit)
+	}
+	// No churn: the agents on live nodes stayed, in their epochs.
+	for _, id := range ids {
+		if id == victim {
+			continue
+		}
+		if s := e.status(id); s.Node != where[id].Node || s.Epoch != where[id].Epoch {
+			t.Errorf("agent %s moved from %s/%d to %s/%d though its node lives", id, where[id].Node, where[id].Epoch, s.Node, s.Epoch)
+		}
+	}
+
+	// The timer set before the kill fires on the new node (its write is
+	// fenced by the new epoch, so it cannot come from the dead node).
+	waitFor(t, "the victim's timer after the move", func() bool {
+		v, ok := e.kv(victim, "timer")
+		return ok && string(v) == "late"
+	})
+	// Delivered, it is retired from the replicated state.
+	waitFor(t, "the fired timer retired", func() bool { return leader.Store.AgentRuntime(victim).Timers == 0 })
+
+	// The witness runs on the surviving follower: its start tick's
+	// invocation was made there, decided on the leader by the same
+	// pipeline as over HTTP, and its answer written to kv through Raft.
+	raw, ok := e.kv(witness, "last")
+	if !ok {
+		t.Fatal("the follower-run agent wrote no answer")
+	}
+	var viaHost struct {
+		api.InvokeResponse
+		HTTPStatus int `json:"http_status"`
+	}
+	if err := json.Unmarshal(raw, &viaHost); err != nil {
+		t.Fatal(err)
+	}
+	viaHTTP, err := e.c.Invoke(context.Background(), tokens[witness], "kernel.audit.query", api.InvokeRequest{Input: json.RawMessage(`{"limit":1}`)}, client.InvokeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if viaHost.Decision != viaHTTP.Decision || viaHost.Version != viaHTTP.Version || viaHost.ArgsDigest != viaHTTP.ArgsDigest ||
+		fmt.Sprint(viaHost.Reasons) != fmt.Sprint(viaHTTP.Reasons) || viaHost.HTTPStatus != 200 || viaHost.Decision != api.Allow {
+		t.Fatalf("host call from a follower %+v\nHTTP %+v", viaHost.InvokeResponse, viaHTTP)
+	}
+	recs, err := leader.Audit.Query(audit.Filter{Agent: witness, Kind: "invocation", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromSandbox *audit.Record
+	for i := range recs {
+		if recs[i].Origin == sandbox.Origin {
+			fromSandbox = &recs[i]
+		}
+	}
+	if fromSandbox == nil || !strings.Contains(fromSandbox.Reason, "node "+where[witness].Node) || fromSandbox.Decision != string(api.Allow) {
+		t.Fatalf("the leader's audit of the follower-run agent: %+v", recs)
+	}
+
+	// A host call of the victim's old placement (its old node and epoch,
+	// as the dead node would have sent it) is refused before the gateway
+	// and the store; so is one claiming the new node in the old epoch.
+	before, _ := leader.Audit.Query(audit.Filter{Agent: victim, Kind: "invocation", Limit: 100})
+	kvBefore, _ := e.kv(victim, "last")
+	for _, op := range []map[string]any{
+		{"node": old.Node, "epoch": old.Epoch, "op": "invoke", "action": "kernel.audit.query", "body": []byte(`{"input":{"limit":1}}`)},
+		{"node": moved.Node, "epoch": old.Epoch, "op": "invoke", "action": "kernel.audit.query"},
+		{"node": old.Node, "epoch": old.Epoch, "op": "kv", "key": "last", "value": []byte("stale")},
+		{"node": old.Node, "epoch": moved.Epoch, "op": "timer_set", "name": "x", "due": time.Now()},
+	} {
+		b, _ := json.Marshal(op)
+		st, body := e.do("POST", "/v1/agents/"+victim+"/host", b)
+		if st != http.StatusConflict || !bytes.Contains(body, []byte(`"stale_epoch"`)) {
+			t.Errorf("host op %s of the old placement: %d %s", b, st, body)
+		}
+	}
+	// Bad input changes nothing either.
+	for _, b := range []string{`{`, `{"node":"n1","epoch":1,"op":"reboot"}`, `{"epoch":1,"op":"kv","key":"k"}`, `{"node":"n1","op":"kv","key":""}`} {
+		if st, body := e.do("POST", "/v1/agents/"+victim+"/host", []byte(b)); st != http.StatusBadRequest {
+			t.Errorf("host op %s: %d %s", b, st, body)
+		}
+	}
+	after, _ := leader.Audit.Query(audit.Filter{Agent: victim, Kind: "invocation", Limit: 100})
+	kvAfter, _ := e.kv(victim, "last")
+	if len(after) != len(before) || !bytes.Equal(kvBefore, kvAfter) {
+		t.Fatalf("a stale host call reached the gateway or the store: %d invocations, then %d; last %q, then %q", len(before), len(after), kvBefore, kvAfter)
+	}
+	// An operator without the node role may not make host calls at all.
+	op, _ := json.Marshal(map[string]any{"node": moved.Node, "epoch": moved.Epoch, "op": "kv", "key": "k", "value": []byte("v")})
+	reg := nodetest.NewToken(t, leader, "reg", "registrar")
+	if st, body := e.doAs(reg, "POST", "/v1/agents/"+victim+"/host", op); st != http.StatusForbidden {
+		t.Errorf("a registrar's host call: %d %s", st, body)
+	}
+}
