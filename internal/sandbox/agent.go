@@ -274,12 +274,14 @@ func (a *agentRun) ensureInstance() (fresh bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, p.Timeout())
-	defer cancel()
-	c, err := r.compile(ctx, p.MaxPages, mod.SHA256, wasm)
+	// Compiling is the kernel's work (once per module per node, ahead if
+	// prewarmed), bounded by the compile budget, not by the guest's tick.
+	c, err := r.compile(r.ctx, p.MaxPages, mod.SHA256, wasm)
 	if err != nil {
 		return false, err
 	}
+	ctx, cancel := context.WithTimeout(r.ctx, p.Timeout())
+	defer cancel()
 	inst, err := r.instantiate(ctx, a, c, p)
 	if err != nil {
 		return false, err

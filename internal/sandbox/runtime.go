@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
@@ -99,6 +100,9 @@ type Config struct {
 	// the leader checks (100 ms).
 	DeadAfter  time.Duration
 	PlaceEvery time.Duration
+	// CompileBudget bounds compiling a module (2 min; a Go guest takes
+	// seconds): a deploy whose module compiles longer is refused.
+	CompileBudget time.Duration
 	// HealthEvery is how often a live instance's health export is called
 	// between ticks (10 s); it is also called after every start.
 	HealthEvery time.Duration
@@ -140,6 +144,9 @@ func (c *Config) defaults() error {
 	}
 	if c.PlaceEvery <= 0 {
 		c.PlaceEvery = 100 * time.Millisecond
+	}
+	if c.CompileBudget <= 0 {
+		c.CompileBudget = 2 * time.Minute
 	}
 	if c.HealthEvery <= 0 {
 		c.HealthEvery = 10 * time.Second
@@ -280,7 +287,7 @@ func (r *Runtime) compile(ctx context.Context, pages uint32, sha string, wasm []
 	if c != nil {
 		return c, nil
 	}
-	cm, info, err := Validate(ctx, r.engine(pages), wasm)
+	cm, info, err := r.validate(ctx, pages, wasm)
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +317,7 @@ func (r *Runtime) Deploy(ctx context.Context, agentID string, wasm []byte) (api.
 	if err != nil {
 		return api.AgentModule{}, &ValidationError{Problems: []string{"agent " + agentID + " version " + a.Version + ": " + err.Error() + " (register a new version with a valid sandbox profile)"}}
 	}
-	cm, info, err := Validate(ctx, r.engine(p.MaxPages), wasm)
+	cm, info, err := r.validate(ctx, p.MaxPages, wasm)
 	if err != nil {
 		return api.AgentModule{}, err
 	}
@@ -320,6 +327,27 @@ func (r *Runtime) Deploy(ctx context.Context, agentID string, wasm []byte) (api.
 	}
 	return r.cfg.Store.DeployModule(ctx, agentID, a.Version, wasm, r.cfg.Now())
 }
+
+// validate is Validate within the compile budget: a module whose compile
+// outlasts it is refused (at deploy: nothing is stored) and the compile
+// stops. wazero checks the context between functions only when it
+// compiles on several goroutines, hence two workers.
+func (r *Runtime) validate(ctx context.Context, pages uint32, wasm []byte) (wazero.CompiledModule, ModuleInfo, error) {
+	bctx, cancel := context.WithTimeout(ctx, r.cfg.CompileBudget)
+	defer cancel()
+	bctx = experimental.WithCompilationWorkers(bctx, compileWorkers)
+	start := time.Now()
+	cm, info, err := Validate(bctx, r.engine(pages), wasm)
+	if err != nil && bctx.Err() != nil && ctx.Err() == nil {
+		return nil, info, &ValidationError{Problems: []string{fmt.Sprintf(
+			"compiling the module took longer than this node's compile budget of %v (stopped after %v): make it smaller (-ldflags='-s -w', fewer dependencies) or raise the budget (sandbox CompileBudget)",
+			r.cfg.CompileBudget, time.Since(start).Round(time.Millisecond))}}
+	}
+	return cm, info, err
+}
+
+// compileWorkers compile a module's functions at once (see validate).
+const compileWorkers = 2
 
 // maxModuleBytes mirrors store.MaxModuleBytes without importing the store.
 const maxModuleBytes = 8 << 20

@@ -647,3 +647,21 @@ func TestRuntimeRoutesAreAuthorized(t *testing.T) {
 		t.Fatalf("acme's operator stops acme's agent: %d %s", st, body)
 	}
 }
+
+// A module whose compile outlasts the node's compile budget is refused at
+// deploy with what to do, and nothing is stored. The node's own (empty)
+// cache, not the package's shared one: a cached module compiles at once.
+func TestDeployCompileBudget(t *testing.T) {
+	cfg := nodetest.Config(t, "n1")
+	cfg.Sandbox = sandbox.Config{CompileBudget: time.Nanosecond}
+	n := nodetest.Start(t, cfg)
+	e := &env{t: t, n: n, c: nodetest.Client(t, n)}
+	e.register("a1", "echo", nil)
+	st, b := e.do("PUT", "/v1/agents/a1/module", guest(t, "agent"))
+	if st != http.StatusUnprocessableEntity || !bytes.Contains(b, []byte(`"invalid_module"`)) || !bytes.Contains(b, []byte("compile budget of 1ns")) {
+		t.Fatalf("deploy over the compile budget: %d %s", st, b)
+	}
+	if ms := n.Store.AgentModules("a1"); len(ms) != 0 {
+		t.Fatalf("a refused module was stored: %+v", ms)
+	}
+}
