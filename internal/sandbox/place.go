@@ -245,7 +245,11 @@ func (r *Runtime) handleHost(w http.ResponseWriter, req *http.Request) {
 	}
 	var out []byte
 	if herr == nil {
-		out, herr = r.perform(req.Context(), id, op)
+		ctx, cancel := context.WithCancelCause(req.Context())
+		done := r.inflight(id, op.Epoch, cancel)
+		out, herr = r.perform(ctx, id, op)
+		done()
+		cancel(nil)
 	}
 	if herr != nil {
 		status := http.StatusServiceUnavailable
@@ -308,5 +312,49 @@ func (r *Runtime) place() {
 	defer cancel()
 	if _, err := r.cfg.Store.PlaceAgents(ctx, moves, r.cfg.Now()); err != nil {
 		r.log.Warn("sandbox placement not recorded", "agents", len(moves), "err", err)
+	}
+}
+
+// hostCall is a host operation the leader performs for another node.
+type hostCall struct {
+	epoch  uint64
+	cancel context.CancelCauseFunc
+}
+
+// inflight registers a host operation being performed for agent in
+// epoch; done unregisters it.
+func (r *Runtime) inflight(agent string, epoch uint64, cancel context.CancelCauseFunc) (done func()) {
+	c := &hostCall{epoch: epoch, cancel: cancel}
+	r.mu.Lock()
+	if r.calls[agent] == nil {
+		r.calls[agent] = map[*hostCall]struct{}{}
+	}
+	r.calls[agent][c] = struct{}{}
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		delete(r.calls[agent], c)
+		if len(r.calls[agent]) == 0 {
+			delete(r.calls, agent)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// cancelStale cancels the host operations in flight on this node (the
+// leader) whose epoch is no longer their agent's: an invocation admitted
+// just before a re-placement stops (as far as its backend honours the
+// cancel) when this replica applies the placement, as the agent's own
+// tick does on a node it is moved away from.
+func (r *Runtime) cancelStale() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for agent, calls := range r.calls {
+		node, epoch := r.cfg.Store.AgentPlacement(agent)
+		for c := range calls {
+			if node == "" || c.epoch != epoch {
+				c.cancel(fmt.Errorf("agent %s was placed elsewhere (epoch %d on node %q) while this call ran", agent, epoch, node))
+			}
+		}
 	}
 }

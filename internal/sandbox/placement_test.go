@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -202,4 +204,61 @@ func TestPlacementOnFollowers(t *testing.T) {
 	if st, body := e.doAs(reg, "POST", "/v1/agents/"+victim+"/host", op); st != http.StatusForbidden {
 		t.Errorf("a registrar's host call: %d %s", st, body)
 	}
+}
+
+// A host operation the leader performs for another node is cancelled when
+// the leader applies a placement that ends its epoch (here: a stop), so
+// an invocation admitted just before a move does not run on after it —
+// as far as its backend honours the cancel. The operation is sent by
+// hand, as the node would, so its connection stays open throughout.
+func TestReplacementCancelsInflightHostCall(t *testing.T) {
+	e := start(t)
+	entered, cancelled := make(chan struct{}, 1), make(chan struct{}, 1)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // then the server sees the client go
+		entered <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			cancelled <- struct{}{}
+		case <-time.After(20 * time.Second):
+		}
+	}))
+	defer be.Close()
+	ctx := context.Background()
+	if _, err := e.c.PutOrchestra(ctx, api.Orchestra{Name: "slow", Backend: api.Backend{Type: api.BackendHTTP, URL: be.URL},
+		Actions: []api.ActionDef{{Name: "slow.wait", Risk: api.RiskRead, Timeout: api.Duration(time.Minute)}}}); err != nil {
+		t.Fatal(err)
+	}
+	const allow = "kind: Policy\nname: slow\nlayer: platform\nrules:\n  - name: wait\n    effect: allow\n    actions: [\"slow.*\"]\n"
+	if _, err := e.c.Publish(ctx, []api.File{{Name: "p.yaml", Data: []byte(policy)}, {Name: "slow.yaml", Data: []byte(allow)}}, client.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.RegisterAgent(ctx, api.AgentManifest{ID: "a1", Version: "1", Tenant: "acme", Capabilities: []string{"slow.wait"},
+		Sandbox: map[string]any{"config": map[string]any{"mode": "idle"}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.deploy("a1", guest(t, "agent"))
+	e.startAgent("a1")
+	var s api.AgentRuntime
+	waitFor(t, "running", func() bool { s = e.status("a1"); return s.State == api.RuntimeRunning && s.Placement != nil })
+	op, _ := json.Marshal(map[string]any{"node": s.Placement.Node, "epoch": s.Placement.Epoch, "op": "invoke", "action": "slow.wait"})
+	answered := make(chan string, 1)
+	go func() {
+		st, b := e.doAs(nodetest.Token(e.n), "POST", "/v1/agents/a1/host", op)
+		answered <- fmt.Sprintf("%d %s", st, b)
+	}()
+	select {
+	case <-entered:
+	case <-time.After(nodetest.WaitLong):
+		t.Fatal("the host operation never reached the backend")
+	}
+	if st, b := e.do("POST", "/v1/agents/a1/stop", nil); st != 200 {
+		t.Fatalf("stop: %d %s", st, b)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the in-flight host operation was not cancelled when its epoch ended")
+	}
+	t.Logf("the host operation answered %s", <-answered)
 }

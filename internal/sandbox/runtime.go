@@ -169,10 +169,11 @@ type Runtime struct {
 	wake   chan struct{}
 
 	mu       sync.Mutex
-	engines  map[uint32]wazero.Runtime       // by memory cap in pages; guarded by mu
-	compiled map[compiledKey]*compiledModule // guarded by mu
-	agents   map[string]*agentRun            // guarded by mu
-	warming  bool                            // a prewarm runs; guarded by mu
+	engines  map[uint32]wazero.Runtime         // by memory cap in pages; guarded by mu
+	compiled map[compiledKey]*compiledModule   // guarded by mu
+	agents   map[string]*agentRun              // guarded by mu
+	calls    map[string]map[*hostCall]struct{} // host operations in flight for other nodes, by agent; guarded by mu
+	warming  bool                              // a prewarm runs; guarded by mu
 }
 
 type compiledKey struct {
@@ -216,6 +217,7 @@ func New(cfg Config) (*Runtime, error) {
 		engines:  map[uint32]wazero.Runtime{},
 		compiled: map[compiledKey]*compiledModule{},
 		agents:   map[string]*agentRun{},
+		calls:    map[string]map[*hostCall]struct{}{},
 	}
 	for range cfg.Workers {
 		r.wg.Add(1)
@@ -390,6 +392,7 @@ func (r *Runtime) control() {
 // runs in the epoch of its placement: one placed here again (after it
 // ran elsewhere) starts afresh in its new epoch.
 func (r *Runtime) reconcile() {
+	r.cancelStale()
 	want := map[string]uint64{}
 	for _, p := range r.cfg.Store.SandboxPlacements() {
 		if p.Node == r.cfg.Node {
