@@ -29,63 +29,13 @@ import (
 // old placement is refused with stale_epoch before the gateway or the
 // store.
 func TestPlacementOnFollowers(t *testing.T) {
-	wasm := guest(t, "agent")
-	warmCache(t, wasm)
-	nodes := cluster3(t)
-	c := nodetest.Client(t, nodes...)
-	if _, err := c.Publish(context.Background(), []api.File{{Name: "p.yaml", Data: []byte(policy)}}, client.PublishOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, n: nodes[0], c: c}
+	e, nodes, where, leader, tokens := spread(t, "later")
 	ids := []string{"a1", "a2", "a3"}
-	tokens := map[string]string{}
-	for _, id := range ids {
-		tokens[id] = e.register(id, "later", nil)
-		e.deploy(id, wasm)
-		e.startAgent(id)
-	}
-	byID := func(id string) *node.Node {
-		for _, n := range nodes {
-			if n.Config().NodeID == id {
-				return n
-			}
-		}
-		return nil
-	}
-	where := map[string]api.AgentRuntime{} // agent → its status, from its node
-	waitFor(t, "one agent running on each node, its timer armed", func() bool {
-		clear(where)
-		on := map[string]bool{}
-		for _, id := range ids {
-			s := e.status(id) // answered by the agent's node: its live view
-			if _, armed := e.kv(id, "armed"); s.State != api.RuntimeRunning || s.Placement == nil || s.Placement.Node != s.Node || !armed {
-				return false
-			}
-			where[id], on[s.Node] = s, true
-		}
-		return len(on) == 3
-	})
-	var leader *node.Node
-	var victim, witness string // agents on the two followers
-	for _, id := range ids {
-		n := byID(where[id].Node)
-		switch {
-		case n.Store.IsLeader():
-			leader = n
-		case victim == "":
-			victim = id
-		default:
-			witness = id
-		}
-	}
-	if leader == nil || victim == "" || witness == "" {
-		t.Skipf("the leadership moved during the setup (%v); nothing to check", where)
-	}
-	e.n = leader
+	victim, witness := onFollowers(t, where, leader)
 	if _, fired := e.kv(victim, "timer"); fired {
 		t.Fatal("the 15 s timer fired before the kill: the setup was too slow to test it")
 	}
-	dead := byID(where[victim].Node)
+	dead := nodeByID(nodes, where[victim].Node)
 	old := where[victim]
 
 	// Kill the follower the victim runs on.
@@ -261,4 +211,138 @@ func TestReplacementCancelsInflightHostCall(t *testing.T) {
 		t.Fatal("the in-flight host operation was not cancelled when its epoch ended")
 	}
 	t.Logf("the host operation answered %s", <-answered)
+}
+
+// spread starts three nodes and three agents in mode, and waits until one
+// runs on each node (each agent in mode "later" with its timer armed).
+// The env's node is the leader.
+func spread(t *testing.T, mode string) (e *env, nodes []*node.Node, where map[string]api.AgentRuntime, leader *node.Node, tokens map[string]string) {
+	t.Helper()
+	wasm := guest(t, "agent")
+	warmCache(t, wasm)
+	nodes = cluster3(t)
+	c := nodetest.Client(t, nodes...)
+	if _, err := c.Publish(context.Background(), []api.File{{Name: "p.yaml", Data: []byte(policy)}}, client.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e = &env{t: t, n: nodes[0], c: c}
+	ids := []string{"a1", "a2", "a3"}
+	tokens = map[string]string{}
+	for _, id := range ids {
+		tokens[id] = e.register(id, mode, nil)
+		e.deploy(id, wasm)
+		e.startAgent(id)
+	}
+	where = map[string]api.AgentRuntime{} // agent → its status, from its node
+	waitFor(t, "one agent running on each node", func() bool {
+		clear(where)
+		on := map[string]bool{}
+		for _, id := range ids {
+			s := e.status(id) // answered by the agent's node: its live view
+			if s.State != api.RuntimeRunning || s.Placement == nil || s.Placement.Node != s.Node {
+				return false
+			}
+			if _, armed := e.kv(id, "armed"); mode == "later" && !armed {
+				return false
+			}
+			where[id], on[s.Node] = s, true
+		}
+		return len(on) == 3
+	})
+	for _, n := range nodes {
+		if n.Store.IsLeader() {
+			leader = n
+		}
+	}
+	if leader == nil {
+		t.Skip("no leader after the setup (an election under load); nothing to check")
+	}
+	e.n = leader
+	return e, nodes, where, leader, tokens
+}
+
+// onFollowers names the agents that run on the two followers.
+func onFollowers(t *testing.T, where map[string]api.AgentRuntime, leader *node.Node) (string, string) {
+	t.Helper()
+	var on []string
+	for _, id := range []string{"a1", "a2", "a3"} {
+		if where[id].Node != leader.Config().NodeID {
+			on = append(on, id)
+		}
+	}
+	if len(on) != 2 {
+		t.Skipf("the leadership moved during the setup (%v); nothing to check", where)
+	}
+	return on[0], on[1]
+}
+
+func nodeByID(nodes []*node.Node, id string) *node.Node {
+	for _, n := range nodes {
+		if n.Config().NodeID == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// TestNodeLeavesMovesAgent: a node removed from the cluster loses its
+// agent to another within 5 s, though it still runs; what it still tries
+// to do for the agent is refused (its epoch is stale).
+func TestNodeLeavesMovesAgent(t *testing.T) {
+	e, nodes, where, leader, _ := spread(t, "echo")
+	victim, _ := onFollowers(t, where, leader)
+	gone := nodeByID(nodes, where[victim].Node)
+	old := where[victim]
+	removed := time.Now()
+	body, _ := json.Marshal(map[string]string{"id": old.Node})
+	if st, b := e.do("POST", "/v1/cluster/remove", body); st != http.StatusOK {
+		t.Fatalf("remove %s: %d %s", old.Node, st, b)
+	}
+	var moved api.AgentRuntime
+	waitFor(t, "the agent on a remaining node", func() bool {
+		for _, n := range nodes {
+			if n == gone {
+				continue
+			}
+			if s := n.Sandbox.Status(victim); s.State == api.RuntimeRunning && s.Node == n.Config().NodeID && s.Epoch > old.Epoch {
+				moved = s
+				return true
+			}
+		}
+		return false
+	})
+	d := time.Since(removed)
+	t.Logf("agent %s moved from the removed %s to %s (epoch %d → %d) %v after the removal", victim, old.Node, moved.Node, old.Epoch, moved.Epoch, d)
+	limit := 5 * time.Second
+	if raceEnabled {
+		limit = 30 * time.Second
+	}
+	if d > limit {
+		t.Errorf("the agent moved after %v; want ≤ %v", d, limit)
+	}
+	// The removed node, cut off from the log, may still run its copy: any
+	// message it takes ends in host calls the leader refuses.
+	fromGone := func() int {
+		recs, err := leader.Audit.Query(audit.Filter{Agent: victim, Kind: "invocation", Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range recs {
+			if strings.Contains(r.Reason, "node "+old.Node) {
+				n++
+			}
+		}
+		return n
+	}
+	before := fromGone()
+	for range 3 {
+		if gone.Sandbox.Send(victim, []byte(`{}`)) != nil {
+			break // it noticed, or its copy is stopped
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if after := fromGone(); after != before {
+		t.Errorf("%d invocations from the removed node were performed after the move", after-before)
+	}
 }
