@@ -22,7 +22,8 @@ var ErrUpgrade = errors.New("upgrade refused")
 // run twice by the swap). For the Probation window after, a crash, a
 // failed health check or failing ticks roll it back to the old version
 // (the tick that crashed is run again on the old one), with an audit
-// record saying why. Leader only.
+// record saying why. On the node the agent runs on (the route forwards
+// there); the version pin is a host operation, performed on the leader.
 func (r *Runtime) Upgrade(ctx context.Context, id, version string) (api.AgentRuntime, error) {
 	ag, ok := r.cfg.Store.Agent(id)
 	if !ok {
