@@ -1,11 +1,14 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/store"
@@ -43,6 +46,17 @@ func (r *Runtime) onAgentNode(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
 		node, _ := r.cfg.Store.AgentPlacement(req.PathValue("id"))
 		if node == "" || node == r.cfg.Node || r.cfg.Peers == nil {
+			// What the forwarding node had applied, this one applies
+			// first (a deploy just made through it, say); bounded.
+			if rev, err := strconv.ParseUint(req.Header.Get(headerRevision), 10, 64); err == nil && rev > 0 {
+				ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
+				err := r.cfg.Store.WaitForRevision(ctx, rev)
+				cancel()
+				if err != nil {
+					writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, fmt.Sprintf("this node has not yet applied revision %d, which the forwarding node had: retry shortly", rev))
+					return
+				}
+			}
 			h(w, req)
 			return
 		}
@@ -51,9 +65,14 @@ func (r *Runtime) onAgentNode(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, fmt.Sprintf("the agent runs on node %s, whose address this node does not know; retry shortly", node))
 			return
 		}
+		req.Header.Set(headerRevision, strconv.FormatUint(r.cfg.Store.AppliedRevision(), 10))
 		r.cfg.Peers.ForwardToNode(w, req, addr)
 	}
 }
+
+// headerRevision carries, on a request forwarded to an agent's node, the
+// revision the forwarding node had applied.
+const headerRevision = "X-Aibos-Applied-Revision"
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

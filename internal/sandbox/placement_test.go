@@ -346,3 +346,36 @@ func TestNodeLeavesMovesAgent(t *testing.T) {
 		t.Errorf("%d invocations from the removed node were performed after the move", after-before)
 	}
 }
+
+// An upgrade asked of the leader is forwarded to the follower the agent
+// runs on, which instantiates the new version beside the old and pins it
+// through the leader (a host operation of its epoch).
+func TestUpgradeOnFollower(t *testing.T) {
+	e, nodes, where, leader, _ := spread(t, "echo")
+	id, _ := onFollowers(t, where, leader)
+	host := nodeByID(nodes, where[id].Node)
+	ctx := context.Background()
+	if _, err := e.c.RegisterAgent(ctx, api.AgentManifest{ID: id, Version: "2", Tenant: "acme", Capabilities: []string{"kernel.audit.query"},
+		Sandbox: map[string]any{"config": map[string]any{"mode": "echo", "action": "kernel.audit.query"}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.deploy(id, guest(t, "agent"))
+	st, b := e.do("POST", "/v1/agents/"+id+"/upgrade", []byte(`{"version":"2"}`))
+	if st != http.StatusOK {
+		t.Fatalf("upgrade through the leader: %d %s", st, b)
+	}
+	waitFor(t, "version 2 pinned on every replica", func() bool {
+		for _, n := range nodes {
+			if n.Store.AgentRuntime(id).RunVersion != "2" {
+				return false
+			}
+		}
+		return true
+	})
+	if recs, _ := host.Audit.Query(audit.Filter{Agent: id, Kind: "sandbox_upgrade", Limit: 10}); len(recs) != 1 {
+		t.Fatalf("the agent's node recorded %d upgrades; want 1", len(recs))
+	}
+	if s := e.status(id); s.Node != host.Config().NodeID || s.Epoch != where[id].Epoch {
+		t.Fatalf("the upgrade moved the agent: %+v", s)
+	}
+}

@@ -47,6 +47,7 @@ type Store interface {
 	AgentTimers(agent string) map[string]time.Time
 	SetAgentTimer(ctx context.Context, agent string, epoch uint64, op, name string, due time.Time) (uint64, error)
 	WaitForRevision(ctx context.Context, rev uint64) error
+	AppliedRevision() uint64
 }
 
 // Invoker is the agent gateway.
