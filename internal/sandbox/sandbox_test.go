@@ -365,6 +365,9 @@ func TestPanicCrashBackoffFailed(t *testing.T) {
 		t.Fatalf("failed with %d restarts: %q (states seen %v)", s.Restarts, s.LastError, seen)
 	}
 	// A start gives it a fresh count (and it fails again: same module).
+	// The status above is the node's live view, which runs ahead of its
+	// report: a start applied before the report would be undone by it.
+	waitFor(t, "the failure recorded", func() bool { return e.n.Store.AgentRuntime("a1").State == api.RuntimeFailed })
 	e.startAgent("a1")
 	if s := e.n.Store.AgentRuntime("a1"); s.Restarts > 1 {
 		t.Fatalf("start kept %d restarts", s.Restarts)
