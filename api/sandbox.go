@@ -40,8 +40,8 @@ type AgentRuntime struct {
 	RunVersion string `json:"run_version,omitempty"`
 	State      string `json:"state"`
 	Node       string `json:"node,omitempty"`
-	// Epoch is the leader term in which the node was given the agent; a
-	// host call from an older epoch is refused.
+	// Epoch is the placement epoch the reporting node runs the agent in; a
+	// host call of any other epoch is refused.
 	Epoch     uint64        `json:"epoch,omitempty"`
 	Version   string        `json:"version,omitempty"`
 	Module    string        `json:"module,omitempty"` // sha256
@@ -49,6 +49,10 @@ type AgentRuntime struct {
 	LastError string        `json:"last_error,omitempty"`
 	UpdatedAt time.Time     `json:"updated_at,omitzero"`
 	Modules   []AgentModule `json:"modules,omitempty"`
+	// Placement is where the leader placed the agent to run (absent: on no
+	// node); Timers counts its pending timers.
+	Placement *AgentPlacement `json:"placement,omitempty"`
+	Timers    int             `json:"timers,omitempty"`
 	// Below: the answering node's live view (zero on other nodes).
 	Healthy     *bool  `json:"healthy,omitempty"`
 	Parked      bool   `json:"parked,omitempty"`
@@ -56,4 +60,13 @@ type AgentRuntime struct {
 	MemoryBytes uint64 `json:"memory_bytes,omitempty"`
 	KVKeys      int    `json:"kv_keys"`
 	KVBytes     int    `json:"kv_bytes"`
+}
+
+// AgentPlacement is the node an agent is placed on and the placement's
+// epoch, which grows with every placement of the agent.
+type AgentPlacement struct {
+	Agent    string    `json:"agent"`
+	Node     string    `json:"node,omitempty"`
+	Epoch    uint64    `json:"epoch"`
+	PlacedAt time.Time `json:"placed_at,omitzero"`
 }

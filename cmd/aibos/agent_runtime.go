@@ -94,7 +94,16 @@ func (a *agentCmd) printRuntime(r api.AgentRuntime, err error) int {
 	if r.Node != "" {
 		fmt.Fprintf(w, " on %s", r.Node)
 	}
+	if p := r.Placement; p != nil {
+		if p.Node != r.Node {
+			fmt.Fprintf(w, " (placed on %s)", p.Node)
+		}
+		fmt.Fprintf(w, ", epoch %d", p.Epoch)
+	}
 	fmt.Fprintf(w, ", version %s, restarts %d", r.Version, r.Restarts)
+	if r.Timers > 0 {
+		fmt.Fprintf(w, ", %d timers", r.Timers)
+	}
 	if r.RunVersion != "" && r.RunVersion != r.Version {
 		fmt.Fprintf(w, ", moving to version %s", r.RunVersion)
 	}

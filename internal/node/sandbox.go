@@ -13,7 +13,7 @@ func (n *Node) startSandbox() error {
 		return nil // no gateway, no agents
 	}
 	cfg := n.cfg.Sandbox
-	cfg.Store, cfg.Gateway, cfg.DataDir, cfg.Node, cfg.Logger = n.Store, gw, n.cfg.DataDir, n.cfg.NodeID, n.log
+	cfg.Store, cfg.Gateway, cfg.DataDir, cfg.Node, cfg.Logger, cfg.Peers = n.Store, gw, n.cfg.DataDir, n.cfg.NodeID, n.log, n.Server
 	if n.Audit != nil {
 		cfg.Audit = n.Audit
 	}

@@ -20,6 +20,7 @@ import (
 type tick struct {
 	kind    string
 	timer   string
+	due     time.Time // of a timer tick: when it was due (replicated)
 	message []byte
 }
 
@@ -54,7 +55,7 @@ type agentRun struct {
 	seq        uint64
 	lastCall   time.Duration // how long the last call into the guest took
 	lastHealth time.Time
-	epoch      uint64 // the leader term it was placed here in; guarded by mu
+	epoch      uint64 // of its placement here; guarded by mu
 	probation  *probation
 	// memBytes is the instance's memory size after its last call: read
 	// there, on the worker, since the guest may grow it while it runs.
@@ -75,6 +76,13 @@ func (a *agentRun) healthDue(now time.Time, every time.Duration) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.inst != nil && a.hasHealth && !a.running && !a.scheduled && now.Sub(a.lastHealth) >= every
+}
+
+// placed is the epoch of the agent's placement on this node.
+func (a *agentRun) placed() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.epoch
 }
 
 func newAgentRun(r *Runtime, id string) *agentRun {
@@ -182,6 +190,12 @@ func (a *agentRun) execute(t tick) {
 	payload, _ := json.Marshal(tickWire{Kind: t.kind, Seq: a.seq, Version: a.version, Timer: t.timer, Message: rawOrNil(t.message), Config: a.profile.Config})
 	a.mu.Unlock()
 	err = a.call(exportTick, payload)
+	if t.kind == "timer" {
+		// Delivered: retire it from the replicated state (unless set
+		// again meanwhile). Should this node die first, the node the
+		// agent moves to fires it again: at least once.
+		a.timerFired(t.timer, t.due)
+	}
 	a.probationTick(err)
 	if err == nil {
 		a.mu.Lock()
@@ -260,12 +274,14 @@ func (a *agentRun) ensureInstance() (fresh bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, p.Timeout())
-	defer cancel()
-	c, err := r.compile(ctx, p.MaxPages, mod.SHA256, wasm)
+	// Compiling is the kernel's work (once per module per node, ahead if
+	// prewarmed), bounded by the compile budget, not by the guest's tick.
+	c, err := r.compile(r.ctx, p.MaxPages, mod.SHA256, wasm)
 	if err != nil {
 		return false, err
 	}
+	ctx, cancel := context.WithTimeout(r.ctx, p.Timeout())
+	defer cancel()
 	inst, err := r.instantiate(ctx, a, c, p)
 	if err != nil {
 		return false, err
@@ -518,30 +534,66 @@ func (a *agentRun) live(st *api.AgentRuntime) {
 	}
 }
 
-// setTimer arms (or moves) a named timer.
-func (a *agentRun) setTimer(name string, delay time.Duration) *hostError {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if old, ok := a.timers[name]; ok {
-		old.Stop()
-	} else if len(a.timers) >= maxTimers {
-		return &hostError{Code: codeQuota, Message: fmt.Sprintf("%d timers are set; at most %d (cancel some)", len(a.timers), maxTimers)}
+// setTimer sets (or moves) a named timer: in the replicated state first
+// (bounded there: MaxTimers per agent), then armed here.
+func (a *agentRun) setTimer(ctx context.Context, name string, delay time.Duration) *hostError {
+	due := a.r.cfg.Now().Add(delay)
+	if _, herr := a.r.act(ctx, a.id, hostOp{Op: opTimerSet, Epoch: a.placed(), Name: name, Due: due}); herr != nil {
+		return herr
 	}
-	a.timers[name] = time.AfterFunc(delay, func() {
-		a.mu.Lock()
-		delete(a.timers, name)
-		a.mu.Unlock()
-		a.enqueue(tick{kind: "timer", timer: name})
-	})
+	a.arm(name, due)
 	return nil
 }
 
-func (a *agentRun) cancelTimer(name string) {
+func (a *agentRun) cancelTimer(ctx context.Context, name string) *hostError {
+	if _, herr := a.r.act(ctx, a.id, hostOp{Op: opTimerCancel, Epoch: a.placed(), Name: name}); herr != nil {
+		return herr
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if t, ok := a.timers[name]; ok {
 		t.Stop()
 		delete(a.timers, name)
+	}
+	return nil
+}
+
+// arm schedules the timer tick of name at due (at once if past), in place
+// of any armed one of that name.
+func (a *agentRun) arm(name string, due time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped {
+		return
+	}
+	if old, ok := a.timers[name]; ok {
+		old.Stop()
+	}
+	var t *time.Timer
+	t = time.AfterFunc(max(due.Sub(a.r.cfg.Now()), 0), func() {
+		a.mu.Lock()
+		if a.timers[name] == t {
+			delete(a.timers, name)
+		}
+		a.mu.Unlock()
+		a.enqueue(tick{kind: "timer", timer: name, due: due})
+	})
+	a.timers[name] = t
+}
+
+// armTimers arms the agent's replicated timers: where it starts (first,
+// or moved here from a node that died), due ones fire at once.
+func (a *agentRun) armTimers() {
+	for name, due := range a.r.cfg.Store.AgentTimers(a.id) {
+		a.arm(name, due)
+	}
+}
+
+func (a *agentRun) timerFired(name string, due time.Time) {
+	ctx, cancel := context.WithTimeout(a.r.ctx, 5*time.Second)
+	defer cancel()
+	if _, herr := a.r.act(ctx, a.id, hostOp{Op: opTimerFired, Epoch: a.placed(), Name: name, Due: due}); herr != nil {
+		a.r.log.Warn("fired timer not retired (it may fire again)", "agent", a.id, "timer", name, "err", herr)
 	}
 }
 

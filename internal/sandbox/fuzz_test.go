@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -147,4 +148,47 @@ func TestValidateRefusesCountBombs(t *testing.T) {
 	if _, _, err := Validate(ctx, r, minimal); err != nil {
 		t.Fatalf("the minimal module: %v", err)
 	}
+}
+
+// FuzzDecodeHostOp: any body of POST /v1/agents/{id}/host gives a host
+// operation or an error, never a panic; an accepted one names a node and
+// a known operation, and encodes back to an operation that decodes alike.
+func FuzzDecodeHostOp(f *testing.F) {
+	for _, s := range []string{
+		`{"node":"n2","epoch":3,"op":"invoke","action":"data.query","body":"eyJpbnB1dCI6e319"}`,
+		`{"node":"n2","epoch":3,"op":"kv","key":"k","value":"dg=="}`,
+		`{"node":"n2","epoch":3,"op":"kv","key":"k","delete":true}`,
+		`{"node":"n2","epoch":3,"op":"timer_set","name":"t","due":"2026-01-01T00:00:00Z"}`,
+		`{"node":"n2","epoch":3,"op":"timer_fired","name":"t","due":"2026-01-01T00:00:00Z"}`,
+		`{"node":"n2","epoch":3,"op":"version","version":"2"}`,
+		`{"node":"n2","epoch":3,"op":"status","status":{"agent":"a1","desired":"running","state":"running","restarts":0,"kv_keys":0,"kv_bytes":0}}`,
+		`{"node":"n2","op":"reboot"}`, `{}`, `{"node":"n2","epoch":-1}`, `[]`, `{"node":"n2","op":"kv","key":""} {}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		op, err := decodeHostOp(b)
+		if err != nil {
+			return
+		}
+		switch op.Op {
+		case opInvoke, opKV, opTimerSet, opTimerCancel, opTimerFired, opVersion, opStatus:
+		default:
+			t.Fatalf("accepted unknown op %q", op.Op)
+		}
+		if op.Node == "" || (op.Op == opStatus && op.Status == nil) {
+			t.Fatalf("accepted %+v", op)
+		}
+		again, err := json.Marshal(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		op2, err := decodeHostOp(again)
+		if err != nil {
+			t.Fatalf("re-encoded %s: %v", again, err)
+		}
+		if again2, _ := json.Marshal(op2); !bytes.Equal(again, again2) {
+			t.Fatalf("round trip %s != %s", again, again2)
+		}
+	})
 }

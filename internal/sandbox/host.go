@@ -3,8 +3,6 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/aibos/kernel/api"
-	"github.com/aibos/kernel/internal/gateway"
 	"github.com/aibos/kernel/internal/store"
 )
 
@@ -60,7 +57,8 @@ func instantiateHost(ctx context.Context, e wazero.Runtime) error {
 
 // enter counts a host call against the tick's cap and checks the agent's
 // epoch: a call that acts or reads state (all but log) is refused from a
-// node that no longer leads the term it was placed in.
+// node the agent is no longer placed on in that epoch (place.go; the
+// leader checks the calls that act again).
 func enter(ctx context.Context) (*callState, *hostError) { return enterCall(ctx, true) }
 
 func enterCall(ctx context.Context, fenced bool) (*callState, *hostError) {
@@ -78,8 +76,8 @@ func enterCall(ctx context.Context, fenced bool) (*callState, *hostError) {
 	cs.a.mu.Lock()
 	epoch := cs.a.epoch
 	cs.a.mu.Unlock()
-	if term, lead := cs.a.r.cfg.Store.LeaderTerm(); !lead || term != epoch {
-		return cs, &hostError{Code: codeStaleEpoch, Message: fmt.Sprintf("the agent was placed on this node in epoch %d, and this node does not lead epoch %d: the call is refused (the agent runs where the leader placed it)", epoch, term)}
+	if herr := cs.a.r.fence(cs.a.id, cs.a.r.cfg.Node, epoch); herr != nil {
+		return cs, herr
 	}
 	return cs, nil
 }
@@ -119,18 +117,9 @@ func hostInvoke(ctx context.Context, m wapi.Module, namePtr, nameLen, bodyPtr, b
 	if herr != nil {
 		return cs.fail(herr)
 	}
-	// The same pipeline as POST /v1/actions/{name}/invoke: the agent is
-	// the subject, vouched for by the kernel (no credential in the guest).
-	rep := cs.a.r.cfg.Gateway.Invoke(ctx, gateway.Call{Agent: cs.a.id, Action: name, Body: body, Origin: Origin})
-	switch {
-	case rep.Forward:
-		return cs.fail(&hostError{Code: codeUnavailable, Message: "this action needs the leader, and the agent runs on a node that is not (leadership moved: the agent moves too)"})
-	case rep.Err != nil:
-		return cs.fail(&hostError{Code: rep.Err.Code, Message: rep.Err.Message})
-	}
-	b, err := json.Marshal(invokeAnswer{InvokeResponse: rep.Resp, HTTPStatus: rep.Status})
-	if err != nil {
-		return cs.fail(&hostError{Code: codeUnavailable, Message: err.Error()})
+	b, herr := cs.a.r.act(ctx, cs.a.id, hostOp{Op: opInvoke, Epoch: cs.a.placed(), Action: name, Body: append([]byte(nil), body...)})
+	if herr != nil {
+		return cs.fail(herr)
 	}
 	return cs.answer(b)
 }
@@ -164,14 +153,10 @@ func hostKVGet(ctx context.Context, m wapi.Module, ptr, n uint32) int32 {
 }
 
 func kvWrite(ctx context.Context, cs *callState, key string, val []byte, del bool) int32 {
-	_, err := cs.a.r.cfg.Store.PutAgentKV(ctx, cs.a.id, key, val, del)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, store.ErrQuota):
-		return cs.fail(&hostError{Code: codeStateQuota, Message: err.Error()})
+	if _, herr := cs.a.r.act(ctx, cs.a.id, hostOp{Op: opKV, Epoch: cs.a.placed(), Key: key, Value: val, Delete: del}); herr != nil {
+		return cs.fail(herr)
 	}
-	return cs.fail(&hostError{Code: codeUnavailable, Message: "state not written: " + err.Error()})
+	return 0
 }
 
 func hostKVPut(ctx context.Context, m wapi.Module, kp, kn, vp, vn uint32) int32 {
@@ -219,7 +204,7 @@ func hostTimerSet(ctx context.Context, m wapi.Module, ptr, n uint32, delayMS int
 	if herr != nil {
 		return cs.fail(herr)
 	}
-	if herr := cs.a.setTimer(name, time.Duration(delayMS)*time.Millisecond); herr != nil {
+	if herr := cs.a.setTimer(ctx, name, time.Duration(delayMS)*time.Millisecond); herr != nil {
 		return cs.fail(herr)
 	}
 	return 0
@@ -234,7 +219,9 @@ func hostTimerCancel(ctx context.Context, m wapi.Module, ptr, n uint32) int32 {
 	if herr != nil {
 		return cs.fail(herr)
 	}
-	cs.a.cancelTimer(name)
+	if herr := cs.a.cancelTimer(ctx, name); herr != nil {
+		return cs.fail(herr)
+	}
 	return 0
 }
 

@@ -1,11 +1,14 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/store"
@@ -16,6 +19,9 @@ import (
 // agent, audits it, and runs leader routes on the leader.
 type Router interface {
 	HandleAgentRoute(pattern, action, media string, leader bool, h http.HandlerFunc)
+	// HandleNodeRoute adds a route the nodes call each other on, on the
+	// leader; its handler audits what it does itself.
+	HandleNodeRoute(pattern, action, media string, h http.HandlerFunc)
 }
 
 // Routes adds the agent runtime's endpoints.
@@ -23,12 +29,50 @@ func (r *Runtime) Routes(rt Router) {
 	rt.HandleAgentRoute("PUT /v1/agents/{id}/module", "kernel.agent.deploy", "application/wasm", true, r.handleDeploy)
 	rt.HandleAgentRoute("POST /v1/agents/{id}/start", "kernel.agent.start", "application/json", true, r.handleRun(api.SandboxRun))
 	rt.HandleAgentRoute("POST /v1/agents/{id}/stop", "kernel.agent.stop", "application/json", true, r.handleRun(api.SandboxStop))
-	rt.HandleAgentRoute("POST /v1/agents/{id}/upgrade", "kernel.agent.upgrade", "application/json", true, r.handleUpgrade)
-	// Runtime status and messages are answered by the leader, which runs
-	// the agents (its live view: memory, ticks, health).
-	rt.HandleAgentRoute("GET /v1/agents/{id}/runtime", "kernel.agent.runtime", "", true, r.handleStatus)
-	rt.HandleAgentRoute("POST /v1/agents/{id}/messages", "kernel.agent.message", "application/json", true, r.handleMessage)
+	// An upgrade, the runtime status (with the live view: memory, ticks,
+	// health) and messages are answered by the node the agent is placed
+	// on: any node forwards them there.
+	rt.HandleAgentRoute("POST /v1/agents/{id}/upgrade", "kernel.agent.upgrade", "application/json", false, r.onAgentNode(r.handleUpgrade))
+	rt.HandleAgentRoute("GET /v1/agents/{id}/runtime", "kernel.agent.runtime", "", false, r.onAgentNode(r.handleStatus))
+	rt.HandleAgentRoute("POST /v1/agents/{id}/messages", "kernel.agent.message", "application/json", false, r.onAgentNode(r.handleMessage))
+	// The host calls of agents that run on followers (place.go).
+	rt.HandleNodeRoute("POST /v1/agents/{id}/host", "kernel.sandbox.host", "application/json", r.handleHost)
 }
+
+// onAgentNode runs h on the node the agent is placed on, forwarding the
+// request there from any other node; an agent placed nowhere is answered
+// here (from the replicated state).
+func (r *Runtime) onAgentNode(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		node, _ := r.cfg.Store.AgentPlacement(req.PathValue("id"))
+		if node == "" || node == r.cfg.Node || r.cfg.Peers == nil {
+			// What the forwarding node had applied, this one applies
+			// first (a deploy just made through it, say); bounded.
+			if rev, err := strconv.ParseUint(req.Header.Get(headerRevision), 10, 64); err == nil && rev > 0 {
+				ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
+				err := r.cfg.Store.WaitForRevision(ctx, rev)
+				cancel()
+				if err != nil {
+					writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, fmt.Sprintf("this node has not yet applied revision %d, which the forwarding node had: retry shortly", rev))
+					return
+				}
+			}
+			h(w, req)
+			return
+		}
+		addr := r.cfg.Store.NodeHTTP(node)
+		if addr == "" {
+			writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, fmt.Sprintf("the agent runs on node %s, whose address this node does not know; retry shortly", node))
+			return
+		}
+		req.Header.Set(headerRevision, strconv.FormatUint(r.cfg.Store.AppliedRevision(), 10))
+		r.cfg.Peers.ForwardToNode(w, req, addr)
+	}
+}
+
+// headerRevision carries, on a request forwarded to an agent's node, the
+// revision the forwarding node had applied.
+const headerRevision = "X-Aibos-Applied-Revision"
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

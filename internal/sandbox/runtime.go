@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/aibos/kernel/api"
 	"github.com/aibos/kernel/internal/audit"
@@ -29,7 +30,7 @@ type Store interface {
 	AgentModule(agent, version string) (api.AgentModule, []byte, bool)
 	AgentRuntime(agent string) api.AgentRuntime
 	AgentKV(agent, key string) ([]byte, bool)
-	PutAgentKV(ctx context.Context, agent, key string, value []byte, del bool) (uint64, error)
+	PutAgentKV(ctx context.Context, agent string, epoch uint64, key string, value []byte, del bool) (uint64, error)
 	SetAgentStatus(ctx context.Context, st api.AgentRuntime) (uint64, error)
 	SetAgentRun(ctx context.Context, agent, desired string, now time.Time) (uint64, error)
 	SetAgentRunVersion(ctx context.Context, agent, version string, now time.Time) (uint64, error)
@@ -37,7 +38,16 @@ type Store interface {
 	SandboxAgents() []string
 	ActiveKills() []api.KillSwitch
 	IsLeader() bool
-	LeaderTerm() (uint64, bool)
+	// Placement (place.go).
+	SandboxPlacements() []api.AgentPlacement
+	AgentPlacement(agent string) (node string, epoch uint64)
+	PlaceAgents(ctx context.Context, ps []api.AgentPlacement, now time.Time) (uint64, error)
+	LiveVoters(deadAfter time.Duration) ([]string, error)
+	NodeHTTP(id string) string
+	AgentTimers(agent string) map[string]time.Time
+	SetAgentTimer(ctx context.Context, agent string, epoch uint64, op, name string, due time.Time) (uint64, error)
+	WaitForRevision(ctx context.Context, rev uint64) error
+	AppliedRevision() uint64
 }
 
 // Invoker is the agent gateway.
@@ -83,6 +93,17 @@ type Config struct {
 	// Probation is how long after an upgrade a crash, a failed health
 	// check or failing ticks roll the agent back (30 s).
 	Probation time.Duration
+	// Peers reaches the leader (a follower's host calls) and the node an
+	// agent runs on (its runtime routes); nil: a single node.
+	Peers Peers
+	// DeadAfter is how long the leader's heartbeats to a voter must fail
+	// before its agents are placed elsewhere (1 s); PlaceEvery how often
+	// the leader checks (100 ms).
+	DeadAfter  time.Duration
+	PlaceEvery time.Duration
+	// CompileBudget bounds compiling a module (2 min; a Go guest takes
+	// seconds): a deploy whose module compiles longer is refused.
+	CompileBudget time.Duration
 	// HealthEvery is how often a live instance's health export is called
 	// between ticks (10 s); it is also called after every start.
 	HealthEvery time.Duration
@@ -119,15 +140,24 @@ func (c *Config) defaults() error {
 	if c.Probation <= 0 {
 		c.Probation = 30 * time.Second
 	}
+	if c.DeadAfter <= 0 {
+		c.DeadAfter = time.Second
+	}
+	if c.PlaceEvery <= 0 {
+		c.PlaceEvery = 100 * time.Millisecond
+	}
+	if c.CompileBudget <= 0 {
+		c.CompileBudget = 2 * time.Minute
+	}
 	if c.HealthEvery <= 0 {
 		c.HealthEvery = 10 * time.Second
 	}
 	return nil
 }
 
-// Runtime runs the sandboxed agents of one node. Create it with New; it
-// runs agents only while its node leads (placement on the leader: one
-// node runs each agent, and a new leader takes them over).
+// Runtime runs the sandboxed agents of one node: those the leader placed
+// on it (and, on the leader, it places them; place.go). Create it with
+// New.
 type Runtime struct {
 	cfg   Config
 	log   *slog.Logger
@@ -140,10 +170,11 @@ type Runtime struct {
 	wake   chan struct{}
 
 	mu       sync.Mutex
-	engines  map[uint32]wazero.Runtime       // by memory cap in pages; guarded by mu
-	compiled map[compiledKey]*compiledModule // guarded by mu
-	agents   map[string]*agentRun            // guarded by mu
-	warming  bool                            // a prewarm runs; guarded by mu
+	engines  map[uint32]wazero.Runtime         // by memory cap in pages; guarded by mu
+	compiled map[compiledKey]*compiledModule   // guarded by mu
+	agents   map[string]*agentRun              // guarded by mu
+	calls    map[string]map[*hostCall]struct{} // host operations in flight for other nodes, by agent; guarded by mu
+	warming  bool                              // a prewarm runs; guarded by mu
 }
 
 type compiledKey struct {
@@ -187,6 +218,7 @@ func New(cfg Config) (*Runtime, error) {
 		engines:  map[uint32]wazero.Runtime{},
 		compiled: map[compiledKey]*compiledModule{},
 		agents:   map[string]*agentRun{},
+		calls:    map[string]map[*hostCall]struct{}{},
 	}
 	for range cfg.Workers {
 		r.wg.Add(1)
@@ -258,7 +290,7 @@ func (r *Runtime) compile(ctx context.Context, pages uint32, sha string, wasm []
 	if c != nil {
 		return c, nil
 	}
-	cm, info, err := Validate(ctx, r.engine(pages), wasm)
+	cm, info, err := r.validate(ctx, pages, wasm)
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +320,7 @@ func (r *Runtime) Deploy(ctx context.Context, agentID string, wasm []byte) (api.
 	if err != nil {
 		return api.AgentModule{}, &ValidationError{Problems: []string{"agent " + agentID + " version " + a.Version + ": " + err.Error() + " (register a new version with a valid sandbox profile)"}}
 	}
-	cm, info, err := Validate(ctx, r.engine(p.MaxPages), wasm)
+	cm, info, err := r.validate(ctx, p.MaxPages, wasm)
 	if err != nil {
 		return api.AgentModule{}, err
 	}
@@ -299,6 +331,27 @@ func (r *Runtime) Deploy(ctx context.Context, agentID string, wasm []byte) (api.
 	return r.cfg.Store.DeployModule(ctx, agentID, a.Version, wasm, r.cfg.Now())
 }
 
+// validate is Validate within the compile budget: a module whose compile
+// outlasts it is refused (at deploy: nothing is stored) and the compile
+// stops. wazero checks the context between functions only when it
+// compiles on several goroutines, hence two workers.
+func (r *Runtime) validate(ctx context.Context, pages uint32, wasm []byte) (wazero.CompiledModule, ModuleInfo, error) {
+	bctx, cancel := context.WithTimeout(ctx, r.cfg.CompileBudget)
+	defer cancel()
+	bctx = experimental.WithCompilationWorkers(bctx, compileWorkers)
+	start := time.Now()
+	cm, info, err := Validate(bctx, r.engine(pages), wasm)
+	if err != nil && bctx.Err() != nil && ctx.Err() == nil {
+		return nil, info, &ValidationError{Problems: []string{fmt.Sprintf(
+			"compiling the module took longer than this node's compile budget of %v (stopped after %v): make it smaller (-ldflags='-s -w', fewer dependencies) or raise the budget (sandbox CompileBudget)",
+			r.cfg.CompileBudget, time.Since(start).Round(time.Millisecond))}}
+	}
+	return cm, info, err
+}
+
+// compileWorkers compile a module's functions at once (see validate).
+const compileWorkers = 2
+
 // maxModuleBytes mirrors store.MaxModuleBytes without importing the store.
 const maxModuleBytes = 8 << 20
 
@@ -308,63 +361,69 @@ var ErrNotFound = errors.New("not found")
 var errStopped = errors.New("agent stopped")
 
 // control reconciles the agents this node runs with the replicated state
-// on every change, and parks idle instances.
+// on every change, places agents (on the leader), and parks idle
+// instances.
 func (r *Runtime) control() {
 	defer r.wg.Done()
 	park := time.NewTicker(min(r.cfg.ParkAfter/2, time.Second))
 	defer park.Stop()
-	// Leadership is not a store change: poll it too.
-	lead := time.NewTicker(100 * time.Millisecond)
-	defer lead.Stop()
-	var wasTerm uint64
-	wasLeader := false
+	// A node's death is not a store change: the leader looks every
+	// PlaceEvery.
+	placeT := time.NewTicker(r.cfg.PlaceEvery)
+	defer placeT.Stop()
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
 		case <-r.wake:
-		case <-lead.C:
-			if t, l := r.cfg.Store.LeaderTerm(); l == wasLeader && t == wasTerm {
-				continue
-			}
+		case <-placeT.C:
+			r.place()
+			continue
 		case <-park.C:
 			r.parkIdle()
 			continue
 		}
-		wasTerm, wasLeader = r.cfg.Store.LeaderTerm()
-		r.reconcile(wasLeader, wasTerm)
-		if !wasLeader {
-			r.prewarm()
-		}
+		r.place()
+		r.reconcile()
+		r.prewarm()
 	}
 }
 
-// reconcile starts what should run here and stops what should not.
-// Every agent placed here carries the term it was placed in (its epoch):
-// a host call checks it against the current term, so a node that lost
-// leadership cannot act for an agent the new leader now runs.
-func (r *Runtime) reconcile(leader bool, term uint64) {
-	want := map[string]bool{}
-	if leader {
-		for _, id := range r.cfg.Store.SandboxAgents() {
-			want[id] = true
+// reconcile starts what is placed here and stops what is not. Every agent
+// runs in the epoch of its placement: one placed here again (after it
+// ran elsewhere) starts afresh in its new epoch.
+func (r *Runtime) reconcile() {
+	r.cancelStale()
+	want := map[string]uint64{}
+	for _, p := range r.cfg.Store.SandboxPlacements() {
+		if p.Node == r.cfg.Node {
+			want[p.Agent] = p.Epoch
 		}
 	}
 	kills := r.cfg.Store.ActiveKills()
 	r.mu.Lock()
 	var stop, start, check []*agentRun
 	for id, a := range r.agents {
-		if !want[id] {
+		a.mu.Lock()
+		same := a.epoch == want[id]
+		a.mu.Unlock()
+		if e, ok := want[id]; !ok || !same {
 			stop = append(stop, a)
 			delete(r.agents, id)
+			if ok {
+				n := newAgentRun(r, id)
+				n.epoch = e
+				r.agents[id] = n
+				start = append(start, n)
+			}
 		} else {
 			check = append(check, a)
 		}
 	}
-	for id := range want {
+	for id, e := range want {
 		if _, ok := r.agents[id]; !ok {
 			a := newAgentRun(r, id)
-			a.epoch = term
+			a.epoch = e
 			r.agents[id] = a
 			start = append(start, a)
 		}
@@ -375,9 +434,6 @@ func (r *Runtime) reconcile(leader bool, term uint64) {
 		r.report(a, api.RuntimeStopped, "")
 	}
 	for _, a := range append(start, check...) {
-		a.mu.Lock()
-		a.epoch = term // re-elected: the same node leads a new term
-		a.mu.Unlock()
 		ag, ok := r.cfg.Store.Agent(a.id)
 		if !ok {
 			continue
@@ -388,6 +444,9 @@ func (r *Runtime) reconcile(leader bool, term uint64) {
 		}
 		if a.unkill() || slicesContains(start, a) {
 			a.enqueue(tick{kind: "start"})
+			if slicesContains(start, a) {
+				a.armTimers()
+			}
 		}
 	}
 }
@@ -402,9 +461,9 @@ func slicesContains(s []*agentRun, a *agentRun) bool {
 }
 
 // prewarm compiles, in the background and one at a time, the modules of
-// the agents asked to run, on a node that does not run them: if it becomes
-// the leader it takes them over without a cold compile (seconds for a Go
-// guest), which is what keeps a failover's move fast.
+// the agents asked to run: if one is placed here after its node dies, it
+// starts without a cold compile (seconds for a Go guest), which is what
+// keeps a failover's move fast.
 func (r *Runtime) prewarm() {
 	r.mu.Lock()
 	if r.warming {
@@ -498,8 +557,8 @@ func (r *Runtime) report(a *agentRun, state, lastErr string) {
 	a.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := r.cfg.Store.SetAgentStatus(ctx, st); err != nil {
-		r.log.Warn("sandbox status not recorded", "agent", a.id, "state", state, "err", err)
+	if _, herr := r.act(ctx, a.id, hostOp{Op: opStatus, Epoch: st.Epoch, Status: &st}); herr != nil {
+		r.log.Warn("sandbox status not recorded", "agent", a.id, "state", state, "err", herr)
 	}
 }
 
@@ -522,7 +581,7 @@ func (r *Runtime) Send(id string, msg []byte) error {
 	a := r.agents[id]
 	r.mu.Unlock()
 	if a == nil {
-		return fmt.Errorf("%w: agent %q is not running on this node: start it (aibos agent start %s), or send to the leader", ErrNotRunning, id, id)
+		return fmt.Errorf("%w: agent %q is not running on this node: start it (aibos agent start %s)", ErrNotRunning, id, id)
 	}
 	return a.enqueue(tick{kind: "message", message: append([]byte(nil), msg...)})
 }

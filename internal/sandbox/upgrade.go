@@ -22,7 +22,8 @@ var ErrUpgrade = errors.New("upgrade refused")
 // run twice by the swap). For the Probation window after, a crash, a
 // failed health check or failing ticks roll it back to the old version
 // (the tick that crashed is run again on the old one), with an audit
-// record saying why. Leader only.
+// record saying why. On the node the agent runs on (the route forwards
+// there); the version pin is a host operation, performed on the leader.
 func (r *Runtime) Upgrade(ctx context.Context, id, version string) (api.AgentRuntime, error) {
 	ag, ok := r.cfg.Store.Agent(id)
 	if !ok {
@@ -66,11 +67,11 @@ func (r *Runtime) Upgrade(ctx context.Context, id, version string) (api.AgentRun
 	a.mu.Lock()
 	a.probation = &probation{from: from, to: version, until: time.Now().Add(r.cfg.Probation)}
 	a.mu.Unlock()
-	if _, err := r.cfg.Store.SetAgentRunVersion(ctx, id, version, r.cfg.Now()); err != nil {
+	if _, herr := r.act(ctx, id, hostOp{Op: opVersion, Epoch: a.placed(), Version: version}); herr != nil {
 		a.mu.Lock()
 		a.probation = nil
 		a.mu.Unlock()
-		return api.AgentRuntime{}, err
+		return api.AgentRuntime{}, fmt.Errorf("%w: version %s not pinned: %v", ErrUpgrade, version, herr)
 	}
 	r.record(id, version, "sandbox_upgrade", fmt.Sprintf("from %s to %s; on probation for %v", from, version, r.cfg.Probation))
 	return r.Status(id), nil
@@ -160,8 +161,8 @@ func (a *agentRun) rollbackIfProbation(t tick, why string) bool {
 	a.closeInstance()
 	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 	defer cancel()
-	if _, err := r.cfg.Store.SetAgentRunVersion(ctx, a.id, pr.from, r.cfg.Now()); err != nil {
-		r.log.Error("rollback not recorded", "agent", a.id, "err", err)
+	if _, herr := r.act(ctx, a.id, hostOp{Op: opVersion, Epoch: a.placed(), Version: pr.from}); herr != nil {
+		r.log.Error("rollback not recorded", "agent", a.id, "err", herr)
 	}
 	r.record(a.id, pr.from, "sandbox_rollback", fmt.Sprintf("rolled back from %s to %s: %s", pr.to, pr.from, why))
 	r.log.Warn("agent rolled back", "agent", a.id, "from", pr.to, "to", pr.from, "why", why)
@@ -190,7 +191,7 @@ func (r *Runtime) record(agent, version, kind, reason string) {
 // module), so that registering a new version does not change what runs:
 // that takes an upgrade.
 func (r *Runtime) pinOnStart(ctx context.Context, id, desired string) error {
-	if desired != api.SandboxRun || r.cfg.Store.AgentRuntime(id).RunVersion != "" && r.run(id) != nil {
+	if st := r.cfg.Store.AgentRuntime(id); desired != api.SandboxRun || st.RunVersion != "" && st.Placement != nil {
 		return nil
 	}
 	ag, _ := r.cfg.Store.Agent(id)

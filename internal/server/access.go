@@ -132,7 +132,7 @@ func (s *Server) guard(rt *route) http.HandlerFunc {
 // token: with node TLS the node certificate identifies the node, as the
 // node role's token does without it.
 func (s *Server) nodeByCertificate(rt *route, r *http.Request) (*auth.Principal, bool) {
-	if rt.action != "kernel.cluster.join" || s.cfg.IdentifyNode == nil || r.Header.Get("Authorization") != "" {
+	if (rt.action != "kernel.cluster.join" && !rt.node) || s.cfg.IdentifyNode == nil || r.Header.Get("Authorization") != "" {
 		return nil, false
 	}
 	origin := originNode(r)

@@ -87,7 +87,8 @@ func TestEveryRouteRefusesWithoutPermission(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A role with no permission on the route: node for everything but
-	// joining and reading the cluster, pep for those.
+	// joining and reading the cluster and the sandbox host calls, pep for
+	// those.
 	nodeTok := nodetest.NewToken(t, n, "a-node", "node")
 	pepTok := nodetest.NewToken(t, n, "a-pep", "pep")
 	body := `{"x":1}`
@@ -98,7 +99,7 @@ func TestEveryRouteRefusesWithoutPermission(t *testing.T) {
 		}
 		method, path := concrete(rt.Pattern)
 		unpermitted := nodeTok
-		if rt.Action == "kernel.cluster.join" || rt.Action == "kernel.cluster.read" {
+		if rt.Action == "kernel.cluster.join" || rt.Action == "kernel.cluster.read" || rt.Action == "kernel.sandbox.host" {
 			unpermitted = pepTok
 		}
 		cases := []struct {

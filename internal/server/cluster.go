@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -243,6 +244,59 @@ func (s *Server) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 		s.forward(w, r, leader)
 	}
 }
+
+// CallLeader posts a JSON body to path on the leader as this node (its
+// node credential; marked forwarded, so that a node that is no longer the
+// leader answers no_leader instead of passing it on) and answers the
+// leader's status and body (at most 16 MiB).
+func (s *Server) CallLeader(ctx context.Context, path string, body []byte) (int, []byte, error) {
+	return s.callLeader(ctx, path, body, nil)
+}
+
+func (s *Server) callLeader(ctx context.Context, path string, body []byte, h http.Header) (int, []byte, error) {
+	leader := s.store.LeaderHTTP()
+	if leader == "" {
+		return 0, nil, errors.New("no leader known")
+	}
+	u := url.URL{Scheme: s.peerScheme(), Host: leader, Path: path}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, vs := range h {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(headerForwarded, "1")
+	if s.cfg.NodeToken != "" {
+		req.Header.Set("Authorization", "Bearer "+s.cfg.NodeToken)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading the leader's answer: %w", err)
+	}
+	return resp.StatusCode, b, nil
+}
+
+// ForwardToNode answers r with the answer of the node at httpAddr (the
+// node a sandboxed agent runs on); a request that was forwarded already
+// is answered 503 instead, so none goes round in circles while a move
+// settles.
+func (s *Server) ForwardToNode(w http.ResponseWriter, r *http.Request, httpAddr string) {
+	if r.Header.Get(headerForwarded) != "" {
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "the agent is moving between nodes; retry shortly")
+		return
+	}
+	s.forward(w, r, httpAddr)
+}
+
+// CallerNode is the node that sent r over node mTLS (ForwardedByNode).
+func (s *Server) CallerNode(r *http.Request) (string, bool) { return ForwardedByNode(r) }
 
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, leader string) {
 	target := url.URL{Scheme: s.peerScheme(), Host: leader, Path: r.URL.Path, RawQuery: r.URL.RawQuery}

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"time"
 
@@ -171,30 +169,13 @@ func (s *Server) proposeAbort(ctx context.Context, id uint64, reason string) err
 		}
 		return err
 	}
-	leader := s.store.LeaderHTTP()
-	if leader == "" {
-		return errors.New("no leader known")
-	}
 	body, _ := json.Marshal(api.RolloutEndRequest{ID: id, Reason: reason})
-	u := url.URL{Scheme: s.peerScheme(), Host: leader, Path: "/v1/rollouts/abort"}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	status, msg, err := s.callLeader(ctx, "/v1/rollouts/abort", body, http.Header{headerAuthor: {by}})
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(headerAuthor, by)
-	req.Header.Set(headerForwarded, "1")
-	if s.cfg.NodeToken != "" {
-		req.Header.Set("Authorization", "Bearer "+s.cfg.NodeToken)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
+	if status == http.StatusOK || status == http.StatusNotFound {
 		return nil
 	}
-	return fmt.Errorf("leader %s answered %s: %s", leader, resp.Status, bytes.TrimSpace(msg))
+	return fmt.Errorf("the leader answered %d: %s", status, bytes.TrimSpace(msg))
 }

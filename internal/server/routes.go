@@ -50,6 +50,9 @@ type route struct {
 	leader bool
 	// audited: the handler writes its own, richer audit record of the act.
 	audited bool
+	// node: nodes call it on each other; with node TLS a node's
+	// certificate is its credential (as for a join).
+	node bool
 	// query: a POST that changes nothing (a decision, a simulation), so
 	// not an operator act to audit.
 	query bool
@@ -190,6 +193,20 @@ func (s *Server) HandleAgentRoute(pattern, action, media string, leader bool, h 
 		panic(fmt.Sprintf("server: route %s needs a kernel.* action", pattern))
 	}
 	s.table = append(s.table, route{pattern: pattern, action: action, media: media, leader: leader, target: agentTarget, h: h})
+	rt := &s.table[len(s.table)-1]
+	s.mux.HandleFunc(rt.pattern, s.guard(rt))
+}
+
+// HandleNodeRoute adds a route the nodes of the cluster call on the
+// leader (the agent sandbox's host calls from followers), on an agent as
+// HandleAgentRoute's, for a principal with the node role (its token, or
+// with node TLS its certificate). The handler records what it does itself
+// (an invocation's own audit record), so the route adds none per call.
+func (s *Server) HandleNodeRoute(pattern, action, media string, h http.HandlerFunc) {
+	if action == "" || !strings.HasPrefix(action, "kernel.") {
+		panic(fmt.Sprintf("server: route %s needs a kernel.* action", pattern))
+	}
+	s.table = append(s.table, route{pattern: pattern, action: action, media: media, leader: true, audited: true, node: true, target: agentTarget, h: h})
 	rt := &s.table[len(s.table)-1]
 	s.mux.HandleFunc(rt.pattern, s.guard(rt))
 }

@@ -232,6 +232,8 @@ var appliers = map[string]applier{
 	cmdSandboxStatusSet: handle((*fsm).applySandboxStatusSet),
 	cmdSandboxKVPut:     handle((*fsm).applySandboxKVPut),
 	cmdSandboxRunVer:    handle((*fsm).applySandboxRunVersion),
+	cmdSandboxPlace:     handle((*fsm).applySandboxPlace),
+	cmdSandboxTimer:     handle((*fsm).applySandboxTimer),
 }
 
 // handle makes the applier of a command whose payload is a P. It is the

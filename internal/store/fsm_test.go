@@ -237,6 +237,9 @@ func FuzzApply(f *testing.F) {
 		`{"type":"x"}`, `{}`, `[]`, `"str"`, `{"type":"node.set","payload":null}`,
 		`{"type":"approval.consume","payload":{"id":"ap-pending","invocation_id":"i","time":"2025-01-02T03:05:05Z"}}`,
 		`{"type":"kill.set","payload":{"kill":{"id":"k","scope":"tenant","target":"acme","reason":"r","by":"b","created_at":"2025-01-02T03:04:05Z","active":true}}}`,
+		`{"type":"sandbox.place","payload":{"placements":[{"agent":"a1","node":"n1","from":0}],"time":"2025-01-02T03:04:05Z"}}`,
+		`{"type":"sandbox.timer.set","payload":{"agent":"a1","epoch":1,"op":"set","name":"t","due":"2025-01-02T03:04:05Z"}}`,
+		`{"type":"sandbox.kv.put","payload":{"agent":"a1","epoch":1,"key":"k","value":"dg=="}}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -21,13 +22,6 @@ const (
 
 // IsLeader reports whether this node is the leader.
 func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
-
-// LeaderTerm returns raft's current term and whether this node leads in
-// it: the epoch of what the leader places (the agent sandbox's agents).
-func (s *Store) LeaderTerm() (uint64, bool) {
-	term := s.raft.CurrentTerm()
-	return term, s.raft.State() == raft.Leader
-}
 
 // LeaderID returns the leader's node id, "" if unknown.
 func (s *Store) LeaderID() string {
@@ -195,6 +189,106 @@ func (s *Store) Remove(ctx context.Context, nodeID string) error {
 		return fmt.Errorf("store: remove %s: %w", nodeID, mapRaftErr(err))
 	}
 	return nil
+}
+
+// peerHealth is what the leader's heartbeats tell of its followers: since
+// when each failing one has not answered. raft reports a failed heartbeat
+// at every attempt (backing off up to half the heartbeat timeout) and a
+// resumed one at the first success after failures.
+type peerHealth struct {
+	mu      sync.Mutex
+	failing map[string]time.Time // guarded by mu
+	// heard: when this node, as the new leader, last heard from the
+	// leader before it (its last contact as a follower); guarded by mu.
+	heard map[string]time.Time
+	prev  string // the last leader known; guarded by mu
+}
+
+// leaderChanged starts a new leader's view afresh. The old leader's
+// silence counts from this node's last contact with it: if it died, the
+// election has already waited a heartbeat timeout for it.
+func (p *peerHealth) leaderChanged(leader, self string, lastContact time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if leader == self {
+		p.failing, p.heard = nil, nil
+		if p.prev != "" && p.prev != self && !lastContact.IsZero() {
+			p.heard = map[string]time.Time{p.prev: lastContact}
+		}
+	}
+	if leader != "" {
+		p.prev = leader
+	}
+}
+
+func (p *peerHealth) failed(id string, lastContact, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.failing[id]; ok {
+		return
+	}
+	if p.failing == nil {
+		p.failing = map[string]time.Time{}
+	}
+	since := now
+	if !lastContact.IsZero() && lastContact.Before(since) {
+		since = lastContact
+	}
+	if h, ok := p.heard[id]; ok && h.Before(since) {
+		since = h
+	}
+	p.failing[id] = since
+}
+
+func (p *peerHealth) resumed(id string) {
+	p.mu.Lock()
+	delete(p.failing, id)
+	delete(p.heard, id)
+	p.mu.Unlock()
+}
+
+// downFor is how long id's heartbeats have failed (0: they answer).
+func (p *peerHealth) downFor(id string, now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if since, ok := p.failing[id]; ok {
+		return now.Sub(since)
+	}
+	return 0
+}
+
+// LiveVoters lists, by id, the voters of raft's latest configuration that
+// the leader hears from: itself, and every other voter whose heartbeats
+// have not been failing for deadAfter or longer (a killed node refuses
+// them at once; a hung one fails when the transport's timeout ends). A
+// node that left is not in the configuration. Leader only: a follower
+// does not hear from the others (ErrNotLeader).
+func (s *Store) LiveVoters(deadAfter time.Duration) ([]string, error) {
+	if !s.IsLeader() {
+		return nil, ErrNotLeader
+	}
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return nil, fmt.Errorf("store: configuration: %w", mapRaftErr(err))
+	}
+	now := time.Now()
+	var out []string
+	for _, srv := range cf.Configuration().Servers {
+		id := string(srv.ID)
+		if srv.Suffrage != raft.Voter || (id != s.cfg.NodeID && s.peers.downFor(id, now) >= deadAfter) {
+			continue
+		}
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// NodeHTTP is a member's advertised HTTP address ("" if unknown).
+func (s *Store) NodeHTTP(id string) string {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	return s.fsm.st.nodes[id].HTTP
 }
 
 // watchLeader wakes WaitForLeader callers on every leader change. raft

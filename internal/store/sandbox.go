@@ -23,6 +23,8 @@ const (
 	cmdSandboxStatusSet = "sandbox.status.set"
 	cmdSandboxKVPut     = "sandbox.kv.put"
 	cmdSandboxRunVer    = "sandbox.version.set"
+	cmdSandboxPlace     = "sandbox.place"
+	cmdSandboxTimer     = "sandbox.timer.set"
 )
 
 // ChangeSandbox is the Change kind of a sandbox command; Change.Agent
@@ -77,8 +79,14 @@ type sandboxRunVersionCmd struct {
 	Time    time.Time `json:"time"`
 }
 
+// sandboxKVPutCmd writes a key of an agent's state. Epoch, if not zero,
+// is the placement epoch the writer runs the agent in: apply refuses the
+// write unless it is the agent's current one (the fence against a node
+// the agent was moved away from). Entries from before placements have
+// none.
 type sandboxKVPutCmd struct {
 	Agent  string `json:"agent"`
+	Epoch  uint64 `json:"epoch,omitempty"`
 	Key    string `json:"key"`
 	Value  []byte `json:"value,omitempty"`
 	Delete bool   `json:"delete,omitempty"`
@@ -99,6 +107,10 @@ type sandboxRecord struct {
 	Run     string            `json:"run,omitempty"` // the version to run; empty: the agent's current one
 	Status  api.AgentRuntime  `json:"status"`
 	KV      map[string][]byte `json:"kv,omitempty"`
+	// Place is where the leader placed the agent (placement.go).
+	Place placement `json:"place,omitzero"`
+	// Timers are the agent's pending timers, by name: when each is due.
+	Timers map[string]time.Time `json:"timers,omitempty"`
 }
 
 func (r *sandboxRecord) kvBytes() int {
@@ -113,6 +125,7 @@ func (r *sandboxRecord) clone() *sandboxRecord {
 	c := *r
 	c.Modules = slices.Clone(r.Modules)
 	c.KV = maps.Clone(r.KV)
+	c.Timers = maps.Clone(r.Timers)
 	return &c
 }
 
@@ -169,6 +182,10 @@ func (f *fsm) applySandboxRunSet(c command, p *sandboxRunSetCmd) (Change, applyR
 		if p.Desired == api.SandboxRun {
 			// A start gives a failed agent a fresh count.
 			r.Status.Restarts, r.Status.LastError = 0, ""
+		} else {
+			// A stopped agent is on no node and has no timers; its epoch
+			// is kept, so the next placement's is higher.
+			r.Place.Node, r.Timers = "", nil
 		}
 		r.Status.UpdatedAt = p.Time
 		return nil
@@ -181,7 +198,8 @@ func (f *fsm) applySandboxStatusSet(_ command, p *sandboxStatusSetCmd) (Change, 
 		// A report from an older epoch (a deposed leader's "stopped",
 		// applied after the new leader's "running") is stale: keep the
 		// newer one. Decided here, so every replica agrees.
-		if p.Epoch < r.Status.Epoch {
+		// So is one of an epoch the agent was placed away from.
+		if p.Epoch < r.Status.Epoch || p.Epoch < r.Place.Epoch {
 			return nil
 		}
 		r.Status = api.AgentRuntime{
@@ -215,6 +233,11 @@ func (f *fsm) applySandboxKVPut(c command, p *sandboxKVPutCmd) (Change, applyRes
 		return fail(fmt.Errorf("%w: value of %q is %d bytes; at most %d", ErrQuota, p.Key, len(p.Value), MaxKVValueBytes))
 	}
 	return f.sandboxChange(p.Agent, func(r *sandboxRecord) error {
+		if p.Epoch != 0 {
+			if err := r.fence(p.Epoch); err != nil {
+				return err
+			}
+		}
 		if p.Delete {
 			delete(r.KV, p.Key)
 			return nil
@@ -309,10 +332,11 @@ func (s *Store) SetAgentRunVersion(ctx context.Context, agent, version string, n
 	return res.Revision, nil
 }
 
-// PutAgentKV writes (or, with del, deletes) a key of an agent's state.
-// Leader only.
-func (s *Store) PutAgentKV(ctx context.Context, agent, key string, value []byte, del bool) (uint64, error) {
-	res, err := s.propose(ctx, cmdSandboxKVPut, sandboxKVPutCmd{Agent: agent, Key: key, Value: value, Delete: del})
+// PutAgentKV writes (or, with del, deletes) a key of an agent's state,
+// for the agent running in placement epoch (ErrStaleEpoch unless it is
+// the current one when the write applies). Leader only.
+func (s *Store) PutAgentKV(ctx context.Context, agent string, epoch uint64, key string, value []byte, del bool) (uint64, error) {
+	res, err := s.propose(ctx, cmdSandboxKVPut, sandboxKVPutCmd{Agent: agent, Epoch: epoch, Key: key, Value: value, Delete: del})
 	if err != nil {
 		return 0, err
 	}
@@ -368,7 +392,10 @@ func (s *Store) AgentRuntime(agent string) api.AgentRuntime {
 	if out.State == "" {
 		out.State = api.RuntimeStopped
 	}
-	out.KVKeys, out.KVBytes = len(r.KV), r.kvBytes()
+	out.KVKeys, out.KVBytes, out.Timers = len(r.KV), r.kvBytes(), len(r.Timers)
+	if r.Place.Node != "" {
+		out.Placement = &api.AgentPlacement{Agent: agent, Node: r.Place.Node, Epoch: r.Place.Epoch, PlacedAt: r.Place.Time}
+	}
 	for _, m := range r.Modules {
 		out.Modules = append(out.Modules, m.AgentModule)
 	}
@@ -425,6 +452,9 @@ func restoreSandbox(st *state, r *sandboxRecord) error {
 	}
 	if len(r.KV) > MaxKVKeys || r.kvBytes() > MaxKVBytes {
 		return fmt.Errorf("agent %q: key/value state over its quota", r.Agent)
+	}
+	if len(r.Timers) > MaxTimers {
+		return fmt.Errorf("agent %q: %d timers; at most %d", r.Agent, len(r.Timers), MaxTimers)
 	}
 	st.sandbox[r.Agent] = r
 	return nil

@@ -133,6 +133,7 @@ type Store struct {
 
 	observer   *raft.Observer
 	leaderWait broadcast.Notifier
+	peers      peerHealth // the leader's view of its followers' heartbeats
 
 	ctx    context.Context // canceled by Close/Kill; stops background work
 	cancel context.CancelFunc
@@ -278,8 +279,17 @@ func New(cfg Config) (*Store, error) {
 
 	obs := make(chan raft.Observation, 64)
 	s.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
-		_, isLeader := o.Data.(raft.LeaderObservation)
-		return isLeader
+		// Called on raft's goroutines: heartbeats are only noted.
+		switch d := o.Data.(type) {
+		case raft.LeaderObservation:
+			s.peers.leaderChanged(string(d.LeaderID), s.cfg.NodeID, s.raft.LastContact())
+			return true
+		case raft.FailedHeartbeatObservation:
+			s.peers.failed(string(d.PeerID), d.LastContact, time.Now())
+		case raft.ResumedHeartbeatObservation:
+			s.peers.resumed(string(d.PeerID))
+		}
+		return false
 	})
 	s.raft.RegisterObserver(s.observer)
 	s.wg.Add(2)

@@ -2,7 +2,8 @@
 // chosen by the manifest's sandbox.config.mode, so one build serves every
 // test: echo (invoke config.action and keep the answer), loop (spin
 // forever on a message), bomb (allocate until memory runs out), panic
-// (panic at start).
+// (panic at start), later (invoke, and on its first start set a timer
+// due in 15 s).
 package main
 
 import (
@@ -32,6 +33,18 @@ func init() {
 			}
 			if err := guest.Put("started", []byte(guest.Now().UTC().Format(time.RFC3339))); err != nil {
 				return err
+			}
+			if mode == "later" {
+				if _, err := guest.Get("armed"); err != nil {
+					// The timer first, so that "armed" means it is set.
+					if err := guest.SetTimer("late", 15*time.Second); err != nil {
+						return err
+					}
+					if err := guest.Put("armed", []byte("1")); err != nil {
+						return err
+					}
+				}
+				return invoke(t)
 			}
 			if mode == "echo" {
 				if err := invoke(t); err != nil {
