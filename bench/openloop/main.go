@@ -72,12 +72,29 @@ func main() {
 	}
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) / *rate)
-	for i := range n {
-		t := start.Add(time.Duration(i) * interval)
-		if d := time.Until(t); d > 0 {
-			time.Sleep(d)
+	if tk, err := newTicker(interval); err == nil {
+		// Each expiry releases the requests due by then, timed from
+		// when each was due.
+		for i := 0; i < n; {
+			k, err := tk.wait()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "openloop:", err)
+				os.Exit(2)
+			}
+			for ; k > 0 && i < n; k-- {
+				due <- start.Add(time.Duration(i+1) * interval)
+				i++
+			}
 		}
-		due <- t
+		tk.stop()
+	} else {
+		for i := range n {
+			t := start.Add(time.Duration(i) * interval)
+			if d := time.Until(t); d > 0 {
+				time.Sleep(d) // millisecond resolution: see ticker
+			}
+			due <- t
+		}
 	}
 	close(due)
 	wg.Wait()
