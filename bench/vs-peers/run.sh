@@ -177,11 +177,18 @@ for n in "${names[@]}"; do
 	printf "%-13s %12.0f %10.2f\n" "$n" "${med[$n]}" "$(median "${p99[$n]}")"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+# roundcost ON OFF: the median over rounds of 1 - on/off, each round's two
+# runs taken close together, which drifts of the machine touch less than
+# the ratio of the medians.
+roundcost() {
+	paste <(tr ' ' '\n' <<<"${rps[$1]}" | grep .) <(tr ' ' '\n' <<<"${rps[$2]}" | grep .) |
+		awk '{print 100*(1-$1/$2)}' | sort -g | awk '{a[NR]=$1} END{printf "%.1f %%", a[int((NR+1)/2)]}'
+}
 echo
 echo "kernel / floor           $(ratio "${med[kernel]}" "${med[floor]}")   (recording off: $(ratio "${med[kernel-norec]}" "${med[floor]}"))"
 echo "kernel / opa             $(ratio "${med[kernel]}" "${med[opa]}")"
 echo "kernel / cerbos          $(ratio "${med[kernel]}" "${med[cerbos]}")"
-echo "recording costs          $(awk -v a="${med[kernel]}" -v b="${med[kernel-norec]}" 'BEGIN{printf "%.1f %%", 100*(1-a/b)}') of single-check throughput"
+echo "recording costs          $(awk -v a="${med[kernel]}" -v b="${med[kernel-norec]}" 'BEGIN{printf "%.1f %%", 100*(1-a/b)}') of single-check throughput (median of the rounds' own: $(roundcost kernel kernel-norec))"
 if [[ -n "${BASE:-}" ]]; then
 	echo "base / floor             $(ratio "${med[base]}" "${med[floor]}")   (recording off: $(ratio "${med[base-norec]}" "${med[floor]}"))"
 	echo "base recording costs     $(awk -v a="${med[base]}" -v b="${med[base-norec]}" 'BEGIN{printf "%.1f %%", 100*(1-a/b)}')"
@@ -214,7 +221,7 @@ for n in "${bnames[@]}"; do
 	med[$n-batch]=$(median "${rps[$n-batch]}")
 	printf "%-13s %14.0f %10.2f\n" "$n" "$(awk -v r="${med[$n-batch]}" 'BEGIN{print 100*r}')" "$(median "${p99[$n-batch]}")"
 done
-echo "recording costs          $(awk -v a="${med[kernel-batch]}" -v b="${med[kernel-norec-batch]}" 'BEGIN{printf "%.1f %%", 100*(1-a/b)}') of batched throughput"
+echo "recording costs          $(awk -v a="${med[kernel-batch]}" -v b="${med[kernel-norec-batch]}" 'BEGIN{printf "%.1f %%", 100*(1-a/b)}') of batched throughput (median of the rounds' own: $(roundcost kernel-batch kernel-norec-batch))"
 if [[ -n "${BASE:-}" ]]; then
 	echo "base recording costs     $(awk -v a="${med[base-batch]}" -v b="${med[base-norec-batch]}" 'BEGIN{printf "%.1f %%", 100*(1-a/b)}') of batched throughput"
 fi
