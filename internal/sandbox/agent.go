@@ -43,7 +43,8 @@ type agentRun struct {
 	profile    Profile                 // of inst
 	hasHealth  bool
 	lastUsed   time.Time
-	timers     map[string]*time.Timer // guarded by mu
+	timers     map[string]*time.Timer // the guest's, by name; guarded by mu
+	restart    *time.Timer            // the runtime's restart after a crash, apart from the guest's names; guarded by mu
 	killed     *api.KillSwitch        // guarded by mu
 	stopped    bool                   // guarded by mu
 	failed     bool                   // guarded by mu
@@ -445,7 +446,10 @@ func (a *agentRun) crashed(err error) {
 	delay := min(r.cfg.Backoff<<(n-1), r.cfg.MaxBackoff)
 	r.report(a, api.RuntimeBackoff, err.Error())
 	a.mu.Lock()
-	a.timers["\x00restart"] = time.AfterFunc(delay, func() { a.enqueue(tick{kind: "start"}) })
+	if a.restart != nil {
+		a.restart.Stop()
+	}
+	a.restart = time.AfterFunc(delay, func() { a.enqueue(tick{kind: "start"}) })
 	a.mu.Unlock()
 }
 
@@ -502,6 +506,10 @@ func (a *agentRun) shutdown(cause error) {
 		t.Stop()
 	}
 	a.timers = map[string]*time.Timer{}
+	if a.restart != nil {
+		a.restart.Stop()
+		a.restart = nil
+	}
 	a.mu.Unlock()
 	a.closeInstance()
 }
