@@ -414,10 +414,10 @@ func (l *Log) AppendGroup(t time.Time, cs []Check) {
 	l.appendSlow(context.Background(), it)
 }
 
-// AppendAll is Append of several records at once, as a batch request's
-// decisions are: one pass through the queue for all of them, which keeps
-// them together and in order unless the queue fills (then the rest wait
-// for room, counted once).
+// AppendAll is Append of several records at once: one pass through the
+// queue for all of them, which keeps them together and in order unless the
+// queue fills (then the rest wait for room, counted once). A batch
+// request's decisions go through AppendGroup instead, as one frame.
 func (l *Log) AppendAll(rs []*Record) {
 	blocked := false
 	var start time.Time
@@ -869,16 +869,23 @@ func (l *Log) room() error {
 // (decision.go), with the log's node and redaction, as appendRecord would
 // for its record.
 func (l *Log) appendGroupDecision(b []byte, c *Check) []byte {
-	var args []byte
+	args := l.checkArgs(c)
 	var redacted []string
-	if c.Full && len(c.Req.Context) > 0 {
-		l.scratch = appendValue(l.scratch[:0], c.Req.Context)
-		args = l.scratch
-		if l.red != nil {
-			args, redacted = l.red.apply(args, "args", nil)
-		}
+	if l.red != nil {
+		args, redacted = l.red.apply(args, "args", nil)
 	}
 	return appendDecision(b, c, l.cfg.Node, args, redacted)
+}
+
+// checkArgs is a decided check's context as its record's args, JSON in
+// the writer's scratch buffer: for the "full" audit obligation only, else
+// nil.
+func (l *Log) checkArgs(c *Check) []byte {
+	if !c.Full || len(c.Req.Context) == 0 {
+		return nil
+	}
+	l.scratch = appendValue(l.scratch[:0], c.Req.Context)
+	return l.scratch
 }
 
 // appendRecord appends r's JSON body, with the log's defaults and
@@ -890,9 +897,10 @@ func (l *Log) appendRecord(b []byte, r *Record) []byte {
 	}
 	args, res, redacted := r.Args, r.Result, r.Redacted
 	trusted := false
-	if c := r.Check; c != nil && c.Full && len(c.Req.Context) > 0 {
-		l.scratch = appendValue(l.scratch[:0], c.Req.Context)
-		args, trusted = l.scratch, true
+	if r.Check != nil {
+		if a := l.checkArgs(r.Check); a != nil {
+			args, trusted = a, true
+		}
 	}
 	if l.red != nil && r.Kind != KindPruned {
 		var paths []string
@@ -973,7 +981,7 @@ func (l *Log) write() error {
 // zeros.
 const prefillChunk = 1 << 20
 
-var zeroChunk [1 << 20]byte
+var zeroChunk [prefillChunk]byte
 
 // prefill makes sure the segment is filled with zeros (written, not just
 // allocated) up to at least end, a chunk at a time. Records then overwrite

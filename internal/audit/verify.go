@@ -233,31 +233,30 @@ func (v *verifier) segment(name string, nameSeq uint64, data []byte, last bool) 
 		if fr.badGroup {
 			msgs = append(msgs, "group of records does not parse (count and lengths)")
 		}
+		var pruned []groupRec // records of deleted segments, read once the frame checks
 		fr.each(func(seq uint64, body []byte) bool {
 			if !json.Valid(body) || len(body) == 0 || body[0] != '{' {
 				msgs = append(msgs, fmt.Sprintf("record %d: body is not a JSON object", seq))
+			} else if bodyKind(body) == KindPruned {
+				pruned = append(pruned, groupRec{seq, body})
 			}
 			return len(msgs) == 0
 		})
 		if len(msgs) > 0 {
 			v.problem(name, fr.seq, int64(off), strings.Join(msgs, "; "))
-		} else {
-			fr.each(func(seq uint64, body []byte) bool {
-				if bodyKind(body) != KindPruned {
-					return true
-				}
-				runs, err := prunedRuns(body)
-				if err != nil {
-					v.problem(name, seq, int64(off), "a record of deleted segments does not say which: "+err.Error())
-				}
-				if v.runs == nil {
-					v.runs = map[uint64][]prunedRun{}
-				}
-				for _, r := range runs {
-					v.runs[r.FirstSeq] = append(v.runs[r.FirstSeq], r)
-				}
-				return true
-			})
+			pruned = nil
+		}
+		for _, p := range pruned {
+			runs, err := prunedRuns(p.body)
+			if err != nil {
+				v.problem(name, p.seq, int64(off), "a record of deleted segments does not say which: "+err.Error())
+			}
+			if v.runs == nil {
+				v.runs = map[uint64][]prunedRun{}
+			}
+			for _, r := range runs {
+				v.runs[r.FirstSeq] = append(v.runs[r.FirstSeq], r)
+			}
 		}
 		if v.rep.Records == 0 {
 			v.rep.FirstSeq = fr.seq
