@@ -43,28 +43,8 @@ func TestPlacementOnFollowers(t *testing.T) {
 	if err := dead.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	var moved api.AgentRuntime
-	waitFor(t, "the victim running on another node", func() bool {
-		for _, n := range nodes {
-			if n == dead {
-				continue
-			}
-			if s := n.Sandbox.Status(victim); s.State == api.RuntimeRunning && s.Node == n.Config().NodeID && s.Epoch > old.Epoch {
-				moved = s
-				return true
-			}
-		}
-		return false
-	})
-	d := time.Since(killed)
-	t.Logf("agent %s moved from %s to %s (epoch %d → %d) %v after its node was killed", victim, old.Node, moved.Node, old.Epoch, moved.Epoch, d)
-	limit := 5 * time.Second
-	if raceEnabled {
-		limit = 30 * time.Second
-	}
-	if d > limit {
-		t.Errorf("the agent moved after %v; want ≤ %v", d, limit)
-	}
+	moved := waitMoved(t, "the victim running on another node", nodes, dead, victim, old, killed)
+	t.Logf("agent %s moved from %s to %s (epoch %d → %d) after its node was killed", victim, old.Node, moved.Node, old.Epoch, moved.Epoch)
 	// No churn: the agents on live nodes stayed, in their epochs.
 	for _, id := range ids {
 		if id == victim {
@@ -276,6 +256,36 @@ func onFollowers(t *testing.T, where map[string]api.AgentRuntime, leader *node.N
 	return on[0], on[1]
 }
 
+// waitMoved waits until agent runs on a node other than left, in an
+// epoch after old's, and holds the time since start to 5 s (30 s under
+// -race).
+func waitMoved(t *testing.T, what string, nodes []*node.Node, left *node.Node, agent string, old api.AgentRuntime, start time.Time) api.AgentRuntime {
+	t.Helper()
+	var moved api.AgentRuntime
+	waitFor(t, what, func() bool {
+		for _, n := range nodes {
+			if n == left {
+				continue
+			}
+			if s := n.Sandbox.Status(agent); s.State == api.RuntimeRunning && s.Node == n.Config().NodeID && s.Epoch > old.Epoch {
+				moved = s
+				return true
+			}
+		}
+		return false
+	})
+	d := time.Since(start)
+	t.Logf("%s after %v", what, d)
+	limit := 5 * time.Second
+	if raceEnabled {
+		limit = 30 * time.Second
+	}
+	if d > limit {
+		t.Errorf("the agent moved after %v; want ≤ %v", d, limit)
+	}
+	return moved
+}
+
 func nodeByID(nodes []*node.Node, id string) *node.Node {
 	for _, n := range nodes {
 		if n.Config().NodeID == id {
@@ -298,28 +308,8 @@ func TestNodeLeavesMovesAgent(t *testing.T) {
 	if st, b := e.do("POST", "/v1/cluster/remove", body); st != http.StatusOK {
 		t.Fatalf("remove %s: %d %s", old.Node, st, b)
 	}
-	var moved api.AgentRuntime
-	waitFor(t, "the agent on a remaining node", func() bool {
-		for _, n := range nodes {
-			if n == gone {
-				continue
-			}
-			if s := n.Sandbox.Status(victim); s.State == api.RuntimeRunning && s.Node == n.Config().NodeID && s.Epoch > old.Epoch {
-				moved = s
-				return true
-			}
-		}
-		return false
-	})
-	d := time.Since(removed)
-	t.Logf("agent %s moved from the removed %s to %s (epoch %d → %d) %v after the removal", victim, old.Node, moved.Node, old.Epoch, moved.Epoch, d)
-	limit := 5 * time.Second
-	if raceEnabled {
-		limit = 30 * time.Second
-	}
-	if d > limit {
-		t.Errorf("the agent moved after %v; want ≤ %v", d, limit)
-	}
+	moved := waitMoved(t, "the agent on a remaining node", nodes, gone, victim, old, removed)
+	t.Logf("agent %s moved from the removed %s to %s (epoch %d → %d)", victim, old.Node, moved.Node, old.Epoch, moved.Epoch)
 	// The removed node, cut off from the log, may still run its copy: any
 	// message it takes ends in host calls the leader refuses.
 	fromGone := func() int {
