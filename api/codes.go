@@ -49,6 +49,12 @@ const (
 	CodeTimeout          = "backend_timeout"
 	CodeCancelled        = "cancelled"
 	CodeAudit            = "audit_unavailable"
+	// Multi-region.
+	CodeResidency         = "residency_violation" // tenant data written in a region outside the tenant's domain
+	CodeStaleEpoch        = "stale_epoch"         // a global write or entry of an epoch older than the newest known
+	CodeRegionUnavailable = "region_unavailable"  // the tenant's home region is lost and no standby in its domain serves it
+	CodeNotPrimary        = "not_primary"         // a global write sent to a secondary region
+	CodeReplicationGap    = "replication_gap"     // a global entry that does not follow the applied one
 	// The MCP endpoint's (in a tool error's _meta["aibos/error"].code or a
 	// JSON-RPC error's data.code).
 	CodeQuarantined     = "tool_quarantined"
