@@ -157,6 +157,9 @@ func (f *fsm) applyAgentRegister(c command, p *agentRegisterCmd) (Change, applyR
 	digest := manifestDigest(&p.Manifest)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.checkResidencyLocked(p.Manifest.Tenant); err != nil {
+		return fail(fmt.Errorf("agent %s: %w", p.Manifest.ID, err))
+	}
 	old := f.st.agents[p.Manifest.ID]
 	a := api.Agent{AgentManifest: p.Manifest, State: api.AgentActive, RegisteredAt: p.Time, UpdatedAt: p.Time}
 	digests := map[string]string{p.Manifest.Version: digest}

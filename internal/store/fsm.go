@@ -47,6 +47,9 @@ type Change struct {
 	System *api.BundleVersion
 	// Agent is the agent whose sandbox state changed (Kind sandbox).
 	Agent string
+	// GlobalVersion is the global version of a global write or entry
+	// (multi-region mode); 0 for regional changes.
+	GlobalVersion uint64
 }
 
 // applyResult is the response of a successfully applied command, returned
@@ -60,6 +63,11 @@ type applyResult struct {
 	Approval  *api.Approval
 	Kill      *api.KillSwitch
 	Token     *api.Token
+	// GlobalVersion is the global version a global write was given (or an
+	// entry of the primary's stream had); Skipped why such an entry
+	// changed nothing here.
+	GlobalVersion uint64
+	Skipped       string
 }
 
 type entityKey struct{ typ, id string }
@@ -108,6 +116,8 @@ type state struct {
 	// sandbox is the sandbox state of agents (modules, run state,
 	// key/value state) by agent id.
 	sandbox map[string]*sandboxRecord
+	// region is the multi-region state; nil outside multi-region mode.
+	region *regionState
 }
 
 func newState() state {
@@ -186,6 +196,12 @@ func (f *fsm) apply(data []byte) (Change, applyResult, error) {
 	if !ok {
 		return fail(fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type))
 	}
+	f.mu.RLock()
+	global := f.globalEntryOf(c)
+	f.mu.RUnlock()
+	if global {
+		return f.applyGlobalWrite(a, c, data)
+	}
 	return a(f, c)
 }
 
@@ -234,6 +250,15 @@ var appliers = map[string]applier{
 	cmdSandboxRunVer:    handle((*fsm).applySandboxRunVersion),
 	cmdSandboxPlace:     handle((*fsm).applySandboxPlace),
 	cmdSandboxTimer:     handle((*fsm).applySandboxTimer),
+
+	cmdRegionInit:     handle((*fsm).applyRegionInit),
+	cmdRegionPut:      handle((*fsm).applyRegionPut),
+	cmdRegionFailover: handle((*fsm).applyRegionFailover),
+	cmdTenantPut:      handle((*fsm).applyTenantPut),
+	cmdEpochPromise:   handle((*fsm).applyEpochPromise),
+	cmdEpochBegin:     handle((*fsm).applyEpochBegin),
+	cmdGlobalApply:    handle((*fsm).applyGlobalApply),
+	cmdGlobalReset:    handle((*fsm).applyGlobalReset),
 }
 
 // handle makes the applier of a command whose payload is a P. It is the
@@ -301,6 +326,11 @@ func (f *fsm) applyEntitiesPut(c command, p *entitiesPutCmd) (Change, applyResul
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for _, e := range p.Entities {
+		if err := f.checkResidencyLocked(entityTenant(e)); err != nil {
+			return fail(fmt.Errorf("entity %s/%s: %w", e.Type, e.ID, err))
+		}
+	}
 	for _, e := range p.Entities {
 		f.st.entities[entityKey{e.Type, e.ID}] = normProps(e.Properties)
 	}
@@ -402,6 +432,7 @@ func (f *fsm) captureLocked() *fsmSnapshot {
 		tokens:     make([]*tokenRecord, 0, len(f.st.tokens)),
 		system:     f.st.system,
 		sandbox:    make([]*sandboxRecord, 0, len(f.st.sandbox)),
+		region:     f.st.region,
 	}
 	for _, t := range f.st.tokens {
 		s.tokens = append(s.tokens, t)

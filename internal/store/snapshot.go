@@ -54,6 +54,9 @@ type snapshotHeader struct {
 	// Sandboxes counts the agents' sandbox records after the kill
 	// switches (omitted when 0, so a state without them encodes as before).
 	Sandboxes int `json:"sandboxes,omitempty"`
+	// Regions is 1 when the multi-region state follows the sandboxes
+	// (omitted when 0: a single region encodes as before).
+	Regions int `json:"regions,omitempty"`
 }
 
 // snapshotRecord has exactly one field set. New kinds of state add a field
@@ -75,6 +78,7 @@ type snapshotRecord struct {
 	Token     *tokenRecord       `json:"token,omitempty"`
 	System    *api.BundleVersion `json:"system,omitempty"`
 	Sandbox   *sandboxRecord     `json:"sandbox,omitempty"`
+	Region    *regionState       `json:"region,omitempty"`
 }
 
 // kinds counts the kinds of state a record holds (Staged goes with
@@ -82,7 +86,7 @@ type snapshotRecord struct {
 func (r *snapshotRecord) kinds() int {
 	n := 0
 	for _, set := range []bool{r.Version != nil, r.Node != nil, r.Entity != nil, r.Rollout != nil,
-		r.Agent != nil, r.Orchestra != nil, r.Approval != nil, r.Kill != nil, r.Token != nil, r.System != nil, r.Sandbox != nil} {
+		r.Agent != nil, r.Orchestra != nil, r.Approval != nil, r.Kill != nil, r.Token != nil, r.System != nil, r.Sandbox != nil, r.Region != nil} {
 		if set {
 			n++
 		}
@@ -107,6 +111,7 @@ type fsmSnapshot struct {
 	tokens     []*tokenRecord
 	system     *api.BundleVersion
 	sandbox    []*sandboxRecord
+	region     *regionState
 }
 
 // Persist writes the snapshot to the sink. It runs concurrently with Apply,
@@ -170,6 +175,9 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 		h.Systems = 1
 	}
 	h.Sandboxes = len(s.sandbox)
+	if s.region != nil {
+		h.Regions = 1
+	}
 	if err := enc.Encode(h); err != nil {
 		return err
 	}
@@ -225,6 +233,11 @@ func (s *fsmSnapshot) encode(w io.Writer) error {
 	}
 	for _, r := range s.sandbox {
 		if err := enc.Encode(snapshotRecord{Sandbox: r}); err != nil {
+			return err
+		}
+	}
+	if s.region != nil {
+		if err := enc.Encode(snapshotRecord{Region: s.region}); err != nil {
 			return err
 		}
 	}
@@ -300,7 +313,7 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	if h.Format != snapshotFormat {
 		return state{}, fmt.Errorf("unknown snapshot format %d (this node reads %d)", h.Format, snapshotFormat)
 	}
-	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 || h.Orchestras < 0 || h.Approvals < 0 || h.Kills < 0 || h.Tokens < 0 || h.Systems < 0 || h.Systems > 1 || h.Sandboxes < 0 {
+	if h.Versions < 0 || h.Nodes < 0 || h.Entities < 0 || h.Agents < 0 || h.Orchestras < 0 || h.Approvals < 0 || h.Kills < 0 || h.Tokens < 0 || h.Systems < 0 || h.Systems > 1 || h.Sandboxes < 0 || h.Regions < 0 || h.Regions > 1 {
 		return state{}, errors.New("negative count in header")
 	}
 	if h.Rollouts != 0 && h.Rollouts != 1 {
@@ -312,13 +325,19 @@ func decodeSnapshot(r io.Reader) (state, error) {
 	total := h.Versions + h.Nodes + h.Entities
 	core := total + h.Rollouts + h.Agents
 	gw := core + h.Orchestras + h.Approvals + h.Kills
-	for i := 0; i < gw+h.Tokens+h.Systems+h.Sandboxes; i++ {
+	for i := 0; i < gw+h.Tokens+h.Systems+h.Sandboxes+h.Regions; i++ {
 		var rec snapshotRecord
 		if err := dec.Decode(&rec); err != nil {
 			return state{}, fmt.Errorf("record %d: %w", i, err)
 		}
 		if rec.kinds() != 1 {
 			return state{}, fmt.Errorf("record %d: holds %d kinds of state, want 1", i, rec.kinds())
+		}
+		if i >= gw+h.Tokens+h.Systems+h.Sandboxes {
+			if err := restoreRegion(&st, rec.Region); err != nil {
+				return state{}, fmt.Errorf("record %d: %w", i, err)
+			}
+			continue
 		}
 		if i >= gw+h.Tokens+h.Systems {
 			if err := restoreSandbox(&st, rec.Sandbox); err != nil {
