@@ -44,6 +44,9 @@ var (
 	ErrReplicationGap = errors.New("store: replication gap")
 	// ErrResidency: tenant data written in a region outside its domain.
 	ErrResidency = errors.New("store: residency violation")
+	// ErrRegionUnavailable: the tenant's home region is lost and no
+	// region of its domain stands in for it.
+	ErrRegionUnavailable = errors.New("store: region unavailable")
 	// ErrNotHome: tenant data written in a region of its domain that is
 	// not its home (nor standing in for a lost home).
 	ErrNotHome = errors.New("store: not the tenant's home region")
@@ -407,8 +410,6 @@ func (f *fsm) applyRegionFailover(c command, p *regionFailoverCmd) (Change, appl
 	switch {
 	case old == nil:
 		return fail(fmt.Errorf("%w: region %s", ErrNotFound, p.ID))
-	case old.Standby == "":
-		return fail(fmt.Errorf("%w: region %s has no standby in its domain to fail over to", ErrBadCommand, p.ID))
 	case old.FailedOver:
 		return f.bumpLocked(ChangeRegion)
 	}
@@ -698,18 +699,37 @@ func (f *fsm) checkResidencyLocked(tenant string) error {
 }
 
 func residency(r *regionState, tenant string) error {
-	t := r.Tenants[tenant]
-	if t == nil {
-		return fmt.Errorf("%w: tenant %s has no home region; add it to the tenant directory first (aibos tenant add %s --home REGION)", ErrResidency, tenant, tenant)
+	serving, err := r.serving(tenant)
+	if err != nil {
+		return err
 	}
-	home := r.Regions[t.Home]
-	if home == nil || home.Domain != r.Domain {
+	if t := r.Tenants[tenant]; t.Domain != r.Domain {
 		return fmt.Errorf("%w: tenant %s lives in domain %s; region %s is in domain %s", ErrResidency, tenant, t.Domain, r.Self, r.Domain)
 	}
-	if t.Home != r.Self && !(home.FailedOver && home.Standby == r.Self) {
-		return &NotHomeError{Tenant: tenant, Home: t.Home}
+	if serving != r.Self {
+		return &NotHomeError{Tenant: tenant, Home: serving}
 	}
 	return nil
+}
+
+// serving is the region that serves tenant's data: its home, or the
+// home's standby once the home failed over.
+func (r *regionState) serving(tenant string) (string, error) {
+	t := r.Tenants[tenant]
+	if t == nil {
+		return "", fmt.Errorf("%w: tenant %s has no home region; add it to the tenant directory first (aibos tenant add %s --home REGION)", ErrResidency, tenant, tenant)
+	}
+	home := r.Regions[t.Home]
+	if home == nil {
+		return "", fmt.Errorf("%w: tenant %s: its home region %s is not in the registry", ErrRegionUnavailable, tenant, t.Home)
+	}
+	if !home.FailedOver {
+		return home.ID, nil
+	}
+	if home.Standby == "" {
+		return "", fmt.Errorf("%w: tenant %s: its home region %s was lost and has no standby in domain %s; it is never served from another domain", ErrRegionUnavailable, tenant, t.Home, home.Domain)
+	}
+	return home.Standby, nil
 }
 
 // NotHomeError says which region tenant data belongs to.

@@ -52,6 +52,15 @@ func (v *RegionView) Tenant(id string) *api.Tenant {
 	return nil
 }
 
+// Serving is the region that serves tenant's data (its home, or the
+// home's standby after a failover): an error wrapping ErrResidency for a
+// tenant without a home, ErrRegionUnavailable for one whose home is lost
+// with no standby.
+func (v *RegionView) Serving(tenant string) (string, error) {
+	r := regionState{Regions: v.regions, Tenants: v.tenants}
+	return r.serving(tenant)
+}
+
 // Following is the region whose stream this one follows: the primary of
 // the newest epoch it promised ("" on the primary itself).
 func (v *RegionView) Following() string {
@@ -276,4 +285,34 @@ func DecodeGlobalState(data []byte) (GlobalState, error) {
 		return GlobalState{}, fmt.Errorf("global state: %w", err)
 	}
 	return g, nil
+}
+
+// SetGlobalGate sets the check every global write passes before it is
+// proposed here (the multi-region runtime's lease: a primary cut off from
+// a majority of regions writes no global state). nil removes it.
+func (s *Store) SetGlobalGate(gate func() error) {
+	if gate == nil {
+		s.globalGate.Store(nil)
+		return
+	}
+	s.globalGate.Store(&gate)
+}
+
+// gateGlobal runs the global gate if the command is a global write.
+func (s *Store) gateGlobal(typ string, data []byte) error {
+	g := s.globalGate.Load()
+	if g == nil || !globalTypes[typ] {
+		return nil
+	}
+	c, err := decodeCommand(data)
+	if err != nil {
+		return err
+	}
+	s.fsm.mu.RLock()
+	global := s.fsm.globalEntryOf(c)
+	s.fsm.mu.RUnlock()
+	if !global {
+		return nil
+	}
+	return (*g)()
 }

@@ -147,6 +147,9 @@ type Store struct {
 	// bootstrapped: this start made a new cluster (set once in New).
 	bootstrapped bool
 
+	// globalGate is checked before a global write is proposed (nil: none).
+	globalGate atomic.Pointer[func() error]
+
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{} // closed when shut down

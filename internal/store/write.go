@@ -83,6 +83,9 @@ func (s *Store) propose(ctx context.Context, typ string, payload any) (applyResu
 	if err != nil {
 		return applyResult{}, fmt.Errorf("%w: %v", ErrBadCommand, err)
 	}
+	if err := s.gateGlobal(typ, data); err != nil {
+		return applyResult{}, err
+	}
 	start := time.Now()
 	f := s.raft.Apply(data, enqueueTimeout(ctx))
 	if err := waitFuture(ctx, f); err != nil {

@@ -1,0 +1,118 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/store"
+)
+
+// VoteRequest asks a region to follow epoch Epoch with Primary as its
+// primary (POST /v1/regions/vote).
+type VoteRequest struct {
+	Epoch   uint64 `json:"epoch"`
+	Primary string `json:"primary"`
+}
+
+// VoteAnswer is a region's grant: its global version when it promised.
+type VoteAnswer struct {
+	Region        string `json:"region"`
+	GlobalVersion uint64 `json:"global_version"`
+}
+
+// Vote promises the epoch to the candidate, on this region's leader.
+func (m *Manager) Vote(ctx context.Context, req VoteRequest) (VoteAnswer, error) {
+	if err := store.ValidRegionID(req.Primary); err != nil || req.Epoch == 0 {
+		return VoteAnswer{}, fmt.Errorf("%w: a vote names an epoch > 0 and a primary region", store.ErrBadCommand)
+	}
+	if err := m.st.PromiseEpoch(ctx, req.Epoch, req.Primary); err != nil {
+		return VoteAnswer{}, err
+	}
+	v, _ := m.st.Region()
+	m.log.Warn("region: promised a new epoch", "epoch", req.Epoch, "primary", req.Primary)
+	return VoteAnswer{Region: m.cfg.Self, GlobalVersion: v.GlobalVersion}, nil
+}
+
+// PromoteResult says how a promotion went.
+type PromoteResult struct {
+	Epoch         uint64   `json:"epoch"`
+	Primary       string   `json:"primary"`
+	GlobalVersion uint64   `json:"global_version"` // of the epoch's begin
+	Votes         []string `json:"votes"`          // the regions that promised it
+	Refused       []string `json:"refused,omitempty"`
+}
+
+// ErrNoMajority: a promotion without the agreement of a majority.
+var ErrNoMajority = errors.New("region: no majority of regions agreed")
+
+// Promote makes this region the primary of a new epoch: it promises the
+// epoch to itself, asks every other region of the registry for the same
+// promise, and with a majority (itself included) waits out the old
+// primary's lease and begins the epoch. Run on this region's leader.
+func (m *Manager) Promote(ctx context.Context) (PromoteResult, error) {
+	v, ok := m.st.Region()
+	if !ok {
+		return PromoteResult{}, errors.New("region: not in multi-region mode")
+	}
+	if v.IsPrimary {
+		return PromoteResult{Epoch: v.Epoch, Primary: v.Self, GlobalVersion: v.GlobalVersion}, nil
+	}
+	if v.Region(m.cfg.Self) == nil {
+		return PromoteResult{}, fmt.Errorf("%w: region %s is not in the registry it follows; it cannot be promoted before it has joined", store.ErrBadCommand, m.cfg.Self)
+	}
+	epoch := max(v.Promised, v.Epoch) + 1
+	if err := m.st.PromiseEpoch(ctx, epoch, m.cfg.Self); err != nil {
+		return PromoteResult{}, err
+	}
+	res := PromoteResult{Epoch: epoch, Primary: m.cfg.Self, Votes: []string{m.cfg.Self}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, r := range v.Regions {
+		if r.ID == m.cfg.Self {
+			continue
+		}
+		wg.Add(1)
+		go func(r api.Region) {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			var ans VoteAnswer
+			err := m.call(cctx, r.Endpoints, http.MethodPost, "/v1/regions/vote", VoteRequest{Epoch: epoch, Primary: m.cfg.Self}, &ans)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.Refused = append(res.Refused, r.ID+": "+err.Error())
+				return
+			}
+			res.Votes = append(res.Votes, r.ID)
+		}(r)
+	}
+	wg.Wait()
+	if n := len(v.Regions); len(res.Votes) < n/2+1 {
+		return res, fmt.Errorf("%w: %d of %d promised epoch %d to %s (need %d); promote again once a majority is reachable",
+			ErrNoMajority, len(res.Votes), n, epoch, m.cfg.Self, n/2+1)
+	}
+	// The old primary may still hold a lease granted by acknowledgements
+	// sent before the promises: wait it out before writing.
+	m.mu.Lock()
+	m.notBefore = m.cfg.Now().Add(m.cfg.Lease)
+	m.acks = map[string]time.Time{}
+	m.mu.Unlock()
+	select {
+	case <-ctx.Done():
+		return res, ctx.Err()
+	case <-time.After(m.cfg.Lease):
+	}
+	gv, err := m.st.BeginEpoch(ctx, epoch, m.cfg.Self, m.cfg.Now().UTC())
+	if err != nil {
+		return res, err
+	}
+	res.GlobalVersion = gv
+	m.log.Warn("region: promoted to primary", "epoch", epoch, "global_version", gv, "votes", res.Votes)
+	return res, nil
+}
