@@ -257,3 +257,37 @@ func TestFollowsRegionAddedLater(t *testing.T) {
 		t.Fatalf("registry read %d times, want 2 (once, then for eu-3)", got)
 	}
 }
+
+// TestRegistryReadOnceByConcurrentCalls checks that calls redirected at
+// once read the registry once between them, not once each.
+func TestRegistryReadOnceByConcurrentCalls(t *testing.T) {
+	var f fakeRegions
+	a := f.start(t, "eu-1", true)
+	b := f.start(t, "eu-2", true)
+	a.setServe(redirectTo(b, "eu-2"))
+	c, err := New([]string{a.URL}, Options{Token: "tok", RetryFor: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Go(func() {
+			_, err := c.Check(context.Background(), checkReq())
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(b.seen()); n != 20 {
+		t.Fatalf("home region got %d calls, want 20", n)
+	}
+	if n := f.fetches.Load(); n != 1 {
+		t.Fatalf("registry read %d times by 20 concurrent calls, want 1", n)
+	}
+}
