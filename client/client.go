@@ -84,6 +84,10 @@ type Options struct {
 	// Bearer TOKEN" (aibos_op_…; an agent's token for an agent). A call
 	// that sets its own Authorization (Invoke) keeps it.
 	Token string
+	// Tenant, if set, is sent with every call as the Aibos-Tenant header,
+	// so that a region routes the call to the tenant's home region;
+	// WithTenant sets it for one call.
+	Tenant string
 }
 
 // Client calls a kernel cluster. It is safe for concurrent use.
@@ -92,7 +96,10 @@ type Client struct {
 	http     *http.Client
 	retryFor time.Duration
 	token    string
+	tenant   string
 	next     atomic.Uint32
+	// regions is the region registry that redirects are checked against.
+	regions registry
 }
 
 // New returns a client for the nodes at urls ("http://127.0.0.1:8181",
@@ -119,10 +126,17 @@ func New(urls []string, opts Options) (*Client, error) {
 			opts.HTTPClient.Transport = tr
 		}
 	}
+	// The client follows redirects itself, only to endpoints of the region
+	// registry (see once): net/http would follow any Location and, for the
+	// same host on another port, send the token with it. The caller's
+	// http.Client is copied, not changed.
+	hc := *opts.HTTPClient
+	hc.CheckRedirect = noRedirects
+	opts.HTTPClient = &hc
 	if opts.RetryFor == 0 {
 		opts.RetryFor = 5 * time.Second
 	}
-	return &Client{urls: clean, http: opts.HTTPClient, retryFor: opts.RetryFor, token: strings.TrimSpace(opts.Token)}, nil
+	return &Client{urls: clean, http: opts.HTTPClient, retryFor: opts.RetryFor, token: strings.TrimSpace(opts.Token), tenant: strings.TrimSpace(opts.Tenant)}, nil
 }
 
 // Check asks for one decision.
@@ -362,14 +376,35 @@ func safeToRetry(method, path string, err error) bool {
 	return false
 }
 
+// once sends one call to the node at u and, when the node answers that the
+// call's tenant lives in another region, to that region (see follow).
 func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte, hdr http.Header, out any) error {
+	for hops := 0; ; hops++ {
+		resp, data, err := c.send(ctx, u, method, ctype, body, hdr)
+		if err != nil {
+			return err
+		}
+		next, err := c.follow(ctx, u, resp, data, hops)
+		if err != nil {
+			return err
+		}
+		if next == "" {
+			return answer(u, resp, data, out)
+		}
+		u = next
+	}
+}
+
+// send makes one HTTP request with the client's credentials and returns
+// the answer with its body read.
+func (c *Client) send(ctx context.Context, u, method, ctype string, body []byte, hdr http.Header) (*http.Response, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", ctype)
@@ -380,18 +415,26 @@ func (c *Client) once(ctx context.Context, u, method, ctype string, body []byte,
 	if id, ok := ctx.Value(approvalKey{}).(string); ok {
 		req.Header.Set("X-Aibos-Approval", id)
 	}
+	if t := c.tenantOf(ctx); t != "" {
+		req.Header.Set(api.HeaderTenant, t)
+	}
 	for k, vs := range hdr {
 		req.Header[k] = vs
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	return resp, data, nil
+}
+
+// answer decodes a node's answer into out, or into an *Error.
+func answer(u string, resp *http.Response, data []byte, out any) error {
 	if resp.StatusCode == http.StatusAccepted {
 		// A kernel act held for a second person (two-person rule) is not
 		// done: say so as an error the caller cannot mistake for success.
