@@ -55,6 +55,7 @@ const (
 	CodeRegionUnavailable = "region_unavailable"  // the tenant's home region is lost and no standby in its domain serves it
 	CodeNotPrimary        = "not_primary"         // a global write sent to a secondary region
 	CodeReplicationGap    = "replication_gap"     // a global entry that does not follow the applied one
+	CodeNotHome           = "not_home_region"     // tenant data sent to a region that does not serve the tenant (307, or 409 when it raced a change)
 	// The MCP endpoint's (in a tool error's _meta["aibos/error"].code or a
 	// JSON-RPC error's data.code).
 	CodeQuarantined     = "tool_quarantined"

@@ -77,6 +77,19 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		cfg.OIDC.RoleMap = m
 		return nil
 	})
+	fs.StringVar(&cfg.Regions.Domain, "domain", "", "multi-region mode: the residency domain of this node's --region (us, eu, apac, ...); tenant data of the domain's tenants never leaves it (empty: a single region)")
+	fs.Func("region-join", "with --domain: base URL of the primary region (or of any region that follows it) to follow; repeatable (unset: this region is the first primary)", func(v string) error {
+		cfg.Regions.Join = append(cfg.Regions.Join, strings.TrimSuffix(v, "/"))
+		return nil
+	})
+	fs.Func("region-endpoint", "with --domain: base URL the region registry lists for this region (its nodes or their load balancer); repeatable (unset: this node's URL)", func(v string) error {
+		cfg.Regions.Endpoints = append(cfg.Regions.Endpoints, strings.TrimSuffix(v, "/"))
+		return nil
+	})
+	fs.StringVar(&cfg.Regions.Standby, "standby", "", "with --domain: the region of the same domain this region's tenant data is streamed to, which serves its tenants if this region is lost")
+	regionTokenFile := fs.String("region-token-file", "", "with --domain: file holding the token this region calls other regions with (made at the primary: aibos token create --principal region-NAME --role region; else $AIBOS_REGION_TOKEN)")
+	fs.DurationVar(&cfg.Regions.Lease, "region-lease", 2*time.Second, "with --domain: how long the primary writes global state after a majority of regions last acknowledged it")
+	fs.DurationVar(&cfg.Regions.FailoverAfter, "failover-after", 10*time.Second, "with --domain and as a standby: how long the home region may be silent before its standby asks the primary to fail it over (0: never automatically)")
 	var tf tlsFlags
 	tf.add(fs.FlagSet)
 	if code, ok := fs.parse(args); !ok {
@@ -104,6 +117,24 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 				return exitInvalid
 			}
 			cfg.Token = tok
+		}
+	}
+	if cfg.Regions.Domain == "" && (len(cfg.Regions.Join) > 0 || len(cfg.Regions.Endpoints) > 0 || cfg.Regions.Standby != "" || *regionTokenFile != "") {
+		fmt.Fprintf(stderr, "aibos serve: --region-join, --region-endpoint, --standby and --region-token-file need --domain (multi-region mode)\n")
+		return exitInvalid
+	}
+	if cfg.Regions.Domain != "" {
+		cfg.Regions.Token = strings.TrimSpace(os.Getenv("AIBOS_REGION_TOKEN"))
+		if *regionTokenFile != "" {
+			tok, err := readTokenFile(*regionTokenFile)
+			if err != nil {
+				fmt.Fprintf(stderr, "aibos serve: --region-token-file: %v\n", err)
+				return exitInvalid
+			}
+			cfg.Regions.Token = tok
+		}
+		if cfg.Regions.FailoverAfter == 0 {
+			cfg.Regions.FailoverAfter = -1
 		}
 	}
 	// node.Config reads zero as its default and a negative bound as none.

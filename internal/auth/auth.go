@@ -28,11 +28,12 @@ const (
 	RoleRegistrar    = "registrar"
 	RolePEP          = "pep"
 	RoleNode         = "node"
+	RoleRegion       = "region"
 )
 
 // Roles lists the built-in roles, in the order the README's table has them.
 func Roles() []string {
-	return []string{RoleAdmin, RolePolicyAuthor, RoleApprover, RoleOperator, RoleAuditor, RoleRegistrar, RolePEP, RoleNode}
+	return []string{RoleAdmin, RolePolicyAuthor, RoleApprover, RoleOperator, RoleAuditor, RoleRegistrar, RolePEP, RoleNode, RoleRegion}
 }
 
 // ValidRole reports whether r is a built-in role.

@@ -37,6 +37,7 @@ import (
 	"github.com/aibos/kernel/internal/server"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
+	"github.com/aibos/kernel/internal/region"
 	"github.com/aibos/kernel/internal/watch"
 )
 
@@ -55,7 +56,10 @@ type Config struct {
 	// NonVoter joins as a non-voting read replica.
 	NonVoter bool
 	Region   string // (default)
-	Logger   *slog.Logger
+	// Regions puts the cluster in multi-region mode (with Regions.Domain
+	// set): region Region of that residency domain.
+	Regions RegionConfig
+	Logger  *slog.Logger
 	Timings  store.Timings
 	// JoinTimeout bounds joining (10 s).
 	JoinTimeout time.Duration
@@ -120,6 +124,29 @@ type Config struct {
 	Sandbox sandbox.Config
 }
 
+// RegionConfig configures multi-region mode (internal/region).
+type RegionConfig struct {
+	// Domain is the region's residency domain; empty: a single region.
+	Domain string
+	// Join are base URLs of the primary region; empty: this region is
+	// the first primary.
+	Join []string
+	// Token is the credential for calls to other regions (a token with
+	// the region role made at the primary).
+	Token string
+	// Endpoints are the base URLs the registry lists for this region
+	// (this node's URL).
+	Endpoints []string
+	// Standby names the region of the same domain this one's tenant data
+	// is streamed to and that serves its tenants when it is lost.
+	Standby string
+	// Via: the endpoints this region reaches a region at, when not the
+	// registry's.
+	Via map[string][]string
+	// Lease, Heartbeat, FailoverAfter: see region.Config.
+	Lease, Heartbeat, FailoverAfter time.Duration
+}
+
 // Node is one running kernel node.
 type Node struct {
 	cfg     Config
@@ -138,6 +165,8 @@ type Node struct {
 	gw      atomic.Pointer[gateway.Gateway]
 	// MCP keeps the sessions with the catalog's MCP servers.
 	MCP *mcp.Manager
+	// Regions is the multi-region runtime; nil for a single region.
+	Regions *region.Manager
 	mcp atomic.Pointer[mcp.Manager]
 	// Sandbox runs the node's sandboxed agents; nil without a gateway.
 	Sandbox *sandbox.Runtime
@@ -333,9 +362,17 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err == nil {
 		gw, err = n.newGateway(st, point, reg)
 	}
+	if err == nil && cfg.Regions.Domain != "" {
+		n.Regions, err = n.startRegions(st, sec)
+	}
+	var regions server.Regions
+	if n.Regions != nil {
+		regions = n.Regions
+	}
 	var srv *server.Server
 	if err == nil {
 		srv, err = server.New(server.Config{
+			Regions: regions,
 			Store: st, Point: point, Region: cfg.Region, Logger: log,
 			Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
 			Watch:     n.Watch,
@@ -419,6 +456,9 @@ func (n *Node) abort(err error) (*Node, error) {
 	n.closeSandbox()
 	n.closeDecisions()
 	n.closeGateway()
+	if n.Regions != nil {
+		n.Regions.Close()
+	}
 	if n.Store != nil {
 		n.Store.Close()
 	}
@@ -553,6 +593,11 @@ func (n *Node) Close() error {
 		n.guardWG.Wait()
 		n.Store.TransferLeadership()
 		n.Watch.Close()
+		// The region runtime stops following and ends the global streams
+		// it serves (they would hold the HTTP server open).
+		if n.Regions != nil {
+			n.Regions.Close()
+		}
 		// Shutdown order: the agents' MCP sessions end (their streams
 		// would hold the HTTP server open), the HTTP server drains (no
 		// call in flight after it), the MCP servers are stopped, and only
@@ -583,6 +628,9 @@ func (n *Node) Kill() error {
 		n.stopGuard()
 		n.guardWG.Wait()
 		n.Watch.Kill()
+		if n.Regions != nil {
+			n.Regions.Close()
+		}
 		n.http.Close()
 		n.serveWG.Wait()
 		n.MCP.Close()

@@ -82,7 +82,7 @@ func (m *Manager) Promote(ctx context.Context) (PromoteResult, error) {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			var ans VoteAnswer
-			err := m.call(cctx, r.Endpoints, http.MethodPost, "/v1/regions/vote", VoteRequest{Epoch: epoch, Primary: m.cfg.Self}, &ans)
+			err := m.call(cctx, m.endpointsOf(&v, r.ID), http.MethodPost, "/v1/regions/vote", VoteRequest{Epoch: epoch, Primary: m.cfg.Self}, &ans)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -48,6 +48,9 @@ type Config struct {
 	// TLS is the client configuration of calls to other regions (mutual
 	// TLS with a certificate of the deployment's CA); nil: plain HTTP.
 	TLS *tls.Config
+	// Via are the endpoints this region reaches a region at, where they
+	// are not the registry's (a private link between two regions).
+	Via map[string][]string
 	// Lease is how long the primary may write global state after a
 	// majority of regions last acknowledged it (default 2 s). Heartbeat
 	// is how often it tells followers it is alive (default 200 ms).
@@ -343,6 +346,18 @@ func (m *Manager) Status() api.Replication {
 		out.Error = "this node is not the region's leader, which follows the primary"
 	}
 	return out
+}
+
+// endpointsOf are the endpoints this region calls region id at: Via's,
+// else the registry's.
+func (m *Manager) endpointsOf(v *store.RegionView, id string) []string {
+	if eps := m.cfg.Via[id]; len(eps) > 0 {
+		return eps
+	}
+	if r := v.Region(id); r != nil {
+		return r.Endpoints
+	}
+	return nil
 }
 
 // Endpoints returns the endpoints of a region of the registry.

@@ -142,6 +142,7 @@ func (m *Manager) ServeStream(w http.ResponseWriter, r *http.Request) {
 	defer m.streams.Add(-1)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	defer context.AfterFunc(m.ctx, cancel)() // Close ends served streams too
 	go m.readAcks(ctx, cancel, c, sr.Region)
 	err = m.serveStream(ctx, c, sr)
 	if err != nil && ctx.Err() == nil {
@@ -249,8 +250,8 @@ func (m *Manager) followLoop(ctx context.Context) {
 func (m *Manager) sourceEndpoints(v *store.RegionView) (string, []string) {
 	src := v.Following()
 	if src != "" && src != m.cfg.Self {
-		if r := v.Region(src); r != nil {
-			return src, r.Endpoints
+		if eps := m.endpointsOf(v, src); len(eps) > 0 {
+			return src, eps
 		}
 	}
 	return src, m.cfg.Join
@@ -297,6 +298,7 @@ func (m *Manager) followOnce(ctx context.Context, v *store.RegionView) error {
 	m.mu.Lock()
 	m.follow.connected, m.follow.source, m.follow.err = true, src, ""
 	m.mu.Unlock()
+	var lastRegister time.Time
 	for {
 		// A read must not outlive a silent primary: heartbeats come every
 		// Heartbeat, so a few missed ones mean it is gone (or cut off).
@@ -345,6 +347,10 @@ func (m *Manager) followOnce(ctx context.Context, v *store.RegionView) error {
 			continue
 		}
 		now, _ := m.st.Region()
+		if m.needsRegistering(&now) && time.Since(lastRegister) > time.Second {
+			lastRegister = time.Now()
+			go m.registerRemote(ctx, src)
+		}
 		if now.Promised > msg.Epoch {
 			return fmt.Errorf("promised epoch %d meanwhile", now.Promised)
 		}
@@ -354,14 +360,25 @@ func (m *Manager) followOnce(ctx context.Context, v *store.RegionView) error {
 	}
 }
 
+// needsRegistering reports whether the registry lacks this region's
+// entry as configured (its standby only once that is registered).
+func (m *Manager) needsRegistering(v *store.RegionView) bool {
+	want := m.selfEntry()
+	have := v.Region(m.cfg.Self)
+	if have == nil || strings.Join(have.Endpoints, ",") != strings.Join(want.Endpoints, ",") {
+		return true
+	}
+	return want.Standby != "" && have.Standby != want.Standby && v.Region(want.Standby) != nil
+}
+
 // registerRemote adds (or updates) this region's registry entry at the
-// primary when the registry it just received lacks it or differs.
+// primary.
 func (m *Manager) registerRemote(ctx context.Context, primary string) {
 	v, _ := m.st.Region()
-	want := m.selfEntry()
-	if have := v.Region(m.cfg.Self); have != nil && strings.Join(have.Endpoints, ",") == strings.Join(want.Endpoints, ",") && (want.Standby == "" || have.Standby == want.Standby) {
+	if !m.needsRegistering(&v) {
 		return
 	}
+	want := m.selfEntry()
 	if want.Standby != "" && v.Region(want.Standby) == nil {
 		want.Standby = "" // named once the standby is registered
 	}
@@ -388,7 +405,7 @@ func (m *Manager) discover(ctx context.Context) {
 		}
 		var got api.Regions
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := m.call(cctx, r.Endpoints, http.MethodGet, "/v1/regions", nil, &got)
+		err := m.call(cctx, m.endpointsOf(&v, r.ID), http.MethodGet, "/v1/regions", nil, &got)
 		cancel()
 		if err != nil {
 			continue

@@ -53,6 +53,9 @@ func (s *Server) handleRegisterAgent(w http.ResponseWriter, r *http.Request) {
 	if !s.refine(w, r, "kernel.agent.register", agentEntity(m.ID, m.Tenant)) {
 		return
 	}
+	if s.routeBody(w, r, []string{m.Tenant}) {
+		return
+	}
 	token, hash, err := auth.NewAgentToken(nil)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, codeInternal, err.Error())

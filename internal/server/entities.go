@@ -52,6 +52,15 @@ func (s *Server) handlePutEntities(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if s.cfg.Regions != nil {
+		tenants := make([]string, len(req.Entities))
+		for i, e := range req.Entities {
+			tenants[i], _ = e.Properties["tenant"].(string)
+		}
+		if s.routeBody(w, r, tenants) {
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
 	defer cancel()
 	rev, err := s.store.PutEntities(ctx, req.Entities)

@@ -28,6 +28,10 @@ const (
 	codeNotReady       = api.CodeNotReady
 	codeOutcomeUnknown = api.CodeOutcomeUnknown
 	codeBadMethod      = api.CodeBadMethod
+
+	codeResidency         = api.CodeResidency
+	codeRegionUnavailable = api.CodeRegionUnavailable
+	codeNotHome           = api.CodeNotHome
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

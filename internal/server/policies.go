@@ -298,6 +298,24 @@ func (s *Server) writeStoreError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, codeRolloutActive, msg+": promote or abort it first (aibos rollout promote or abort; GET /v1/rollouts/current shows it)")
 	case errors.Is(err, store.ErrBadCommand):
 		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+	case errors.Is(err, store.ErrNotPrimary):
+		msg := err.Error()
+		if v, ok := s.store.Region(); ok {
+			if reg := v.Region(v.Following()); reg != nil {
+				msg += " at " + strings.Join(reg.Endpoints, " or ")
+			}
+		}
+		writeError(w, http.StatusConflict, api.CodeNotPrimary, msg)
+	case errors.Is(err, store.ErrStaleRegionEpoch):
+		writeError(w, http.StatusConflict, api.CodeStaleEpoch, err.Error())
+	case errors.Is(err, store.ErrReplicationGap):
+		writeError(w, http.StatusConflict, api.CodeReplicationGap, err.Error())
+	case errors.Is(err, store.ErrResidency):
+		writeError(w, http.StatusForbidden, codeResidency, err.Error())
+	case errors.Is(err, store.ErrRegionUnavailable):
+		writeError(w, http.StatusServiceUnavailable, codeRegionUnavailable, err.Error())
+	case errors.Is(err, store.ErrNotHome):
+		writeError(w, http.StatusConflict, codeNotHome, err.Error()+"; the tenant directory changed under the request: send it again")
 	case errors.Is(err, store.ErrNoSuchVersion), errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, codeNotFound, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):

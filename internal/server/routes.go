@@ -136,6 +136,7 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /healthz", access: accessPublic, h: s.handleHealth},
 		{pattern: "GET /readyz", access: accessPublic, h: s.handleReady},
 	}
+	rt = append(rt, s.regionRoutes()...)
 	if s.mcp != nil {
 		// The agents' MCP endpoint authenticates its agent tokens itself
 		// (internal/mcp); its protected-resource metadata is discovery,

@@ -38,6 +38,7 @@ type Store interface {
 	GatewayStore
 	SystemStore
 	TokenStore
+	RegionStore
 }
 
 var _ Store = (*store.Store)(nil)
@@ -112,6 +113,9 @@ type Config struct {
 	// MCP, with the gateway, runs mcp orchestras and serves /mcp; nil: mcp
 	// orchestras cannot be put and /mcp answers 404.
 	MCP *mcp.Manager
+	// Regions is the multi-region runtime; nil: a single region (the
+	// region routes answer 404 saying how to start one).
+	Regions Regions
 }
 
 // Server serves the kernel's HTTP API. Create it with New.

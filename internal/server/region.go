@@ -1,0 +1,327 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/region"
+	"github.com/aibos/kernel/internal/store"
+)
+
+// RegionStore is what the multi-region routes need of the state.
+type RegionStore interface {
+	Region() (store.RegionView, bool)
+	PutRegion(ctx context.Context, r api.Region) (rev, gv uint64, err error)
+	PutTenant(ctx context.Context, t api.Tenant) (rev, gv uint64, err error)
+	FailoverRegion(ctx context.Context, id, by string, now time.Time) (rev, gv uint64, err error)
+	WaitForGlobalVersion(ctx context.Context, gv uint64) error
+}
+
+// Regions is the multi-region runtime the server answers for
+// (internal/region.Manager); nil: a single region.
+type Regions interface {
+	Self() string
+	Status() api.Replication
+	ServeStream(w http.ResponseWriter, r *http.Request)
+	ServeStandby(w http.ResponseWriter, r *http.Request)
+	Vote(ctx context.Context, req region.VoteRequest) (region.VoteAnswer, error)
+	Promote(ctx context.Context) (region.PromoteResult, error)
+}
+
+func (s *Server) regionRoutes() []route {
+	return []route{
+		{pattern: "GET /v1/regions", action: "kernel.region.read", h: s.handleRegions},
+		{pattern: "POST /v1/regions", action: "kernel.region.write", media: mediaJSON, leader: true, h: s.handlePutRegion},
+		{pattern: "POST /v1/regions/vote", action: "kernel.region.vote", media: mediaJSON, leader: true, h: s.handleVote},
+		{pattern: "POST /v1/regions/{id}/promote", action: "kernel.region.promote", media: mediaJSON, leader: true, h: s.handlePromote},
+		{pattern: "POST /v1/regions/{id}/failover", action: "kernel.region.failover", media: mediaJSON, leader: true, h: s.handleFailover},
+		{pattern: "GET " + region.StreamPath, action: "kernel.region.replicate", h: s.regionHandler(func(m Regions) http.HandlerFunc { return m.ServeStream })},
+		{pattern: "GET " + region.StandbyPath, action: "kernel.region.replicate", h: s.regionHandler(func(m Regions) http.HandlerFunc { return m.ServeStandby })},
+		{pattern: "GET /v1/replication", action: "kernel.region.read", h: s.handleReplication},
+		{pattern: "PUT /v1/tenants/{id}", action: "kernel.tenant.write", media: mediaJSON, leader: true, target: tenantTarget, h: s.handlePutTenant},
+		{pattern: "GET /v1/tenants", action: "kernel.region.read", h: s.handleTenants},
+	}
+}
+
+func tenantTarget(_ *Server, r *http.Request) api.Entity {
+	return api.Entity{Type: "tenant", ID: r.PathValue("id"), Properties: map[string]any{"tenant": r.PathValue("id")}}
+}
+
+// multiRegion answers 404 with how to turn multi-region mode on, unless
+// it is on.
+func (s *Server) multiRegion(w http.ResponseWriter) (store.RegionView, bool) {
+	if s.cfg.Regions != nil {
+		if v, ok := s.store.Region(); ok {
+			return v, true
+		}
+		writeError(w, http.StatusServiceUnavailable, codeNotReady, "this region is entering multi-region mode; retry shortly")
+		return store.RegionView{}, false
+	}
+	writeError(w, http.StatusNotFound, codeNotFound, "this cluster is a single region: start its nodes with --region ID --domain D (and --join URL of the primary) for multi-region mode")
+	return store.RegionView{}, false
+}
+
+func (s *Server) regionHandler(h func(Regions) http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := s.multiRegion(w); ok {
+			h(s.cfg.Regions)(w, r)
+		}
+	}
+}
+
+func regionsOf(v store.RegionView) api.Regions {
+	return api.Regions{Self: v.Self, Primary: v.Primary, Epoch: v.Epoch, Regions: v.Regions, Tenants: v.Tenants, GlobalVersion: v.GlobalVersion}
+}
+
+func (s *Server) handleRegions(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.multiRegion(w)
+	if !ok || !s.waitGlobal(w, r) {
+		return
+	}
+	v, _ = s.store.Region()
+	w.Header().Set(api.HeaderGlobalVersion, strconv.FormatUint(v.GlobalVersion, 10))
+	writeJSON(w, http.StatusOK, regionsOf(v))
+}
+
+func (s *Server) handleTenants(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.multiRegion(w)
+	if !ok || !s.waitGlobal(w, r) {
+		return
+	}
+	v, _ = s.store.Region()
+	writeJSON(w, http.StatusOK, map[string]any{"tenants": v.Tenants, "global_version": v.GlobalVersion})
+}
+
+func (s *Server) handleReplication(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.multiRegion(w); !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cfg.Regions.Status())
+}
+
+// waitGlobal waits, for a read with min_version, until this region has
+// applied that global version (read-your-writes across regions); false
+// if it answered instead.
+func (s *Server) waitGlobal(w http.ResponseWriter, r *http.Request) bool {
+	mv := r.URL.Query().Get("min_version")
+	if mv == "" {
+		return true
+	}
+	gv, err := strconv.ParseUint(mv, 10, 64)
+	if err != nil {
+		badRequest(w, fmt.Errorf("min_version %q is not a global version: give the global_version a write answered", mv))
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.MinRevisionWait)
+	defer cancel()
+	if err := s.store.WaitForGlobalVersion(ctx, gv); err != nil {
+		v, _ := s.store.Region()
+		writeError(w, http.StatusServiceUnavailable, codeStale, fmt.Sprintf("region %s has applied global version %d, not %d, after %s: retry, or read from the primary", v.Self, v.GlobalVersion, gv, s.cfg.MinRevisionWait))
+		return false
+	}
+	return true
+}
+
+// globalAnswer is the answer of a global write.
+type globalAnswer struct {
+	Revision      uint64 `json:"revision"`
+	GlobalVersion uint64 `json:"global_version"`
+}
+
+func (s *Server) handlePutRegion(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.multiRegion(w); !ok {
+		return
+	}
+	var reg api.Region
+	if err := decodeJSON(r, 1<<20, &reg); err != nil {
+		badRequest(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	rev, gv, err := s.store.PutRegion(ctx, reg)
+	s.answerGlobal(w, rev, gv, err)
+}
+
+func (s *Server) handlePutTenant(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.multiRegion(w); !ok {
+		return
+	}
+	var t api.Tenant
+	if err := decodeJSON(r, 1<<16, &t); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if t.ID != "" && t.ID != r.PathValue("id") {
+		badRequest(w, fmt.Errorf("the body names tenant %q, the path %q", t.ID, r.PathValue("id")))
+		return
+	}
+	t.ID = r.PathValue("id")
+	if t.Home == "" {
+		badRequest(w, errors.New(`home is required: {"home": "REGION"}`))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	rev, gv, err := s.store.PutTenant(ctx, t)
+	s.answerGlobal(w, rev, gv, err)
+}
+
+func (s *Server) handleFailover(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.multiRegion(w); !ok {
+		return
+	}
+	var body struct{}
+	if err := decodeJSON(r, 1<<10, &body); err != nil {
+		badRequest(w, err)
+		return
+	}
+	by := "unknown"
+	if p := principal(r); p != nil {
+		by = p.Name
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	rev, gv, err := s.store.FailoverRegion(ctx, r.PathValue("id"), by, s.now().UTC())
+	s.answerGlobal(w, rev, gv, err)
+}
+
+func (s *Server) answerGlobal(w http.ResponseWriter, rev, gv uint64, err error) {
+	if err != nil {
+		s.writeStoreError(w, err)
+		return
+	}
+	w.Header().Set(api.HeaderGlobalVersion, strconv.FormatUint(gv, 10))
+	writeJSON(w, http.StatusOK, globalAnswer{Revision: rev, GlobalVersion: gv})
+}
+
+func (s *Server) handleVote(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.multiRegion(w); !ok {
+		return
+	}
+	var req region.VoteRequest
+	if err := decodeJSON(r, 1<<10, &req); err != nil {
+		badRequest(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	ans, err := s.cfg.Regions.Vote(ctx, req)
+	if err != nil {
+		s.writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ans)
+}
+
+func (s *Server) handlePromote(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.multiRegion(w)
+	if !ok {
+		return
+	}
+	var body struct{}
+	if err := decodeJSON(r, 1<<10, &body); err != nil {
+		badRequest(w, err)
+		return
+	}
+	if id := r.PathValue("id"); id != v.Self {
+		msg := fmt.Sprintf("this is region %s; a promotion runs in the region promoted: send it to %s", v.Self, id)
+		if reg := v.Region(id); reg != nil {
+			msg += " at " + strings.Join(reg.Endpoints, " or ")
+		}
+		writeError(w, http.StatusBadRequest, codeBadRequest, msg)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	res, err := s.cfg.Regions.Promote(ctx)
+	if errors.Is(err, region.ErrNoMajority) {
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, err.Error(), res.Refused...)
+		return
+	}
+	if err != nil {
+		s.writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// routeTenant answers, for a request for tenant that this region does not
+// serve, 307 to the region that does (Aibos-Home-Region), 403 for a tenant
+// with no home, or 503 for one whose home is lost with no standby; it
+// reports whether it answered. Nothing of the request is kept or logged.
+func (s *Server) routeTenant(w http.ResponseWriter, r *http.Request, tenant string) bool {
+	if s.cfg.Regions == nil || tenant == "" {
+		return false
+	}
+	v, ok := s.store.Region()
+	if !ok {
+		return false
+	}
+	serving, err := v.Serving(tenant)
+	switch {
+	case errors.Is(err, store.ErrRegionUnavailable):
+		writeError(w, http.StatusServiceUnavailable, codeRegionUnavailable, err.Error())
+		return true
+	case err != nil:
+		writeError(w, http.StatusForbidden, codeResidency, err.Error())
+		return true
+	case serving == v.Self:
+		return false
+	}
+	reg := v.Region(serving)
+	if reg == nil || len(reg.Endpoints) == 0 {
+		writeError(w, http.StatusServiceUnavailable, codeRegionUnavailable, fmt.Sprintf("tenant %s is served by region %s, whose endpoints this region does not know", tenant, serving))
+		return true
+	}
+	loc, err := url.Parse(strings.TrimSuffix(reg.Endpoints[0], "/") + r.URL.RequestURI())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
+		return true
+	}
+	w.Header().Set("Location", loc.String())
+	w.Header().Set(api.HeaderHomeRegion, serving)
+	writeError(w, http.StatusTemporaryRedirect, codeNotHome, fmt.Sprintf("tenant %s is served by region %s: send the request there (%s)", tenant, serving, loc))
+	return true
+}
+
+// routeBody routes a write by the tenants its body names: all must be
+// served here, or it answers (307 when all are served by one other
+// region).
+func (s *Server) routeBody(w http.ResponseWriter, r *http.Request, tenants []string) bool {
+	if s.cfg.Regions == nil {
+		return false
+	}
+	var first string
+	for _, t := range tenants {
+		if t == "" {
+			continue
+		}
+		if first == "" {
+			first = t
+			continue
+		}
+		if t != first {
+			v, _ := s.store.Region()
+			a, errA := v.Serving(first)
+			b, errB := v.Serving(t)
+			if errA == nil && errB == nil && a != b {
+				badRequest(w, fmt.Errorf("the write holds data of tenants %s (region %s) and %s (region %s): write each region's tenants to that region", first, a, t, b))
+				return true
+			}
+		}
+	}
+	for _, t := range tenants {
+		if t != "" && s.routeTenant(w, r, t) {
+			return true
+		}
+	}
+	return false
+}
