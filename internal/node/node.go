@@ -33,11 +33,11 @@ import (
 	"github.com/aibos/kernel/internal/mcp"
 	"github.com/aibos/kernel/internal/pdp"
 	"github.com/aibos/kernel/internal/policy"
+	"github.com/aibos/kernel/internal/region"
 	"github.com/aibos/kernel/internal/sandbox"
 	"github.com/aibos/kernel/internal/server"
 	"github.com/aibos/kernel/internal/simulate"
 	"github.com/aibos/kernel/internal/store"
-	"github.com/aibos/kernel/internal/region"
 	"github.com/aibos/kernel/internal/watch"
 )
 
@@ -60,7 +60,7 @@ type Config struct {
 	// set): region Region of that residency domain.
 	Regions RegionConfig
 	Logger  *slog.Logger
-	Timings  store.Timings
+	Timings store.Timings
 	// JoinTimeout bounds joining (10 s).
 	JoinTimeout time.Duration
 	// Now is the clock of decisions and writes (time.Now).
@@ -167,7 +167,7 @@ type Node struct {
 	MCP *mcp.Manager
 	// Regions is the multi-region runtime; nil for a single region.
 	Regions *region.Manager
-	mcp atomic.Pointer[mcp.Manager]
+	mcp     atomic.Pointer[mcp.Manager]
 	// Sandbox runs the node's sandboxed agents; nil without a gateway.
 	Sandbox *sandbox.Runtime
 	sandbox atomic.Pointer[sandbox.Runtime]
@@ -373,7 +373,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err == nil {
 		srv, err = server.New(server.Config{
 			Regions: regions,
-			Store: st, Point: point, Region: cfg.Region, Logger: log,
+			Store:   st, Point: point, Region: cfg.Region, Logger: log,
 			Registerer: reg, Gatherer: reg, Now: cfg.Now, MinRevisionWait: cfg.MinRevisionWait,
 			Watch:     n.Watch,
 			NodeID:    cfg.NodeID,
