@@ -266,6 +266,7 @@ func (f *fsm) putAgentLocked(old *agentRecord, a api.Agent, tokenHash string, di
 		f.st.agentTokens[tokenHash] = a.ID
 	}
 	f.st.agents[a.ID] = rec
+	f.recordTenantLocked(TenantChange{Tenant: a.Tenant, Agent: rec})
 	out := rec.Agent
 	return Change{Revision: f.st.revision, Kind: ChangeAgent}, applyResult{Revision: f.st.revision, Agent: &out}, nil
 }

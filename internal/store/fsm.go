@@ -148,6 +148,10 @@ type fsm struct {
 	applied atomic.Uint64
 	revWait broadcast.Notifier
 
+	// tenants are the recent changes of this region's tenants' data, for
+	// its standby (standby.go): filled in Apply, not persisted.
+	tenants tenantRing
+
 	// index is the raft log index the state stands for: that of the last
 	// command applied (its OnApply included), or of the snapshot restored.
 	// Raft's own AppliedIndex counts entries once it has queued them for
@@ -259,6 +263,8 @@ var appliers = map[string]applier{
 	cmdEpochBegin:     handle((*fsm).applyEpochBegin),
 	cmdGlobalApply:    handle((*fsm).applyGlobalApply),
 	cmdGlobalReset:    handle((*fsm).applyGlobalReset),
+	cmdStandbyApply:   handle((*fsm).applyStandbyApply),
+	cmdStandbyReset:   handle((*fsm).applyStandbyReset),
 }
 
 // handle makes the applier of a command whose payload is a P. It is the
@@ -334,18 +340,30 @@ func (f *fsm) applyEntitiesPut(c command, p *entitiesPutCmd) (Change, applyResul
 	for _, e := range p.Entities {
 		f.st.entities[entityKey{e.Type, e.ID}] = normProps(e.Properties)
 	}
-	return f.bumpLocked(ChangeEntities)
+	ch, res, err := f.bumpLocked(ChangeEntities)
+	for _, e := range p.Entities {
+		if t := entityTenant(e); t != "" {
+			f.recordTenantLocked(TenantChange{Tenant: t, Put: &api.Entity{Type: e.Type, ID: e.ID, Properties: normProps(e.Properties)}})
+		}
+	}
+	return ch, res, err
 }
 
 func (f *fsm) applyEntityDelete(_ command, p *entityDeleteCmd) (Change, applyResult, error) {
 	k := entityKey{p.Type, p.ID}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.st.entities[k]; !ok {
+	props, ok := f.st.entities[k]
+	if !ok {
 		return fail(fmt.Errorf("%w: entity %s/%s", ErrNotFound, p.Type, p.ID))
 	}
+	if err := f.checkResidencyLocked(tenantOf(props)); err != nil {
+		return fail(fmt.Errorf("entity %s/%s: %w", p.Type, p.ID, err))
+	}
 	delete(f.st.entities, k)
-	return f.bumpLocked(ChangeEntityDelete)
+	ch, res, err := f.bumpLocked(ChangeEntityDelete)
+	f.recordTenantLocked(TenantChange{Tenant: tenantOf(props), Delete: &api.Entity{Type: p.Type, ID: p.ID}})
+	return ch, res, err
 }
 
 func (f *fsm) applyNodeSet(c command, p *nodeSetCmd) (Change, applyResult, error) {
@@ -471,6 +489,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.st = st
+	f.tenants = tenantRing{floor: st.revision}
 	var cur *api.BundleVersion
 	if n := len(st.versions); n > 0 {
 		cur = st.versions[n-1]

@@ -118,6 +118,9 @@ type regionState struct {
 	Tenants    map[string]*api.Tenant `json:"tenants,omitempty"`
 	Epochs     []EpochRecord          `json:"epochs,omitempty"`
 	Quarantine []api.GlobalEntry      `json:"quarantine,omitempty"`
+	// Standby is, for each home region this one stands by, the home's
+	// revision of tenant data applied here.
+	Standby map[string]uint64 `json:"standby,omitempty"`
 }
 
 func (r *regionState) gv() uint64 { return uint64(len(r.Log)) }

@@ -175,3 +175,54 @@ func TestRegionInitIdentityFixed(t *testing.T) {
 		t.Fatal("errNotMultiRegion")
 	}
 }
+
+func TestStandbyStream(t *testing.T) {
+	us := regionFSM(t, "us-east", "us", true)
+	applyOK(t, us, cmdRegionPut, regionPutCmd{Region: region("eu-central", "eu", "")})
+	applyOK(t, us, cmdRegionPut, regionPutCmd{Region: region("eu-west", "eu", "eu-central")})
+	applyOK(t, us, cmdTenantPut, tenantPutCmd{Tenant: api.Tenant{ID: "acme", Home: "eu-west"}})
+	applyOK(t, us, cmdTenantPut, tenantPutCmd{Tenant: api.Tenant{ID: "zeta", Home: "eu-central"}})
+	home := regionFSM(t, "eu-west", "eu", false)
+	sb := regionFSM(t, "eu-central", "eu", false)
+	for _, f := range []*fsm{home, sb} {
+		applyOK(t, f, cmdGlobalReset, globalOf(t, us))
+	}
+	hs, ss := &Store{fsm: home}, &Store{fsm: sb}
+	ent := func(id, tenant string) api.Entity {
+		return api.Entity{Type: "doc", ID: id, Properties: map[string]any{"tenant": tenant, "v": id}}
+	}
+	applyOK(t, home, cmdEntitiesPut, entitiesPutCmd{Entities: []api.Entity{ent("d1", "acme"), ent("d2", "acme"), {Type: "x", ID: "untenanted"}}})
+	applyOK(t, home, cmdEntityDelete, entityDeleteCmd{Type: "doc", ID: "d2"})
+	changes, to, ok := hs.TenantChanges(0, 100)
+	if !ok || len(changes) != 3 {
+		t.Fatalf("changes %+v ok %v", changes, ok)
+	}
+	applyOK(t, sb, cmdStandbyApply, standbyApplyCmd{Source: "eu-west", Prev: 0, Revision: to, Changes: changes})
+	if _, ok := sb.st.entities[entityKey{"doc", "d1"}]; !ok || len(sb.st.entities) != 1 {
+		t.Fatalf("standby entities %v", sb.st.entities)
+	}
+	// Again: a no-op; from elsewhere than the cursor: a gap.
+	applyOK(t, sb, cmdStandbyApply, standbyApplyCmd{Source: "eu-west", Prev: 0, Revision: to, Changes: changes})
+	applyErr(t, sb, ErrReplicationGap, cmdStandbyApply, standbyApplyCmd{Source: "eu-west", Prev: to + 5, Revision: to + 9})
+	// A change of a tenant of another home is refused, and so is a stream
+	// to a region that is not the standby.
+	applyErr(t, sb, ErrResidency, cmdStandbyApply, standbyApplyCmd{Source: "eu-west", Prev: to, Revision: to + 1, Changes: []TenantChange{{Revision: to + 1, Tenant: "zeta", Put: ptr(ent("z", "zeta"))}}})
+	applyErr(t, home, ErrResidency, cmdStandbyApply, standbyApplyCmd{Source: "eu-central", Prev: 0, Revision: 1})
+	// A reset replaces the standby's copy.
+	snap, rev := hs.TenantSnapshot()
+	applyOK(t, sb, cmdStandbyReset, standbyResetCmd{Source: "eu-west", Revision: rev, Changes: snap})
+	if ss.StandbyCursor("eu-west") != rev || len(sb.st.entities) != 1 {
+		t.Fatalf("after reset: cursor %d, %d entities", ss.StandbyCursor("eu-west"), len(sb.st.entities))
+	}
+	// Failed over: the standby serves acme, takes no more of the home's
+	// stream, and the home refuses acme's writes.
+	applyOK(t, us, cmdRegionFailover, regionFailoverCmd{ID: "eu-west", By: "t", Time: t0})
+	follow(t, us, sb)
+	follow(t, us, home)
+	applyErr(t, sb, ErrStaleRegionEpoch, cmdStandbyApply, standbyApplyCmd{Source: "eu-west", Prev: rev, Revision: rev + 1})
+	applyOK(t, sb, cmdEntitiesPut, entitiesPutCmd{Entities: []api.Entity{ent("d3", "acme")}})
+	applyErr(t, home, ErrNotHome, cmdEntitiesPut, entitiesPutCmd{Entities: []api.Entity{ent("d4", "acme")}})
+	roundTrip(t, sb)
+}
+
+func ptr[T any](v T) *T { return &v }
