@@ -108,7 +108,7 @@ func startFederation(t *testing.T, specs []regionSpec, mod func(region string, c
 		for i := range nodesPer {
 			ip := fmt.Sprintf("127.0.%d.%d", s.net, i+1)
 			c := nodetest.Config(t, fmt.Sprintf("%s-n%d", s.id, i+1))
-			c.HTTPAddr, c.RaftAddr = freeAddr(t, ip), ip+":0"
+			c.HTTPAddr, c.RaftAddr = freeAddr(t, ip), freeAddr(t, ip)
 			c.Region = s.id
 			r.cfgs = append(r.cfgs, c)
 		}
@@ -190,8 +190,33 @@ func startFederation(t *testing.T, specs []regionSpec, mod func(region string, c
 			}
 		}
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			f.dumpLogs()
+		}
+	})
 	f.waitConverged()
 	return f
+}
+
+// dumpLogs prints the warnings and errors of every node's log.
+func (f *federation) dumpLogs() {
+	for _, id := range f.order {
+		files, _ := filepath.Glob(filepath.Join(f.regions[id].logs, "*.log"))
+		for _, fn := range files {
+			b, _ := os.ReadFile(fn)
+			var lines []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, "region:") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) > 40 {
+				lines = lines[len(lines)-40:]
+			}
+			f.t.Logf("%s:\n%s", filepath.Base(fn), strings.Join(lines, "\n"))
+		}
+	}
 }
 
 // client is an SDK client of region id (its root token unless token).
@@ -311,8 +336,13 @@ func (f *federation) waitConverged() {
 			}
 		}
 		for _, id := range f.order {
-			if reg := f.registry(f.live(id), f.regions[id].root); reg.GlobalVersion != want {
-				return false, strings.Join(gvs, " ")
+			for _, n := range f.regions[id].nodes {
+				if n == nil {
+					continue
+				}
+				if reg := f.registry(n, f.regions[id].root); reg.GlobalVersion != want {
+					return false, fmt.Sprintf("%s at %d, want %d (%s)", n.Config().NodeID, reg.GlobalVersion, want, strings.Join(gvs, " "))
+				}
 			}
 		}
 		return true, ""
