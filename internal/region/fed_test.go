@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,6 +240,16 @@ func (f *federation) client(id, token string) *client.Client {
 	return c
 }
 
+// running reports whether any node of the region runs.
+func (r *fedRegion) running() bool {
+	for _, n := range r.nodes {
+		if n != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // live is a running node of region id.
 func (f *federation) live(id string) *node.Node {
 	for _, n := range f.regions[id].nodes {
@@ -312,20 +323,24 @@ func (f *federation) registry(n *node.Node, root string) api.Regions {
 	return got
 }
 
-// waitConverged waits until every region has every region registered
-// (with eu-west's standby) and has applied the primary's global version.
+// waitConverged waits until every running region has every region
+// registered (with its standby) and every running node has applied the
+// global version of the primary of the newest epoch.
 func (f *federation) waitConverged() {
 	f.t.Helper()
 	f.waitFor("the regions to converge", func() (bool, string) {
 		var gvs []string
-		var want uint64
-		for i, id := range f.order {
+		var want, epoch uint64
+		for _, id := range f.order {
 			r := f.regions[id]
-			reg := f.registry(f.live(id), r.root)
-			if i == 0 || reg.Primary == id {
-				want = max(want, reg.GlobalVersion)
+			if !r.running() {
+				continue
 			}
-			gvs = append(gvs, fmt.Sprintf("%s:%d(%d regions)", id, reg.GlobalVersion, len(reg.Regions)))
+			reg := f.registry(f.live(id), r.root)
+			if reg.Primary == id && reg.Epoch >= epoch {
+				want, epoch = reg.GlobalVersion, reg.Epoch
+			}
+			gvs = append(gvs, fmt.Sprintf("%s:%d/e%d(%d regions)", id, reg.GlobalVersion, reg.Epoch, len(reg.Regions)))
 			if len(reg.Regions) != len(f.order) {
 				return false, strings.Join(gvs, " ")
 			}
@@ -336,12 +351,15 @@ func (f *federation) waitConverged() {
 			}
 		}
 		for _, id := range f.order {
+			if !f.regions[id].running() {
+				continue
+			}
 			for _, n := range f.regions[id].nodes {
 				if n == nil {
 					continue
 				}
-				if reg := f.registry(n, f.regions[id].root); reg.GlobalVersion != want {
-					return false, fmt.Sprintf("%s at %d, want %d (%s)", n.Config().NodeID, reg.GlobalVersion, want, strings.Join(gvs, " "))
+				if reg := f.registry(n, f.regions[id].root); reg.GlobalVersion != want || reg.Epoch != epoch {
+					return false, fmt.Sprintf("%s at %d/e%d, want %d/e%d (%s)", n.Config().NodeID, reg.GlobalVersion, reg.Epoch, want, epoch, strings.Join(gvs, " "))
 				}
 			}
 		}
@@ -413,6 +431,47 @@ func (f *federation) restart(id string, i int) {
 	r.nodes[i] = nodetest.Start(f.t, c)
 }
 
+// restartAll restarts every stopped node of region id at once (a node
+// alone cannot elect a leader of a three-node region).
+func (f *federation) restartAll(id string) {
+	r := f.regions[id]
+	var wg sync.WaitGroup
+	errs := make([]error, len(r.nodes))
+	for i, n := range r.nodes {
+		if n != nil {
+			continue
+		}
+		c := r.cfgs[i]
+		if i > 0 {
+			c.Join, c.Token = r.cfgs[0].HTTPAddr, r.root
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			nn, err := node.Start(context.Background(), c)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			f.t.Cleanup(func() { nn.Close() })
+			r.nodes[i] = nn
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), nodetest.WaitLong)
+	defer cancel()
+	for _, n := range r.nodes {
+		if err := n.WaitReady(ctx); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
 // versions is region id's bundle history as its node n answers it.
 func versions(t *testing.T, n *node.Node, token string) []api.VersionInfo {
 	t.Helper()
@@ -435,3 +494,7 @@ rules:
     actions: ["data.read"]
 `, i))}}
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func bundleBody(i int) io.Reader { return strings.NewReader(string(bundle(i)[0].Data)) }

@@ -45,6 +45,9 @@ type PromoteResult struct {
 	GlobalVersion uint64   `json:"global_version"` // of the epoch's begin
 	Votes         []string `json:"votes"`          // the regions that promised it
 	Refused       []string `json:"refused,omitempty"`
+	// Lease: a majority follows the new primary, which takes global
+	// writes (false: not yet when the promotion answered).
+	Lease bool `json:"lease"`
 }
 
 // ErrNoMajority: a promotion without the agreement of a majority.
@@ -113,6 +116,18 @@ func (m *Manager) Promote(ctx context.Context) (PromoteResult, error) {
 		return res, err
 	}
 	res.GlobalVersion = gv
+	// Answer once a majority follows, so the new primary takes global
+	// writes when the operator is told it is one (bounded: a majority
+	// promised, so it normally follows within a heartbeat or two).
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for m.GlobalWriteAllowed() != nil && wait.Err() == nil {
+		select {
+		case <-wait.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	res.Lease = m.GlobalWriteAllowed() == nil
 	m.log.Warn("region: promoted to primary", "epoch", epoch, "global_version", gv, "votes", res.Votes)
 	return res, nil
 }

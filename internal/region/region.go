@@ -168,6 +168,7 @@ func (m *Manager) run() {
 	defer stop(&follower)
 	defer stop(&standby)
 	var followerDone, standbyDone chan struct{}
+	var leaderSince, lastDiscover time.Time
 	for {
 		select {
 		case <-m.ctx.Done():
@@ -177,6 +178,7 @@ func (m *Manager) run() {
 		if !m.st.IsLeader() {
 			stop(&follower)
 			stop(&standby)
+			leaderSince = time.Time{}
 			continue
 		}
 		v, ok := m.st.Region()
@@ -225,6 +227,16 @@ func (m *Manager) run() {
 		}
 		if v.IsPrimary {
 			m.registerSelf(&v)
+			if leaderSince.IsZero() {
+				leaderSince = time.Now()
+			}
+			// A primary that has not held its lease for a while (it was
+			// cut off, or restarted after another region was promoted)
+			// asks the others whether a newer epoch began.
+			if time.Since(leaderSince) > m.cfg.Lease && time.Since(lastDiscover) > time.Second && m.GlobalWriteAllowed() != nil {
+				lastDiscover = time.Now()
+				m.discover(m.ctx)
+			}
 		}
 	}
 }
@@ -274,8 +286,12 @@ func (m *Manager) GlobalWriteAllowed() error {
 		return nil // the state machine refuses it, with the reason
 	}
 	if until := m.leaseUntil(&v); m.cfg.Now().After(until) {
-		return fmt.Errorf("%w: region %s has not heard from a majority of the %d regions since %s (its lease lapsed): it writes no global state until they follow it again, or another region is promoted",
-			store.ErrStaleRegionEpoch, v.Self, len(v.Regions), until.UTC().Format(time.RFC3339Nano))
+		since := "yet"
+		if !until.IsZero() {
+			since = "since " + until.Add(-m.cfg.Lease).UTC().Format(time.RFC3339Nano)
+		}
+		return fmt.Errorf("%w: region %s has not heard from a majority of the %d regions %s (it holds no lease): it writes no global state until they follow it, or another region is promoted",
+			store.ErrStaleRegionEpoch, v.Self, len(v.Regions), since)
 	}
 	return nil
 }
