@@ -73,6 +73,15 @@ func TestHelp(t *testing.T) {
 		{cmd: "audit export", want: []string{"-agent"}},
 		{cmd: "cluster", want: []string{"aibos cluster status"}},
 		{cmd: "cluster status", want: []string{"-json"}},
+		{cmd: "region", want: []string{"aibos region list", "aibos region promote", "aibos region status"}},
+		{cmd: "region list", want: []string{"-json", "-server"}, absent: []string{"-domain", "-endpoint"}},
+		{cmd: "region add", want: []string{"-domain", "-endpoint", "-standby"}, absent: []string{"-json"}},
+		{cmd: "region promote", want: []string{"point --server at region ID"}, absent: []string{"-json", "-domain"}},
+		{cmd: "region failover", absent: []string{"-json", "-domain"}},
+		{cmd: "region status", want: []string{"-json"}, absent: []string{"-domain"}},
+		{cmd: "tenant", want: []string{"aibos tenant add", "aibos tenant list"}},
+		{cmd: "tenant add", want: []string{"-home"}, absent: []string{"-json"}},
+		{cmd: "tenant list", want: []string{"-json"}, absent: []string{"-home"}},
 		{cmd: "bench", want: []string{"-concurrency"}},
 		{cmd: "failover-bench", want: []string{"-rounds"}},
 	} {
@@ -116,7 +125,7 @@ func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{}, {"policy"}, {"approval"}, {"agent"}, {"kill"}, {"cluster"}, {"entities"}, {"action"}, {"rollout"},
 		{"serve", "--bogus"}, {"policy", "publish", "--bogus"}, {"kill", "set", "--all"}, {"approval", "list", "--as", "x"},
-		{"cluster", "frob"}, {"agent", "frob"},
+		{"cluster", "frob"}, {"agent", "frob"}, {"region"}, {"tenant"}, {"region", "frob"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer

@@ -44,6 +44,8 @@ Usage:
   aibos whoami                            the principal your credential stands for
   aibos system-policy publish|get         the system bundle that authorizes the kernel's API (admin)
   aibos cluster status                    show a cluster's members
+  aibos region list|add|promote|failover|status  multi-region: the region registry, promotion, replication
+  aibos tenant add|list                   multi-region: the tenant directory (add ID --home REGION)
   aibos tls ca create|cert create         a cluster CA, node and operator certificates (see aibos tls -h)
   aibos bench [flags]                     drive a node with decisions and report throughput/latency
   aibos failover-bench [flags]            measure leader failover on a local 3-node cluster
@@ -101,6 +103,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdAudit(rest, stdout, stderr)
 	case "cluster":
 		return cmdCluster(rest, stdout, stderr)
+	case "region":
+		return cmdRegion(rest, stdout, stderr)
+	case "tenant":
+		return cmdTenant(rest, stdout, stderr)
 	case "token":
 		return cmdToken(rest, stdout, stderr)
 	case "whoami":

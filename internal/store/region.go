@@ -565,6 +565,12 @@ func (f *fsm) applyGlobalApply(c command, p *globalApplyCmd) (Change, applyResul
 		if err := decodePayload(inner, &b); err != nil {
 			return fail(err)
 		}
+		// The begin's payload is what the primary made current: it must be
+		// the entry's own epoch, newer than this region's, at this place.
+		if b.Epoch != e.Epoch || b.Epoch <= r.Epoch || b.Base != e.GlobalVersion-1 || ValidRegionID(b.Primary) != nil {
+			return bad(c, fmt.Errorf("entry %d of epoch %d begins epoch %d of primary %q at base %d; want a newer epoch than %d, the entry's own, after global version %d",
+				e.GlobalVersion, e.Epoch, b.Epoch, b.Primary, b.Base, r.Epoch, e.GlobalVersion-1))
+		}
 		f.mu.Lock()
 		nr := f.st.region.copy()
 		nr.beginLocked(&b)
@@ -606,9 +612,12 @@ func (f *fsm) applyGlobalReset(c command, p *GlobalState) (Change, applyResult, 
 		}
 	}
 	for i, v := range p.Versions {
-		if v.Version != uint64(i+1) {
-			return bad(c, fmt.Errorf("version %d at position %d", v.Version, i))
+		if v == nil || v.Version != uint64(i+1) {
+			return bad(c, fmt.Errorf("bundle version at position %d: want version %d", i, i+1))
 		}
+	}
+	if err := checkGlobalRecords(p); err != nil {
+		return bad(c, err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -677,6 +686,38 @@ func (f *fsm) applyGlobalReset(c command, p *GlobalState) (Change, applyResult, 
 	}
 	ch := Change{Revision: f.st.revision, Kind: ChangeRestore, Version: cur, Rollout: f.st.rollout, Candidate: f.candidateLocked(), System: f.st.system, GlobalVersion: nr.gv()}
 	return ch, applyResult{Revision: f.st.revision, GlobalVersion: nr.gv()}, nil
+}
+
+// checkGlobalRecords refuses a reset whose records are null or filed
+// under another id than their own: the state machine and its readers
+// dereference every record of the state.
+func checkGlobalRecords(p *GlobalState) error {
+	for id, r := range p.Regions {
+		if r == nil || r.ID != id {
+			return fmt.Errorf("region %q: want the region filed under its id", id)
+		}
+	}
+	for id, t := range p.Tenants {
+		if t == nil || t.ID != id {
+			return fmt.Errorf("tenant %q: want the tenant filed under its id", id)
+		}
+	}
+	for i, o := range p.Orchestras {
+		if o == nil {
+			return fmt.Errorf("orchestra at position %d is null", i)
+		}
+	}
+	for i, k := range p.Kills {
+		if k == nil {
+			return fmt.Errorf("kill switch at position %d is null", i)
+		}
+	}
+	for i, t := range p.Tokens {
+		if t == nil {
+			return fmt.Errorf("token at position %d is null", i)
+		}
+	}
+	return nil
 }
 
 // GlobalTypes lists the command types the global stream may carry.
