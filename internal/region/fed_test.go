@@ -208,12 +208,12 @@ func (f *federation) dumpLogs() {
 			b, _ := os.ReadFile(fn)
 			var lines []string
 			for _, l := range strings.Split(string(b), "\n") {
-				if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, "region:") {
+				if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, "region:") || strings.Contains(l, "global stream") {
 					lines = append(lines, l)
 				}
 			}
-			if len(lines) > 40 {
-				lines = lines[len(lines)-40:]
+			if len(lines) > 80 {
+				lines = lines[len(lines)-80:]
 			}
 			f.t.Logf("%s:\n%s", filepath.Base(fn), strings.Join(lines, "\n"))
 		}

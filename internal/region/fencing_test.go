@@ -119,8 +119,9 @@ func TestPromotionFencing(t *testing.T) {
 	// us-east, cut off, still holds its lease for a moment: an entry
 	// written then reaches no region.
 	f.cut("us-east", true)
-	if st, body := f.publishStatus("us-east", 100); st != http.StatusOK {
-		t.Logf("the cut-off primary refused at once (%d %s): nothing to quarantine", st, body)
+	// It is applied there, but not confirmed (503): no majority has it.
+	if st, body := f.publishStatus("us-east", 100); st != http.StatusServiceUnavailable {
+		t.Fatalf("a write at the cut-off primary: %d %s, want 503 (applied, not confirmed)", st, body)
 	}
 	for i := range f.regions["us-east"].nodes {
 		f.kill("us-east", i)
@@ -155,22 +156,34 @@ func TestPromotionFencing(t *testing.T) {
 	// eu-west, partitioned (not killed), stops writing within its lease.
 	f.cut("eu-west", true)
 	cutAt := time.Now()
-	accepted := 0
-	for {
-		st, body := f.publishStatus("eu-west", 200+accepted)
+	acked := map[uint64]string{} // version → hash of every write answered 200
+	unconfirmed := 0
+	for i := 0; ; i++ {
+		st, body := f.publishStatus("eu-west", 200+i)
 		if st == http.StatusConflict {
-			t.Logf("the partitioned primary refused global writes %v after the cut (lease 2 s), after %d more writes: %s", time.Since(cutAt).Round(time.Millisecond), accepted, body)
+			t.Logf("the partitioned primary refused global writes %v after the cut (lease 2 s); %d were answered 200, %d unconfirmed (503): %s",
+				time.Since(cutAt).Round(time.Millisecond), len(acked), unconfirmed, body)
 			break
 		}
-		if st != http.StatusOK {
+		switch st {
+		case http.StatusOK:
+			var pr api.PublishResponse
+			if err := jsonUnmarshal(body, &pr); err != nil {
+				t.Fatal(err)
+			}
+			acked[pr.Version] = pr.Hash
+		case http.StatusServiceUnavailable:
+			unconfirmed++ // applied there, not confirmed by a majority
+		default:
 			t.Fatalf("publish at the partitioned primary: %d %s", st, body)
 		}
-		accepted++
-		if time.Since(cutAt) > 10*time.Second {
-			t.Fatal("the partitioned primary kept writing for 10 s")
+		if time.Since(cutAt) > 15*time.Second {
+			t.Fatal("the partitioned primary kept writing for 15 s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A write waits for a majority until the lease lapses; the first one
+	// after that is refused.
 	if time.Since(cutAt) > 2*time.Second+time.Second {
 		t.Errorf("refused only %v after the cut; the lease is 2 s", time.Since(cutAt))
 	}
@@ -180,8 +193,8 @@ func TestPromotionFencing(t *testing.T) {
 	}
 	f.cut("eu-west", false)
 	f.waitConverged()
-	if q := f.replication("eu-west").Quarantined; q < accepted {
-		t.Errorf("eu-west quarantined %d entries, but wrote %d after the cut", q, accepted)
+	if q := f.replication("eu-west").Quarantined; q < unconfirmed {
+		t.Errorf("eu-west quarantined %d entries, but wrote %d unconfirmed after the cut", q, unconfirmed)
 	}
 
 	// Every region has the same history, and no follower saw a version
@@ -193,6 +206,16 @@ func TestPromotionFencing(t *testing.T) {
 			if fmt.Sprint(hashes(got)) != fmt.Sprint(hashes(want)) {
 				t.Errorf("%s: history %v, want %v", n.Config().NodeID, hashes(got), hashes(want))
 			}
+		}
+	}
+	// No acknowledged write was lost.
+	final := map[uint64]string{}
+	for _, v := range want {
+		final[v.Version] = v.Hash
+	}
+	for v, h := range acked {
+		if final[v] != h {
+			t.Errorf("version %d was acknowledged (hash %.8s) and is %.8s now", v, h, final[v])
 		}
 	}
 	log.mu.Lock()

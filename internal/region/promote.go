@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/aibos/kernel/api"
@@ -17,6 +16,11 @@ import (
 type VoteRequest struct {
 	Epoch   uint64 `json:"epoch"`
 	Primary string `json:"primary"`
+	// LastEpoch and GlobalVersion are the candidate's position: a region
+	// further along refuses (as in Raft), so the new primary has every
+	// global write a majority confirmed.
+	LastEpoch     uint64 `json:"last_epoch"`
+	GlobalVersion uint64 `json:"global_version"`
 }
 
 // VoteAnswer is a region's grant: its global version when it promised.
@@ -30,9 +34,10 @@ func (m *Manager) Vote(ctx context.Context, req VoteRequest) (VoteAnswer, error)
 	if err := store.ValidRegionID(req.Primary); err != nil || req.Epoch == 0 {
 		return VoteAnswer{}, fmt.Errorf("%w: a vote names an epoch > 0 and a primary region", store.ErrBadCommand)
 	}
-	if err := m.st.PromiseEpoch(ctx, req.Epoch, req.Primary); err != nil {
+	if err := m.st.Vote(ctx, req.Epoch, req.Primary, req.LastEpoch, req.GlobalVersion); err != nil {
 		return VoteAnswer{}, err
 	}
+	m.repoint.Broadcast()
 	v, _ := m.st.Region()
 	m.log.Warn("region: promised a new epoch", "epoch", req.Epoch, "primary", req.Primary)
 	return VoteAnswer{Region: m.cfg.Self, GlobalVersion: v.GlobalVersion}, nil
@@ -72,31 +77,40 @@ func (m *Manager) Promote(ctx context.Context) (PromoteResult, error) {
 	if err := m.st.PromiseEpoch(ctx, epoch, m.cfg.Self); err != nil {
 		return PromoteResult{}, err
 	}
+	m.repoint.Broadcast()
 	res := PromoteResult{Epoch: epoch, Primary: m.cfg.Self, Votes: []string{m.cfg.Self}}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	n := len(v.Regions)
+	type answer struct {
+		region string
+		err    error
+	}
+	answers := make(chan answer, n)
+	asked := 0
+	vctx, cancelVotes := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelVotes()
 	for _, r := range v.Regions {
 		if r.ID == m.cfg.Self {
 			continue
 		}
-		wg.Add(1)
+		asked++
 		go func(r api.Region) {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
 			var ans VoteAnswer
-			err := m.call(cctx, m.endpointsOf(&v, r.ID), http.MethodPost, "/v1/regions/vote", VoteRequest{Epoch: epoch, Primary: m.cfg.Self}, &ans)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				res.Refused = append(res.Refused, r.ID+": "+err.Error())
-				return
-			}
-			res.Votes = append(res.Votes, r.ID)
+			err := m.call(vctx, m.endpointsOf(&v, r.ID), http.MethodPost, "/v1/regions/vote",
+				VoteRequest{Epoch: epoch, Primary: m.cfg.Self, LastEpoch: v.LastEpoch, GlobalVersion: v.GlobalVersion}, &ans)
+			answers <- answer{r.ID, err}
 		}(r)
 	}
-	wg.Wait()
-	if n := len(v.Regions); len(res.Votes) < n/2+1 {
+	// A majority is enough: a region that cannot be reached is not
+	// waited for (it learns the epoch when it is reached again).
+	for i := 0; i < asked && len(res.Votes) < n/2+1; i++ {
+		a := <-answers
+		if a.err != nil {
+			res.Refused = append(res.Refused, a.region+": "+a.err.Error())
+			continue
+		}
+		res.Votes = append(res.Votes, a.region)
+	}
+	if len(res.Votes) < n/2+1 {
 		return res, fmt.Errorf("%w: %d of %d promised epoch %d to %s (need %d); promote again once a majority is reachable",
 			ErrNoMajority, len(res.Votes), n, epoch, m.cfg.Self, n/2+1)
 	}
@@ -104,7 +118,7 @@ func (m *Manager) Promote(ctx context.Context) (PromoteResult, error) {
 	// sent before the promises: wait it out before writing.
 	m.mu.Lock()
 	m.notBefore = m.cfg.Now().Add(m.cfg.Lease)
-	m.acks = map[string]time.Time{}
+	m.acks = map[string]ack{}
 	m.mu.Unlock()
 	select {
 	case <-ctx.Done():

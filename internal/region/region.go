@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/broadcast"
 	"github.com/aibos/kernel/internal/store"
 )
 
@@ -78,8 +79,14 @@ type Manager struct {
 
 	mu sync.Mutex
 	// acks: when each other region last acknowledged this (primary)
-	// region's stream, on this node (the leader serves the stream).
-	acks map[string]time.Time
+	// region's stream, and the global version it had applied then, on
+	// this node (the leader serves the stream); ackWait is broadcast on
+	// every ack.
+	acks    map[string]ack
+	ackWait broadcast.Notifier
+	// repoint is broadcast when this region promised a newer epoch: the
+	// follower drops its source and connects to the new one.
+	repoint broadcast.Notifier
 	// notBefore: no lease before this time (a promotion waits out the
 	// old primary's lease).
 	notBefore time.Time
@@ -89,6 +96,11 @@ type Manager struct {
 	standby map[string]*api.StandbyStatus
 
 	streams atomic.Int64 // open global streams served
+}
+
+type ack struct {
+	at time.Time
+	gv uint64
 }
 
 type followState struct {
@@ -132,11 +144,12 @@ func New(cfg Config) (*Manager, error) {
 		http: &http.Client{Transport: tr, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
-		acks:    map[string]time.Time{},
+		acks:    map[string]ack{},
 		standby: map[string]*api.StandbyStatus{},
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.st.SetGlobalGate(m.GlobalWriteAllowed)
+	m.st.SetGlobalCommit(m.waitCommitted)
 	m.wg.Add(1)
 	go m.run()
 	return m, nil
@@ -147,6 +160,7 @@ func (m *Manager) Close() error {
 	m.cancel()
 	m.wg.Wait()
 	m.st.SetGlobalGate(nil)
+	m.st.SetGlobalCommit(nil)
 	return nil
 }
 
@@ -311,8 +325,8 @@ func (m *Manager) leaseUntil(v *store.RegionView) time.Time {
 		if r.ID == v.Self {
 			continue
 		}
-		if t, ok := m.acks[r.ID]; ok {
-			times = append(times, t)
+		if a, ok := m.acks[r.ID]; ok {
+			times = append(times, a.at)
 		}
 	}
 	if len(times) < need {
@@ -324,6 +338,54 @@ func (m *Manager) leaseUntil(v *store.RegionView) time.Time {
 		return time.Time{}
 	}
 	return until
+}
+
+// waitCommitted waits until a majority of regions (this one included)
+// has applied global version gv: a global write is acknowledged only
+// then, so that no promotion (which needs a majority too, and a candidate
+// at least as far as each voter) can lose it. Bounded by twice the lease:
+// a primary that cannot reach a majority for that long loses its lease.
+func (m *Manager) waitCommitted(ctx context.Context, gv uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*m.cfg.Lease)
+	defer cancel()
+	for {
+		ch := m.ackWait.Wait()
+		n, have, ok := m.committed(gv)
+		if ok {
+			return nil
+		}
+		// Waiting past the lease is pointless: without it the write
+		// cannot be confirmed by this primary any more.
+		v, _ := m.st.Region()
+		lapse := time.Until(m.leaseUntil(&v))
+		if lapse <= 0 {
+			cancel()
+		}
+		select {
+		case <-ch:
+		case <-time.After(max(lapse, time.Millisecond)):
+		case <-ctx.Done():
+			return fmt.Errorf("%w: global version %d is applied in %d of %d regions, not a majority: it is lost if another region is promoted before they apply it; read the versions before writing again",
+				store.ErrGlobalUnconfirmed, gv, have, n)
+		}
+	}
+}
+
+// committed reports whether a majority of the registry has applied gv.
+func (m *Manager) committed(gv uint64) (n, have int, ok bool) {
+	v, inMode := m.st.Region()
+	if !inMode {
+		return 1, 1, true
+	}
+	n, have = len(v.Regions), 1
+	m.mu.Lock()
+	for _, r := range v.Regions {
+		if r.ID != v.Self && m.acks[r.ID].gv >= gv {
+			have++
+		}
+	}
+	m.mu.Unlock()
+	return n, have, n <= 1 || have >= n/2+1
 }
 
 // Status is the answer of GET /v1/replication.

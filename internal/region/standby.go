@@ -189,9 +189,12 @@ func (m *Manager) followHome(ctx context.Context, home string) {
 	m.mu.Lock()
 	st := m.standby[home]
 	if st == nil {
-		st = &api.StandbyStatus{Source: home, LastContact: m.cfg.Now()}
+		st = &api.StandbyStatus{Source: home}
 		m.standby[home] = st
 	}
+	// Silence is counted from when this node started to follow: it may
+	// have led the region before and followed the home then.
+	st.LastContact = m.cfg.Now()
 	m.mu.Unlock()
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
@@ -285,11 +288,37 @@ func (m *Manager) failover(ctx context.Context, home string, silent time.Duratio
 	defer cancel()
 	var err error
 	if v.IsPrimary {
-		_, _, err = m.st.FailoverRegion(cctx, home, "region:"+m.cfg.Self, m.cfg.Now().UTC())
+		if err = m.CheckSilent(home, m.cfg.FailoverAfter); err == nil {
+			_, _, err = m.st.FailoverRegion(cctx, home, "region:"+m.cfg.Self, m.cfg.Now().UTC())
+		}
 	} else {
-		err = m.call(cctx, m.endpointsOf(&v, v.Following()), http.MethodPost, "/v1/regions/"+home+"/failover", struct{}{}, nil)
+		err = m.call(cctx, m.endpointsOf(&v, v.Following()), http.MethodPost, "/v1/regions/"+home+"/failover", FailoverRequest{IfSilentFor: m.cfg.FailoverAfter.String()}, nil)
 	}
 	if err != nil {
 		m.log.Warn("region: failover", "home", home, "err", err)
 	}
+}
+
+// FailoverRequest is the body of POST /v1/regions/{id}/failover.
+// IfSilentFor, set by a standby's automatic failover, makes the primary
+// refuse while the region has acknowledged its stream within that time:
+// a home cut off from its standby only is not lost.
+type FailoverRequest struct {
+	IfSilentFor string `json:"if_silent_for,omitempty"`
+}
+
+// ErrAlive: a failover refused because the region is heard from.
+var ErrAlive = errors.New("region: the region is alive")
+
+// CheckSilent returns ErrAlive if region id acknowledged this primary's
+// stream within d (on this node, the primary's leader).
+func (m *Manager) CheckSilent(id string, d time.Duration) error {
+	m.mu.Lock()
+	a, ok := m.acks[id]
+	m.mu.Unlock()
+	if ok && m.cfg.Now().Sub(a.at) < d {
+		return fmt.Errorf("%w: region %s acknowledged the primary's stream %v ago; it is failed over only after %v of silence (an operator may fail it over without the condition)",
+			ErrAlive, id, m.cfg.Now().Sub(a.at).Round(time.Millisecond), d)
+	}
+	return nil
 }

@@ -203,9 +203,13 @@ func (m *Manager) readAcks(ctx context.Context, cancel context.CancelFunc, c *we
 		if msg.Type != msgAck {
 			continue
 		}
+		if v, _ := m.st.Region(); msg.Epoch != v.Epoch {
+			continue // it follows another epoch: no lease, no commit
+		}
 		m.mu.Lock()
-		m.acks[region] = m.cfg.Now()
+		m.acks[region] = ack{at: m.cfg.Now(), gv: msg.GlobalVersion}
 		m.mu.Unlock()
+		m.ackWait.Broadcast()
 	}
 }
 
@@ -268,12 +272,24 @@ func (m *Manager) followOnce(ctx context.Context, v *store.RegionView) error {
 	if len(eps) == 0 {
 		return errors.New("no primary known: start with --join URL of the primary")
 	}
+	// A promise of a newer epoch (a vote, or an epoch learnt) ends this
+	// connection, or its dialling, at once: the source changed.
+	repointed := m.repoint.Wait()
+	ctx, cancelConn := context.WithCancel(ctx)
+	defer cancelConn()
+	go func() {
+		select {
+		case <-repointed:
+			cancelConn()
+		case <-ctx.Done():
+		}
+	}()
 	sr := StreamRequest{Region: m.cfg.Self, From: v.GlobalVersion, Epoch: v.LastEpoch, Promised: v.Promised, PromisedTo: v.PromisedTo}
 	var c *websocket.Conn
 	var last error
 	for _, ep := range eps {
 		u := strings.TrimSuffix(ep, "/") + StreamPath + "?" + sr.query()
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		conn, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{
 			HTTPClient: m.http, HTTPHeader: http.Header{"Authorization": {"Bearer " + m.cfg.Token}},
 			CompressionMode: websocket.CompressionDisabled,
@@ -423,6 +439,7 @@ func (m *Manager) discover(ctx context.Context) {
 		m.log.Warn("region: learn epoch", "epoch", best, "primary", bestPrimary, "err", err)
 		return
 	}
+	m.repoint.Broadcast()
 	m.log.Info("region: follows a newer epoch", "epoch", best, "primary", bestPrimary)
 }
 

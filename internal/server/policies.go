@@ -306,6 +306,8 @@ func (s *Server) writeStoreError(w http.ResponseWriter, err error) {
 			}
 		}
 		writeError(w, http.StatusConflict, api.CodeNotPrimary, msg)
+	case errors.Is(err, store.ErrGlobalUnconfirmed):
+		writeError(w, http.StatusServiceUnavailable, codeOutcomeUnknown, err.Error())
 	case errors.Is(err, store.ErrStaleRegionEpoch):
 		writeError(w, http.StatusConflict, api.CodeStaleEpoch, err.Error())
 	case errors.Is(err, store.ErrReplicationGap):

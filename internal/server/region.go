@@ -33,6 +33,7 @@ type Regions interface {
 	ServeStandby(w http.ResponseWriter, r *http.Request)
 	Vote(ctx context.Context, req region.VoteRequest) (region.VoteAnswer, error)
 	Promote(ctx context.Context) (region.PromoteResult, error)
+	CheckSilent(id string, d time.Duration) error
 }
 
 func (s *Server) regionRoutes() []route {
@@ -178,10 +179,21 @@ func (s *Server) handleFailover(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.multiRegion(w); !ok {
 		return
 	}
-	var body struct{}
+	var body region.FailoverRequest
 	if err := decodeJSON(r, 1<<10, &body); err != nil {
 		badRequest(w, err)
 		return
+	}
+	if body.IfSilentFor != "" {
+		d, err := time.ParseDuration(body.IfSilentFor)
+		if err != nil || d <= 0 {
+			badRequest(w, fmt.Errorf("if_silent_for %q is not a positive duration such as 10s", body.IfSilentFor))
+			return
+		}
+		if err := s.cfg.Regions.CheckSilent(r.PathValue("id"), d); err != nil {
+			writeError(w, http.StatusConflict, api.CodeConflict, err.Error())
+			return
+		}
 	}
 	by := "unknown"
 	if p := principal(r); p != nil {

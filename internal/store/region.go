@@ -39,6 +39,9 @@ var (
 	// ErrStaleRegionEpoch: a global write or entry of an epoch older than one
 	// this region knows of.
 	ErrStaleRegionEpoch = errors.New("store: stale epoch")
+	// ErrGlobalUnconfirmed: a global write applied at the primary that a
+	// majority of regions did not confirm in time (its outcome is unknown).
+	ErrGlobalUnconfirmed = errors.New("store: global write not confirmed by a majority of regions")
 	// ErrReplicationGap: a global entry that does not follow the last
 	// applied one.
 	ErrReplicationGap = errors.New("store: replication gap")
@@ -180,6 +183,11 @@ type tenantPutCmd struct {
 type epochPromiseCmd struct {
 	Epoch   uint64 `json:"epoch"`
 	Primary string `json:"primary"`
+	// Vote: a promise asked by a candidate at (LastEpoch, GlobalVersion);
+	// refused if this region's log is further along.
+	Vote          bool   `json:"vote,omitempty"`
+	LastEpoch     uint64 `json:"last_epoch,omitempty"`
+	GlobalVersion uint64 `json:"global_version,omitempty"`
 }
 
 type epochBeginCmd struct {
@@ -469,6 +477,9 @@ func (f *fsm) applyEpochPromise(c command, p *epochPromiseCmd) (Change, applyRes
 	switch {
 	case p.Epoch < r.Promised || (p.Epoch == r.Promised && p.Primary != r.promisedPrimaryID()):
 		return fail(fmt.Errorf("%w: region %s already follows epoch %d (primary %s)", ErrStaleRegionEpoch, r.Self, r.Promised, r.promisedPrimary()))
+	case p.Vote && (r.lastEpoch() > p.LastEpoch || (r.lastEpoch() == p.LastEpoch && r.gv() > p.GlobalVersion)):
+		return fail(fmt.Errorf("%w: %s is at global version %d of epoch %d, behind region %s at %d of epoch %d: promote a region at least as far along",
+			ErrStaleRegionEpoch, p.Primary, p.GlobalVersion, p.LastEpoch, r.Self, r.gv(), r.lastEpoch()))
 	case p.Epoch == r.Promised:
 		return f.bumpLocked(ChangeRegion)
 	}

@@ -227,6 +227,13 @@ func (s *Store) PromiseEpoch(ctx context.Context, epoch uint64, primary string) 
 	return err
 }
 
+// Vote promises epoch to candidate primary at (lastEpoch, gv), unless
+// this region's global log is further along.
+func (s *Store) Vote(ctx context.Context, epoch uint64, primary string, lastEpoch, gv uint64) error {
+	_, err := s.propose(ctx, cmdEpochPromise, epochPromiseCmd{Epoch: epoch, Primary: primary, Vote: true, LastEpoch: lastEpoch, GlobalVersion: gv})
+	return err
+}
+
 // BeginEpoch makes this region the primary of epoch, which it promised
 // itself; its first entry is the begin. Returns its global version.
 func (s *Store) BeginEpoch(ctx context.Context, epoch uint64, self string, now time.Time) (uint64, error) {
@@ -315,4 +322,15 @@ func (s *Store) gateGlobal(typ string, data []byte) error {
 		return nil
 	}
 	return (*g)()
+}
+
+// SetGlobalCommit sets what a global write waits for after it applied
+// here and before it is acknowledged (the multi-region runtime: a
+// majority of regions applied it). nil removes it.
+func (s *Store) SetGlobalCommit(wait func(ctx context.Context, gv uint64) error) {
+	if wait == nil {
+		s.globalCommit.Store(nil)
+		return
+	}
+	s.globalCommit.Store(&wait)
 }

@@ -149,6 +149,8 @@ type Store struct {
 
 	// globalGate is checked before a global write is proposed (nil: none).
 	globalGate atomic.Pointer[func() error]
+	// globalCommit is waited for after a global write applied (nil: none).
+	globalCommit atomic.Pointer[func(context.Context, uint64) error]
 
 	closeOnce sync.Once
 	closeErr  error

@@ -94,6 +94,11 @@ func (s *Store) propose(ctx context.Context, typ string, payload any) (applyResu
 	s.metrics.observeCommit(typ, time.Since(start))
 	switch r := f.Response().(type) {
 	case applyResult:
+		if w := s.globalCommit.Load(); w != nil && r.GlobalVersion > 0 && globalTypes[typ] && typ != cmdEpochBegin {
+			if err := (*w)(ctx, r.GlobalVersion); err != nil {
+				return r, err
+			}
+		}
 		return r, nil
 	case error:
 		return applyResult{}, r
