@@ -781,8 +781,8 @@ func (r *regionState) serving(tenant string) (string, error) {
 	if !home.FailedOver {
 		return home.ID, nil
 	}
-	if home.Standby == "" {
-		return "", fmt.Errorf("%w: tenant %s: its home region %s was lost and has no standby in domain %s; it is never served from another domain", ErrRegionUnavailable, tenant, t.Home, home.Domain)
+	if sb := r.Regions[home.Standby]; sb == nil || sb.FailedOver {
+		return "", fmt.Errorf("%w: tenant %s: its home region %s was lost and no standby in domain %s serves it; it is never served from another domain", ErrRegionUnavailable, tenant, t.Home, home.Domain)
 	}
 	return home.Standby, nil
 }
