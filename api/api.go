@@ -127,6 +127,10 @@ type VersionInfo struct {
 	Message    string    `json:"message,omitempty"`
 	Author     string    `json:"author,omitempty"`
 	Time       time.Time `json:"time"`
+	// GlobalVersion is, in a write's answer in multi-region mode, the
+	// global version the publish was given (reads elsewhere pass it as
+	// min_version); not part of the stored version.
+	GlobalVersion uint64 `json:"global_version,omitempty"`
 }
 
 // BundleVersion is a version with its source files.
@@ -137,8 +141,11 @@ type BundleVersion struct {
 
 // PublishResponse answers a publish or a rollback.
 type PublishResponse struct {
-	Version  uint64   `json:"version"`
-	Revision uint64   `json:"revision"`
+	Version  uint64 `json:"version"`
+	Revision uint64 `json:"revision"`
+	// GlobalVersion: multi-region mode's global version of the write (a
+	// read with min_version=GlobalVersion in any region sees it).
+	GlobalVersion uint64   `json:"global_version,omitempty"`
 	Hash     string   `json:"hash,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 }

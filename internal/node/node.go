@@ -363,7 +363,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		gw, err = n.newGateway(st, point, reg)
 	}
 	if err == nil && cfg.Regions.Domain != "" {
-		n.Regions, err = n.startRegions(st, sec)
+		if n.Regions, err = n.startRegions(st, sec); err == nil {
+			err = n.Regions.RegisterMetrics(reg)
+		}
 	}
 	var regions server.Regions
 	if n.Regions != nil {

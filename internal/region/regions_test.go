@@ -47,6 +47,49 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
 }
 
+// TestReadYourWritesAcrossRegions: a publish at the primary answers its
+// global version; a read in another region with min_version waits for it.
+func TestReadYourWritesAcrossRegions(t *testing.T) {
+	f := startFederation(t, threeRegions, nil)
+	for i := 1; i <= 5; i++ {
+		st, body := f.publishStatus("us-east", i)
+		if st != http.StatusOK {
+			t.Fatalf("publish: %d %s", st, body)
+		}
+		var pr api.PublishResponse
+		if err := jsonUnmarshal(body, &pr); err != nil || pr.GlobalVersion == 0 {
+			t.Fatalf("publish answer %s: no global version (%v)", body, err)
+		}
+		for _, id := range []string{"eu-central", "eu-west"} {
+			var cur api.BundleVersion
+			if st := getJSON(t, f.live(id), f.regions[id].root, fmt.Sprintf("/v1/policies?min_version=%d", pr.GlobalVersion), &cur); st != http.StatusOK {
+				t.Fatalf("read at %s: %d", id, st)
+			}
+			if cur.Version != pr.Version {
+				t.Fatalf("%s answered version %d after min_version=%d, want %d", id, cur.Version, pr.GlobalVersion, pr.Version)
+			}
+		}
+	}
+	var body []byte
+	if st := getJSON(t, f.live("eu-west"), f.regions["eu-west"].root, "/v1/policies?min_version=abc", &body); st != http.StatusBadRequest {
+		t.Fatalf("min_version=abc: %d %s", st, body)
+	}
+	// The lag is on /v1/replication and in Prometheus, on the leader.
+	_, leader := f.leader("eu-west")
+	if st := getJSON(t, leader, f.regions["eu-west"].root, "/metrics", &body); st != http.StatusOK {
+		t.Fatalf("metrics: %d", st)
+	}
+	for _, want := range []string{`aibos_region_global_version{region="eu-west"}`, `aibos_region_lag_versions{region="eu-west"}`, `aibos_region_connected{region="eu-west"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	rep := f.replication("eu-west")
+	if !rep.Connected || rep.Role != api.RoleSecondary || rep.Primary != "us-east" || rep.LastContact.IsZero() {
+		t.Errorf("replication status %+v", rep)
+	}
+}
+
 // publishOnce publishes bundle(i) once: a publish whose outcome is
 // unknown (the primary's leader changed while it committed) is looked up
 // in the versions before it is sent again.

@@ -116,10 +116,15 @@ func (s *Server) guard(rt *route) http.HandlerFunc {
 				fmt.Sprintf("%s %q may not %s (%s): %s", p.Kind, p.Name, rt.action, rt.pattern, why))
 			return
 		}
-		if s.cfg.Regions != nil && s.routeTenant(w, r, r.Header.Get(api.HeaderTenant)) {
-			// The tenant is served by another region: it gets nothing
-			// of the request.
-			return
+		if s.cfg.Regions != nil {
+			if s.routeTenant(w, r, r.Header.Get(api.HeaderTenant)) {
+				// The tenant is served by another region: it gets
+				// nothing of the request.
+				return
+			}
+			if (method == http.MethodGet || rt.query) && !s.waitGlobal(w, r) {
+				return
+			}
 		}
 		if rt.query {
 			// Decisions and simulations do not need the principal: the

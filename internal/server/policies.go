@@ -73,7 +73,10 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("bundle published", "version", vi.Version, "revision", vi.Revision, "author", vi.Author)
-	writeJSON(w, http.StatusOK, api.PublishResponse{Version: vi.Version, Revision: vi.Revision, Hash: vi.Hash, Warnings: warnings})
+	if vi.GlobalVersion > 0 {
+		w.Header().Set(api.HeaderGlobalVersion, strconv.FormatUint(vi.GlobalVersion, 10))
+	}
+	writeJSON(w, http.StatusOK, api.PublishResponse{Version: vi.Version, Revision: vi.Revision, Hash: vi.Hash, GlobalVersion: vi.GlobalVersion, Warnings: warnings})
 }
 
 // readBundle reads a request body that carries a bundle (see bundleFiles).
@@ -194,7 +197,7 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("bundle rolled back", "to", req.To, "version", vi.Version, "revision", vi.Revision)
-	writeJSON(w, http.StatusOK, api.PublishResponse{Version: vi.Version, Revision: vi.Revision, Hash: vi.Hash})
+	writeJSON(w, http.StatusOK, api.PublishResponse{Version: vi.Version, Revision: vi.Revision, Hash: vi.Hash, GlobalVersion: vi.GlobalVersion})
 }
 
 func (s *Server) handleCurrentPolicies(w http.ResponseWriter, r *http.Request) {

@@ -83,20 +83,18 @@ func regionsOf(v store.RegionView) api.Regions {
 
 func (s *Server) handleRegions(w http.ResponseWriter, r *http.Request) {
 	v, ok := s.multiRegion(w)
-	if !ok || !s.waitGlobal(w, r) {
+	if !ok {
 		return
 	}
-	v, _ = s.store.Region()
 	w.Header().Set(api.HeaderGlobalVersion, strconv.FormatUint(v.GlobalVersion, 10))
 	writeJSON(w, http.StatusOK, regionsOf(v))
 }
 
 func (s *Server) handleTenants(w http.ResponseWriter, r *http.Request) {
 	v, ok := s.multiRegion(w)
-	if !ok || !s.waitGlobal(w, r) {
+	if !ok {
 		return
 	}
-	v, _ = s.store.Region()
 	writeJSON(w, http.StatusOK, map[string]any{"tenants": v.Tenants, "global_version": v.GlobalVersion})
 }
 

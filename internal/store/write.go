@@ -25,7 +25,9 @@ func (s *Store) Publish(ctx context.Context, files []api.File, message, author s
 	if err != nil {
 		return api.VersionInfo{}, err
 	}
-	return *res.Version, nil
+	v := *res.Version
+	v.GlobalVersion = res.GlobalVersion
+	return v, nil
 }
 
 // Rollback adds a version whose files are those of version to
@@ -35,7 +37,9 @@ func (s *Store) Rollback(ctx context.Context, to uint64, message, author string,
 	if err != nil {
 		return api.VersionInfo{}, err
 	}
-	return *res.Version, nil
+	v := *res.Version
+	v.GlobalVersion = res.GlobalVersion
+	return v, nil
 }
 
 // PutEntities upserts entities in one atomic command and returns its
