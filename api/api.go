@@ -146,8 +146,8 @@ type PublishResponse struct {
 	// GlobalVersion: multi-region mode's global version of the write (a
 	// read with min_version=GlobalVersion in any region sees it).
 	GlobalVersion uint64   `json:"global_version,omitempty"`
-	Hash     string   `json:"hash,omitempty"`
-	Warnings []string `json:"warnings,omitempty"`
+	Hash          string   `json:"hash,omitempty"`
+	Warnings      []string `json:"warnings,omitempty"`
 }
 
 // RollbackRequest asks for a new version whose content is version To.

@@ -377,10 +377,11 @@ func (m *Manager) committed(gv uint64) (n, have int, ok bool) {
 	if !inMode {
 		return 1, 1, true
 	}
-	n, have = len(v.Regions), 1
+	members := m.st.RegionsBefore(gv)
+	n, have = len(members), 1
 	m.mu.Lock()
-	for _, r := range v.Regions {
-		if r.ID != v.Self && m.acks[r.ID].gv >= gv {
+	for _, id := range members {
+		if id != v.Self && m.acks[id].gv >= gv {
 			have++
 		}
 	}

@@ -334,3 +334,40 @@ func (s *Store) SetGlobalCommit(wait func(ctx context.Context, gv uint64) error)
 	}
 	s.globalCommit.Store(&wait)
 }
+
+// RegionsBefore lists the regions of the registry as it stood before
+// global version gv: who must confirm the write at gv (a region's own
+// addition is confirmed by the regions it joins, as a server added to a
+// Raft cluster is not counted for its own addition).
+func (s *Store) RegionsBefore(gv uint64) []string {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	r := s.fsm.st.region
+	if r == nil {
+		return nil
+	}
+	var out []string
+	for id := range r.Regions {
+		out = append(out, id)
+	}
+	if gv == 0 || gv > r.gv() {
+		return out
+	}
+	e := r.Log[gv-1]
+	if e.Type != cmdRegionPut {
+		return out
+	}
+	var p regionPutCmd
+	if json.Unmarshal(e.Payload, &p) != nil {
+		return out
+	}
+	for i := 0; i < int(gv)-1; i++ {
+		if r.Log[i].Type == cmdRegionPut {
+			var q regionPutCmd
+			if json.Unmarshal(r.Log[i].Payload, &q) == nil && q.Region.ID == p.Region.ID {
+				return out // it was in the registry already
+			}
+		}
+	}
+	return slices.DeleteFunc(out, func(id string) bool { return id == p.Region.ID })
+}
