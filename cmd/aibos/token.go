@@ -16,7 +16,7 @@ const tokenUsage = `Usage: aibos token create --principal NAME --role ROLE [--ro
        aibos token list
        aibos token revoke ACCESSOR
   [--server URL] [--token-file F]
-Roles: admin, policy-author, approver, operator, auditor, registrar, pep, node.`
+Roles: admin, policy-author, approver, operator, auditor, registrar, pep, node, region.`
 
 // cmdToken runs `aibos token create|list|revoke`.
 func cmdToken(args []string, stdout, stderr io.Writer) int {
