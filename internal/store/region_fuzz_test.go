@@ -165,3 +165,59 @@ func FuzzGlobalApply(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStandbyApply: any tenant-data batch a home (or an impostor) sends
+// is applied at the standby without a panic: refused with the state
+// unchanged, or accepted with a readable state; data of a tenant that is
+// not the home's is never accepted.
+func FuzzStandbyApply(f *testing.F) {
+	f.Add([]byte(`{"source":"eu-west","prev":0,"revision":5,"changes":[{"revision":5,"tenant":"acme-eu","put":{"type":"doc","id":"d1","properties":{"tenant":"acme-eu"}}}]}`))
+	f.Add([]byte(`{"source":"eu-west","prev":0,"revision":5,"changes":[{"revision":5,"tenant":"acme-eu","delete":{"type":"doc","id":"d1"}}]}`))
+	f.Add([]byte(`{"source":"eu-west","prev":0,"revision":5,"changes":[{"revision":5,"tenant":"acme-eu","agent":{"agent":{"id":"a1","tenant":"acme-eu"},"digests":{}}}]}`))
+	f.Add([]byte(`{"source":"eu-west","prev":0,"revision":5,"changes":[{"revision":5,"tenant":"other","put":{"type":"doc","id":"d1","properties":{"tenant":"other"}}}]}`))
+	f.Add([]byte(`{"source":"us-east","prev":0,"revision":1,"changes":[]}`))
+	f.Add([]byte(`{"source":"eu-west","prev":0,"revision":5,"changes":[{"revision":5,"tenant":"acme-eu"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var p standbyApplyCmd
+		if json.Unmarshal(data, &p) != nil {
+			return
+		}
+		for _, typ := range []string{cmdStandbyApply, cmdStandbyReset} {
+			us, _ := regionPair(t)
+			sb := newFSM(nil)
+			if err, ok := applyRaw(sb, mustCmd(t, cmdRegionInit, regionInitCmd{Self: "eu-central", Domain: "eu", Time: t0})).(error); ok {
+				t.Fatal(err)
+			}
+			g, _ := (&Store{fsm: us}).GlobalState()
+			if err, ok := applyRaw(sb, mustCmd(t, cmdGlobalReset, g)).(error); ok {
+				t.Fatal(err)
+			}
+			before := dump(t, sb)
+			var payload any = p
+			if typ == cmdStandbyReset {
+				payload = standbyResetCmd{Source: p.Source, Revision: p.Revision, Changes: p.Changes}
+			}
+			switch r := applyRaw(sb, mustCmd(t, typ, payload)).(type) {
+			case error:
+				if !bytes.Equal(before, dump(t, sb)) {
+					t.Fatalf("a refused %s changed the state: %v", typ, r)
+				}
+			default:
+				if (&Store{fsm: sb}).StandbyCursor(p.Source) == 0 {
+					break // at or behind the cursor: skipped, nothing applied
+				}
+				for _, c := range p.Changes {
+					if c.Tenant != "acme-eu" {
+						t.Fatalf("%s accepted data of tenant %q from %s", typ, c.Tenant, p.Source)
+					}
+				}
+				for k, props := range sb.st.entities {
+					if tenantOf(props) != "acme-eu" {
+						t.Fatalf("%s stored %v of tenant %q", typ, k, tenantOf(props))
+					}
+				}
+				checkReadable(t, sb)
+			}
+		}
+	})
+}

@@ -113,8 +113,38 @@ func checkChange(r *regionState, source string, c *TenantChange) error {
 		return fmt.Errorf("%w: change at revision %d holds %d kinds, want 1", ErrBadCommand, c.Revision, n)
 	case c.Put != nil && (entityTenant(*c.Put) != c.Tenant || c.Put.Type == "" || c.Put.ID == ""):
 		return fmt.Errorf("%w: entity put at revision %d is not of tenant %s", ErrBadCommand, c.Revision, c.Tenant)
-	case c.Agent != nil && (c.Agent.Agent.Tenant != c.Tenant || validAgentID(c.Agent.Agent.ID) != nil):
+	case c.Agent != nil && c.Agent.Agent.Tenant != c.Tenant:
 		return fmt.Errorf("%w: agent at revision %d is not of tenant %s", ErrBadCommand, c.Revision, c.Tenant)
+	case c.Agent != nil:
+		// What a snapshot restore checks: a record accepted here must
+		// survive this region's next snapshot.
+		a := &c.Agent.Agent
+		if err := ValidateAgentManifest(&a.AgentManifest); err != nil {
+			return fmt.Errorf("%w: agent at revision %d: %v", ErrBadCommand, c.Revision, err)
+		}
+		if a.State != api.AgentActive && a.State != api.AgentRetired {
+			return fmt.Errorf("%w: agent %s at revision %d: unknown state %q", ErrBadCommand, a.ID, c.Revision, a.State)
+		}
+	}
+	return nil
+}
+
+// checkAgentTokensLocked refuses agents whose credential belongs to
+// another agent here.
+func (f *fsm) checkAgentTokensLocked(changes []TenantChange) error {
+	seen := map[string]string{}
+	for _, c := range changes {
+		if c.Agent == nil || c.Agent.TokenHash == "" {
+			continue
+		}
+		id, h := c.Agent.Agent.ID, c.Agent.TokenHash
+		if other, ok := f.st.agentTokens[h]; ok && other != id {
+			return fmt.Errorf("%w: agent %s: its credential is agent %s's here", ErrBadCommand, id, other)
+		}
+		if other, ok := seen[h]; ok && other != id {
+			return fmt.Errorf("%w: agents %s and %s share a credential", ErrBadCommand, id, other)
+		}
+		seen[h] = id
 	}
 	return nil
 }
@@ -137,6 +167,9 @@ func (f *fsm) applyStandbyApply(c command, p *standbyApplyCmd) (Change, applyRes
 		if err := checkChange(r, p.Source, &p.Changes[i]); err != nil {
 			return fail(err)
 		}
+	}
+	if err := f.checkAgentTokensLocked(p.Changes); err != nil {
+		return fail(err)
 	}
 	for _, ch := range p.Changes {
 		f.applyTenantChangeLocked(ch)
@@ -161,6 +194,9 @@ func (f *fsm) applyStandbyReset(c command, p *standbyResetCmd) (Change, applyRes
 		if p.Changes[i].Delete != nil {
 			return bad(c, fmt.Errorf("a reset holds no deletes"))
 		}
+	}
+	if err := f.checkAgentTokensLocked(p.Changes); err != nil {
+		return fail(err)
 	}
 	// Everything of the source's tenants goes, then the source's state
 	// comes in whole.
