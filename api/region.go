@@ -102,6 +102,8 @@ type Replication struct {
 	// Quarantined counts the entries this region wrote as primary after
 	// a newer epoch forked from it: kept for review, never applied.
 	Quarantined int `json:"quarantined,omitempty"`
+	// QuarantinedEntries are those entries, with ?quarantine=true.
+	QuarantinedEntries []GlobalEntry `json:"quarantined_entries,omitempty"`
 	// Standby is the tenant-data replication this region receives as
 	// the standby of other regions of its domain.
 	Standby []StandbyStatus `json:"standby,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,7 +114,9 @@ func TestPromotionFencing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f.waitConverged()
+	f.putTenants("us-east", map[string]string{"acme-eu": "eu-west", "acme-us": "us-east"})
+	writeMarkers(t, f, "us-east", "acme-us", 5)
+	writeMarkers(t, f, "eu-west", "acme-eu", 5)
 	log := f.watchVersions(wctx, "eu-central")
 
 	// us-east, cut off, still holds its lease for a moment: an entry
@@ -150,6 +153,12 @@ func TestPromotionFencing(t *testing.T) {
 	rep := f.replication("us-east")
 	if rep.Role != api.RoleSecondary || rep.Epoch != 2 || rep.Primary != "eu-west" {
 		t.Fatalf("us-east after the restart: %+v", rep)
+	}
+	// What it wrote cut off is there for review, never applied.
+	_, usl := f.leader("us-east")
+	var q api.Replication
+	if st := getJSON(t, usl, f.regions["us-east"].root, "/v1/replication?quarantine=true", &q); st != http.StatusOK || len(q.QuarantinedEntries) != 1 || q.QuarantinedEntries[0].Type != "bundle.publish" || q.QuarantinedEntries[0].Epoch != 1 {
+		t.Fatalf("us-east's quarantine: %d %+v", st, q.QuarantinedEntries)
 	}
 	t.Logf("us-east follows eu-west; %d of its entries quarantined", rep.Quarantined)
 
@@ -219,9 +228,33 @@ func TestPromotionFencing(t *testing.T) {
 		}
 	}
 	log.mu.Lock()
-	defer log.mu.Unlock()
 	for _, c := range log.conflict {
 		t.Error(c)
+	}
+	log.mu.Unlock()
+
+	// Tenant data stayed home through the promotions.
+	writeMarkers(t, f, "eu-west", "acme-eu", 5)
+	for _, id := range f.order {
+		for _, n := range f.regions[id].nodes {
+			if err := n.Store.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.checkResidency(map[string][]string{"us": {"MARKER-ACME-EU"}, "eu": {"MARKER-ACME-US"}})
+}
+
+// writeMarkers writes n entities of tenant, each with a marker string, at
+// region id (its home).
+func writeMarkers(t *testing.T, f *federation, id, tenant string, n int) {
+	t.Helper()
+	c := f.client(id, "")
+	for i := 0; i < n; i++ {
+		e := api.Entity{Type: "doc", ID: fmt.Sprintf("%s-m%d-%d", tenant, i, time.Now().UnixNano()), Properties: map[string]any{"tenant": tenant, "secret": fmt.Sprintf("MARKER-%s-%d", strings.ToUpper(tenant), i)}}
+		if _, err := c.PutEntities(ctxLong(t), []api.Entity{e}); err != nil {
+			t.Fatalf("%s write at %s: %v", tenant, id, err)
+		}
 	}
 }
 

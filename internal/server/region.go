@@ -99,10 +99,20 @@ func (s *Server) handleTenants(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleReplication(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.multiRegion(w); !ok {
+	v, ok := s.multiRegion(w)
+	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.cfg.Regions.Status())
+	st := s.cfg.Regions.Status()
+	switch q := r.URL.Query().Get("quarantine"); q {
+	case "", "false":
+	case "true":
+		st.QuarantinedEntries = v.Quarantined
+	default:
+		badRequest(w, fmt.Errorf("quarantine %q: want true or false", q))
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 // waitGlobal waits, for a read with min_version, until this region has
