@@ -70,6 +70,34 @@ func TestReadYourWritesAcrossRegions(t *testing.T) {
 			}
 		}
 	}
+	// Any write answers the region's global version after it: a token
+	// made at the primary is readable elsewhere with it.
+	req, _ := http.NewRequest(http.MethodPost, f.live("us-east").URL()+"/v1/tokens", strings.NewReader(`{"principal":"ryw","roles":["auditor"]}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+f.regions["us-east"].root)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	gv := resp.Header.Get(api.HeaderGlobalVersion)
+	if resp.StatusCode != http.StatusCreated || gv == "" || gv == "0" {
+		t.Fatalf("token create: %d, %s %q", resp.StatusCode, api.HeaderGlobalVersion, gv)
+	}
+	var toks struct {
+		Tokens []api.Token `json:"tokens"`
+	}
+	if st := getJSON(t, f.live("eu-central"), f.regions["eu-central"].root, "/v1/tokens?min_version="+gv, &toks); st != http.StatusOK {
+		t.Fatalf("tokens at eu-central: %d", st)
+	}
+	found := false
+	for _, tk := range toks.Tokens {
+		found = found || tk.Principal == "ryw"
+	}
+	if !found {
+		t.Fatalf("the token made at the primary is not at eu-central after min_version=%s", gv)
+	}
+
 	var body []byte
 	if st := getJSON(t, f.live("eu-west"), f.regions["eu-west"].root, "/v1/policies?min_version=abc", &body); st != http.StatusBadRequest {
 		t.Fatalf("min_version=abc: %d %s", st, body)

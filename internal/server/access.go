@@ -125,6 +125,9 @@ func (s *Server) guard(rt *route) http.HandlerFunc {
 			if (method == http.MethodGet || rt.query) && !s.waitGlobal(w, r) {
 				return
 			}
+			if method != http.MethodGet && !rt.query {
+				w = &globalVersionWriter{ResponseWriter: w, s: s}
+			}
 		}
 		if rt.query {
 			// Decisions and simulations do not need the principal: the

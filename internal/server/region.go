@@ -345,3 +345,36 @@ func (s *Server) routeBody(w http.ResponseWriter, r *http.Request, tenants []str
 	}
 	return false
 }
+
+// globalVersionWriter answers a write, in multi-region mode, with the
+// global version the region has applied when it answers (at least the
+// write's own, for a global write): a read elsewhere with that
+// min_version sees the write. A handler that knows the write's exact
+// global version sets the header itself.
+type globalVersionWriter struct {
+	http.ResponseWriter
+	s       *Server
+	written bool
+}
+
+func (g *globalVersionWriter) WriteHeader(status int) {
+	if !g.written {
+		g.written = true
+		if h := g.Header(); h.Get(api.HeaderGlobalVersion) == "" && status < 300 {
+			if v, ok := g.s.store.Region(); ok {
+				h.Set(api.HeaderGlobalVersion, strconv.FormatUint(v.GlobalVersion, 10))
+			}
+		}
+	}
+	g.ResponseWriter.WriteHeader(status)
+}
+
+func (g *globalVersionWriter) Write(b []byte) (int, error) {
+	if !g.written {
+		g.WriteHeader(http.StatusOK)
+	}
+	return g.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (g *globalVersionWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
