@@ -71,10 +71,25 @@ func (s *Server) multiRegion(w http.ResponseWriter) (store.RegionView, bool) {
 
 func (s *Server) regionHandler(h func(Regions) http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := s.multiRegion(w); ok {
+		if _, ok := s.multiRegion(w); ok && s.regionPeer(w, r) {
 			h(s.cfg.Regions)(w, r)
 		}
 	}
+}
+
+// regionPeer requires, with node TLS on, that a call regions make of each
+// other (the streams, a vote) come over mutual TLS with a node certificate
+// of the deployment's CA, besides the region token: a token that leaked
+// does not let anyone outside follow the global stream or vote.
+func (s *Server) regionPeer(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.IdentifyNode == nil {
+		return true
+	}
+	if _, ok := s.cfg.IdentifyNode(r.TLS); ok {
+		return true
+	}
+	writeError(w, http.StatusForbidden, codeForbidden, r.URL.Path+": regions talk over mutual TLS: present a node certificate of the deployment's CA (aibos tls cert create --node ID) with the region token")
+	return false
 }
 
 func regionsOf(v store.RegionView) api.Regions {
@@ -223,7 +238,7 @@ func (s *Server) answerGlobal(w http.ResponseWriter, rev, gv uint64, err error) 
 }
 
 func (s *Server) handleVote(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.multiRegion(w); !ok {
+	if _, ok := s.multiRegion(w); !ok || !s.regionPeer(w, r) {
 		return
 	}
 	var req region.VoteRequest
