@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -60,13 +59,8 @@ func (m *Manager) ServeStandby(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("tenant-data stream: from %q is not a revision", q.Get("from")))
 		return
 	}
-	v, ok := m.st.Region()
-	switch {
-	case !ok:
-		writeErr(w, http.StatusServiceUnavailable, api.CodeNotReady, "region "+m.cfg.Self+" is not in multi-region mode yet")
-		return
-	case !m.st.IsLeader():
-		writeErr(w, http.StatusServiceUnavailable, api.CodeNoLeader, "this node is not the leader of region "+m.cfg.Self+"; the leader serves the tenant-data stream")
+	v, ok := m.leading(w, "the tenant-data stream")
+	if !ok {
 		return
 	}
 	self := v.Region(m.cfg.Self)
@@ -223,31 +217,11 @@ func (m *Manager) followHomeOnce(ctx context.Context, home string) error {
 	v, _ := m.st.Region()
 	eps := m.endpointsOf(&v, home)
 	from := m.st.StandbyCursor(home)
-	var c *websocket.Conn
-	var last error
-	for _, ep := range eps {
-		u := fmt.Sprintf("%s%s?region=%s&from=%d", strings.TrimSuffix(ep, "/"), StandbyPath, m.cfg.Self, from)
-		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		conn, _, err := websocket.Dial(dctx, u, &websocket.DialOptions{
-			HTTPClient: m.http, HTTPHeader: http.Header{"Authorization": {"Bearer " + m.cfg.Token}},
-			CompressionMode: websocket.CompressionDisabled,
-		})
-		cancel()
-		if err != nil {
-			last = err
-			continue
-		}
-		c = conn
-		break
-	}
-	if c == nil {
-		if last == nil {
-			last = errors.New("no endpoint")
-		}
-		return last
+	c, err := m.dial(ctx, eps, fmt.Sprintf("%s?region=%s&from=%d", StandbyPath, m.cfg.Self, from))
+	if err != nil {
+		return err
 	}
 	defer c.CloseNow()
-	c.SetReadLimit(maxStreamMessage)
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 5*m.cfg.Heartbeat+time.Second)
 		var msg standbyMsg

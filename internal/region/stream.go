@@ -112,14 +112,11 @@ func (m *Manager) ServeStream(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, api.CodeBadRequest, "global stream: "+err.Error())
 		return
 	}
-	v, ok := m.st.Region()
+	v, ok := m.leading(w, "the global stream")
+	if !ok {
+		return
+	}
 	switch {
-	case !ok:
-		writeErr(w, http.StatusServiceUnavailable, api.CodeNotReady, "region "+m.cfg.Self+" is not in multi-region mode yet")
-		return
-	case !m.st.IsLeader():
-		writeErr(w, http.StatusServiceUnavailable, api.CodeNoLeader, "this node is not the leader of region "+m.cfg.Self+"; the leader serves the global stream (try another endpoint)")
-		return
 	case sr.Promised > v.Promised && sr.PromisedTo != "" && sr.PromisedTo != m.cfg.Self:
 		// The follower knows a newer epoch than this region: learn it, so
 		// a stale primary stops writing at once.
@@ -261,8 +258,6 @@ func (m *Manager) sourceEndpoints(v *store.RegionView) (string, []string) {
 	return src, m.cfg.Join
 }
 
-var errDiverged = errors.New("diverged")
-
 // followOnce runs one connection of the global stream, until it fails.
 func (m *Manager) followOnce(ctx context.Context, v *store.RegionView) error {
 	src, eps := m.sourceEndpoints(v)
@@ -285,32 +280,11 @@ func (m *Manager) followOnce(ctx context.Context, v *store.RegionView) error {
 		}
 	}()
 	sr := StreamRequest{Region: m.cfg.Self, From: v.GlobalVersion, Epoch: v.LastEpoch, Promised: v.Promised, PromisedTo: v.PromisedTo}
-	var c *websocket.Conn
-	var last error
-	for _, ep := range eps {
-		u := strings.TrimSuffix(ep, "/") + StreamPath + "?" + sr.query()
-		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		conn, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{
-			HTTPClient: m.http, HTTPHeader: http.Header{"Authorization": {"Bearer " + m.cfg.Token}},
-			CompressionMode: websocket.CompressionDisabled,
-		})
-		cancel()
-		if err != nil {
-			last = fmt.Errorf("dial %s: %w", ep, err)
-			if resp != nil && resp.StatusCode == http.StatusConflict {
-				// Not the primary, or a stale one: look for the newest.
-				return last
-			}
-			continue
-		}
-		c = conn
-		break
-	}
-	if c == nil {
-		return last
+	c, err := m.dial(ctx, eps, StreamPath+"?"+sr.query())
+	if err != nil {
+		return err
 	}
 	defer c.CloseNow()
-	c.SetReadLimit(maxStreamMessage)
 	m.mu.Lock()
 	m.follow.connected, m.follow.source, m.follow.err = true, src, ""
 	m.mu.Unlock()
@@ -447,4 +421,43 @@ func writeErr(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
+}
+
+// dial opens a WebSocket to the first of eps that takes it, at path, with
+// the region token. An answer of 409 (not the primary, or a stale one)
+// ends the attempt: the caller looks for the newest epoch instead.
+func (m *Manager) dial(ctx context.Context, eps []string, path string) (*websocket.Conn, error) {
+	last := errors.New("no endpoint")
+	for _, ep := range eps {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		c, resp, err := websocket.Dial(dctx, strings.TrimSuffix(ep, "/")+path, &websocket.DialOptions{
+			HTTPClient: m.http, HTTPHeader: http.Header{"Authorization": {"Bearer " + m.cfg.Token}},
+			CompressionMode: websocket.CompressionDisabled,
+		})
+		cancel()
+		if err == nil {
+			c.SetReadLimit(maxStreamMessage)
+			return c, nil
+		}
+		last = fmt.Errorf("dial %s: %w", ep, err)
+		if resp != nil && resp.StatusCode == http.StatusConflict {
+			return nil, last
+		}
+	}
+	return nil, last
+}
+
+// leading answers 503 unless this node leads a region in multi-region
+// mode: only the leader serves the streams.
+func (m *Manager) leading(w http.ResponseWriter, what string) (store.RegionView, bool) {
+	v, ok := m.st.Region()
+	switch {
+	case !ok:
+		writeErr(w, http.StatusServiceUnavailable, api.CodeNotReady, "region "+m.cfg.Self+" is not in multi-region mode yet")
+		return v, false
+	case !m.st.IsLeader():
+		writeErr(w, http.StatusServiceUnavailable, api.CodeNoLeader, "this node is not the leader of region "+m.cfg.Self+"; the leader serves "+what+" (try another endpoint)")
+		return v, false
+	}
+	return v, true
 }
