@@ -21,6 +21,7 @@ import (
 	"github.com/aibos/kernel/internal/node"
 	"github.com/aibos/kernel/internal/node/nodetest"
 	"github.com/aibos/kernel/internal/regiontest"
+	"github.com/aibos/kernel/internal/server"
 )
 
 // A federation of three regions × three nodes on loopback, each region on
@@ -63,7 +64,7 @@ type federation struct {
 	t       *testing.T
 	regions map[string]*fedRegion
 	order   []string
-	token   string // the region token, made at the primary
+	tokens  map[string]string // each region's token (principal region:ID)
 }
 
 // freeAddr reserves a port on ip by listening and closing.
@@ -97,11 +98,17 @@ func delay(a, b regionSpec) time.Duration {
 func startFederation(t *testing.T, specs []regionSpec, mod func(region string, c *node.Config)) *federation {
 	t.Helper()
 	f := &federation{t: t, regions: map[string]*fedRegion{}}
-	secret, accessor, err := auth.NewOperatorToken(nil)
-	if err != nil {
-		t.Fatal(err)
+	// Each region's token, made at the primary (so global), named for
+	// the region: a standby receives tenant data only with its own.
+	secrets, accessors := map[string]string{}, map[string]string{}
+	for _, s := range specs {
+		secret, accessor, err := auth.NewOperatorToken(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets[s.id], accessors[s.id] = secret, accessor
 	}
-	f.token = secret
+	f.tokens = secrets
 	// Addresses first: proxies need their targets, and nodes their
 	// endpoints, before anything starts.
 	for _, s := range specs {
@@ -145,7 +152,7 @@ func startFederation(t *testing.T, specs []regionSpec, mod func(region string, c
 		for i := range r.cfgs {
 			c := &r.cfgs[i]
 			c.Regions = node.RegionConfig{
-				Domain: s.domain, Endpoints: urls(r.front), Standby: s.standby, Token: secret,
+				Domain: s.domain, Endpoints: urls(r.front), Standby: s.standby, Token: secrets[s.id],
 				Via: map[string][]string{}, Lease: 2 * time.Second, FailoverAfter: 5 * time.Second,
 			}
 			for _, o := range specs {
@@ -183,11 +190,13 @@ func startFederation(t *testing.T, specs []regionSpec, mod func(region string, c
 		if r == primary {
 			// The region token, with a secret every node was given: made
 			// at the primary, so global.
-			ctx, cancel := context.WithTimeout(context.Background(), nodetest.WaitLong)
-			_, err := r.nodes[0].Store.CreateToken(ctx, api.Token{Accessor: accessor, Principal: "regions", Roles: []string{auth.RoleRegion}, CreatedAt: time.Now().UTC(), CreatedBy: "test"}, auth.Hash(secret))
-			cancel()
-			if err != nil {
-				t.Fatal(err)
+			for _, s := range specs {
+				ctx, cancel := context.WithTimeout(context.Background(), nodetest.WaitLong)
+				_, err := r.nodes[0].Store.CreateToken(ctx, api.Token{Accessor: accessors[s.id], Principal: server.StandbyPrincipal(s.id), Roles: []string{auth.RoleRegion}, CreatedAt: time.Now().UTC(), CreatedBy: "test"}, auth.Hash(secrets[s.id]))
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}

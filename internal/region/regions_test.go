@@ -315,6 +315,16 @@ func TestFederation(t *testing.T) {
 		t.Fatalf("a homeless tenant's write: %d %s", st, body)
 	}
 
+	// Tenant data streams only to the standby, with its own token: us-east's
+	// region token asking for eu-west's as if it were eu-central gets none.
+	req, _ = http.NewRequest(http.MethodGet, f.live("eu-west").URL()+"/v1/regions/standby/stream?region=eu-central", nil)
+	req.Header.Set("Authorization", "Bearer "+f.tokens["us-east"])
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("eu-west's tenant data for us-east's token: %d, want 403", resp.StatusCode)
+	}
+
 	// Residency: snapshots too.
 	for _, id := range f.order {
 		for _, n := range f.regions[id].nodes {

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/auth"
 	"github.com/aibos/kernel/internal/region"
 	"github.com/aibos/kernel/internal/store"
 )
@@ -44,7 +46,7 @@ func (s *Server) regionRoutes() []route {
 		{pattern: "POST /v1/regions/{id}/promote", action: "kernel.region.promote", media: mediaJSON, leader: true, h: s.handlePromote},
 		{pattern: "POST /v1/regions/{id}/failover", action: "kernel.region.failover", media: mediaJSON, leader: true, h: s.handleFailover},
 		{pattern: "GET " + region.StreamPath, action: "kernel.region.replicate", h: s.regionHandler(func(m Regions) http.HandlerFunc { return m.ServeStream })},
-		{pattern: "GET " + region.StandbyPath, action: "kernel.region.replicate", h: s.regionHandler(func(m Regions) http.HandlerFunc { return m.ServeStandby })},
+		{pattern: "GET " + region.StandbyPath, action: "kernel.region.replicate", h: s.regionHandler(func(m Regions) http.HandlerFunc { return s.standbyOnly(m.ServeStandby) })},
 		{pattern: "GET /v1/replication", action: "kernel.region.read", h: s.handleReplication},
 		{pattern: "PUT /v1/tenants/{id}", action: "kernel.tenant.write", media: mediaJSON, leader: true, target: tenantTarget, h: s.handlePutTenant},
 		{pattern: "GET /v1/tenants", action: "kernel.region.read", h: s.handleTenants},
@@ -74,6 +76,30 @@ func (s *Server) regionHandler(h func(Regions) http.HandlerFunc) http.HandlerFun
 		if _, ok := s.multiRegion(w); ok && s.regionPeer(w, r) {
 			h(s.cfg.Regions)(w, r)
 		}
+	}
+}
+
+// StandbyPrincipal is the principal a region's token must name for the
+// region to receive another's tenant data as its standby: tenant data
+// goes to that region only, not to whoever holds a region token.
+func StandbyPrincipal(region string) string { return "region:" + region }
+
+// standbyOnly lets through only a caller whose principal is the region
+// it asks the tenant data for (or an admin).
+func (s *Server) standbyOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sb := r.URL.Query().Get("region")
+		p := principal(r)
+		if p == nil || (p.Name != StandbyPrincipal(sb) && !slices.Contains(p.Roles, auth.RoleAdmin)) {
+			name := "no principal"
+			if p != nil {
+				name = p.Name
+			}
+			writeError(w, http.StatusForbidden, codeForbidden, fmt.Sprintf("tenant data is streamed to region %q only with a token whose principal is %s (aibos token create --principal %s --role region); this one is %s",
+				sb, StandbyPrincipal(sb), StandbyPrincipal(sb), name))
+			return
+		}
+		h(w, r)
 	}
 }
 
