@@ -728,6 +728,42 @@ func checkGlobalRecords(p *GlobalState) error {
 			return fmt.Errorf("token at position %d is null", i)
 		}
 	}
+	// What a snapshot restore checks, on a scratch state: a reset accepted
+	// here must survive this region's next snapshot and restart.
+	scratch := newState()
+	h := snapshotHeader{Orchestras: len(p.Orchestras)}
+	for i, o := range p.Orchestras {
+		if err := restoreGateway(&scratch, &snapshotRecord{Orchestra: o}, i, h); err != nil {
+			return fmt.Errorf("orchestra %d: %v", i, err)
+		}
+	}
+	for i, k := range p.Kills {
+		if err := restoreGateway(&scratch, &snapshotRecord{Kill: k}, len(p.Orchestras)+i, h); err != nil {
+			return fmt.Errorf("kill switch %d: %v", i, err)
+		}
+	}
+	for i, t := range p.Tokens {
+		if err := restoreToken(&scratch, &snapshotRecord{Token: t}); err != nil {
+			return fmt.Errorf("token %d: %v", i, err)
+		}
+	}
+	for _, v := range p.Versions {
+		if v != nil {
+			if err := validateFiles(v.Files); err != nil {
+				return fmt.Errorf("version %d: %v", v.Version, err)
+			}
+		}
+	}
+	if p.System != nil {
+		if err := validateFiles(p.System.Files); err != nil {
+			return fmt.Errorf("system bundle: %v", err)
+		}
+	}
+	for id, r := range p.Regions {
+		if err := validateRegion(r); err != nil {
+			return fmt.Errorf("region %s: %v", id, err)
+		}
+	}
 	return nil
 }
 
