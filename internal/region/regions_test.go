@@ -195,9 +195,7 @@ func TestFederation(t *testing.T) {
 	for i := 1; i <= total; i++ {
 		if i == faultAt {
 			// eu-west loses its leader and its link to the primary.
-			var n int
 			killed, _ = f.leader("eu-west")
-			_ = n
 			f.cutLink("eu-west", "us-east", true)
 			f.kill("eu-west", killed)
 		}

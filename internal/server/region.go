@@ -160,6 +160,9 @@ func (s *Server) handleReplication(w http.ResponseWriter, r *http.Request) {
 // applied that global version (read-your-writes across regions); false
 // if it answered instead.
 func (s *Server) waitGlobal(w http.ResponseWriter, r *http.Request) bool {
+	if r.URL.RawQuery == "" {
+		return true // the decision path's usual case: no query to parse
+	}
 	mv := r.URL.Query().Get("min_version")
 	if mv == "" {
 		return true

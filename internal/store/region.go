@@ -142,7 +142,7 @@ func (r *regionState) primaryNow() bool {
 	return r.Primary == r.Self && r.Promised == r.Epoch && r.Epoch > 0
 }
 
-// copyRegion returns a shallow copy whose maps may be replaced.
+// copy returns a shallow copy whose maps may be replaced.
 func (r *regionState) copy() *regionState {
 	c := *r
 	return &c
