@@ -142,17 +142,19 @@ type Log struct {
 	// The queue: callers append to queued  under mu and wake the writer
 	// only when it would not look otherwise (the first record after an
 	// idle spell, a waiter, a full batch), so a stream of decisions costs
-	// the writer one wake-up per FsyncInterval rather than one per record.
-	mu        sync.Mutex
-	queued    []item        // guarded by mu
-	queuedN   int           // guarded by mu: records in queued (a group counts each)
-	urgent    bool          // guarded by mu: queued  holds a waiter or a barrier
-	gathering bool          // guarded by mu: the writer's gather timer is armed
-	drained   bool          // guarded by mu: the writer has stopped taking items
-	roomc     chan struct{} // guarded by mu: closed when queued  is taken; appenders wait on it when full
-	wake      chan struct{} // capacity 1: the writer has something to look at
-	batchMax  int           // queued  length that wakes the writer at once
-	spare     []item        // the writer's: the previous batch, reused
+	// the writer one wake-up per gather (maxGather, or FsyncInterval if
+	// shorter) rather than one per record.
+	mu          sync.Mutex
+	queued      []item        // guarded by mu
+	queuedN     int           // guarded by mu: records in queued (a group counts each)
+	urgent      bool          // guarded by mu: queued  holds a waiter or a barrier
+	gathering   bool          // guarded by mu: the writer's gather timer is armed
+	drained     bool          // guarded by mu: the writer has stopped taking items
+	roomc       chan struct{} // guarded by mu: closed when queued  is taken; appenders wait on it when full
+	wake        chan struct{} // capacity 1: the writer has something to look at
+	batchMax    int           // queued  length that wakes the writer at once
+	gatherEvery time.Duration // how long the writer gathers records before writing them
+	spare       []item        // the writer's: the previous batch, reused
 
 	syncq chan syncJob
 	stop  chan struct{}
@@ -233,7 +235,7 @@ func Open(cfg Config) (*Log, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	l := &Log{cfg: cfg, red: red, wake: make(chan struct{}, 1), batchMax: min(maxBatch, cfg.QueueSize),
+	l := &Log{cfg: cfg, red: red, wake: make(chan struct{}, 1), batchMax: min(maxBatch, cfg.QueueSize), gatherEvery: min(cfg.FsyncInterval, maxGather),
 		syncq: make(chan syncJob, 64), stop: make(chan struct{}), done: make(chan struct{}), chain: genesis}
 	if err := l.recover(); err != nil {
 		return nil, err
@@ -338,7 +340,7 @@ func syncDir(dir string) {
 
 // Append queues r for the writer and returns: it is the decision path's
 // call, an append to a slice under a mutex that wakes the writer only when
-// it would not look at the queue within FsyncInterval anyway. When the
+// it would not look at the queue within its gather (maxGather) anyway. When the
 // queue is full it waits for room (and counts the wait) rather than drop.
 // r belongs to the log from then on: neither the caller nor anyone else may
 // modify it. Appends concurrent with or after Close are not written (they
@@ -631,9 +633,14 @@ const writeBatchBytes = 256 << 10
 // run is the writer: it owns the segment files and the chain. It takes
 // whatever is queued — at once when a caller waits (AppendSync, a query's
 // barrier) or a batch is full, else when its gather timer fires, at most
-// FsyncInterval after the first record — encodes it into one buffer,
-// writes it with one system call per 256 KiB, and hands syncing to the
-// syncer, so that encoding the next batch overlaps the previous fsync.
+// maxGather after the first record — encodes it into one buffer and
+// writes it with one system call per 256 KiB. Syncs follow their own
+// timer: armed when the first unsynced record is queued, it takes the
+// queue, writes it and hands a sync to the syncer FsyncInterval later, so
+// a record waits for its sync at most FsyncInterval (plus the sync in
+// flight) and a stream costs one sync per interval. A waiter's batch is
+// handed to the syncer at once; encoding the next batch overlaps the
+// previous fsync.
 func (l *Log) run() {
 	syncerDone := make(chan struct{})
 	go l.syncer(syncerDone)
@@ -652,17 +659,15 @@ func (l *Log) run() {
 	var waiters []waiter
 	var barriers []chan result
 	for {
-		due := false
+		due, syncNow := false, false
 		select {
 		case <-l.wake:
 		case <-gather.C:
 			due = true
 		case <-timer.C:
+			// Everything queued before now is written and synced now.
 			armed = false
-			if l.unsynced {
-				l.commit(nil, true)
-			}
-			continue
+			due, syncNow = true, true
 		case <-expire.C:
 			l.expire()
 			continue
@@ -693,22 +698,33 @@ func (l *Log) run() {
 			// Not yet: gather records until the timer fires.
 			if n > 0 && !l.gathering {
 				l.gathering = true
-				gather.Reset(l.cfg.FsyncInterval)
+				gather.Reset(l.gatherEvery)
+				if !armed {
+					timer.Reset(l.cfg.FsyncInterval)
+					armed = true
+				}
 			}
 			l.mu.Unlock()
 			continue
 		}
-		if due {
+		if due && !syncNow {
 			// Keep gathering while records arrive; an idle spell ends it,
 			// and the next record wakes the writer again.
 			l.gathering = n > 0
 			if l.gathering {
-				gather.Reset(l.cfg.FsyncInterval)
+				gather.Reset(l.gatherEvery)
 			}
+		}
+		if syncNow && l.gathering && !armed {
+			timer.Reset(l.cfg.FsyncInterval)
+			armed = true
 		}
 		batch := l.take()
 		l.mu.Unlock()
 		if len(batch) == 0 {
+			if syncNow && l.unsynced {
+				l.commit(nil, true)
+			}
 			continue
 		}
 		if l.cfg.beforeBatch != nil {
@@ -724,11 +740,9 @@ func (l *Log) run() {
 		clear(batch) // the records are the callers' again
 		l.spare = batch[:0]
 		switch {
-		case len(waiters) > 0 || due && l.unsynced:
-			// A gathered batch is written and synced at once: its records
-			// waited their FsyncInterval in the queue.
+		case len(waiters) > 0 || syncNow && l.unsynced:
 			l.commit(waiters, true)
-		case len(barriers) > 0:
+		case len(barriers) > 0 || due:
 			l.commit(nil, false)
 		}
 		for _, b := range barriers {
@@ -1154,3 +1168,8 @@ func (l *Log) expire() {
 	}
 	l.stats.segments.Store(int64(len(segs) - removed))
 }
+
+// maxGather bounds how long the writer gathers records before it writes
+// them, whatever FsyncInterval: records wait in the queue (held by
+// reference, the decisions' memory kept live) only that long.
+const maxGather = time.Millisecond

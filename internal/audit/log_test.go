@@ -868,3 +868,49 @@ func TestGroupWaitsForRoom(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestWriteEarlySyncOnInterval: the writer writes records soon after they
+// are queued (maxGather), whatever FsyncInterval, and syncs them once per
+// interval: a stream of decisions costs one sync per interval, not one per
+// write, and no record waits for its sync longer than the interval.
+func TestWriteEarlySyncOnInterval(t *testing.T) {
+	const interval = 700 * time.Millisecond
+	l := open(t, Config{Dir: t.TempDir(), FsyncInterval: interval})
+	syncs := l.Stats().Fsyncs
+	start := time.Now()
+	l.Append(decision(0))
+	for l.Stats().Written < 1 {
+		if time.Since(start) > interval/2 {
+			t.Fatalf("the record is not written %v after it was queued", time.Since(start))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if l.Stats().Fsyncs != syncs {
+		t.Fatalf("synced at once, not on the %v interval", interval)
+	}
+	for l.Stats().Fsyncs == syncs {
+		if time.Since(start) > 5*interval {
+			t.Fatalf("not synced %v after it was queued (interval %v)", time.Since(start), interval)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if took := time.Since(start); took < interval*9/10 {
+		t.Fatalf("synced after %v, before its interval %v", took, interval)
+	}
+
+	// A stream: written as it comes, synced about once an interval.
+	syncs = l.Stats().Fsyncs
+	start = time.Now()
+	written := l.Stats().Written
+	for i := 0; time.Since(start) < 3*interval; i++ {
+		l.Append(decision(i))
+		time.Sleep(2 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	if got := l.Stats().Written - written; got == 0 {
+		t.Fatal("nothing of the stream written while it ran")
+	}
+	if got, most := l.Stats().Fsyncs-syncs, uint64(elapsed/interval)+2; got > most {
+		t.Fatalf("%d syncs in %v, want at most %d at an interval of %v", got, elapsed, most, interval)
+	}
+}
