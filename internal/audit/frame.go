@@ -115,38 +115,59 @@ func sealFrame(b []byte, start int, prev [32]byte, seq uint64, t int64) ([]byte,
 
 type frame struct {
 	seq   uint64 // of its first record
-	time  int64
+	time  int64  // of the frame: of every record but a timed group's
 	chain [32]byte
 	// payload is what the chain hashes; body is its part after seq and
 	// time: one JSON record, or a group of them.
 	payload, body []byte
 	// count is how many records the frame holds (seqs seq…seq+count−1);
-	// group says body is a group. A group body that does not parse is
-	// read as one record whose body is not JSON (badGroup).
+	// group says body is a group, timed that each of its records carries
+	// its own time. A group body that does not parse is read as one
+	// record whose body is not JSON (badGroup).
 	count    int
 	group    bool
+	timed    bool
 	badGroup bool
 }
 
 // groupMark begins a group body; a record's body begins with '{'.
 const groupMark = 0x01
 
+// timedMark begins a timed group body: the single checks the writer
+// gathered, each with its own time (AppendCheck).
+const timedMark = 0x03
+
 // groupHeader is the size of a group body's mark and count.
 const groupHeader = 1 + 4
+
+// entryHeader is the size of what precedes each record of a group:
+// its length, and in a timed group its time before that.
+func entryHeader(timed bool) int {
+	if timed {
+		return 8 + 4
+	}
+	return 4
+}
 
 // last is the seq of the frame's last record.
 func (fr *frame) last() uint64 { return fr.seq + uint64(fr.count) - 1 }
 
-// each calls fn for every record of the frame, in seq order, with its seq
-// and JSON body (a group's binary decisions as the JSON appendBody writes
-// for them, newly allocated), until fn returns false; it reports whether
-// fn always returned true.
-func (fr *frame) each(fn func(seq uint64, body []byte) bool) bool {
+// each calls fn for every record of the frame, in seq order, with its seq,
+// time (unix nanos) and JSON body (a group's binary decisions as the JSON
+// appendBody writes for them, newly allocated), until fn returns false; it
+// reports whether fn always returned true.
+func (fr *frame) each(fn func(seq uint64, t int64, body []byte) bool) bool {
 	if !fr.group || fr.badGroup {
-		return fn(fr.seq, fr.body)
+		return fn(fr.seq, fr.time, fr.body)
 	}
+	hdr := entryHeader(fr.timed)
 	b := fr.body[groupHeader:]
-	for seq := fr.seq; len(b) >= 4; seq++ {
+	for seq := fr.seq; len(b) >= hdr; seq++ {
+		t := fr.time
+		if fr.timed {
+			t = int64(binary.LittleEndian.Uint64(b))
+			b = b[8:]
+		}
 		k := binary.LittleEndian.Uint32(b)
 		rec := b[4 : 4+k]
 		if len(rec) > 0 && rec[0] == decisionMark {
@@ -156,7 +177,7 @@ func (fr *frame) each(fn func(seq uint64, body []byte) bool) bool {
 				rec = j
 			}
 		}
-		if !fn(seq, rec) {
+		if !fn(seq, t, rec) {
 			return false
 		}
 		b = b[4+k:]
@@ -164,23 +185,25 @@ func (fr *frame) each(fn func(seq uint64, body []byte) bool) bool {
 	return true
 }
 
-// groupCount checks that a group body is whole — count records, each
-// within the body, nothing after them — and returns the count.
+// groupCount checks that a group body (plain or timed) is whole — count
+// records, each within the body, nothing after them — and returns the
+// count.
 func groupCount(body []byte) (int, bool) {
-	if len(body) < groupHeader || body[0] != groupMark {
+	if len(body) < groupHeader || body[0] != groupMark && body[0] != timedMark {
 		return 0, false
 	}
+	hdr := entryHeader(body[0] == timedMark)
 	n := binary.LittleEndian.Uint32(body[1:])
 	b := body[groupHeader:]
 	for i := uint32(0); i < n; i++ {
-		if len(b) < 4 {
+		if len(b) < hdr {
 			return 0, false
 		}
-		k := binary.LittleEndian.Uint32(b)
-		if uint64(len(b)-4) < uint64(k) {
+		k := binary.LittleEndian.Uint32(b[hdr-4:])
+		if uint64(len(b)-hdr) < uint64(k) {
 			return 0, false
 		}
-		b = b[4+k:]
+		b = b[hdr+int(k):]
 	}
 	if n == 0 || len(b) != 0 {
 		return 0, false
@@ -213,8 +236,8 @@ func nextFrame(data []byte) (fr frame, n int, err error) {
 	fr.time = int64(binary.LittleEndian.Uint64(fr.payload[8:]))
 	fr.body = fr.payload[payloadFixed:]
 	fr.count = 1
-	if len(fr.body) > 0 && fr.body[0] == groupMark {
-		fr.group = true
+	if len(fr.body) > 0 && (fr.body[0] == groupMark || fr.body[0] == timedMark) {
+		fr.group, fr.timed = true, fr.body[0] == timedMark
 		if c, ok := groupCount(fr.body); ok {
 			fr.count = c
 		} else {

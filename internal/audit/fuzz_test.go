@@ -51,6 +51,9 @@ func FuzzAuditSegment(f *testing.F) {
 	seg, _ := buildSegment(4, chain, 3)
 	gseg, _ := buildGroupSegment(4, chain, 3)
 	f.Add(gseg)
+	tseg, _ := buildTimedSegment(4, chain, 3)
+	f.Add(tseg)
+	f.Add(tseg[:len(tseg)-3])
 	f.Add(gseg[:len(gseg)-7])
 	f.Add(seg)
 	f.Add(seg[:len(seg)-5])
@@ -66,7 +69,7 @@ func FuzzAuditSegment(f *testing.F) {
 				t.Fatalf("frame with a payload of %d bytes", len(fr.payload))
 			}
 			k := 0
-			fr.each(func(_ uint64, body []byte) bool {
+			fr.each(func(_ uint64, _ int64, body []byte) bool {
 				k++
 				var r Record
 				_ = json.Unmarshal(body, &r) // must not panic either
@@ -183,6 +186,26 @@ func compact(t *testing.T, v json.RawMessage) json.RawMessage {
 // FuzzGroupBody checks the group decoder: a body it accepts yields exactly
 // its count of records, which tile the body after the header; anything
 // else is refused, never a crash.
+// buildTimedSegment is a segment holding one timed group frame of n
+// binary decisions beginning at seq first after chain prev, record i at
+// time 100+i.
+func buildTimedSegment(first uint64, prev [32]byte, n int) ([]byte, [32]byte) {
+	b := appendSegHeader(nil, segHeader{firstSeq: first, start: 1, prev: prev})
+	start := len(b)
+	b = append(b, zeros[:]...)
+	b = append(b, timedMark)
+	b = binary.LittleEndian.AppendUint32(b, uint32(n))
+	cs := checks(n)
+	for i := range cs {
+		rec := appendDecision(nil, &cs[i], "n1", nil, nil)
+		b = binary.LittleEndian.AppendUint64(b, uint64(100+i))
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(rec)))
+		b = append(b, rec...)
+	}
+	b, prev, _ = sealFrame(b, start, prev, first, 100)
+	return b, prev
+}
+
 func FuzzGroupBody(f *testing.F) {
 	gseg, _ := buildGroupSegment(1, genesis, 3)
 	fr, _, _ := nextFrame(gseg[segHeaderSize:])
@@ -191,23 +214,30 @@ func FuzzGroupBody(f *testing.F) {
 	f.Add([]byte{groupMark, 0, 0, 0, 0})
 	f.Add([]byte{groupMark, 1, 0, 0, 0, 2, 0, 0, 0, '{', '}'})
 	f.Add([]byte{groupMark, 255, 255, 255, 255, 0, 0, 0, 0})
+	tseg, _ := buildTimedSegment(1, genesis, 3)
+	tfr, _, _ := nextFrame(tseg[segHeaderSize:])
+	f.Add(tfr.body)
+	f.Add(tfr.body[:len(tfr.body)-1])
+	f.Add([]byte{timedMark, 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 2, 0, 0, 0, '{', '}'})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		n, ok := groupCount(body)
 		if !ok {
 			return
 		}
-		fr := frame{seq: 10, body: body, count: n, group: true}
-		k, size := 0, groupHeader
-		fr.each(func(seq uint64, rec []byte) bool {
+		fr := frame{seq: 10, time: 5, body: body, count: n, group: true, timed: body[0] == timedMark}
+		k := 0
+		fr.each(func(seq uint64, at int64, rec []byte) bool {
 			if seq != 10+uint64(k) {
 				t.Fatalf("record %d has seq %d", k, seq)
 			}
+			if !fr.timed && at != 5 {
+				t.Fatalf("record %d of a plain group has time %d, not the frame's", k, at)
+			}
 			k++
-			size += 4 + len(rec)
 			return true
 		})
-		if k != n || size != len(body) || fr.last() != 10+uint64(n)-1 {
-			t.Fatalf("count %d: %d records over %d of %d bytes", n, k, size, len(body))
+		if k != n || fr.last() != 10+uint64(n)-1 {
+			t.Fatalf("count %d: %d records read", n, k)
 		}
 	})
 }

@@ -85,9 +85,10 @@ var (
 // item is what the queue carries: a record, a record with a waiter
 // (AppendSync), or a waiter alone (a flush barrier).
 type item struct {
-	r *Record
-	w chan result
-	g *group
+	r  *Record
+	w  chan result
+	g  *group
+	tg *timedGroup
 }
 
 // group is the decisions of one batch request (AppendGroup).
@@ -101,6 +102,8 @@ func (it *item) records() int {
 	switch {
 	case it.g != nil:
 		return len(it.g.cs)
+	case it.tg != nil:
+		return it.tg.n
 	case it.r != nil:
 		return 1
 	}
@@ -414,6 +417,112 @@ func (l *Log) AppendGroup(t time.Time, cs []Check) {
 		}
 	}
 	l.appendSlow(context.Background(), it)
+}
+
+// timedGroup is single checks gathered into one frame (AppendCheck), each
+// record `time i64 | length u32 | binary decision` as a timed group body
+// holds it (frame.go), appended by the callers under mu.
+type timedGroup struct {
+	first int64 // unix nanos of its first record: the frame's time
+	n     int
+	buf   []byte
+}
+
+// maxTimedBytes bounds the records of a timed group; a check that would
+// pass it begins the next.
+const maxTimedBytes = 64 << 10
+
+var timedGroups = sync.Pool{New: func() any { return &timedGroup{buf: make([]byte, 0, maxTimedBytes)} }}
+
+// AppendCheck queues the decision of a single check, decided at t. Unlike
+// AppendGroup it encodes the record at once, on the caller, while the
+// request is in its cache, and copies it into the timed group at the end
+// of the queue, which the checks queued next to it share: the writer
+// writes them as one frame (one hash, one checksum, one header), and
+// neither c nor what it points to is kept. A check with the "full" audit
+// obligation keeps its context, which the writer redacts: it is queued as
+// a group of one.
+func (l *Log) AppendCheck(t time.Time, c *Check) {
+	var a [512]byte
+	rec := a[:0]
+	if !c.Full {
+		rec = appendDecision(rec, c, l.cfg.Node, nil, nil)
+	}
+	if c.Full || len(rec)+8+4 > maxTimedBytes || l.closed.Load() {
+		l.AppendGroup(t, []Check{*c})
+		return
+	}
+	at := t.UnixNano()
+	if t.IsZero() {
+		at = l.cfg.Now().UnixNano()
+	}
+	st, room := l.pushCheck(at, rec)
+	if st == pushed {
+		return
+	}
+	if st == queueFull {
+		l.stats.blocked.Add(1)
+		start := time.Now()
+		defer func() { l.stats.blockedNanos.Add(uint64(time.Since(start))) }()
+		for st == queueFull {
+			select {
+			case <-room:
+			case <-l.stop:
+				st = queueClosed
+				continue
+			}
+			st, room = l.pushCheck(at, rec)
+		}
+	}
+	if st == queueClosed {
+		l.stats.failed.Add(1)
+	}
+}
+
+// pushCheck copies the record rec, of time t, into the timed group at the
+// end of the queue, or into a new one; as push, it wakes the writer if it
+// needs to be and reports a full queue with a channel closed when there
+// may be room.
+func (l *Log) pushCheck(t int64, rec []byte) (pushState, chan struct{}) {
+	l.mu.Lock()
+	if l.drained {
+		l.mu.Unlock()
+		return queueClosed, nil
+	}
+	if l.queuedN >= l.cfg.QueueSize {
+		if l.roomc == nil {
+			l.roomc = make(chan struct{})
+		}
+		c := l.roomc
+		l.mu.Unlock()
+		return queueFull, c
+	}
+	var tg *timedGroup
+	if k := len(l.queued); k > 0 {
+		if g := l.queued[k-1].tg; g != nil && g.n < maxGroup && len(g.buf)+8+4+len(rec) <= maxTimedBytes {
+			tg = g
+		}
+	}
+	if tg == nil {
+		tg = timedGroups.Get().(*timedGroup)
+		tg.first, tg.n, tg.buf = t, 0, tg.buf[:0]
+		l.queued = append(l.queued, item{tg: tg})
+	}
+	tg.buf = binary.LittleEndian.AppendUint64(tg.buf, uint64(t))
+	tg.buf = binary.LittleEndian.AppendUint32(tg.buf, uint32(len(rec)))
+	tg.buf = append(tg.buf, rec...)
+	tg.n++
+	prev := l.queuedN
+	l.queuedN++
+	kick := prev < l.batchMax && l.queuedN >= l.batchMax || prev == 0 && !l.gathering
+	l.mu.Unlock()
+	if kick {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	return pushed, nil
 }
 
 // AppendAll is Append of several records at once: one pass through the
@@ -770,6 +879,15 @@ func (l *Log) take() []item {
 
 // handle encodes one queued item into the buffer, or notes a barrier.
 func (l *Log) handle(it item, waiters []waiter, barriers []chan result) ([]waiter, []chan result) {
+	if it.tg != nil {
+		if l.failed() != nil {
+			l.stats.failed.Add(uint64(it.tg.n))
+		} else {
+			l.encodeTimed(it.tg)
+		}
+		timedGroups.Put(it.tg)
+		return waiters, barriers
+	}
 	if it.g != nil {
 		if l.failed() != nil {
 			l.stats.failed.Add(uint64(len(it.g.cs)))
@@ -858,6 +976,24 @@ func (l *Log) encodeGroup(g *group) {
 			}
 		}
 		cs = cs[n:]
+	}
+}
+
+// encodeTimed appends the frame of a timed group: its records as the
+// callers encoded them, behind the frame's header, seq, time and count.
+func (l *Log) encodeTimed(g *timedGroup) {
+	if err := l.room(); err != nil {
+		l.stats.failed.Add(uint64(g.n))
+		return
+	}
+	start := len(l.buf)
+	l.buf = append(l.buf, zeros[:]...)
+	l.buf = append(l.buf, timedMark)
+	l.buf = binary.LittleEndian.AppendUint32(l.buf, uint32(g.n))
+	l.buf = append(l.buf, g.buf...)
+	if err := l.sealed(start, g.n, time.Unix(0, g.first)); err != nil {
+		// maxTimedBytes is far below the frame bound: not reached.
+		l.stats.failed.Add(uint64(g.n))
 	}
 }
 

@@ -169,7 +169,7 @@ func classify(s segment, size int64) (segInfo, bool) {
 	var n uint64
 	var bad bool
 	hdr, valid, err := scanSegment(data, func(fr frame) bool {
-		fr.each(func(_ uint64, body []byte) bool {
+		fr.each(func(_ uint64, _ int64, body []byte) bool {
 			switch bodyKind(body) {
 			case KindDecision:
 			case KindPruned:

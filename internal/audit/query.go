@@ -177,23 +177,28 @@ func scanDir(dir string, f Filter, decode bool, fn func(seq uint64, t int64, bod
 		}
 		for _, o := range idx {
 			fr, _, _ := nextFrame(data[o:])
-			if !f.Since.IsZero() && fr.time < f.Since.UnixNano() || !f.Until.IsZero() && fr.time >= f.Until.UnixNano() {
+			// A timed group's records each have their own time: it is
+			// filtered record by record.
+			if !fr.timed && !f.inTime(fr.time) {
 				continue
 			}
-			one := func(seq uint64, body []byte) bool {
+			one := func(seq uint64, t int64, body []byte) bool {
+				if fr.timed && !f.inTime(t) {
+					return true
+				}
 				var r *Record
 				if decode || f.needsDecode() {
 					rec = Record{}
 					if json.Unmarshal(body, &rec) != nil {
 						return true
 					}
-					rec.Seq, rec.Time = seq, time.Unix(0, fr.time).UTC()
+					rec.Seq, rec.Time = seq, time.Unix(0, t).UTC()
 					if !f.match(&rec) {
 						return true
 					}
 					r = &rec
 				}
-				return fn(seq, fr.time, body, r)
+				return fn(seq, t, body, r)
 			}
 			if !f.Desc || fr.count == 1 {
 				if !fr.each(one) {
@@ -203,12 +208,12 @@ func scanDir(dir string, f Filter, decode bool, fn func(seq uint64, t int64, bod
 			}
 			// Newest first within a group too.
 			recs = recs[:0]
-			fr.each(func(seq uint64, body []byte) bool {
-				recs = append(recs, groupRec{seq, body})
+			fr.each(func(seq uint64, t int64, body []byte) bool {
+				recs = append(recs, groupRec{seq, t, body})
 				return true
 			})
 			for i := len(recs) - 1; i >= 0; i-- {
-				if !one(recs[i].seq, recs[i].body) {
+				if !one(recs[i].seq, recs[i].t, recs[i].body) {
 					return nil
 				}
 			}
@@ -217,8 +222,15 @@ func scanDir(dir string, f Filter, decode bool, fn func(seq uint64, t int64, bod
 	return nil
 }
 
+// inTime reports whether a record of time t (unix nanos) is within the
+// filter's Since and Until.
+func (f *Filter) inTime(t int64) bool {
+	return (f.Since.IsZero() || t >= f.Since.UnixNano()) && (f.Until.IsZero() || t < f.Until.UnixNano())
+}
+
 // groupRec is a record of a group frame, for reading it backwards.
 type groupRec struct {
 	seq  uint64
+	t    int64
 	body []byte
 }

@@ -234,11 +234,11 @@ func (v *verifier) segment(name string, nameSeq uint64, data []byte, last bool) 
 			msgs = append(msgs, "group of records does not parse (count and lengths)")
 		}
 		var pruned []groupRec // records of deleted segments, read once the frame checks
-		fr.each(func(seq uint64, body []byte) bool {
+		fr.each(func(seq uint64, t int64, body []byte) bool {
 			if !json.Valid(body) || len(body) == 0 || body[0] != '{' {
 				msgs = append(msgs, fmt.Sprintf("record %d: body is not a JSON object", seq))
 			} else if bodyKind(body) == KindPruned {
-				pruned = append(pruned, groupRec{seq, body})
+				pruned = append(pruned, groupRec{seq, t, body})
 			}
 			return len(msgs) == 0
 		})

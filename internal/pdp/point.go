@@ -25,11 +25,13 @@ type DecisionLog interface {
 	Record(req *api.CheckRequest, d *api.Decision)
 }
 
-// Recorder is the audit log as the decision point writes it: decisions
-// as groups (one for a batch, one of one for a single check), which its
-// writer stores in binary, one frame each.
+// Recorder is the audit log as the decision point writes it: a batch's
+// decisions as a group (one frame), a single check's encoded at once and
+// gathered with the checks queued next to it into one frame; both in
+// binary.
 type Recorder interface {
 	AppendGroup(t time.Time, cs []audit.Check)
+	AppendCheck(t time.Time, c *audit.Check)
 }
 
 // Config configures a Point.
@@ -82,8 +84,8 @@ func (p *Point) Holder() *Holder { return p.cfg.Holder }
 func (p *Point) Decide(req *api.CheckRequest) api.Decision {
 	d := p.DecideNoAudit(req)
 	if p.cfg.Audit != nil && !p.cfg.NoDecisionAudit {
-		// A group of one: the writer stores it in binary, as a batch's.
-		p.cfg.Audit.AppendGroup(p.cfg.Now(), []audit.Check{checkOf(req, &d)})
+		c := checkOf(req, &d)
+		p.cfg.Audit.AppendCheck(p.cfg.Now(), &c)
 	}
 	return d
 }
