@@ -20,3 +20,50 @@ func BenchmarkAppendFrame(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRecord is the caller's cost of Record with SampleRate 1 (the
+// writer running on its own goroutine): what a decision pays to be logged.
+func BenchmarkRecord(b *testing.B) {
+	l, err := Open(Config{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	req := enginetest.Request("ns01.v002")
+	d := &api.Decision{Decision: api.Allow, Version: 1, Revision: 2,
+		Reasons: []api.Reason{{Policy: "p", Rule: "r", Effect: api.Allow}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Record(req, d)
+	}
+	b.StopTimer()
+	l.Flush()
+	st := l.Stats()
+	b.ReportMetric(float64(st.Dropped)/float64(st.Recorded+st.Dropped), "dropped/op")
+}
+
+// BenchmarkRecordWritten is Record with SampleRate 1 over distinct
+// requests (as the server decodes each into its own value), until every
+// record is written: the caller's and the writer's cost together.
+func BenchmarkRecordWritten(b *testing.B) {
+	l, err := Open(Config{Dir: b.TempDir(), SegmentBytes: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	reqs := make([]*api.CheckRequest, 1<<14)
+	for i := range reqs {
+		reqs[i] = enginetest.Request(enginetest.Action(i%20, i))
+	}
+	d := &api.Decision{Decision: api.Allow, Version: 1, Revision: 2,
+		Reasons: []api.Reason{{Policy: "p", Rule: "r", Effect: api.Allow}}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		l.Record(reqs[i%len(reqs)], d)
+	}
+	l.Flush()
+	b.StopTimer()
+	st := l.Stats()
+	b.ReportMetric(float64(st.Dropped)/float64(st.Recorded+st.Dropped), "dropped/op")
+}

@@ -1,6 +1,7 @@
 package decisionlog
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/aibos/kernel/api"
-	"github.com/aibos/kernel/internal/engine"
 	"github.com/aibos/kernel/internal/syncfile"
 )
 
@@ -51,35 +51,42 @@ type Stats struct {
 	Recorded uint64 `json:"recorded"` // queued for the writer
 	Dropped  uint64 `json:"dropped"`  // sampled but not queued: the queue was full
 	Written  uint64 `json:"written"`  // written to a segment
-	Failed   uint64 `json:"failed"`   // not written: encoding or I/O error
+	Failed   uint64 `json:"failed"`   // not written: encoding (at Record, not queued) or I/O error
 }
 
-// entry is what Record hands the writer: references only, encoded by the
-// writer. The request is not modified after its decision (the server
-// decodes each into its own value) and the reasons are read-only.
-type entry struct {
-	t        time.Time
-	req      *api.CheckRequest
-	reasons  []api.Reason
-	d        api.Effect
-	version  uint64
-	revision uint64
-	flushed  chan struct{} // a flush request, not a record
+// chunkSize is the size of the queue's chunks: Record copies each encoded
+// frame into the last chunk, or begins a new one (a frame larger than a
+// chunk has one of its own).
+const chunkSize = 64 << 10
+
+// maxFree bounds the written chunks kept for reuse.
+const maxFree = 64
+
+// batch is what the writer takes from the queue: encoded frames, in the
+// order they were queued, and the flushes asked for meanwhile, answered
+// once all of them are written.
+type batch struct {
+	chunks  [][]byte
+	flushes []chan struct{}
 }
 
 // Log is an open decision log. Record is safe for concurrent use.
 type Log struct {
 	cfg Config
 
-	// The queue: Record appends under mu and wakes the writer only for a
-	// full batch; the writer otherwise takes the queue on its
-	// FsyncInterval tick, so sampled decisions cost it no wake-up each.
+	// The queue: Record encodes a frame on its own goroutine, copies it
+	// in under mu and wakes the writer only for a full batch; the writer
+	// otherwise takes the queue on its FsyncInterval tick, so sampled
+	// decisions cost it no wake-up each.
 	mu      sync.Mutex
-	queued  []entry       // guarded by mu
-	drained bool          // guarded by mu: the writer has stopped taking entries
-	roomc   chan struct{} // guarded by mu: closed when queued is taken
-	wake    chan struct{} // capacity 1
-	spare   []entry       // the writer's
+	chunks  [][]byte        // guarded by mu: the queued frames; the last chunk is filled
+	queued  int             // guarded by mu: the records in chunks
+	flushes []chan struct{} // guarded by mu: flushes asked for since chunks were taken
+	free    [][]byte        // guarded by mu: written chunks, empty, for reuse
+	drained bool            // guarded by mu: the writer has stopped taking records
+	roomc   chan struct{}   // guarded by mu: closed when the queue is taken
+	wake    chan struct{}   // capacity 1
+	used    batch           // the writer's: the last batch, written, to give back
 
 	done  chan struct{}
 	stop  chan struct{}
@@ -90,10 +97,11 @@ type Log struct {
 	closeErr  error
 
 	// Owned by the writer goroutine (and by Open before it starts).
-	f     *os.File
-	size  int64
-	buf   []byte
-	fsync *syncfile.Syncer // off the Go scheduler's Ps where the kernel allows
+	f      *os.File
+	size   int64
+	buf    []byte
+	frames int              // in buf
+	fsync  *syncfile.Syncer // off the Go scheduler's Ps where the kernel allows
 }
 
 const segmentSuffix = ".dlog"
@@ -165,16 +173,42 @@ func recoverSegment(path string) error {
 }
 
 // Record logs a decision, if the sampling picks it. It does not block,
-// except with SampleRate 1 on a full queue, for at most FullWait. The
-// request and the reasons are kept by reference until written: neither may
-// be modified afterwards.
+// except with SampleRate 1 on a full queue, for at most FullWait. It
+// encodes the record at once, on the caller's goroutine while the request
+// is in its cache, and queues a copy of the bytes: it keeps no reference to
+// req or d, which the caller may modify or reuse once Record returns. A
+// request that does not encode (one too large) is counted failed.
 func (l *Log) Record(req *api.CheckRequest, d *api.Decision) {
 	n := l.seen.Add(1)
 	if r := l.cfg.SampleRate; r < 1 && uint64(float64(n)*r) == uint64(float64(n-1)*r) {
 		return
 	}
-	e := entry{t: l.cfg.Now(), req: req, reasons: d.Reasons, d: d.Decision, version: d.Version, revision: d.Revision}
-	ok, room := l.push(e)
+	bp := framePool.Get().(*[]byte)
+	rule, sep, rest := ruleParts(d.Reasons)
+	frame, err := appendFrameParts((*bp)[:0], l.cfg.Now(), req, d.Decision, rule, sep, rest, d.Version, d.Revision)
+	if err != nil {
+		l.stats.failed.Add(1)
+	} else {
+		l.queue(frame)
+	}
+	if cap(frame) <= maxPooledFrame {
+		*bp = frame[:0]
+		framePool.Put(bp)
+	}
+}
+
+// framePool holds the buffers Record encodes into, so that recording
+// costs no allocation (a buffer on the stack would escape to the heap
+// with the request's encoder).
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledFrame bounds the buffers framePool keeps.
+const maxPooledFrame = 64 << 10
+
+// queue queues a frame, waiting for room as Record says, and counts it
+// recorded or dropped.
+func (l *Log) queue(frame []byte) {
+	ok, room := l.push(frame)
 	if ok {
 		l.stats.recorded.Add(1)
 		return
@@ -192,7 +226,7 @@ func (l *Log) Record(req *api.CheckRequest, d *api.Decision) {
 				l.stats.dropped.Add(1)
 				return
 			}
-			if ok, room = l.push(e); ok {
+			if ok, room = l.push(frame); ok {
 				l.stats.recorded.Add(1)
 				return
 			}
@@ -205,15 +239,15 @@ func (l *Log) Record(req *api.CheckRequest, d *api.Decision) {
 // its tick.
 const wakeBatch = 4096
 
-// push queues e, or reports that the queue is full (with a channel closed
-// when there may be room) or closed (nil).
-func (l *Log) push(e entry) (bool, chan struct{}) {
+// push copies frame into the queue, or reports that the queue is full
+// (with a channel closed when there may be room) or closed (nil).
+func (l *Log) push(frame []byte) (bool, chan struct{}) {
 	l.mu.Lock()
 	if l.drained {
 		l.mu.Unlock()
 		return false, nil
 	}
-	if len(l.queued) >= l.cfg.QueueLen {
+	if l.queued >= l.cfg.QueueLen {
 		if l.roomc == nil {
 			l.roomc = make(chan struct{})
 		}
@@ -221,41 +255,78 @@ func (l *Log) push(e entry) (bool, chan struct{}) {
 		l.mu.Unlock()
 		return false, c
 	}
-	l.queued = append(l.queued, e)
-	kick := len(l.queued) == min(wakeBatch, l.cfg.QueueLen) || e.flushed != nil
+	k := len(l.chunks) - 1
+	if k < 0 || len(l.chunks[k])+len(frame) > cap(l.chunks[k]) {
+		var c []byte
+		switch n := len(l.free); {
+		case len(frame) > chunkSize:
+			c = make([]byte, 0, len(frame))
+		case n > 0:
+			c, l.free[n-1] = l.free[n-1], nil
+			l.free = l.free[:n-1]
+		default:
+			c = make([]byte, 0, chunkSize)
+		}
+		l.chunks = append(l.chunks, c)
+		k++
+	}
+	l.chunks[k] = append(l.chunks[k], frame...)
+	l.queued++
+	kick := l.queued == min(wakeBatch, l.cfg.QueueLen)
 	l.mu.Unlock()
 	if kick {
-		select {
-		case l.wake <- struct{}{}:
-		default:
-		}
+		l.kick()
 	}
 	return true, nil
 }
 
-// take takes the queued entries, releasing Records that wait for room.
-func (l *Log) take(drain bool) []entry {
+func (l *Log) kick() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take takes the queue, releasing Records that wait for room, and gives
+// back the chunks of the batch written before.
+func (l *Log) take(drain bool) batch {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.drained = l.drained || drain
-	batch := l.queued
-	l.queued, l.spare = l.spare[:0], nil
+	for _, c := range l.used.chunks {
+		if cap(c) == chunkSize && len(l.free) < maxFree {
+			l.free = append(l.free, c[:0])
+		}
+	}
+	clear(l.used.chunks)
+	b := batch{chunks: l.chunks, flushes: l.flushes}
+	l.chunks, l.flushes, l.queued = l.used.chunks[:0], l.used.flushes[:0], 0
+	l.used = batch{}
 	if l.roomc != nil {
 		close(l.roomc)
 		l.roomc = nil
 	}
-	return batch
+	return b
 }
 
-// handleAll encodes a batch taken from the queue and gives its slice back
-// for reuse; it reports whether there is something to sync.
-func (l *Log) handleAll(batch []entry) bool {
+// handleAll buffers the frames of a batch taken from the queue, answers
+// its flushes once they are written, and keeps the batch to give back; it
+// reports whether there is something to sync.
+func (l *Log) handleAll(b batch) bool {
 	dirty := false
-	for _, e := range batch {
-		dirty = l.handle(e) || dirty
+	for _, c := range b.chunks {
+		dirty = dirty || len(c) > 0
+		l.handle(c)
 	}
-	clear(batch)
-	l.spare = batch[:0]
+	if len(b.flushes) > 0 {
+		l.write()
+		for _, ch := range b.flushes {
+			close(ch)
+		}
+		dirty = true
+	}
+	clear(b.flushes)
+	l.used = b
 	return dirty
 }
 
@@ -269,20 +340,16 @@ func (l *Log) Stats() Stats {
 // segment files (not necessarily synced).
 func (l *Log) Flush() {
 	ch := make(chan struct{})
-	for {
-		ok, room := l.push(entry{flushed: ch})
-		if ok {
-			break
-		}
-		if room == nil {
-			return
-		}
-		select {
-		case <-room:
-		case <-l.done:
-			return
-		}
+	l.mu.Lock()
+	if l.drained {
+		l.mu.Unlock()
+		return
 	}
+	// The writer takes this with every record queued so far, and answers
+	// it once it has written them.
+	l.flushes = append(l.flushes, ch)
+	l.mu.Unlock()
+	l.kick()
 	select {
 	case <-ch:
 	case <-l.done:
@@ -339,26 +406,29 @@ func (l *Log) run() {
 	}
 }
 
-// handle encodes a record into the buffer, or answers a flush. It reports
-// whether there is something to sync.
-func (l *Log) handle(e entry) bool {
-	if e.flushed != nil {
-		l.write()
-		close(e.flushed)
-		return true
+// handle buffers the frames of a chunk, writing the buffer wherever the
+// segment becomes full (between two frames).
+func (l *Log) handle(c []byte) {
+	for len(c) > 0 {
+		room := l.cfg.SegmentBytes - l.size
+		k, n := 0, 0
+		for k < len(c) {
+			// The frames are the log's own, whole: their headers are
+			// trusted.
+			k += frameHeader + int(binary.LittleEndian.Uint32(c[k:]))
+			n++
+			if int64(k) >= room {
+				break
+			}
+		}
+		l.buf = append(l.buf, c[:k]...)
+		l.frames += n
+		l.size += int64(k)
+		c = c[k:]
+		if l.size >= l.cfg.SegmentBytes {
+			l.write() // and begin the next segment
+		}
 	}
-	n := len(l.buf)
-	var err error
-	l.buf, err = appendFrame(l.buf, e.t, e.req, e.d, engine.DeterminingRule(e.reasons), e.version, e.revision)
-	if err != nil {
-		l.stats.failed.Add(1)
-		return false
-	}
-	l.size += int64(len(l.buf) - n)
-	if l.size >= l.cfg.SegmentBytes {
-		l.write() // and begin the next segment
-	}
-	return true
 }
 
 // write appends the buffer to the current segment, opening one if needed,
@@ -367,7 +437,8 @@ func (l *Log) write() {
 	if len(l.buf) == 0 {
 		return
 	}
-	n := l.countFrames()
+	n := l.frames
+	l.frames = 0
 	if l.f == nil {
 		if err := l.openSegment(); err != nil {
 			l.stats.failed.Add(uint64(n))
@@ -387,19 +458,6 @@ func (l *Log) write() {
 		l.f, l.size = nil, 0
 		l.expire()
 	}
-}
-
-// countFrames counts the frames in the buffer.
-func (l *Log) countFrames() int {
-	n := 0
-	for b := l.buf; len(b) >= frameHeader; n++ {
-		_, k, err := nextFrame(b)
-		if err != nil {
-			break
-		}
-		b = b[k:]
-	}
-	return n
 }
 
 func (l *Log) sync() {

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/engine"
 	"github.com/aibos/kernel/internal/engine/enginetest"
 )
 
@@ -185,3 +187,134 @@ type fakeClock struct{ ns atomic.Int64 }
 func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
 func (c *fakeClock) add(d time.Duration) { c.ns.Add(int64(d)) }
+
+// Record encodes at once: changing the request or the decision after it
+// returns changes nothing logged.
+func TestRecordCopies(t *testing.T) {
+	l := open(t, Config{Dir: t.TempDir()})
+	req := enginetest.Request("a.b")
+	d := decision(7)
+	l.Record(req, d)
+	req.Action.Name = "changed"
+	req.Subject.ID = "someone-else"
+	req.Subject.Properties["tier"] = "free"
+	req.Context["amount"] = 1e9
+	d.Reasons[0].Rule = "changed"
+	d.Revision = 99
+	recs := scanAll(t, l, time.Time{})
+	if len(recs) != 1 {
+		t.Fatalf("%d records", len(recs))
+	}
+	r := recs[0]
+	if r.Request.Action.Name != "a.b" || r.Request.Subject.ID != "agent-42" ||
+		r.Request.Subject.Properties["tier"] != "pro" || r.Request.Context["amount"] != 250.0 ||
+		r.Rule != "p/r7" || r.Revision != 17 {
+		t.Errorf("logged %+v, changed after Record", r)
+	}
+}
+
+// Flush returns once every record queued before it is written, in order,
+// across many chunks of the queue.
+func TestFlushSeesAllInOrder(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, Config{Dir: dir, FsyncInterval: time.Hour})
+	const n = 2000 // several chunks of the queue, fewer than a batch
+	for i := range n {
+		l.Record(enginetest.Request(enginetest.Action(i%20, i)), decision(i))
+	}
+	l.Flush()
+	if st := l.Stats(); st.Recorded != n || st.Written != n || st.Dropped != 0 || st.Failed != 0 {
+		t.Fatalf("stats after Flush = %+v", st)
+	}
+	// Read the segment without Scan, which flushes itself.
+	files, _ := filepath.Glob(filepath.Join(dir, "*"+segmentSuffix))
+	var recs []Record
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readSegment(data, time.Time{}, func(r Record) error { recs = append(recs, r); return nil })
+	}
+	if len(recs) != n {
+		t.Fatalf("%d records written, want %d", len(recs), n)
+	}
+	for i, r := range recs {
+		if r.Request.Action.Name != enginetest.Action(i%20, i) || r.Revision != uint64(i+10) {
+			t.Fatalf("record %d is %s revision %d", i, r.Request.Action.Name, r.Revision)
+		}
+	}
+}
+
+// A request too large to log is counted failed at Record, not queued.
+func TestOversizedRecordFails(t *testing.T) {
+	l := open(t, Config{Dir: t.TempDir()})
+	big := enginetest.Request("a.b")
+	big.Context["blob"] = strings.Repeat("x", maxRecordSize)
+	l.Record(big, decision(0))
+	l.Record(enginetest.Request("a.c"), decision(1))
+	recs := scanAll(t, l, time.Time{})
+	if len(recs) != 1 || recs[0].Request.Action.Name != "a.c" {
+		t.Fatalf("%d records: %+v", len(recs), recs)
+	}
+	if st := l.Stats(); st.Recorded != 1 || st.Failed != 1 || st.Written != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+// ruleParts renders the rule as engine.DeterminingRule does.
+func TestRulePartsIsDeterminingRule(t *testing.T) {
+	for _, rs := range [][]api.Reason{nil, {}, {{Policy: "p", Rule: "r"}, {Policy: "q", Rule: "s"}},
+		{{Layer: "platform", Message: "frozen"}}, {{Message: "no policy allows"}}, {{Policy: "p"}}} {
+		a, sep, b := ruleParts(rs)
+		if got, want := a+sep+b, engine.DeterminingRule(rs); got != want {
+			t.Errorf("%+v: %q, want %q", rs, got, want)
+		}
+	}
+}
+
+// Records from many goroutines, some larger than a chunk of the queue,
+// are all written, each goroutine's in its order; each one's Flush sees
+// its own records written.
+func TestConcurrentRecordAndFlush(t *testing.T) {
+	l := open(t, Config{Dir: t.TempDir(), SegmentBytes: 256 << 10, FullWait: time.Minute})
+	const workers, n = 4, 500
+	done := make(chan error)
+	for w := range workers {
+		go func() {
+			for i := range n {
+				req := enginetest.Request(fmt.Sprintf("w%d.a%d", w, i))
+				if i%100 == 7 {
+					req.Context["blob"] = strings.Repeat("y", chunkSize+i)
+				}
+				l.Record(req, decision(i))
+				if i%50 == 0 {
+					l.Flush()
+					if st := l.Stats(); st.Written < uint64(i+1) {
+						done <- fmt.Errorf("worker %d: after Flush of %d records, %d written", w, i+1, st.Written)
+						return
+					}
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range workers {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	next := make([]int, workers)
+	for _, r := range scanAll(t, l, time.Time{}) {
+		var w, i int
+		if _, err := fmt.Sscanf(r.Request.Action.Name, "w%d.a%d", &w, &i); err != nil || i != next[w] {
+			t.Fatalf("record %q after %d of worker %d (%v)", r.Request.Action.Name, next[w], w, err)
+		}
+		next[w]++
+	}
+	for w, k := range next {
+		if k != n {
+			t.Errorf("worker %d: %d records, want %d", w, k, n)
+		}
+	}
+}

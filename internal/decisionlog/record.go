@@ -58,6 +58,28 @@ func effectByte(e api.Effect) byte {
 
 // appendFrame appends the frame of one record to dst.
 func appendFrame(dst []byte, t time.Time, req *api.CheckRequest, d api.Effect, rule string, version, revision uint64) ([]byte, error) {
+	return appendFrameParts(dst, t, req, d, rule, "", "", version, revision)
+}
+
+// ruleParts is engine.DeterminingRule(rs) in up to three parts, which
+// appendFrameParts writes without building the string.
+func ruleParts(rs []api.Reason) (a, sep, b string) {
+	if len(rs) == 0 {
+		return "", "", ""
+	}
+	r := &rs[0]
+	switch {
+	case r.Rule != "":
+		return r.Policy, "/", r.Rule
+	case r.Layer != "":
+		return r.Layer, ": ", r.Message
+	default:
+		return r.Message, "", ""
+	}
+}
+
+// appendFrameParts is appendFrame of the rule a+sep+b.
+func appendFrameParts(dst []byte, t time.Time, req *api.CheckRequest, d api.Effect, a, sep, b string, version, revision uint64) ([]byte, error) {
 	r := *req
 	r.MinRevision, r.Explain = 0, false
 	start := len(dst)
@@ -67,8 +89,10 @@ func appendFrame(dst []byte, t time.Time, req *api.CheckRequest, d api.Effect, r
 	dst = binary.AppendUvarint(dst, version)
 	dst = binary.AppendUvarint(dst, revision)
 	dst = append(dst, effectByte(d))
-	dst = binary.AppendUvarint(dst, uint64(len(rule)))
-	dst = append(dst, rule...)
+	dst = binary.AppendUvarint(dst, uint64(len(a)+len(sep)+len(b)))
+	dst = append(dst, a...)
+	dst = append(dst, sep...)
+	dst = append(dst, b...)
 	// The request's JSON as encoding/json writes it, without its
 	// reflection (the decision log's largest cost in a profile).
 	dst, err := api.AppendCheckRequest(dst, &r)
