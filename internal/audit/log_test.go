@@ -923,7 +923,7 @@ func TestWriteEarlySyncOnInterval(t *testing.T) {
 // order; time filters apply record by record inside a timed frame.
 func TestTimedGroupRoundTrip(t *testing.T) {
 	at := time.Now().Add(-time.Minute).UTC() // within maxLag of the segment's start, as a decision's time is
-	cs := checks(6) // 0 and 3 keep their context
+	cs := checks(6)                          // 0 and 3 keep their context
 	fill := func(l *Log, one func(time.Time, *Check)) {
 		d := decision(0)
 		d.Time = at.Add(-time.Second)
