@@ -19,8 +19,8 @@ type State interface {
 }
 
 // DecisionLog records decisions for simulation (internal/decisionlog): a
-// cheap, non-blocking Record (the log copies nothing; it keeps req and d's
-// reasons by reference, which no entry point modifies after the decision).
+// cheap, non-blocking Record that encodes the decision at once and keeps
+// no reference, so the caller may change or reuse req and d afterwards.
 type DecisionLog interface {
 	Record(req *api.CheckRequest, d *api.Decision)
 }
