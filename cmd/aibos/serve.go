@@ -43,7 +43,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	})
 	auditDecisions := fs.Bool("audit-decisions", true, "record every decision of /v1/check, batches and AuthZEN in the audit log (invocations are always recorded)")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", 30*24*time.Hour, "how long audit records are kept")
-	fs.DurationVar(&cfg.AuditFsyncInterval, "audit-fsync-interval", 2*time.Millisecond, "how long a decision may stay in the audit log unsynced, the window a machine crash can lose; longer means fewer fsyncs (invocations are synced before their answer regardless)")
+	fs.DurationVar(&cfg.AuditFsyncInterval, "audit-fsync-interval", 10*time.Millisecond, "how long a decision may stay in the audit log unsynced, the window a machine crash can lose; longer means fewer fsyncs (invocations are synced before their answer regardless)")
 	tokenFile := fs.String("token-file", "", "with --join: file holding the operator token this node joins with (a token with the node role; else $AIBOS_TOKEN)")
 	cfg.AuditMaxBytes = 10 << 30
 	fs.Func("audit-max-bytes", "size bound of the audit log, such as 512MiB or 20GiB (default 10GiB; 0: none): past it the oldest segments holding only decisions are deleted, never one with an invocation, approval or kill switch", func(v string) error {

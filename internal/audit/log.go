@@ -46,7 +46,7 @@ type Config struct {
 	// FsyncInterval bounds how long a record given to Append stays written
 	// but not synced; a crash of the machine can lose that window of
 	// Append'ed records. AppendSync does not wait for it: its batch is
-	// synced at once. (2 ms)
+	// synced at once. (10 ms)
 	FsyncInterval time.Duration
 	// QueueSize bounds the records waiting for the writer; Append blocks
 	// when it is full. (65,536)
@@ -223,7 +223,7 @@ func Open(cfg Config) (*Log, error) {
 		cfg.Retention = 30 * 24 * time.Hour
 	}
 	if cfg.FsyncInterval <= 0 {
-		cfg.FsyncInterval = 2 * time.Millisecond
+		cfg.FsyncInterval = 10 * time.Millisecond
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 1 << 16

@@ -83,7 +83,7 @@ type Config struct {
 	AuditMaxBytes  int64
 	// AuditFsyncInterval bounds how long a decision stays in the audit
 	// log unsynced (a machine crash's window); invocations are synced
-	// before their answer regardless. (2 ms)
+	// before their answer regardless. (10 ms)
 	AuditFsyncInterval time.Duration
 	// NoDecisionAudit leaves /v1/check decisions out of the audit log;
 	// invocations are always recorded.
