@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# bench/vs-peers/pairs.sh: kernels started with different flags, measured
+# in alternating short wrk runs (server on core 0, wrk -t1 -c8 on core 1,
+# the refund rule, a pep token), with the server's CPU time per request
+# from /proc. Prints each pair and the medians: the way to tell two
+# configurations apart on a machine whose throughput drifts between runs.
+#
+#   bash bench/vs-peers/pairs.sh "on:" "off:--audit-decisions=false --decision-log-sample 0"
+#   PAIRS=8 D=2 BIN=path/to/aibos bash bench/vs-peers/pairs.sh "a:FLAGS" "b:FLAGS" ...
+#
+# Needs wrk and taskset. Not run in CI.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+PAIRS=${PAIRS:-8}; D=${D:-2}
+work=$(mktemp -d "${TMPDIR:-/tmp}/pairs.XXXXXX")
+if [[ -z "${BIN:-}" ]]; then
+  (cd "$here/../.." && go build -o "$work/aibos" ./cmd/aibos)
+  BIN=$work/aibos
+fi
+pids=(); cleanup(){ for p in "${pids[@]}"; do kill $p 2>/dev/null||true; done; wait 2>/dev/null||true; rm -rf $work; }; trap cleanup EXIT
+declare -A port tok pid
+i=0; names=()
+for spec in "$@"; do
+  n=${spec%%:*}; f=${spec#*:}; p=$((18400+i*10)); i=$((i+1))
+  (exec taskset -c 0 $BIN serve --data $work/$n --http 127.0.0.1:$p --raft 127.0.0.1:$((p+1)) --log-level error $f) >$work/$n.log 2>&1 &
+  pid[$n]=$!; pids+=($!); port[$n]=$p; names+=($n)
+done
+for n in "${names[@]}"; do
+  for _ in $(seq 300); do [[ -s $work/$n/root-token ]] && curl -sf -X PUT -H "Authorization: Bearer $(<$work/$n/root-token)" -H 'Content-Type: application/yaml' --data-binary @$here/refund.yaml http://127.0.0.1:${port[$n]}/v1/policies >/dev/null 2>&1 && break; sleep 0.1; done
+  tok[$n]=$(AIBOS_TOKEN=$(<$work/$n/root-token) $BIN token create --server http://127.0.0.1:${port[$n]} --principal pairs --role pep | grep -o 'aibos_[A-Za-z0-9_-]*' | head -1)
+  curl -sf -X POST -H "Authorization: Bearer ${tok[$n]}" -H "Content-Type: application/json" --data-binary @$here/check.json http://127.0.0.1:${port[$n]}/v1/check | grep -q '"decision":"allow"' || { echo "$n: no allow"; cat $work/$n.log; exit 1; }
+  TOKEN=${tok[$n]} BODY=$here/check.json taskset -c 1 wrk -t1 -c8 -d1s -s $here/wrk.lua http://127.0.0.1:${port[$n]}/v1/check >/dev/null
+done
+cpu(){ awk '{print $14+$15}' /proc/$1/stat; }
+declare -A res cpus
+for ((r=0;r<PAIRS;r++)); do
+  line="pair $r:"
+  for ((j=0;j<${#names[@]};j++)); do
+    n=${names[$(((r+j)%${#names[@]}))]}
+    c0=$(cpu ${pid[$n]})
+    out=$(TOKEN=${tok[$n]} BODY=$here/check.json taskset -c 1 wrk -t1 -c8 -d${D}s --latency -s $here/wrk.lua http://127.0.0.1:${port[$n]}/v1/check)
+    c1=$(cpu ${pid[$n]})
+    rq=$(awk '/requests in/{print $1}' <<<"$out"); rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+    us=$(awk -v c=$((c1-c0)) -v q=$rq 'BEGIN{printf "%.1f", c*10000/q}')
+    res[$n]+="$rps "; cpus[$n]+="$us "
+    line+=" $n $(printf %.0f $rps)/s ${us}us"
+  done
+  echo "$line"
+done
+med(){ tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+for n in "${names[@]}"; do echo "$n median $(med "${res[$n]}")/s cpu/req $(med "${cpus[$n]}")us"; done
