@@ -392,10 +392,7 @@ func (l *Log) push(it item) (pushState, chan struct{}) {
 	}
 	l.mu.Unlock()
 	if kick {
-		select {
-		case l.wake <- struct{}{}:
-		default:
-		}
+		l.wakeWriter()
 	}
 	return pushed, nil
 }
@@ -417,6 +414,14 @@ func (l *Log) AppendGroup(t time.Time, cs []Check) {
 		}
 	}
 	l.appendSlow(context.Background(), it)
+}
+
+// wakeWriter tells the writer it has something to look at.
+func (l *Log) wakeWriter() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 // timedGroup is single checks gathered into one frame (AppendCheck), each
@@ -517,10 +522,7 @@ func (l *Log) pushCheck(t int64, rec []byte) (pushState, chan struct{}) {
 	kick := prev < l.batchMax && l.queuedN >= l.batchMax || prev == 0 && !l.gathering
 	l.mu.Unlock()
 	if kick {
-		select {
-		case l.wake <- struct{}{}:
-		default:
-		}
+		l.wakeWriter()
 	}
 	return pushed, nil
 }
@@ -587,10 +589,7 @@ func (l *Log) pushAll(rs []*Record) (int, pushState, chan struct{}) {
 	kick := prev < l.batchMax && prev+k >= l.batchMax || prev == 0 && !l.gathering
 	l.mu.Unlock()
 	if kick {
-		select {
-		case l.wake <- struct{}{}:
-		default:
-		}
+		l.wakeWriter()
 	}
 	if k < len(rs) {
 		return k, queueFull, nil
