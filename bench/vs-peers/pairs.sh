@@ -7,6 +7,7 @@
 #
 #   bash bench/vs-peers/pairs.sh "on:" "off:--audit-decisions=false --decision-log-sample 0"
 #   PAIRS=8 D=2 BIN=path/to/aibos bash bench/vs-peers/pairs.sh "a:FLAGS" "b:FLAGS" ...
+#   bash bench/vs-peers/pairs.sh "before@path/to/old-aibos:" "after:"   # a binary of its own
 #
 # Needs wrk and taskset. Not run in CI.
 set -euo pipefail
@@ -22,12 +23,13 @@ declare -A port tok pid
 i=0; names=()
 for spec in "$@"; do
   n=${spec%%:*}; f=${spec#*:}; p=$((18400+i*10)); i=$((i+1))
-  (exec taskset -c 0 $BIN serve --data $work/$n --http 127.0.0.1:$p --raft 127.0.0.1:$((p+1)) --log-level error $f) >$work/$n.log 2>&1 &
+  b=$BIN; if [[ $n == *@* ]]; then b=${n#*@}; n=${n%%@*}; fi
+  (exec taskset -c 0 $b serve --data $work/$n --http 127.0.0.1:$p --raft 127.0.0.1:$((p+1)) --log-level error $f) >$work/$n.log 2>&1 &
   pid[$n]=$!; pids+=($!); port[$n]=$p; names+=($n)
 done
 for n in "${names[@]}"; do
   for _ in $(seq 300); do [[ -s $work/$n/root-token ]] && curl -sf -X PUT -H "Authorization: Bearer $(<$work/$n/root-token)" -H 'Content-Type: application/yaml' --data-binary @$here/refund.yaml http://127.0.0.1:${port[$n]}/v1/policies >/dev/null 2>&1 && break; sleep 0.1; done
-  tok[$n]=$(AIBOS_TOKEN=$(<$work/$n/root-token) $BIN token create --server http://127.0.0.1:${port[$n]} --principal pairs --role pep | grep -o 'aibos_[A-Za-z0-9_-]*' | head -1)
+  tok[$n]=$(AIBOS_TOKEN=$(<$work/$n/root-token) $b token create --server http://127.0.0.1:${port[$n]} --principal pairs --role pep | grep -o 'aibos_[A-Za-z0-9_-]*' | head -1)
   curl -sf -X POST -H "Authorization: Bearer ${tok[$n]}" -H "Content-Type: application/json" --data-binary @$here/check.json http://127.0.0.1:${port[$n]}/v1/check | grep -q '"decision":"allow"' || { echo "$n: no allow"; cat $work/$n.log; exit 1; }
   TOKEN=${tok[$n]} BODY=$here/check.json taskset -c 1 wrk -t1 -c8 -d1s -s $here/wrk.lua http://127.0.0.1:${port[$n]}/v1/check >/dev/null
 done

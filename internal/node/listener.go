@@ -51,52 +51,103 @@ func (l *HTTPLimits) defaults() {
 // bound is a timeout as net/http takes it: zero for none.
 func bound(d time.Duration) time.Duration { return max(d, 0) }
 
-// limitListener accepts at most cap(sem) connections at once: Accept
-// takes a slot before it accepts, and a connection gives its slot back
-// when it is closed (also after a hijack, which hands over the same
-// connection).
-type limitListener struct {
+// connListener is the node's HTTP listener. It accepts at most cap(sem)
+// connections at once (sem is nil for no limit): Accept takes a slot
+// before it accepts, and a connection gives its slot back when it is
+// closed (also after a hijack, which hands over the same connection). And
+// it keeps its connections' deadlines (conndeadline.go): a watchdog
+// goroutine, running while connections are open, expires them each tick.
+type connListener struct {
 	net.Listener
 	sem       chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	tick      time.Duration
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	watching bool
 }
 
-func newLimitListener(ln net.Listener, max int) *limitListener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, max), done: make(chan struct{})}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
+func newConnListener(ln net.Listener, lim HTTPLimits) *connListener {
+	l := &connListener{Listener: ln, done: make(chan struct{}), tick: tickFor(lim), conns: map[*conn]struct{}{}}
+	if lim.MaxConns > 0 {
+		l.sem = make(chan struct{}, lim.MaxConns)
 	}
-	c, err := l.Listener.Accept()
+	return l
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	if l.sem != nil {
+		select {
+		case l.sem <- struct{}{}:
+		case <-l.done:
+			return nil, net.ErrClosed
+		}
+	}
+	nc, err := l.Listener.Accept()
 	if err != nil {
-		<-l.sem
+		if l.sem != nil {
+			<-l.sem
+		}
 		return nil, err
 	}
-	return &limitConn{Conn: c, l: l}, nil
+	c := &conn{Conn: nc, l: l}
+	l.mu.Lock()
+	l.conns[c] = struct{}{}
+	if !l.watching {
+		l.watching = true
+		go l.watch()
+	}
+	l.mu.Unlock()
+	return c, nil
+}
+
+// release forgets a closed connection and gives its slot back.
+func (l *connListener) release(c *conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+	if l.sem != nil {
+		<-l.sem
+	}
+}
+
+// watch expires the deadlines of the open connections each tick; it ends
+// when none is open (Accept starts it again).
+func (l *connListener) watch() {
+	t := time.NewTicker(l.tick)
+	defer t.Stop()
+	var batch []*conn
+	for now := range t.C {
+		l.mu.Lock()
+		if len(l.conns) == 0 {
+			l.watching = false
+			l.mu.Unlock()
+			return
+		}
+		batch = batch[:0]
+		for c := range l.conns {
+			batch = append(batch, c)
+		}
+		l.mu.Unlock()
+		ns := now.UnixNano()
+		for _, c := range batch {
+			c.expire(ns)
+		}
+		clear(batch)
+	}
 }
 
 // Close stops accepting; it also ends an Accept waiting for a slot.
-func (l *limitListener) Close() error {
+func (l *connListener) Close() error {
 	l.closeOnce.Do(func() { close(l.done) })
 	return l.Listener.Close()
 }
 
-// open is the number of connections holding a slot.
-func (l *limitListener) open() int { return len(l.sem) }
-
-type limitConn struct {
-	net.Conn
-	l    *limitListener
-	once sync.Once
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { <-c.l.sem })
-	return err
+// open is the number of connections open.
+func (l *connListener) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
 }

@@ -244,11 +244,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: listen on %s for HTTP: %w", cfg.HTTPAddr, err)
 	}
-	var limited *limitListener
-	if cfg.HTTP.MaxConns > 0 {
-		limited = newLimitListener(ln, cfg.HTTP.MaxConns)
-		ln = limited
-	}
+	limited := newConnListener(ln, cfg.HTTP)
+	ln = limited
 	if sec.httpTLS() {
 		ln = tls.NewListener(ln, sec.httpServerTLS())
 	}
@@ -270,11 +267,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "aibos_watchers", Help: "Watch stream connections this node serves.",
 	}, func() float64 { return float64(n.Watch.Subscribers()) }))
-	if limited != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "aibos_http_connections", Help: "HTTP connections open now; at most the node's HTTP connection limit.",
-		}, func() float64 { return float64(limited.open()) }))
-	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "aibos_http_connections", Help: "HTTP connections open now; at most the node's HTTP connection limit.",
+	}, func() float64 { return float64(limited.open()) }))
 
 	st, err := store.New(store.Config{
 		NodeID:        cfg.NodeID,
