@@ -24,8 +24,9 @@ import (
 // So a connection of the node keeps the deadline asked for as a number,
 // and arms the real one only when it matters:
 //
-//   - A deadline in the past is set at once: net/http uses it to stop a
-//     read that is under way, and it must stop it now.
+//   - A deadline before the watchdog's last tick is set at once: net/http
+//     uses one long past to stop a read that is under way, and it must stop
+//     it now.
 //   - A future deadline is only recorded. The listener's watchdog, which
 //     looks at every connection each tick, sets a recorded deadline that
 //     has passed on the real connection, which ends the read or write
@@ -50,15 +51,17 @@ type deadline struct {
 }
 
 // set records t for the direction and arms or clears the real deadline
-// where that is needed, through setReal.
-func (d *deadline) set(t time.Time, setReal func(time.Time) error) error {
+// where that is needed, through setReal. A deadline before tick, the
+// watchdog's last look, is set at once; a later one, even if it has
+// passed by now, waits for the next look (that saves reading the clock).
+func (d *deadline) set(t time.Time, tick int64, setReal func(time.Time) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if t.IsZero() {
 		d.want.Store(0)
 	} else {
 		d.want.Store(t.UnixNano())
-		if !t.After(time.Now()) {
+		if t.UnixNano() <= tick {
 			d.armed.Store(true)
 			return setReal(t)
 		}
@@ -137,11 +140,11 @@ func (c *conn) SetDeadline(t time.Time) error {
 }
 
 func (c *conn) SetReadDeadline(t time.Time) error {
-	return c.rd.set(t, c.Conn.SetReadDeadline)
+	return c.rd.set(t, c.l.lastTick.Load(), c.Conn.SetReadDeadline)
 }
 
 func (c *conn) SetWriteDeadline(t time.Time) error {
-	return c.wd.set(t, c.Conn.SetWriteDeadline)
+	return c.wd.set(t, c.l.lastTick.Load(), c.Conn.SetWriteDeadline)
 }
 
 // expire is the watchdog's look at c.

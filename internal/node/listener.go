@@ -3,6 +3,7 @@ package node
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -64,6 +65,9 @@ type connListener struct {
 	closeOnce sync.Once
 	tick      time.Duration
 
+	// lastTick is when the watchdog last looked, in Unix nanoseconds.
+	lastTick atomic.Int64
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	watching bool
@@ -97,6 +101,7 @@ func (l *connListener) Accept() (net.Conn, error) {
 	l.conns[c] = struct{}{}
 	if !l.watching {
 		l.watching = true
+		l.lastTick.Store(time.Now().UnixNano())
 		go l.watch()
 	}
 	l.mu.Unlock()
@@ -132,6 +137,7 @@ func (l *connListener) watch() {
 		}
 		l.mu.Unlock()
 		ns := now.UnixNano()
+		l.lastTick.Store(ns)
 		for _, c := range batch {
 			c.expire(ns)
 		}
