@@ -54,17 +54,28 @@ type deadline struct {
 // where that is needed, through setReal. A deadline before tick, the
 // watchdog's last look, is set at once; a later one, even if it has
 // passed by now, waits for the next look (that saves reading the clock).
+//
+// The common move, to none or a later deadline while no real one is set,
+// takes no lock: a watchdog that sets the real deadline for the value
+// before it makes a read or write time out early, and retry lets it go
+// on.
 func (d *deadline) set(t time.Time, tick int64, setReal func(time.Time) error) error {
+	var w int64 // none
+	if !t.IsZero() {
+		w = max(t.UnixNano(), 1) // 0 would be none
+	}
+	if w == 0 || w > tick {
+		d.want.Store(w)
+		if !d.armed.Load() {
+			return nil
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if t.IsZero() {
-		d.want.Store(0)
-	} else {
-		d.want.Store(t.UnixNano())
-		if t.UnixNano() <= tick {
-			d.armed.Store(true)
-			return setReal(t)
-		}
+	d.want.Store(w)
+	if w != 0 && w <= tick {
+		d.armed.Store(true)
+		return setReal(t)
 	}
 	if d.armed.Load() {
 		d.armed.Store(false)
@@ -90,9 +101,12 @@ func (d *deadline) expire(now int64, setReal func(time.Time) error) {
 // retry reports whether err, a timeout of the real connection, came before
 // the deadline asked for (which was moved since), and if so clears the
 // real deadline so that the read or write can go on.
-func (d *deadline) retry(err error, setReal func(time.Time) error) bool {
+func (d *deadline) retry(err error, tick int64, setReal func(time.Time) error) bool {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
+	}
+	if w := d.want.Load(); w != 0 && w <= tick {
+		return false // passed: the common case, net/http stopping its read
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -115,7 +129,7 @@ type conn struct {
 func (c *conn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.Conn.Read(p)
-		if err == nil || !c.rd.retry(err, c.Conn.SetReadDeadline) {
+		if err == nil || !c.rd.retry(err, c.l.lastTick.Load(), c.Conn.SetReadDeadline) {
 			return n, err
 		}
 		if n > 0 {
@@ -129,7 +143,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	for {
 		n, err := c.Conn.Write(p[written:])
 		written += n
-		if err == nil || !c.wd.retry(err, c.Conn.SetWriteDeadline) {
+		if err == nil || !c.wd.retry(err, c.l.lastTick.Load(), c.Conn.SetWriteDeadline) {
 			return written, err
 		}
 	}

@@ -136,13 +136,11 @@ func TestMovedDeadlineLetsReadsGoOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	readTimeout(t, c, time.Now(), 0, 2*time.Second)
+	c.rd.want.Store(time.Now().Add(time.Minute).UnixNano()) // moved, the real one still set
 	go func() {
 		_, err := io.ReadFull(c, make([]byte, 1))
 		got <- err
 	}()
-	c.rd.mu.Lock()
-	c.rd.want.Store(time.Now().Add(time.Minute).UnixNano()) // moved, the real one still set
-	c.rd.mu.Unlock()
 	time.Sleep(50 * time.Millisecond)
 	if _, err := client.Write([]byte("z")); err != nil {
 		t.Fatal(err)
