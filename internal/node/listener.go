@@ -26,6 +26,9 @@ type HTTPLimits struct {
 	WriteTimeout time.Duration
 	// IdleTimeout is how long a keep-alive connection may wait for its
 	// next request (60 s).
+	//
+	// Each timeout takes effect at most a tick of the connections'
+	// watchdog late, never early (conndeadline.go).
 	IdleTimeout time.Duration
 	// MaxConns bounds the connections open at once, watchers included
 	// (16,384). Once it is reached the node accepts no more until one
