@@ -218,11 +218,41 @@ func (s *Server) HandleNodeRoute(pattern, action, media string, h http.HandlerFu
 type routeMux struct {
 	*http.ServeMux
 	patterns []string
+	// posts are the handlers of the POST routes without wildcards, by
+	// path: the decision routes among them are the node's hottest, and
+	// finding them in a map costs a fifth of the ServeMux's matching
+	// (perf: findHandler 1.5 % of a single check's CPU). A path found here
+	// is clean and the one pattern that matches it, so the answer is the
+	// ServeMux's.
+	posts map[string]postRoute
+}
+
+type postRoute struct {
+	pattern string
+	h       http.Handler
 }
 
 func (m *routeMux) Handle(pattern string, h http.Handler) {
 	m.ServeMux.Handle(pattern, h)
 	m.patterns = append(m.patterns, pattern)
+	if path, ok := strings.CutPrefix(pattern, http.MethodPost+" "); ok && strings.HasPrefix(path, "/") &&
+		!strings.ContainsAny(path, "{}") && !strings.HasSuffix(path, "/") {
+		if m.posts == nil {
+			m.posts = map[string]postRoute{}
+		}
+		m.posts[path] = postRoute{pattern, h}
+	}
+}
+
+func (m *routeMux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		if rt, ok := m.posts[r.URL.Path]; ok {
+			r.Pattern = rt.pattern
+			rt.h.ServeHTTP(w, r)
+			return
+		}
+	}
+	m.ServeMux.ServeHTTP(w, r)
 }
 
 func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
