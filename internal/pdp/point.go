@@ -59,6 +59,8 @@ type Config struct {
 type Point struct {
 	cfg     Config
 	metrics *metrics
+	// realClock: cfg.Now is time.Now, which decide then reads once.
+	realClock bool
 }
 
 // NewPoint checks cfg and returns its decision point.
@@ -66,14 +68,15 @@ func NewPoint(cfg Config) (*Point, error) {
 	if cfg.Holder == nil || cfg.State == nil {
 		return nil, errors.New("pdp: Holder and State are required")
 	}
-	if cfg.Now == nil {
+	realClock := cfg.Now == nil
+	if realClock {
 		cfg.Now = time.Now
 	}
 	m, err := newMetrics(cfg.Registerer, cfg.Holder)
 	if err != nil {
 		return nil, err
 	}
-	return &Point{cfg: cfg, metrics: m}, nil
+	return &Point{cfg: cfg, metrics: m, realClock: realClock}, nil
 }
 
 // Holder is the bundle holder the point decides with.
@@ -82,10 +85,10 @@ func (p *Point) Holder() *Holder { return p.cfg.Holder }
 // Decide makes one decision and records it in the metrics, the decision
 // log and the audit log.
 func (p *Point) Decide(req *api.CheckRequest) api.Decision {
-	d := p.DecideNoAudit(req)
+	d, at := p.decide(req)
 	if p.cfg.Audit != nil && !p.cfg.NoDecisionAudit {
 		c := checkOf(req, &d)
-		p.cfg.Audit.AppendCheck(p.cfg.Now(), &c)
+		p.cfg.Audit.AppendCheck(at, &c)
 	}
 	return d
 }
@@ -94,11 +97,23 @@ func (p *Point) Decide(req *api.CheckRequest) api.Decision {
 // decision log, but not in the audit log: the caller records it there
 // with what it does (an invocation), or with its batch (AuditBatch).
 func (p *Point) DecideNoAudit(req *api.CheckRequest) api.Decision {
+	d, _ := p.decide(req)
+	return d
+}
+
+// decide is DecideNoAudit, with the time the decision was made at (its
+// audit record's): with the default clock, the latency's start, so that a
+// decision reads the clock twice.
+func (p *Point) decide(req *api.CheckRequest) (api.Decision, time.Time) {
 	start := time.Now()
+	at := start
+	if !p.realClock {
+		at = p.cfg.Now()
+	}
 	// The revision is read before the bundle: the bundle is then at least as
 	// new as the revision the decision reports.
 	rev := p.cfg.State.AppliedRevision()
-	d := p.cfg.Holder.Decide(req, p.cfg.State, p.cfg.Now())
+	d := p.cfg.Holder.Decide(req, p.cfg.State, at)
 	d.Revision = rev
 	if d.Reasons == nil {
 		d.Reasons = []api.Reason{}
@@ -107,7 +122,7 @@ func (p *Point) DecideNoAudit(req *api.CheckRequest) api.Decision {
 	if p.cfg.DecisionLog != nil {
 		p.cfg.DecisionLog.Record(req, &d)
 	}
-	return d
+	return d, at
 }
 
 // AuditBatch records the decisions of a batch in the audit log: one
