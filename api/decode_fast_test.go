@@ -416,6 +416,18 @@ func BenchmarkDecodeCheckRequest(b *testing.B) {
 			}
 		}
 	})
+	// The body of the single-check load test against peer PDPs
+	// (bench/vs-peers/check.json).
+	peers := []byte(peersCheck)
+	b.Run("fast-peers", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(peers)))
+		for b.Loop() {
+			if _, err := DecodeCheckRequest(peers); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(data)))
@@ -448,6 +460,9 @@ func BenchmarkDecodeBatchCheckRequest(b *testing.B) {
 		}
 	})
 }
+
+// peersCheck is bench/vs-peers/check.json.
+const peersCheck = `{"subject":{"type":"user","id":"u1","properties":{"tenant":"t1","role":"ops"}},"action":{"name":"payments.refund"},"resource":{"type":"payment","id":"p1","properties":{"tenant":"t1"}},"context":{"env":"prod","risk":2,"amount":120}}`
 
 // benchCheck is the request of the server's benchmarks, as json.Marshal
 // writes it.
