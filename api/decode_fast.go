@@ -448,8 +448,14 @@ func (p *fastParser) value(depth int) (any, bool) {
 	default:
 		start := p.i
 		f, ok := p.number()
-		if !ok || p.cache == nil {
-			return f, ok
+		if !ok {
+			return nil, false
+		}
+		if v, ok := smallNumber(f); ok {
+			return v, true
+		}
+		if p.cache == nil {
+			return f, true
 		}
 		num := p.data[start:p.i]
 		if v, ok := p.cache.nums[string(num)]; ok {

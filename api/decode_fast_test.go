@@ -482,3 +482,17 @@ var benchCheck = func() string {
 	}
 	return string(bytes.TrimSpace(b))
 }()
+
+func TestSmallNumber(t *testing.T) {
+	for _, f := range []float64{0, 1, 2, 120, 1023} {
+		v, ok := smallNumber(f)
+		if g, isFloat := v.(float64); !ok || !isFloat || g != f {
+			t.Errorf("smallNumber(%v) = %#v, %v", f, v, ok)
+		}
+	}
+	for _, f := range []float64{math.Copysign(0, -1), -1, 0.5, 1023.5, 1024, 1e300, math.NaN(), math.Inf(1)} {
+		if v, ok := smallNumber(f); ok {
+			t.Errorf("smallNumber(%v) = %#v, want none", f, v)
+		}
+	}
+}
