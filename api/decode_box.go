@@ -1,7 +1,9 @@
 package api
 
 import (
+	"hash/maphash"
 	"math"
+	"strings"
 	"sync/atomic"
 )
 
@@ -9,8 +11,9 @@ import (
 //
 // A string or a float64 stored in an interface, as each value of a
 // map[string]any is, costs an allocation. The values that repeat from one
-// request to the next (small whole numbers such as counts and scores) are
-// boxed once here and shared by every request that holds them. What the tables hold is immutable,
+// request to the next (small whole numbers such as counts and scores; short
+// strings such as tenants, roles and environments) are boxed once here and
+// shared by every request that holds them. What the tables hold is immutable,
 // so sharing it is safe whatever happens to a request after its answer (the
 // audit and decision logs keep requests); the tables are bounded, so distinct
 // values do not make them grow.
@@ -35,4 +38,40 @@ func smallNumber(f float64) (any, bool) {
 	var v any = f
 	slot.Store(v)
 	return v, true
+}
+
+// The short strings: a direct-mapped table indexed by hash. A string enters
+// its slot the second time in a row it misses there, so that distinct strings
+// (identifiers, timestamps) only cost a hash and never a copy; once in, it
+// stays until another string takes the slot that way.
+const (
+	strBoxSlots  = 4096 // a power of two
+	strBoxMaxLen = 32
+)
+
+var (
+	strBoxSeed = maphash.MakeSeed()
+	strBoxes   [strBoxSlots]atomic.Value  // a string, boxed
+	strMissed  [strBoxSlots]atomic.Uint64 // the hash of the last string that missed the slot
+)
+
+// boxString returns s boxed, shared with other requests if s is short and
+// common. A shared box holds a copy of s: s itself, a substring of a
+// request, would keep the whole request alive.
+func boxString(s string) any {
+	if len(s) > strBoxMaxLen {
+		return s
+	}
+	h := maphash.String(strBoxSeed, s)
+	i := h & (strBoxSlots - 1)
+	if v := strBoxes[i].Load(); v != nil && v.(string) == s {
+		return v
+	}
+	if strMissed[i].Load() != h {
+		strMissed[i].Store(h)
+		return s
+	}
+	var v any = strings.Clone(s)
+	strBoxes[i].Store(v)
+	return v
 }

@@ -37,7 +37,9 @@ type fastParser struct {
 	// a batch, whose text can be much larger, each string is allocated on
 	// its own, as encoding/json does, and cache shares the strings and
 	// numbers that repeat from one check to the next. Escaped strings are
-	// always allocated on their own.
+	// always allocated on their own. The values of maps and arrays, boxed
+	// in interfaces, may also come from the boxes the process shares
+	// (decode_box.go).
 	shared bool
 	text   string
 	cache  *fastCache
@@ -623,7 +625,7 @@ func (p *fastParser) strValue() (any, bool) {
 	case esc:
 		return p.unescape(start)
 	case p.shared:
-		return p.text[start : p.i-1], true
+		return boxString(p.text[start : p.i-1]), true
 	case p.cache != nil:
 		return p.cache.str(p.data[start : p.i-1]), true
 	}

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // The differential tests of the fast decoders: whatever the fast path
@@ -493,6 +494,30 @@ func TestSmallNumber(t *testing.T) {
 	for _, f := range []float64{math.Copysign(0, -1), -1, 0.5, 1023.5, 1024, 1e300, math.NaN(), math.Inf(1)} {
 		if v, ok := smallNumber(f); ok {
 			t.Errorf("smallNumber(%v) = %#v, want none", f, v)
+		}
+	}
+}
+
+func TestBoxString(t *testing.T) {
+	s := string([]byte("tenant-7"))
+	for range 3 {
+		if v := boxString(s); v != s {
+			t.Fatalf("boxString(%q) = %#v", s, v)
+		}
+	}
+	// Seen twice in a row, s is shared, as a copy that does not keep the
+	// request it came from alive, and costs no allocation.
+	v := boxString(s).(string)
+	if unsafe.StringData(v) == unsafe.StringData(s) {
+		t.Error("the shared box holds the caller's string, not a copy")
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = boxString(s) }); n != 0 {
+		t.Errorf("boxString of a shared string: %v allocations, want 0", n)
+	}
+	long := strings.Repeat("x", strBoxMaxLen+1)
+	for range 3 {
+		if v := boxString(long); v != long {
+			t.Fatalf("boxString(%q) = %#v", long, v)
 		}
 	}
 }
