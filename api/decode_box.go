@@ -18,6 +18,10 @@ import (
 // audit and decision logs keep requests); the tables are bounded, so distinct
 // values do not make them grow.
 
+// emptyArray is []any{} boxed: an empty slice cannot be changed in place
+// (append to it allocates), so all requests can share it.
+var emptyArray any = []any{}
+
 // smallNums[n] holds float64(n) boxed, filled on first use.
 var smallNums [1024]atomic.Value
 

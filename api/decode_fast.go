@@ -437,7 +437,11 @@ func (p *fastParser) value(depth int) (any, bool) {
 	case '{':
 		return p.object(depth)
 	case '[':
-		return p.array(depth)
+		a, ok := p.array(depth)
+		if ok && len(a) == 0 {
+			return emptyArray, true
+		}
+		return a, ok
 	case '"':
 		return p.strValue()
 	case 't', 'f':
