@@ -37,7 +37,9 @@ type fastParser struct {
 	// a batch, whose text can be much larger, each string is allocated on
 	// its own, as encoding/json does, and cache shares the strings and
 	// numbers that repeat from one check to the next. Escaped strings are
-	// always allocated on their own.
+	// always allocated on their own. The values of maps and arrays, boxed
+	// in interfaces, may also come from the boxes the process shares
+	// (decode_box.go).
 	shared bool
 	text   string
 	cache  *fastCache
@@ -435,7 +437,11 @@ func (p *fastParser) value(depth int) (any, bool) {
 	case '{':
 		return p.object(depth)
 	case '[':
-		return p.array(depth)
+		a, ok := p.array(depth)
+		if ok && len(a) == 0 {
+			return emptyArray, true
+		}
+		return a, ok
 	case '"':
 		return p.strValue()
 	case 't', 'f':
@@ -448,8 +454,14 @@ func (p *fastParser) value(depth int) (any, bool) {
 	default:
 		start := p.i
 		f, ok := p.number()
-		if !ok || p.cache == nil {
-			return f, ok
+		if !ok {
+			return nil, false
+		}
+		if v, ok := smallNumber(f); ok {
+			return v, true
+		}
+		if p.cache == nil {
+			return f, true
 		}
 		num := p.data[start:p.i]
 		if v, ok := p.cache.nums[string(num)]; ok {
@@ -617,7 +629,7 @@ func (p *fastParser) strValue() (any, bool) {
 	case esc:
 		return p.unescape(start)
 	case p.shared:
-		return p.text[start : p.i-1], true
+		return boxString(p.text[start : p.i-1]), true
 	case p.cache != nil:
 		return p.cache.str(p.data[start : p.i-1]), true
 	}

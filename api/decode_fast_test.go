@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // The differential tests of the fast decoders: whatever the fast path
@@ -416,6 +417,18 @@ func BenchmarkDecodeCheckRequest(b *testing.B) {
 			}
 		}
 	})
+	// The body of the single-check load test against peer PDPs
+	// (bench/vs-peers/check.json).
+	peers := []byte(peersCheck)
+	b.Run("fast-peers", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(peers)))
+		for b.Loop() {
+			if _, err := DecodeCheckRequest(peers); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(data)))
@@ -449,6 +462,9 @@ func BenchmarkDecodeBatchCheckRequest(b *testing.B) {
 	})
 }
 
+// peersCheck is bench/vs-peers/check.json.
+const peersCheck = `{"subject":{"type":"user","id":"u1","properties":{"tenant":"t1","role":"ops"}},"action":{"name":"payments.refund"},"resource":{"type":"payment","id":"p1","properties":{"tenant":"t1"}},"context":{"env":"prod","risk":2,"amount":120}}`
+
 // benchCheck is the request of the server's benchmarks, as json.Marshal
 // writes it.
 var benchCheck = func() string {
@@ -467,3 +483,41 @@ var benchCheck = func() string {
 	}
 	return string(bytes.TrimSpace(b))
 }()
+
+func TestSmallNumber(t *testing.T) {
+	for _, f := range []float64{0, 1, 2, 120, 1023} {
+		v, ok := smallNumber(f)
+		if g, isFloat := v.(float64); !ok || !isFloat || g != f {
+			t.Errorf("smallNumber(%v) = %#v, %v", f, v, ok)
+		}
+	}
+	for _, f := range []float64{math.Copysign(0, -1), -1, 0.5, 1023.5, 1024, 1e300, math.NaN(), math.Inf(1)} {
+		if v, ok := smallNumber(f); ok {
+			t.Errorf("smallNumber(%v) = %#v, want none", f, v)
+		}
+	}
+}
+
+func TestBoxString(t *testing.T) {
+	s := string([]byte("tenant-7"))
+	for range 3 {
+		if v := boxString(s); v != s {
+			t.Fatalf("boxString(%q) = %#v", s, v)
+		}
+	}
+	// Seen twice in a row, s is shared, as a copy that does not keep the
+	// request it came from alive, and costs no allocation.
+	v := boxString(s).(string)
+	if unsafe.StringData(v) == unsafe.StringData(s) {
+		t.Error("the shared box holds the caller's string, not a copy")
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = boxString(s) }); n != 0 {
+		t.Errorf("boxString of a shared string: %v allocations, want 0", n)
+	}
+	long := strings.Repeat("x", strBoxMaxLen+1)
+	for range 3 {
+		if v := boxString(long); v != long {
+			t.Fatalf("boxString(%q) = %#v", long, v)
+		}
+	}
+}
