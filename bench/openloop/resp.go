@@ -320,15 +320,8 @@ func parseHex(b []byte) (int, bool) {
 	return n, true
 }
 
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
+// trimSpace cuts HTTP's optional whitespace (spaces and tabs) off b.
+func trimSpace(b []byte) []byte { return bytes.Trim(b, " \t") }
 
 // asciiEqualFold reports whether b equals the lower-case ASCII s, ignoring
 // case.
