@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aibos/kernel/internal/engine"
+	"github.com/aibos/kernel/internal/loopback"
 	"github.com/aibos/kernel/internal/node"
 )
 
@@ -150,7 +151,7 @@ func TestPolicyDiffAndLintCommands(t *testing.T) {
 func TestPublishWarningsAndDiffVersions(t *testing.T) {
 	data := t.TempDir()
 	n, err := node.Start(context.Background(), node.Config{
-		NodeID: "n1", HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", DataDir: data, RootPrincipal: "t",
+		NodeID: "n1", HTTPAddr: "127.0.0.1:0", RaftAddr: loopback.RaftAddr(), DataDir: data, RootPrincipal: "t",
 	})
 	if err != nil {
 		t.Fatal(err)

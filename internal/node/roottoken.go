@@ -38,6 +38,12 @@ func (n *Node) ensureRootToken(ctx context.Context) error {
 	if err := n.Store.WaitForLeader(ctx); err != nil {
 		return fmt.Errorf("node: root token: %w", err)
 	}
+	if !n.Store.IsLeader() {
+		// This node bootstrapped a cluster of one: the only leader it can
+		// have is itself. Another is a foreign cluster's, reaching this
+		// node at an address one of its members had.
+		return fmt.Errorf("node: root token: a new cluster's only voter follows leader %q: another cluster's nodes send Raft traffic to %s; give this node a Raft address no other cluster uses, or put Raft under mutual TLS with this cluster's CA", n.Store.LeaderID(), n.Store.RaftAddr())
+	}
 	if n.Store.HasRootToken() {
 		return nil
 	}

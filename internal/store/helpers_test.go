@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aibos/kernel/api"
+	"github.com/aibos/kernel/internal/loopback"
 )
 
 // waitLong bounds waits in tests. Generous: elections on a loaded 2-core
@@ -77,7 +78,7 @@ func withTimings(tm Timings) nodeOpt { return func(c *Config) { c.Timings = tm }
 func startNode(t *testing.T, id, dir, raftAddr string, bootstrap bool, opts ...nodeOpt) *testNode {
 	t.Helper()
 	if raftAddr == "" {
-		raftAddr = "127.0.0.1:0"
+		raftAddr = loopback.RaftAddr()
 	}
 	n := &testNode{id: id, dir: dir, http: "http-" + id, changes: &changeLog{}}
 	cfg := Config{

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/raft"
+
+	"github.com/aibos/kernel/internal/loopback"
 )
 
 // network is the fault-injecting Raft network of one test cluster.
@@ -142,7 +144,7 @@ type raftProxy struct {
 const identifyTimeout = 5 * time.Second
 
 func (nw *network) newProxy(id, target string) (*raftProxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", loopback.RaftAddr())
 	if err != nil {
 		return nil, fmt.Errorf("raft proxy for %s: %w", id, err)
 	}

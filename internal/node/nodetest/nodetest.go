@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aibos/kernel/client"
+	"github.com/aibos/kernel/internal/loopback"
 	"github.com/aibos/kernel/internal/node"
 )
 
@@ -23,9 +24,10 @@ const WaitLong = 60 * time.Second
 // of Client): the name tests attribute their publishes to.
 const RootPrincipal = "test"
 
-// Config is a node on loopback with free ports and a temporary data dir.
+// Config is a node on loopback with free ports (Raft on a random IP of
+// 127.0.0.0/8, see package loopback) and a temporary data dir.
 func Config(t testing.TB, id string) node.Config {
-	return node.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), RootPrincipal: RootPrincipal}
+	return node.Config{NodeID: id, HTTPAddr: "127.0.0.1:0", RaftAddr: loopback.RaftAddr(), DataDir: t.TempDir(), RootPrincipal: RootPrincipal}
 }
 
 // Start starts a node, waits until it is ready, and closes it when the test
