@@ -67,7 +67,7 @@ func DecodeBatchCheckRequest(data []byte) (*BatchCheckRequest, error) {
 	if len(data) > MaxBatchCheckRequestSize {
 		return nil, fmt.Errorf("%w: the body is %d bytes; at most %d are allowed", ErrRequestTooLarge, len(data), MaxBatchCheckRequestSize)
 	}
-	if req, ok := decodeBatchFast(data); ok {
+	if req, _, ok := decodeBatchFast(data, false); ok {
 		return req, nil
 	}
 	return decodeBatchSlow(data)

@@ -123,22 +123,23 @@ func decodeCheckFast(data []byte) (*CheckRequest, bool) {
 }
 
 // decodeBatchFast decodes a whole body holding {"checks": [...]}.
-func decodeBatchFast(data []byte) (*BatchCheckRequest, bool) {
+// With withRaw, raw holds each check's JSON, a slice of data.
+func decodeBatchFast(data []byte, withRaw bool) (req *BatchCheckRequest, raw [][]byte, ok bool) {
 	p := getParser(data)
 	defer putParser(p)
 	p.cache = newFastCache()
-	req := new(BatchCheckRequest)
+	req = new(BatchCheckRequest)
 	p.space()
 	if !p.byte('{') {
-		return nil, false
+		return nil, nil, false
 	}
 	p.space()
 	if !p.byte('}') {
 		if key, ok := p.key(); !ok || string(key) != "checks" {
-			return nil, false
+			return nil, nil, false
 		}
 		if !p.byte('[') {
-			return nil, false
+			return nil, nil, false
 		}
 		checks := []CheckRequest{}
 		p.space()
@@ -148,14 +149,20 @@ func decodeBatchFast(data []byte) (*BatchCheckRequest, bool) {
 				start := p.i
 				var c CheckRequest
 				if len(checks) == MaxBatch || !p.check(&c) {
-					return nil, false
+					return nil, nil, false
 				}
 				if len(checks) == 0 {
 					// Items of a batch tend to look alike: size the slice
 					// from the first one rather than growing it.
 					checks = make([]CheckRequest, 0, min(MaxBatch, 1+(len(p.data)-p.i)/(p.i-start+1)))
+					if withRaw {
+						raw = make([][]byte, 0, cap(checks))
+					}
 				}
 				checks = append(checks, c)
+				if withRaw {
+					raw = append(raw, data[start:p.i:p.i])
+				}
 				p.space()
 				if p.byte(',') {
 					continue
@@ -163,20 +170,20 @@ func decodeBatchFast(data []byte) (*BatchCheckRequest, bool) {
 				if p.byte(']') {
 					break
 				}
-				return nil, false
+				return nil, nil, false
 			}
 		}
 		req.Checks = checks
 		p.space()
 		if !p.byte('}') {
-			return nil, false
+			return nil, nil, false
 		}
 	}
 	p.space()
 	if p.i != len(p.data) {
-		return nil, false
+		return nil, nil, false
 	}
-	return req, true
+	return req, raw, true
 }
 
 // The fields of a check request, to find one given twice.

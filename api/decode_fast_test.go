@@ -194,7 +194,7 @@ func sameErrorKind(a, b error) bool {
 func TestDecodeBatchCheckRequestFastMatchesSlow(t *testing.T) {
 	for i, s := range batchSeeds() {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			fast, ok := decodeBatchFast([]byte(s))
+			fast, _, ok := decodeBatchFast([]byte(s), false)
 			if i < 2 && !ok {
 				t.Errorf("the fast path gave up on %.200s", s)
 			}
@@ -393,14 +393,14 @@ func FuzzDecodeBatchCheckRequestFast(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fast, ok := decodeBatchFast(data)
+		fast, _, ok := decodeBatchFast(data, false)
 		assertSameBatch(t, data, fast, ok)
 		// As a check of a valid batch, and as a value in one.
 		for _, wrapped := range [][]byte{
 			fmt.Appendf(nil, `{"checks":[{"action":{"name":"a"},"context":{"v":1}},%s]}`, data),
 			fmt.Appendf(nil, `{"checks":[{"action":{"name":"a"},"context":{"v":1}},{"action":{"name":"b"},"context":{"v":%s}}]}`, data),
 		} {
-			fast, ok := decodeBatchFast(wrapped)
+			fast, _, ok := decodeBatchFast(wrapped, false)
 			assertSameBatch(t, wrapped, fast, ok)
 		}
 	})

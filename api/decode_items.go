@@ -15,11 +15,26 @@ import "fmt"
 // A batch of valid checks is decoded by the fast path, as
 // DecodeBatchCheckRequest decodes it.
 func DecodeBatchCheckItems(data []byte) (req *BatchCheckRequest, errs []error, err error) {
+	req, _, errs, err = decodeBatchCheckItems(data, false)
+	return req, errs, err
+}
+
+// DecodeBatchCheckItemsRaw is DecodeBatchCheckItems that also gives each
+// check's JSON as the body holds it: raw[i], a slice of data, decodes
+// (DecodeCheckRequest) to Checks[i]. raw is nil for a batch the fast path
+// does not read (one with an invalid check, say): a caller that keeps
+// requests, as the decision log does, then encodes them itself.
+func DecodeBatchCheckItemsRaw(data []byte) (req *BatchCheckRequest, raw [][]byte, errs []error, err error) {
+	return decodeBatchCheckItems(data, true)
+}
+
+func decodeBatchCheckItems(data []byte, withRaw bool) (*BatchCheckRequest, [][]byte, []error, error) {
 	if len(data) > MaxBatchCheckRequestSize {
-		return nil, nil, fmt.Errorf("%w: the body is %d bytes; at most %d are allowed", ErrRequestTooLarge, len(data), MaxBatchCheckRequestSize)
+		return nil, nil, nil, fmt.Errorf("%w: the body is %d bytes; at most %d are allowed", ErrRequestTooLarge, len(data), MaxBatchCheckRequestSize)
 	}
-	if req, ok := decodeBatchFast(data); ok {
-		return req, nil, nil
+	if req, raw, ok := decodeBatchFast(data, withRaw); ok {
+		return req, raw, nil, nil
 	}
-	return decodeBatchItems(data, true)
+	req, errs, err := decodeBatchItems(data, true)
+	return req, nil, errs, err
 }

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -62,6 +64,51 @@ func TestDecodeBatchCheckItems(t *testing.T) {
 	}
 }
 
+// TestDecodeBatchCheckItemsRaw: a batch the fast path reads gives each
+// check's bytes, as sent, whitespace inside a check included.
+func TestDecodeBatchCheckItemsRaw(t *testing.T) {
+	a, b := `{"action":{"name":"a"}}`, `{ "action" : {"name":"b"}, "min_revision":3 }`
+	body := []byte(" {\"checks\": [ " + a + " ,\n" + b + "]} ")
+	req, raw, errs, err := DecodeBatchCheckItemsRaw(body)
+	if err != nil || errs != nil || len(raw) != 2 || string(raw[0]) != a || string(raw[1]) != b {
+		t.Fatalf("%q %v %v", raw, errs, err)
+	}
+	assertRaw(t, body, req, errs, err)
+	// One check not valid: the per-item path, no raw.
+	body = []byte(`{"checks":[` + a + `,{"action":{}}]}`)
+	req, raw, errs, err = DecodeBatchCheckItemsRaw(body)
+	if err != nil || errs == nil || raw != nil {
+		t.Fatalf("%q %v %v", raw, errs, err)
+	}
+	assertRaw(t, body, req, errs, err)
+}
+
+// assertRaw: DecodeBatchCheckItemsRaw answers as DecodeBatchCheckItems
+// did (req, errs, err), and each check's raw JSON, where it gives it, is
+// a piece of data that decodes to that check.
+func assertRaw(t *testing.T, data []byte, req *BatchCheckRequest, errs []error, err error) {
+	t.Helper()
+	rreq, raw, rerrs, rerr := DecodeBatchCheckItemsRaw(data)
+	if !reflect.DeepEqual(rreq, req) || fmt.Sprint(rerrs) != fmt.Sprint(errs) || fmt.Sprint(rerr) != fmt.Sprint(err) {
+		t.Fatalf("with raw %.300q decodes otherwise: %v %v", data, rerrs, rerr)
+	}
+	if raw == nil {
+		return
+	}
+	if len(raw) != len(req.Checks) || errs != nil {
+		t.Fatalf("%d raw checks for %d checks (errors %v)", len(raw), len(req.Checks), errs)
+	}
+	for i, r := range raw {
+		if !bytes.Contains(data, r) {
+			t.Fatalf("raw %d %q is not in the body", i, r)
+		}
+		c, err := DecodeCheckRequest(r)
+		if err != nil || !reflect.DeepEqual(*c, req.Checks[i]) {
+			t.Fatalf("raw %d %q decodes to %+v %v, not %+v", i, r, c, err, req.Checks[i])
+		}
+	}
+}
+
 // FuzzDecodeBatchCheckItems: the per-item decoder never panics; when the
 // strict decoder accepts a batch, it answers the same with no item errors;
 // otherwise every valid slot holds what DecodeCheckRequest makes of that
@@ -77,6 +124,7 @@ func FuzzDecodeBatchCheckItems(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		strict, strictErr := DecodeBatchCheckRequest(data)
 		req, errs, err := DecodeBatchCheckItems(data)
+		assertRaw(t, data, req, errs, err)
 		switch {
 		case strictErr == nil:
 			if err != nil || errs != nil || !reflect.DeepEqual(req, strict) {

@@ -13,6 +13,9 @@ func FuzzReadSegment(f *testing.F) {
 	for i, a := range []string{"a.b", "ns01.v002"} {
 		seg, _ = appendFrame(seg, time.Unix(int64(i), 0), enginetest.Request(a), api.Deny, "p/r", 1, 2)
 	}
+	// A request recorded as the bytes it was decoded from.
+	raw := []byte(` {"action":{"name":"c.d"}, "min_revision":3}`)
+	seg, _ = appendFrameParts(seg, time.Unix(3, 0), nil, raw, api.Allow, "p", "/", "r", 1, 2)
 	f.Add(seg)
 	f.Add(seg[:len(seg)-3])
 	f.Add([]byte{})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -316,5 +317,33 @@ func TestConcurrentRecordAndFlush(t *testing.T) {
 		if k != n {
 			t.Errorf("worker %d: %d records, want %d", w, k, n)
 		}
+	}
+}
+
+// TestRecordJSON: a request recorded as the bytes it was decoded from
+// reads back as the same record as the request encoded again, its
+// min_revision and explain dropped as Record drops them.
+func TestRecordJSON(t *testing.T) {
+	l := open(t, Config{Dir: t.TempDir(), SampleRate: 1})
+	raw := []byte(` { "subject": {"type":"agent","id":"a-1","properties":{"tenant":"t1","n":[1,2.5,"x"]}},
+	  "action":{"name":"payments.refund"}, "resource":{"type":"invoice","id":"i-9"},
+	  "context":{"amount":10,"env":"prod"}, "min_revision": 7, "explain": true } `)
+	req, err := api.DecodeCheckRequest(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Record(req, decision(1))
+	l.RecordJSON(req, raw, decision(1))
+	l.Flush()
+	recs := scanAll(t, l, time.Time{})
+	if len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	recs[1].Time = recs[0].Time
+	if !reflect.DeepEqual(recs[0], recs[1]) || recs[1].Request.MinRevision != 0 || recs[1].Request.Explain {
+		t.Fatalf("encoded %+v\nraw     %+v", recs[0], recs[1])
+	}
+	if recs[1].Request.Subject.Properties["tenant"] != "t1" {
+		t.Fatalf("raw record %+v", recs[1])
 	}
 }

@@ -33,7 +33,10 @@ type Record struct {
 // byte, the time (int64 Unix nanoseconds), version and revision (uvarint),
 // the decision (one byte), the rule (uvarint length and bytes), and the
 // request as JSON up to the end: api.DecodeCheckRequest reads it back
-// through its fast path, which keeps replay fast.
+// through its fast path, which keeps replay fast. That JSON is either the
+// request encoded (AppendCheckRequest, without min_revision and explain)
+// or, from RecordJSON, the bytes the request was decoded from, which a
+// reader takes the same way, dropping min_revision and explain.
 const (
 	frameHeader   = 8
 	formatV1      = 1
@@ -58,7 +61,7 @@ func effectByte(e api.Effect) byte {
 
 // appendFrame appends the frame of one record to dst.
 func appendFrame(dst []byte, t time.Time, req *api.CheckRequest, d api.Effect, rule string, version, revision uint64) ([]byte, error) {
-	return appendFrameParts(dst, t, req, d, rule, "", "", version, revision)
+	return appendFrameParts(dst, t, req, nil, d, rule, "", "", version, revision)
 }
 
 // ruleParts is engine.DeterminingRule(rs) in up to three parts, which
@@ -78,10 +81,9 @@ func ruleParts(rs []api.Reason) (a, sep, b string) {
 	}
 }
 
-// appendFrameParts is appendFrame of the rule a+sep+b.
-func appendFrameParts(dst []byte, t time.Time, req *api.CheckRequest, d api.Effect, a, sep, b string, version, revision uint64) ([]byte, error) {
-	r := *req
-	r.MinRevision, r.Explain = 0, false
+// appendFrameParts is appendFrame of the rule a+sep+b, and of the request
+// JSON raw, which decodes to req, if it is not nil.
+func appendFrameParts(dst []byte, t time.Time, req *api.CheckRequest, raw []byte, d api.Effect, a, sep, b string, version, revision uint64) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, make([]byte, frameHeader)...)
 	dst = append(dst, formatV1)
@@ -93,11 +95,20 @@ func appendFrameParts(dst []byte, t time.Time, req *api.CheckRequest, d api.Effe
 	dst = append(dst, a...)
 	dst = append(dst, sep...)
 	dst = append(dst, b...)
-	// The request's JSON as encoding/json writes it, without its
-	// reflection (the decision log's largest cost in a profile).
-	dst, err := api.AppendCheckRequest(dst, &r)
-	if err != nil {
-		return dst[:start], fmt.Errorf("decisionlog: encode request: %w", err)
+	if raw != nil {
+		// The request as the client sent it: a copy, where encoding it
+		// again was most of a sampled decision's cost in a profile of
+		// batches.
+		dst = append(dst, raw...)
+	} else {
+		// The request's JSON as encoding/json writes it, without its
+		// reflection (the decision log's largest cost in a profile).
+		r := *req
+		r.MinRevision, r.Explain = 0, false
+		var err error
+		if dst, err = api.AppendCheckRequest(dst, &r); err != nil {
+			return dst[:start], fmt.Errorf("decisionlog: encode request: %w", err)
+		}
 	}
 	payload := dst[start+frameHeader:]
 	if len(payload) > maxRecordSize {
@@ -168,6 +179,9 @@ func decodePayload(p []byte) (Record, error) {
 		return rec, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	rec.Request = *req
+	// A request recorded as sent may carry them; they are not part of
+	// what was decided.
+	rec.Request.MinRevision, rec.Request.Explain = 0, false
 	return rec, nil
 }
 

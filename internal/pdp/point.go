@@ -19,10 +19,12 @@ type State interface {
 }
 
 // DecisionLog records decisions for simulation (internal/decisionlog): a
-// cheap, non-blocking Record that encodes the decision at once and keeps
-// no reference, so the caller may change or reuse req and d afterwards.
+// cheap, non-blocking RecordJSON that encodes the decision at once and
+// keeps no reference, so the caller may change or reuse req, raw and d
+// afterwards. raw, if not nil, is the JSON the api package decoded req
+// from, unchanged since: the log keeps a copy instead of encoding req.
 type DecisionLog interface {
-	Record(req *api.CheckRequest, d *api.Decision)
+	RecordJSON(req *api.CheckRequest, raw []byte, d *api.Decision)
 }
 
 // Recorder is the audit log as the decision point writes it: a batch's
@@ -84,8 +86,13 @@ func (p *Point) Holder() *Holder { return p.cfg.Holder }
 
 // Decide makes one decision and records it in the metrics, the decision
 // log and the audit log.
-func (p *Point) Decide(req *api.CheckRequest) api.Decision {
-	d, at := p.decide(req)
+func (p *Point) Decide(req *api.CheckRequest) api.Decision { return p.DecideJSON(req, nil) }
+
+// DecideJSON is Decide of a request the api package decoded from raw
+// (the body of a check), unchanged since: the decision log records raw
+// rather than encoding req again. raw nil is Decide.
+func (p *Point) DecideJSON(req *api.CheckRequest, raw []byte) api.Decision {
+	d, at := p.decide(req, raw)
 	if p.cfg.Audit != nil && !p.cfg.NoDecisionAudit {
 		c := checkOf(req, &d)
 		p.cfg.Audit.AppendCheck(at, &c)
@@ -97,14 +104,20 @@ func (p *Point) Decide(req *api.CheckRequest) api.Decision {
 // decision log, but not in the audit log: the caller records it there
 // with what it does (an invocation), or with its batch (AuditBatch).
 func (p *Point) DecideNoAudit(req *api.CheckRequest) api.Decision {
-	d, _ := p.decide(req)
+	return p.DecideJSONNoAudit(req, nil)
+}
+
+// DecideJSONNoAudit is DecideNoAudit of a request decoded from raw, as
+// DecideJSON is of Decide (a check of a batch, raw its piece of the body).
+func (p *Point) DecideJSONNoAudit(req *api.CheckRequest, raw []byte) api.Decision {
+	d, _ := p.decide(req, raw)
 	return d
 }
 
 // decide is DecideNoAudit, with the time the decision was made at (its
 // audit record's): with the default clock, the latency's start, so that a
 // decision reads the clock twice.
-func (p *Point) decide(req *api.CheckRequest) (api.Decision, time.Time) {
+func (p *Point) decide(req *api.CheckRequest, raw []byte) (api.Decision, time.Time) {
 	start := time.Now()
 	at := start
 	if !p.realClock {
@@ -120,7 +133,7 @@ func (p *Point) decide(req *api.CheckRequest) (api.Decision, time.Time) {
 	}
 	p.metrics.observe(d.Decision, time.Since(start))
 	if p.cfg.DecisionLog != nil {
-		p.cfg.DecisionLog.Record(req, &d)
+		p.cfg.DecisionLog.RecordJSON(req, raw, &d)
 	}
 	return d, at
 }

@@ -39,7 +39,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 	if !s.waitRevision(w, r.Context(), req.MinRevision) {
 		return
 	}
-	d := s.pdp.Decide(req)
+	d := s.pdp.DecideJSON(req, body)
 	// The decoded request holds no reference to the body: its buffer is
 	// free for the answer.
 	buf.b = append(api.AppendDecision(buf.b[:0], &d), '\n')
@@ -57,7 +57,9 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	// A check that is not valid gets an error result in its slot; only an
 	// error of the whole batch fails it.
-	req, itemErrs, err := api.DecodeBatchCheckItems(body)
+	// raw, each check's piece of the body, is what the decision log keeps
+	// of a sampled check (nil if the batch took the per-item path).
+	req, raw, itemErrs, err := api.DecodeBatchCheckItemsRaw(body)
 	if err != nil {
 		badRequest(w, err)
 		return
@@ -88,7 +90,11 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 			results[i] = s.invalidCheck(itemErrs[i])
 			continue
 		}
-		results[i] = s.pdp.DecideNoAudit(&req.Checks[i])
+		var r []byte
+		if raw != nil {
+			r = raw[i]
+		}
+		results[i] = s.pdp.DecideJSONNoAudit(&req.Checks[i], r)
 	}
 	s.pdp.AuditBatch(req.Checks, results, itemErrs)
 	buf.b = append(api.AppendBatchCheckResponse(buf.b[:0], results), '\n')
