@@ -41,18 +41,22 @@ for n in "${names[@]}"; do
   TOKEN=${tok[$n]} BODY=$body taskset -c 1 wrk -t1 -c8 -d1s -s $here/wrk.lua http://127.0.0.1:${port[$n]}$route >/dev/null
 done
 cpu(){ awk '{print $14+$15}' /proc/$1/stat; }
+# The machine's CPU counters and, since a reading, the hypervisor's steal
+# (run.sh has the same): a pair with steal is not comparable.
+cpustat() { awk '/^cpu /{t=0; for (i=2;i<=NF;i++) t+=$i; print t, $9}' /proc/stat; }
+steal() { cpustat | awk -v a="$1" 'BEGIN{split(a, x, " ")} {t=$1-x[1]; printf "%.1f%%", (t > 0 ? 100*($2-x[2])/t : 0)}'; }
 declare -A res cpus
 for ((r=0;r<PAIRS;r++)); do
   line="pair $r:"
   for ((j=0;j<${#names[@]};j++)); do
     n=${names[$(((r+j)%${#names[@]}))]}
-    c0=$(cpu ${pid[$n]})
+    c0=$(cpu ${pid[$n]}); s0=$(cpustat)
     out=$(TOKEN=${tok[$n]} BODY=$body taskset -c 1 wrk -t1 -c8 -d${D}s --latency -s $here/wrk.lua http://127.0.0.1:${port[$n]}$route)
-    c1=$(cpu ${pid[$n]})
+    c1=$(cpu ${pid[$n]}); st=$(steal "$s0")
     rq=$(awk '/requests in/{print $1}' <<<"$out"); rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
     us=$(awk -v c=$((c1-c0)) -v q=$rq 'BEGIN{printf "%.1f", c*10000/q}')
     res[$n]+="$rps "; cpus[$n]+="$us "
-    line+=" $n $(printf %.0f $rps)/s ${us}us"
+    line+=" $n $(printf %.0f $rps)/s ${us}us (steal $st)"
   done
   echo "$line"
 done

@@ -10,7 +10,7 @@
 # at 0.1) and off (--audit-decisions=false --decision-log-sample 0). It then
 # measures the kernel's p99 at half its measured peak with an open-loop
 # generator (bench/openloop). Prints the medians of the rounds, the ratios,
-# and the machine's load average at each run.
+# and the machine's load average and the hypervisor's steal at each run.
 #
 # Needs: wrk (apt-get install wrk), go, npm, taskset; fetches OPA with
 # `go install` and Cerbos's npm package into a temp dir (or OPA=, CERBOS=
@@ -143,9 +143,11 @@ measure() { # name round
 	export TOKEN=${token[${n%-batch}]:-}
 	[[ $TOKEN == none ]] && TOKEN=
 	BODY="${body[$n]}" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -s "$here/wrk.lua" "${url[$n]}" >/dev/null
-	local la
+	local la st
 	la=$(cut -d' ' -f1 /proc/loadavg)
+	st=$(cpustat)
 	out=$(BODY="${body[$n]}" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$here/wrk.lua" "${url[$n]}")
+	st=$(steal "$st")
 	if grep -q "Non-2xx" <<<"$out"; then
 		echo "vs-peers: $n answered errors under load" >&2
 		exit 1
@@ -155,7 +157,14 @@ measure() { # name round
 	l=$(awk '$1=="99%"{print $2}' <<<"$out")
 	rps[$n]+="$r "
 	p99[$n]+="$(ms "$l") "
-	printf "round %d  %-13s %10.0f/s  p99 %8.2f ms  (load %s)\n" "$2" "$n" "$r" "$(ms "$l")" "$la" >&2
+	printf "round %d  %-13s %10.0f/s  p99 %8.2f ms  (load %s, steal %s)\n" "$2" "$n" "$r" "$(ms "$l")" "$la" "$st" >&2
+}
+# The machine's CPU counters, and the share of them stolen by the
+# hypervisor since a reading: on a VM, the noise that the load average
+# does not show (a run with steal of a few percent is not comparable).
+cpustat() { awk '/^cpu /{t=0; for (i=2;i<=NF;i++) t+=$i; print t, $9}' /proc/stat; }
+steal() { # an earlier cpustat
+	cpustat | awk -v a="$1" 'BEGIN{split(a, x, " ")} {t=$1-x[1]; printf "%.1f%%", (t > 0 ? 100*($2-x[2])/t : 0)}'
 }
 ms() { # a wrk duration (950.00us, 1.20ms, 2.00s) in ms
 	awk -v d="$1" 'BEGIN{ if (d ~ /(us|µs)$/) print d/1000; else if (d ~ /ms$/) print d+0; else if (d ~ /s$/) print d*1000; else print d }'
@@ -238,11 +247,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		half=$(awk -v a="${med[$n]}" 'BEGIN{printf "%d", a/2}')
 		[[ $n == floor ]] && half=$(awk -v a="${med[kernel]}" 'BEGIN{printf "%d", a/2}')
 		la=$(cut -d' ' -f1 /proc/loadavg)
+		st=$(cpustat)
 		tk=${token[$n]:-}
 		out=$(TOKEN=${tk/#none/} taskset -c "$LOAD_CPU" "$work/openloop" -url "${url[$n]}" -body "${body[$n]}" -rate "$half" -d "${DURATION}s" -expect "${expect[$n]}")
+		st=$(steal "$st")
 		l=$(sed -E 's/.* p99 ([^ ]+) .*/\1/' <<<"$out")
 		ol[$n]+="$(ms "$l") "
-		printf "round %d  %-13s at %d/s (half the kernel's or its own peak), open loop: %s  (load %s)\n" "$r" "$n" "$half" "${out#*errors}" "$la" >&2
+		printf "round %d  %-13s at %d/s (half the kernel's or its own peak), open loop: %s  (load %s, steal %s)\n" "$r" "$n" "$half" "${out#*errors}" "$la" "$st" >&2
 	done
 done
 for n in "${onames[@]}"; do
