@@ -1,6 +1,7 @@
 package decisionlog
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -8,33 +9,57 @@ import (
 	"github.com/aibos/kernel/internal/engine/enginetest"
 )
 
-// BenchmarkAppendFrame is the writer's work per logged decision.
+// BenchmarkAppendFrame is the work per logged decision of encoding its
+// frame: the request encoded, or ("raw") the JSON it was decoded from
+// copied.
 func BenchmarkAppendFrame(b *testing.B) {
 	req := enginetest.Request("ns01.v002")
-	buf := make([]byte, 0, 1<<20)
-	b.ReportAllocs()
-	for b.Loop() {
-		var err error
-		if buf, err = appendFrame(buf[:0], time.Unix(1, 0), req, api.Allow, "p/r", 1, 2); err != nil {
-			b.Fatal(err)
-		}
+	raw, err := json.Marshal(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		raw  []byte
+	}{{"encoded", nil}, {"raw", raw}} {
+		b.Run(bc.name, func(b *testing.B) {
+			buf := make([]byte, 0, 1<<20)
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if buf, err = appendFrameParts(buf[:0], time.Unix(1, 0), req, bc.raw, api.Allow, "p", "/", "r", 1, 2); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
 // BenchmarkRecord is the caller's cost of Record with SampleRate 1 (the
 // writer running on its own goroutine): what a decision pays to be logged.
+// "raw" is RecordJSON of the same request with the JSON it was decoded
+// from, as the server records a check.
 func BenchmarkRecord(b *testing.B) {
+	req := enginetest.Request("ns01.v002")
+	raw, err := json.Marshal(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encoded", func(b *testing.B) { benchRecord(b, req, nil) })
+	b.Run("raw", func(b *testing.B) { benchRecord(b, req, raw) })
+}
+
+func benchRecord(b *testing.B, req *api.CheckRequest, raw []byte) {
 	l, err := Open(Config{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	req := enginetest.Request("ns01.v002")
 	d := &api.Decision{Decision: api.Allow, Version: 1, Revision: 2,
 		Reasons: []api.Reason{{Policy: "p", Rule: "r", Effect: api.Allow}}}
 	b.ReportAllocs()
 	for b.Loop() {
-		l.Record(req, d)
+		l.RecordJSON(req, raw, d)
 	}
 	b.StopTimer()
 	l.Flush()
