@@ -90,11 +90,11 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 			results[i] = s.invalidCheck(itemErrs[i])
 			continue
 		}
-		var r []byte
+		var js []byte
 		if raw != nil {
-			r = raw[i]
+			js = raw[i]
 		}
-		results[i] = s.pdp.DecideJSONNoAudit(&req.Checks[i], r)
+		results[i] = s.pdp.DecideJSONNoAudit(&req.Checks[i], js)
 	}
 	s.pdp.AuditBatch(req.Checks, results, itemErrs)
 	buf.b = append(api.AppendBatchCheckResponse(buf.b[:0], results), '\n')
