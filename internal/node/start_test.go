@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/aibos/kernel/internal/loopback"
 	"github.com/aibos/kernel/internal/node"
 	"github.com/aibos/kernel/internal/node/nodetest"
 )
@@ -60,4 +62,65 @@ func TestFailedStartUndoes(t *testing.T) {
 			nodetest.Start(t, cfg)
 		})
 	}
+}
+
+// TestNewClusterFollowingAForeignLeader: a new cluster's node whose Raft
+// address another cluster's leader replicates to (as it would to a
+// member that had that address before) takes that leader for its own,
+// since plain-TCP Raft has no cluster identity. Its first start says so,
+// naming the leader and the fixes, instead of a bare "not the leader".
+func TestNewClusterFollowingAForeignLeader(t *testing.T) {
+	a := nodetest.Start(t, nodetest.Config(t, "a1"))
+	cfg := nodetest.Config(t, "b1")
+	cfg.RaftAddr = freeRaftAddr(t)
+	// Slow to elect itself, so that the other cluster reaches it first.
+	cfg.Timings.HeartbeatTimeout, cfg.Timings.ElectionTimeout = 20*time.Second, 20*time.Second
+	cfg.JoinTimeout = nodetest.WaitLong
+	errc := make(chan error, 1)
+	go func() {
+		b, err := node.Start(context.Background(), cfg)
+		if err == nil {
+			b.Close()
+		}
+		errc <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), nodetest.WaitLong)
+	defer cancel()
+	for {
+		c, err := net.Dial("tcp", cfg.RaftAddr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("b1's raft address never answered: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// a1's cluster takes b1's address for a member's (a non-voter).
+	if err := a.Store.Join(ctx, "b1", cfg.RaftAddr, "", false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), `follows leader "a1"`) || !strings.Contains(err.Error(), "mutual TLS") {
+			t.Fatalf("start of b1: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("b1's start did not return")
+	}
+}
+
+// freeRaftAddr is a loopback address as nodetest gives Raft, with a port
+// that was free a moment ago (a node reports its advertised address, so
+// the test needs it before the node starts).
+func freeRaftAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", loopback.RaftAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
