@@ -17,7 +17,14 @@ import (
 // freeAddr is a loopback address with a port that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return freeAddrAt(t, "127.0.0.1:0")
+}
+
+// freeAddrAt is addr (a listen address with port 0) with a port that was
+// free a moment ago.
+func freeAddrAt(t *testing.T, addr string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +79,8 @@ func TestFailedStartUndoes(t *testing.T) {
 func TestNewClusterFollowingAForeignLeader(t *testing.T) {
 	a := nodetest.Start(t, nodetest.Config(t, "a1"))
 	cfg := nodetest.Config(t, "b1")
-	cfg.RaftAddr = freeRaftAddr(t)
+	// A node reports its advertised address, so the test needs it first.
+	cfg.RaftAddr = freeAddrAt(t, loopback.RaftAddr())
 	// Slow to elect itself, so that the other cluster reaches it first.
 	cfg.Timings.HeartbeatTimeout, cfg.Timings.ElectionTimeout = 20*time.Second, 20*time.Second
 	cfg.JoinTimeout = nodetest.WaitLong
@@ -110,17 +118,4 @@ func TestNewClusterFollowingAForeignLeader(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("b1's start did not return")
 	}
-}
-
-// freeRaftAddr is a loopback address as nodetest gives Raft, with a port
-// that was free a moment ago (a node reports its advertised address, so
-// the test needs it before the node starts).
-func freeRaftAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", loopback.RaftAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
